@@ -1,0 +1,47 @@
+# pkgcell: build, test, demo, bench.
+#
+#   make demo    install deps, make the test base, build a package in a sandbox
+#   make test    unit + integration tests, as an unprivileged user
+#   make bench   benchmarks against bwrap, unshare, cp -a, repo-add, makepkg
+
+CARGO ?= cargo
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RUNNER_VAR := CARGO_TARGET_$(shell echo '$(HOST_TRIPLE)' | tr 'a-z.-' 'A-Z__')_RUNNER
+# Every test binary runs as an unprivileged user with a subuid range (created
+# when make runs as root), so a test that needs root cannot pass.
+AS_USER := $(CURDIR)/scripts/as-test-user
+
+.PHONY: all build release deps test-base test demo bench clean lint
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+deps:
+	scripts/install-deps
+
+test-base:
+	$(AS_USER) scripts/ensure-test-base
+
+test: deps
+	$(CARGO) build --tests --bins
+	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \
+	PKGCELL_TEST_BASE=$$base $(RUNNER_VAR)=$(AS_USER) $(CARGO) test --workspace -- $(TEST_ARGS)
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+demo: deps release
+	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \
+	$(AS_USER) env PKGCELL_TEST_BASE=$$base $(CURDIR)/scripts/demo $(CURDIR)/target/release/pkgcell
+
+bench: deps release
+	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \
+	$(AS_USER) env PKGCELL_TEST_BASE=$$base $(CURDIR)/scripts/bench $(CURDIR)/target/release/pkgcell
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,1 @@
+//! Shared typed ids (`TreeId`, `DepHash`, `PkgId`, `Blake3`). Imports no stage.

@@ -1,0 +1,9 @@
+//! pkgcell: build Arch Linux packages in rootless sandboxes and publish them
+//! as a pacman repository.
+//!
+//! One module per pipeline stage (see ARCHITECTURE.md). The sandbox itself lives
+//! in the `pkgcell-sandbox` crate; this crate only describes sandboxes and
+//! hands them over.
+
+pub mod ids;
+pub mod publish;

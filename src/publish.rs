@@ -1,0 +1,1 @@
+//! Publish: write a pacman repository (db + files, signatures, atomic swap).

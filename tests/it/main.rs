@@ -1,0 +1,3 @@
+//! Integration tests: run the real `pkgcell` binary, as an unprivileged user.
+
+mod util;
