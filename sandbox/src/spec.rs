@@ -1,0 +1,450 @@
+//! The sandbox spec: everything that describes one sandbox, as plain data.
+//!
+//! A spec is built (by the builder in `command.rs`, or deserialized from JSON),
+//! then checked once by [`Spec::validate`] in the supervisor, before any
+//! process is started, so the helper never meets a malformed spec halfway
+//! through its setup.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON form of [`Spec`] and [`crate::Outcome`].
+pub const SPEC_VERSION: u32 = 1;
+
+/// A complete description of one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The root file system.
+    pub root: Root,
+    /// Mounts on top of the root, applied in order.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Network access.
+    #[serde(default)]
+    pub network: Network,
+    /// User id inside the sandbox (0 = the calling user).
+    #[serde(default)]
+    pub uid: u32,
+    /// Group id inside the sandbox.
+    #[serde(default)]
+    pub gid: u32,
+    /// The whole environment of the payload (nothing is inherited).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the root.
+    #[serde(default = "default_cwd")]
+    pub cwd: PathBuf,
+    /// The command and its arguments. `argv[0]` is looked up in the
+    /// payload's `PATH` when it has no `/`.
+    pub argv: Vec<String>,
+    /// Wall-clock limit; the whole process tree is killed when it is reached.
+    #[serde(default, with = "opt_secs")]
+    pub timeout: Option<Duration>,
+    /// Resource limits for the payload.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    /// Host name inside.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// How ids are mapped into the user namespace.
+    #[serde(default)]
+    pub id_map: IdMapMode,
+}
+
+fn default_cwd() -> PathBuf {
+    PathBuf::from("/")
+}
+
+fn default_hostname() -> String {
+    "pkgcell".to_owned()
+}
+
+/// The root file system of a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Root {
+    /// A directory used as it is (writable where the caller may write).
+    Dir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// An overlayfs: read-only lower layers, writes go to `upper`.
+    Overlay {
+        /// Lower layers, top first. Never written to.
+        lowers: Vec<PathBuf>,
+        /// Where writes go.
+        upper: Upper,
+    },
+}
+
+/// Where the writes to an overlay root go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Upper {
+    /// A tmpfs of at most `size` bytes that vanishes with the sandbox.
+    Tmpfs {
+        /// Size limit in bytes.
+        size: u64,
+    },
+    /// Directories on disk (same file system), kept after the sandbox ends.
+    /// `work` must be empty or absent; both are created when missing.
+    Dir {
+        /// The overlay upper directory.
+        upper: PathBuf,
+        /// The overlay work directory.
+        work: PathBuf,
+    },
+}
+
+/// One mount on top of the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mount {
+    /// Bind a host path (file or directory) into the sandbox.
+    Bind {
+        /// Host path.
+        src: PathBuf,
+        /// Path inside the sandbox.
+        dst: PathBuf,
+        /// Read-only or read-write.
+        #[serde(default)]
+        access: Access,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Path inside the sandbox.
+        dst: PathBuf,
+        /// Size limit in bytes (none: the kernel default, half of RAM).
+        #[serde(default)]
+        size: Option<u64>,
+    },
+}
+
+/// Whether a bind mount may be written through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Read-only, nosuid, nodev.
+    #[default]
+    ReadOnly,
+    /// Read-write, nosuid, nodev.
+    ReadWrite,
+}
+
+/// Network access of the sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// A private network namespace with only `lo` (up, 127.0.0.1).
+    #[default]
+    Loopback,
+    /// The host's network.
+    Host,
+}
+
+/// How ids are mapped into the user namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdMapMode {
+    /// The caller's subordinate range when there is one (and newuidmap),
+    /// else a single-id map with a warning.
+    #[default]
+    Auto,
+    /// Only the caller's own id, mapped to 0.
+    Single,
+}
+
+/// A resource limit (setrlimit(2)); soft and hard are set to the same value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rlimit {
+    /// Which resource.
+    pub resource: RlimitResource,
+    /// The limit.
+    pub limit: u64,
+}
+
+/// The resources [`Rlimit`] can limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RlimitResource {
+    /// RLIMIT_AS: address space, bytes.
+    AddressSpace,
+    /// RLIMIT_CORE: core file size, bytes.
+    Core,
+    /// RLIMIT_CPU: CPU time, seconds.
+    Cpu,
+    /// RLIMIT_FSIZE: largest file, bytes.
+    FileSize,
+    /// RLIMIT_NOFILE: open files.
+    OpenFiles,
+    /// RLIMIT_NPROC: processes of the user.
+    Processes,
+    /// RLIMIT_STACK: stack size, bytes.
+    Stack,
+}
+
+/// A spec that cannot be run, found before anything was started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// A path that must be absolute is not.
+    #[error("{what} must be an absolute path, got {path:?}")]
+    NotAbsolute {
+        /// Which field.
+        what: &'static str,
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A path given to the overlay contains a character overlayfs options cannot carry.
+    #[error("{what} {path:?} contains ',' or ':' or a newline, which overlayfs cannot take; rename it")]
+    OverlayPath {
+        /// Which field.
+        what: &'static str,
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A host path does not exist.
+    #[error("{what} {path:?} does not exist")]
+    Missing {
+        /// Which field.
+        what: &'static str,
+        /// The path given.
+        path: PathBuf,
+    },
+    /// No command.
+    #[error("no command given: argv is empty")]
+    EmptyArgv,
+    /// An overlay without lower layers.
+    #[error("an overlay root needs at least one lower directory")]
+    NoLowers,
+    /// A bad host name.
+    #[error("host name {0:?} is not valid (1-64 characters, letters, digits, '-' and '.')")]
+    Hostname(String),
+    /// A bad environment entry.
+    #[error("environment variable {0:?} is not valid (empty, or contains '=' or NUL)")]
+    Env(String),
+    /// A string with a NUL byte.
+    #[error("{what} contains a NUL byte")]
+    Nul {
+        /// Which field.
+        what: &'static str,
+    },
+    /// The uid or gid inside is larger than any map can cover.
+    #[error("{what} {id} is larger than 65535, the largest id the sandbox maps")]
+    IdTooLarge {
+        /// uid or gid.
+        what: &'static str,
+        /// The id.
+        id: u32,
+    },
+    /// A mount destination that would replace the root.
+    #[error("mount destination {0:?} must be below /, not / itself")]
+    MountOnRoot(PathBuf),
+}
+
+impl Spec {
+    /// A spec that runs `argv` in the directory `root`, with every other
+    /// setting at its default.
+    pub fn new(root: Root, argv: Vec<String>) -> Self {
+        Spec {
+            root,
+            mounts: Vec::new(),
+            network: Network::default(),
+            uid: 0,
+            gid: 0,
+            env: BTreeMap::new(),
+            cwd: default_cwd(),
+            argv,
+            timeout: None,
+            rlimits: Vec::new(),
+            hostname: default_hostname(),
+            id_map: IdMapMode::default(),
+        }
+    }
+
+    /// Check everything that can be checked before starting: absolute paths,
+    /// existing sources, names. Called by the supervisor before the spawn.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match &self.root {
+            Root::Dir { path } => {
+                absolute("root directory", path)?;
+                exists("root directory", path)?;
+            }
+            Root::Overlay { lowers, upper } => {
+                if lowers.is_empty() {
+                    return Err(SpecError::NoLowers);
+                }
+                for l in lowers {
+                    overlay_path("lower directory", l)?;
+                    exists("lower directory", l)?;
+                }
+                match upper {
+                    Upper::Tmpfs { .. } => {}
+                    Upper::Dir { upper, work } => {
+                        overlay_path("upper directory", upper)?;
+                        overlay_path("work directory", work)?;
+                    }
+                }
+            }
+        }
+        for m in &self.mounts {
+            match m {
+                Mount::Bind { src, dst, .. } => {
+                    absolute("bind source", src)?;
+                    exists("bind source", src)?;
+                    mount_dst(dst)?;
+                }
+                Mount::Tmpfs { dst, .. } => mount_dst(dst)?,
+            }
+        }
+        absolute("working directory", &self.cwd)?;
+        if self.argv.is_empty() {
+            return Err(SpecError::EmptyArgv);
+        }
+        if self.argv.iter().any(|a| a.contains('\0')) {
+            return Err(SpecError::Nul { what: "argv" });
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(SpecError::Env(k.clone()));
+            }
+            if v.contains('\0') {
+                return Err(SpecError::Nul { what: "an environment value" });
+            }
+        }
+        let h = &self.hostname;
+        if h.is_empty()
+            || h.len() > 64
+            || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(SpecError::Hostname(h.clone()));
+        }
+        for (what, id) in [("uid", self.uid), ("gid", self.gid)] {
+            if id > 65535 {
+                return Err(SpecError::IdTooLarge { what, id });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn absolute(what: &'static str, path: &Path) -> Result<(), SpecError> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(SpecError::NotAbsolute { what, path: path.to_owned() })
+    }
+}
+
+fn exists(what: &'static str, path: &Path) -> Result<(), SpecError> {
+    // symlink_metadata: a dangling link is "missing" too, but a link to a
+    // directory is fine (the mount follows it).
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(SpecError::Missing { what, path: path.to_owned() })
+    }
+}
+
+fn overlay_path(what: &'static str, path: &Path) -> Result<(), SpecError> {
+    absolute(what, path)?;
+    let s = path.as_os_str().as_encoded_bytes();
+    if s.iter().any(|b| matches!(b, b',' | b':' | b'\n' | b'\\')) {
+        return Err(SpecError::OverlayPath { what, path: path.to_owned() });
+    }
+    Ok(())
+}
+
+fn mount_dst(dst: &Path) -> Result<(), SpecError> {
+    absolute("mount destination", dst)?;
+    if dst.parent().is_none() {
+        return Err(SpecError::MountOnRoot(dst.to_owned()));
+    }
+    Ok(())
+}
+
+/// Durations travel as (fractional) seconds in JSON.
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let v: Option<f64> = Option::deserialize(d)?;
+        match v {
+            None => Ok(None),
+            Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
+            Some(secs) => Err(serde::de::Error::custom(format!(
+                "timeout must be a positive number of seconds, got {secs}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_spec() -> Spec {
+        Spec::new(Root::Dir { path: "/".into() }, vec!["true".into()])
+    }
+
+    #[test]
+    fn a_minimal_spec_is_valid() {
+        assert_eq!(dir_spec().validate(), Ok(()));
+    }
+
+    #[test]
+    fn relative_paths_are_refused_before_start() {
+        let mut s = dir_spec();
+        s.cwd = "rel".into();
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::NotAbsolute { what: "working directory", path: "rel".into() })
+        );
+    }
+
+    #[test]
+    fn overlay_paths_with_commas_are_refused() {
+        let s = Spec::new(
+            Root::Overlay { lowers: vec!["/a,b".into()], upper: Upper::Tmpfs { size: 1 } },
+            vec!["true".into()],
+        );
+        assert!(matches!(s.validate(), Err(SpecError::OverlayPath { .. })));
+    }
+
+    #[test]
+    fn empty_argv_and_bad_hostname_are_refused() {
+        let mut s = dir_spec();
+        s.argv.clear();
+        assert_eq!(s.validate(), Err(SpecError::EmptyArgv));
+        let mut s = dir_spec();
+        s.hostname = "a b".into();
+        assert_eq!(s.validate(), Err(SpecError::Hostname("a b".into())));
+    }
+
+    #[test]
+    fn json_round_trips_and_rejects_unknown_keys() {
+        let mut s = dir_spec();
+        s.timeout = Some(Duration::from_millis(1500));
+        s.mounts.push(Mount::Bind { src: "/etc".into(), dst: "/x".into(), access: Access::ReadWrite });
+        let j = serde_json::to_string(&s).unwrap();
+        let back: Spec = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, s);
+        let bad = r#"{"root":{"dir":{"path":"/"}},"argv":["true"],"nope":1}"#;
+        let err = serde_json::from_str::<Spec>(bad).unwrap_err().to_string();
+        assert!(err.contains("unknown field `nope`"), "{err}");
+    }
+}
