@@ -2,3 +2,4 @@
 
 mod util;
 mod sandbox;
+mod makepkg;

@@ -115,3 +115,13 @@ pub fn ok(o: Output) -> String {
     assert!(o.status.success(), "expected success\n{}", text(&o));
     stdout(&o)
 }
+
+/// Copy a fixture directory (tests/fixtures/NAME) into `dst`.
+pub fn copy_fixture(name: &str, dst: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
