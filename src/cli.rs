@@ -37,20 +37,23 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PKGCELL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // An EnvFilter compiles its directives, which costs more than a whole
+    // sandbox start; only pay for it when asked.
+    match std::env::var("PKGCELL_LOG") {
+        Ok(directives) => builder.with_env_filter(tracing_subscriber::EnvFilter::new(directives)).init(),
+        Err(_) => builder.with_max_level(level).init(),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -142,24 +142,34 @@ impl IdMapPlan {
     }
 
     /// Write the maps for the process `pid` (which has just unshared its user
-    /// namespace). A failing newuidmap (for example when we are ourselves in
-    /// a user namespace that does not hold the range) falls back to the
-    /// single-id map, with a warning.
+    /// namespace).
     pub(crate) fn apply(&self, pid: i32) -> Result<IdMapUsed, IdMapError> {
         match self {
             IdMapPlan::Subordinate { uid, gid, uids, gids, newuidmap, newgidmap } => {
                 let n = self.max_inside_id();
-                let u = run_map_tool(newuidmap, pid, *uid, uids.start, n);
-                let g = u.as_ref().ok().map(|_| run_map_tool(newgidmap, pid, *gid, gids.start, n));
-                match (u, g) {
-                    (Ok(()), Some(Ok(()))) => Ok(IdMapUsed::Subordinate { count: n }),
-                    (Err(why), _) | (_, Some(Err(why))) => {
-                        warn!("{why}; falling back to a single-id map (only uid 0 inside)");
-                        write_single(pid, *uid, *gid)?;
-                        Ok(IdMapUsed::Single)
-                    }
-                    (Ok(()), None) => unreachable!("gid map runs whenever the uid map succeeded"),
+                // Both setuid helpers at once: each is a few milliseconds of
+                // exec, a good part of a sandbox's start.
+                let u = spawn_map_tool(newuidmap, pid, *uid, uids.start, n);
+                let g = spawn_map_tool(newgidmap, pid, *gid, gids.start, n);
+                let (u, g) = (finish_map_tool(u), finish_map_tool(g));
+                if u.is_ok() && g.is_ok() {
+                    return Ok(IdMapUsed::Subordinate { count: n });
                 }
+                // For example when we are ourselves in a user namespace that
+                // does not hold the range: write what is missing as a
+                // single-id map, which needs no privilege.
+                for why in [&u, &g].into_iter().filter_map(|r| r.as_ref().err()) {
+                    warn!("{why}; falling back to a single-id map (only uid 0 inside)");
+                }
+                let proc = PathBuf::from(format!("/proc/{pid}"));
+                if g.is_err() {
+                    sys::write_proc_file(&proc.join("setgroups"), "deny").map_err(IdMapError::Write)?;
+                    sys::write_proc_file(&proc.join("gid_map"), &format!("0 {gid} 1\n")).map_err(IdMapError::Write)?;
+                }
+                if u.is_err() {
+                    sys::write_proc_file(&proc.join("uid_map"), &format!("0 {uid} 1\n")).map_err(IdMapError::Write)?;
+                }
+                Ok(IdMapUsed::Single)
             }
             IdMapPlan::Single { uid, gid, .. } => {
                 write_single(pid, *uid, *gid)?;
@@ -169,18 +179,29 @@ impl IdMapPlan {
     }
 }
 
-fn run_map_tool(tool: &Path, pid: i32, own: u32, start: u32, count: u32) -> Result<(), String> {
+type MapTool = (String, std::io::Result<std::process::Child>);
+
+fn spawn_map_tool(tool: &Path, pid: i32, own: u32, start: u32, count: u32) -> MapTool {
     let args = [pid.to_string(), "0".into(), own.to_string(), "1".into(), "1".into(), start.to_string(), count.to_string()];
-    match Command::new(tool).args(&args).output() {
+    let what = format!("{} {}", tool.display(), args.join(" "));
+    let child = Command::new(tool)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    (what, child)
+}
+
+fn finish_map_tool((what, child): MapTool) -> Result<(), String> {
+    match child.and_then(|c| c.wait_with_output()) {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(format!(
-            "{} {} failed ({}): {}",
-            tool.display(),
-            args.join(" "),
+            "{what} failed ({}): {}",
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
         )),
-        Err(e) => Err(format!("cannot run {}: {e}", tool.display())),
+        Err(e) => Err(format!("cannot run {what}: {e}")),
     }
 }
 
