@@ -1,6 +1,8 @@
 //! Command line: clap structs hold raw values; each subcommand converts them
 //! into typed library calls. anyhow, exit codes and JSON printing live here only.
 
+mod run;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one command in a sandbox.
+    Run(run::RunArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -50,5 +54,6 @@ fn init_tracing(verbose: u8) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args),
     }
 }

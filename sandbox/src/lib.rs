@@ -1,6 +1,42 @@
 //! pkgcell-sandbox: run a command in rootless Linux namespaces.
 //!
-//! Knows nothing of packages.
+//! A [`Spec`] describes the sandbox (root directory or overlay, mounts,
+//! network, ids inside, environment, command, limits); [`Sandbox`] runs it and
+//! returns an [`Outcome`]. No root, no setuid helper beyond the distribution's
+//! newuidmap/newgidmap. The crate knows nothing of packages.
+//!
+//! Processes: the *supervisor* (the caller, any thread) spawns the *helper*
+//! (this same binary re-executed, single-threaded), which creates the
+//! namespaces and forks the sandbox's *pid 1*, which builds the root and runs
+//! the *payload*. Any binary that runs sandboxes must call
+//! [`helper_main_if_requested`] first thing in `main`.
+//!
+//! ```no_run
+//! use pkgcell_sandbox::{Root, Spec};
+//!
+//! pkgcell_sandbox::helper_main_if_requested();
+//! let spec = Spec::new(Root::Dir { path: "/srv/root".into() }, vec!["true".into()]);
+//! let outcome = pkgcell_sandbox::run(&spec).unwrap();
+//! assert!(outcome.status.success());
+//! ```
 
-/// If this process was started as the sandbox helper, run it and never return.
-pub fn helper_main_if_requested() {}
+mod error;
+mod helper;
+mod idmap;
+mod init;
+mod message;
+mod mounts;
+mod outcome;
+mod spec;
+mod supervisor;
+mod sys;
+
+pub use error::{Error, SetupError, Step};
+pub use helper::helper_main_if_requested;
+pub use idmap::{IdMapError, MAX_INSIDE_ID, SubIdFiles, SubIdRange, read_range};
+pub use outcome::{IdMapUsed, Outcome, Status};
+pub use spec::{
+    Access, IdMapMode, Mount, Network, Root, Rlimit, RlimitResource, SPEC_VERSION, Spec, SpecError, Upper,
+};
+pub use sys::SysError;
+pub use supervisor::{Child, Sandbox, remove_tree, remove_tree_with, run};

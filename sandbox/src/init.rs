@@ -1,0 +1,294 @@
+//! The sandbox's pid 1: builds the root, then starts the payload, reaps every
+//! process and reports how the payload ended.
+//!
+//! Runs in the helper's forked child, which is single-threaded, inside the
+//! new user, mount, pid, ipc, uts (and net) namespaces. The setup order
+//! follows bubblewrap's `main` and `setup_newroot`
+//! (<https://github.com/containers/bubblewrap/blob/main/bubblewrap.c>).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{SetupError, Step};
+use crate::message::{FromHelper, Sender};
+use crate::mounts::{self, MountOp, NEW_ROOT, OLD_ROOT, UPPER_FS};
+use crate::outcome::{IdMapUsed, Status};
+use crate::spec::{Access, Network, Spec};
+use crate::sys::{self, ChildExit, Forked, MountAttrs, MountFlags};
+
+/// PATH used to find the command when the spec's environment has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn step<T>(s: Step, r: sys::SysResult<T>) -> Result<T, SetupError> {
+    r.map_err(|e| SetupError::new(s, e))
+}
+
+/// pid 1 of the sandbox. Never returns.
+pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelper>) -> ! {
+    sys::set_process_name("pkgcell-init");
+    if let Err(e) = setup_root(spec) {
+        let _ = tx.send(&FromHelper::Failed(e));
+        sys::exit(1);
+    }
+    // SAFETY: pid 1 is single-threaded: it is a fork of the single-threaded helper.
+    #[allow(unsafe_code)]
+    let payload = match unsafe { sys::fork() } {
+        Ok(Forked::Child) => payload_main(spec, id_map, tx),
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => {
+            let _ = tx.send(&FromHelper::Failed(SetupError::new(Step::Fork, e)));
+            sys::exit(1);
+        }
+    };
+    let status = reap_until(payload);
+    // The payload is done: whatever it left running goes with it, as it would
+    // when pid 1 exits, but we want every process reaped before we measure.
+    sys::kill_all();
+    while let Ok(Some(_)) = sys::wait_any(-1) {}
+    let usage = sys::children_usage();
+    let _ = tx.send(&FromHelper::Finished {
+        status,
+        user: usage.user,
+        sys: usage.sys,
+        peak_memory_kib: usage.max_rss_kib,
+    });
+    sys::exit(0)
+}
+
+/// Reap every child (orphans re-parent to us) until `payload` has ended.
+fn reap_until(payload: i32) -> Status {
+    loop {
+        match sys::wait_any(-1) {
+            Ok(Some((pid, exit))) if pid == payload => {
+                return match exit {
+                    ChildExit::Exited(code) => Status::Exited { code },
+                    ChildExit::Signaled(signal) => Status::Signaled { signal },
+                };
+            }
+            Ok(Some(_)) => continue,
+            // Cannot happen while the payload lives; report it as killed.
+            Ok(None) | Err(_) => return Status::Signaled { signal: libc::SIGKILL },
+        }
+    }
+}
+
+/// Build the new root and pivot into it.
+fn setup_root(spec: &Spec) -> Result<(), SetupError> {
+    // Make every mount private before mounting anything; otherwise our mounts
+    // would propagate back into the caller's namespace.
+    step(Step::MakeRootPrivate, sys::make_rprivate(Path::new("/")))?;
+
+    // A staging tmpfs to become the root while we build: the host's root then
+    // sits at /oldroot, so that spec paths anywhere on the host (even under
+    // /tmp, which the staging tmpfs covers) stay reachable through it.
+    let staging = Path::new("/tmp");
+    step(Step::MountStaging, sys::mount_fs("tmpfs", "pkgcell-staging", staging, MountFlags::NoSuidDev, "mode=0755"))?;
+    for d in ["newroot", "oldroot"] {
+        step(Step::MountStaging, sys::mkdir_all(&staging.join(d), 0o755))?;
+    }
+    step(Step::PivotRoot, sys::chdir(staging))?;
+    step(Step::PivotRoot, sys::pivot_root(Path::new("."), Path::new("oldroot")))?;
+    step(Step::PivotRoot, sys::chdir(Path::new("/")))?;
+
+    for op in mounts::plan(spec) {
+        apply(&op)?;
+    }
+
+    // A fixed host name keeps builds reproducible and hides the host's.
+    step(Step::Hostname, sys::sethostname(&spec.hostname))?;
+    // A new network namespace starts with `lo` down: bring it up so that
+    // builds can still talk to 127.0.0.1.
+    match spec.network {
+        Network::Loopback => step(Step::LoopbackUp, sys::loopback_up())?,
+        Network::Host => {}
+    }
+
+    // Enter the new root. pivot_root(".", ".") stacks the staging root on top
+    // of the new one; detaching it removes it and the host's root below it
+    // (the technique of runc's pivotRoot and `man 2 pivot_root`).
+    step(Step::PivotRoot, sys::chdir(Path::new(NEW_ROOT)))?;
+    step(Step::PivotRoot, sys::pivot_root(Path::new("."), Path::new(".")))?;
+    step(Step::DetachOldRoot, sys::umount_detach(Path::new(".")))?;
+    step(Step::DetachOldRoot, sys::chdir(Path::new("/")))?;
+    Ok(())
+}
+
+/// Make the mount point `dst` (inside the new root) for a mount of `src`,
+/// refusing one that a symlink would put outside the new root.
+fn mount_point(src_is_dir: bool, dst: &Path) -> Result<PathBuf, SetupError> {
+    let path = mounts::inside(dst);
+    if src_is_dir {
+        step(Step::CreateMountPoint, sys::mkdir_all(&path, 0o755))?;
+    } else {
+        if let Some(parent) = path.parent() {
+            step(Step::CreateMountPoint, sys::mkdir_all(parent, 0o755))?;
+        }
+        if !path.exists() {
+            step(Step::CreateMountPoint, sys::create_file(&path, 0o644))?;
+        }
+    }
+    let real = step(Step::CreateMountPoint, sys::realpath(&path))?;
+    if !real.starts_with(NEW_ROOT) {
+        return Err(SetupError {
+            step: Step::CreateMountPoint,
+            call: format!("{} resolves to {} outside the sandbox root", dst.display(), real.display()),
+            errno: libc::EXDEV,
+        });
+    }
+    Ok(real)
+}
+
+fn apply(op: &MountOp) -> Result<(), SetupError> {
+    let new_root = Path::new(NEW_ROOT);
+    match op {
+        MountOp::BindRoot { src } => {
+            step(Step::BindRoot, sys::mkdir_all(new_root, 0o755))?;
+            step(Step::BindRoot, sys::bind(src, new_root))?;
+        }
+        MountOp::UpperTmpfs { size } => {
+            let fs = Path::new(UPPER_FS);
+            step(Step::MountUpperTmpfs, sys::mkdir_all(fs, 0o755))?;
+            step(
+                Step::MountUpperTmpfs,
+                sys::mount_fs("tmpfs", "pkgcell-upper", fs, MountFlags::Plain, &format!("size={size},mode=0755")),
+            )?;
+            for d in ["upper", "work"] {
+                step(Step::MountUpperTmpfs, sys::mkdir_all(&fs.join(d), 0o755))?;
+            }
+        }
+        MountOp::Overlay { lowers, upper, work } => {
+            step(Step::MountOverlay, sys::mkdir_all(new_root, 0o755))?;
+            let opts = mounts::overlay_options(lowers, upper, work);
+            step(Step::MountOverlay, sys::mount_fs("overlay", "pkgcell", new_root, MountFlags::Plain, &opts))?;
+        }
+        MountOp::Proc => {
+            let p = new_root.join("proc");
+            step(Step::MountProc, sys::mkdir_all(&p, 0o755))?;
+            step(Step::MountProc, sys::mount_fs("proc", "proc", &p, MountFlags::NoSuidDevExec, ""))?;
+        }
+        MountOp::ProtectProc(name) => {
+            let p = new_root.join("proc").join(name);
+            if p.exists() {
+                step(Step::ProtectProc, sys::bind(&p, &p))?;
+                step(Step::ProtectProc, sys::set_mount_attrs(&p, MountAttrs::ReadOnlyKeepDev))?;
+            }
+        }
+        MountOp::DevTmpfs => {
+            let d = new_root.join("dev");
+            step(Step::MountDev, sys::mkdir_all(&d, 0o755))?;
+            step(Step::MountDev, sys::mount_fs("tmpfs", "pkgcell-dev", &d, MountFlags::NoSuidDev, "mode=0755"))?;
+        }
+        MountOp::Device(name) => {
+            let dst = new_root.join("dev").join(name);
+            step(Step::BindDevice, sys::create_file(&dst, 0o666))?;
+            step(Step::BindDevice, sys::bind(&Path::new(OLD_ROOT).join("dev").join(name), &dst))?;
+        }
+        MountOp::Devpts => {
+            let pts = new_root.join("dev/pts");
+            step(Step::MountDevpts, sys::mkdir_all(&pts, 0o755))?;
+            // newinstance: our own pty namespace, never the host's terminals.
+            step(
+                Step::MountDevpts,
+                sys::mount_fs("devpts", "devpts", &pts, MountFlags::NoSuid, "newinstance,ptmxmode=0666,mode=620"),
+            )?;
+            step(Step::MountDevpts, sys::symlink("pts/ptmx", &new_root.join("dev/ptmx")))?;
+        }
+        MountOp::DevSymlinks => {
+            for (name, target) in [
+                ("fd", "/proc/self/fd"),
+                ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"),
+                ("core", "/proc/kcore"),
+            ] {
+                step(Step::MountDev, sys::symlink(target, &new_root.join("dev").join(name)))?;
+            }
+        }
+        MountOp::StickyTmpfs { dst } => {
+            let p = mount_point(true, dst)?;
+            step(Step::MountTmp, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, "mode=1777"))?;
+        }
+        MountOp::Bind { src, dst, access } => {
+            let p = mount_point(sys::is_dir(src), dst)?;
+            step(Step::Bind, sys::bind(src, &p))?;
+            let attrs = match access {
+                Access::ReadOnly => MountAttrs::ReadOnly,
+                Access::ReadWrite => MountAttrs::NoSuidDev,
+            };
+            step(Step::SetBindFlags, sys::set_mount_attrs(&p, attrs))?;
+        }
+        MountOp::Tmpfs { dst, size } => {
+            let p = mount_point(true, dst)?;
+            let data = match size {
+                Some(s) => format!("size={s},mode=0755"),
+                None => "mode=0755".to_owned(),
+            };
+            step(Step::MountTmpfs, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, &data))?;
+        }
+    }
+    Ok(())
+}
+
+/// The payload's process: drop what it must not have, then exec. Never returns.
+fn payload_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelper>) -> ! {
+    let err = match payload_setup(spec, id_map) {
+        Ok(()) => payload_exec(spec),
+        Err(e) => e,
+    };
+    let _ = tx.send(&FromHelper::Failed(err));
+    sys::exit(127)
+}
+
+fn payload_setup(spec: &Spec, id_map: IdMapUsed) -> Result<(), SetupError> {
+    // Its own session: no controlling terminal, no signals from the caller's
+    // terminal, and kill(-sid) reaches its whole tree.
+    step(Step::Setsid, sys::setsid())?;
+    for r in &spec.rlimits {
+        step(Step::Rlimit, sys::setrlimit(r.resource, r.limit))?;
+    }
+    step(Step::Chdir, sys::chdir(&spec.cwd))?;
+    if spec.uid != 0 || spec.gid != 0 {
+        // While still root inside: empty the bounding set so that nothing the
+        // payload runs (a setuid binary included) can gain a capability back.
+        step(Step::DropCapabilities, sys::drop_bounding_and_ambient_caps())?;
+        match id_map {
+            // setgroups is only allowed with a map written by newgidmap.
+            IdMapUsed::Subordinate { .. } => step(Step::SetIds, sys::setgroups(&[spec.gid]))?,
+            IdMapUsed::Single => {}
+        }
+        step(Step::SetIds, sys::setresgid(spec.gid))?;
+        // Changing from uid 0 to another uid clears the permitted and
+        // effective capabilities (capabilities(7)).
+        step(Step::SetIds, sys::setresuid(spec.uid))?;
+    }
+    // Last before exec: no setuid/setcap binary can raise privileges.
+    step(Step::NoNewPrivs, sys::set_no_new_privs())?;
+    // Only stdio reaches the payload; our pipe stays open until exec so that
+    // an exec failure can still be reported.
+    step(Step::CloseFds, sys::cloexec_from(3))?;
+    Ok(())
+}
+
+/// Find argv[0] on the payload's PATH (not ours) and exec it.
+fn payload_exec(spec: &Spec) -> SetupError {
+    let env: Vec<(String, String)> = spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let cmd = &spec.argv[0];
+    let path_var = spec.env.get("PATH").map(String::as_str).unwrap_or(DEFAULT_PATH);
+    if cmd.contains('/') {
+        return SetupError::new(Step::Exec, sys::execve(Path::new(cmd), &spec.argv, &env));
+    }
+    let mut last = None;
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(cmd);
+        if sys::is_executable(&candidate) {
+            last = Some(sys::execve(&candidate, &spec.argv, &env));
+        }
+    }
+    match last {
+        Some(e) => SetupError::new(Step::Exec, e),
+        None => SetupError {
+            step: Step::Exec,
+            call: format!("execvp {cmd} (PATH={path_var})"),
+            errno: libc::ENOENT,
+        },
+    }
+}

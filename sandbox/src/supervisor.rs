@@ -1,0 +1,324 @@
+//! The supervisor side: validate the spec, spawn the helper, write its id
+//! maps, and wait for the outcome. Safe to use from any thread of a
+//! multi-threaded program: it never forks itself, it only spawns the helper.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::helper::HELPER_ARG;
+use crate::idmap::{IdMapPlan, SubIdFiles};
+use crate::message::{FromHelper, Job, Receiver, Sender, ToHelper};
+use crate::outcome::{IdMapUsed, Outcome, Status};
+use crate::spec::{Root, SPEC_VERSION, Spec, Upper};
+use crate::sys;
+
+/// A sandbox ready to start, shaped like [`std::process::Command`].
+///
+/// ```no_run
+/// use pkgcell_sandbox::{Root, Sandbox, Spec, Upper};
+///
+/// // In main(), before anything else: the helper is this binary re-executed.
+/// pkgcell_sandbox::helper_main_if_requested();
+///
+/// let spec = Spec::new(
+///     Root::Overlay { lowers: vec!["/srv/base".into()], upper: Upper::Tmpfs { size: 1 << 30 } },
+///     vec!["makepkg".into(), "--version".into()],
+/// );
+/// let outcome = Sandbox::new(spec).run().unwrap();
+/// assert!(outcome.status.success());
+/// ```
+#[derive(Debug)]
+pub struct Sandbox {
+    spec: Spec,
+    stdin: Option<Stdio>,
+    stdout: Option<Stdio>,
+    stderr: Option<Stdio>,
+    helper: PathBuf,
+    subid: SubIdFiles,
+}
+
+impl Sandbox {
+    /// A sandbox for `spec`, with stdio inherited and this binary as the helper.
+    pub fn new(spec: Spec) -> Self {
+        Sandbox {
+            spec,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            // /proc/self/exe resolves to the running binary even when the
+            // file was replaced or deleted since it started.
+            helper: PathBuf::from("/proc/self/exe"),
+            subid: SubIdFiles::default(),
+        }
+    }
+
+    /// The payload's standard input.
+    pub fn stdin(mut self, s: Stdio) -> Self {
+        self.stdin = Some(s);
+        self
+    }
+
+    /// The payload's standard output.
+    pub fn stdout(mut self, s: Stdio) -> Self {
+        self.stdout = Some(s);
+        self
+    }
+
+    /// The payload's standard error.
+    pub fn stderr(mut self, s: Stdio) -> Self {
+        self.stderr = Some(s);
+        self
+    }
+
+    /// Use another executable as the helper; it must call
+    /// [`crate::helper_main_if_requested`] first thing in `main`.
+    pub fn helper_exe(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.helper = exe.into();
+        self
+    }
+
+    /// Read subordinate ids from other files than /etc/subuid and /etc/subgid.
+    pub fn subid_files(mut self, files: SubIdFiles) -> Self {
+        self.subid = files;
+        self
+    }
+
+    /// Start the sandbox.
+    ///
+    /// The helper gets a parent-death signal, which the kernel sends when the
+    /// *thread* that spawned it exits: keep that thread alive until [`Child::wait`].
+    pub fn spawn(self) -> Result<Child, Error> {
+        let Sandbox { spec, stdin, stdout, stderr, helper, subid } = self;
+        // Everything that can be checked is checked here, before any process
+        // exists, so the helper never fails halfway on bad input.
+        spec.validate()?;
+        let plan = IdMapPlan::for_caller(spec.id_map, &subid);
+        let max = plan.max_inside_id();
+        for (what, id) in [("uid", spec.uid), ("gid", spec.gid)] {
+            if id > max {
+                plan.warn_if_single();
+                return Err(Error::UnmappedId { what, id, max });
+            }
+        }
+        plan.warn_if_single();
+        if let Root::Overlay { upper: Upper::Dir { upper, work }, .. } = &spec.root {
+            for d in [upper, work] {
+                std::fs::create_dir_all(d).map_err(|source| Error::Prepare { path: d.clone(), source })?;
+            }
+        }
+        let stdio = [stdin, stdout, stderr];
+        let (helper, rx, id_map) = start_helper(&helper, Job::Run(Box::new(spec)), &plan, stdio)?;
+        Ok(Child { helper: Some(helper), rx, start: Instant::now(), id_map })
+    }
+
+    /// Start the sandbox and wait for it.
+    pub fn run(self) -> Result<Outcome, Error> {
+        self.spawn()?.wait()
+    }
+}
+
+/// Run `spec` with stdio inherited and wait for the outcome.
+pub fn run(spec: &Spec) -> Result<Outcome, Error> {
+    Sandbox::new(spec.clone()).run()
+}
+
+/// Remove a directory tree that may hold files owned by subordinate ids
+/// (left by a sandbox with an upper dir on disk), from inside a user
+/// namespace that maps them.
+pub fn remove_tree(path: &Path) -> Result<(), Error> {
+    remove_tree_with(path, Path::new("/proc/self/exe"), &SubIdFiles::default())
+}
+
+/// [`remove_tree`] with another helper executable and subid files.
+pub fn remove_tree_with(path: &Path, helper: &Path, subid: &SubIdFiles) -> Result<(), Error> {
+    if !path.is_absolute() {
+        return Err(crate::spec::SpecError::NotAbsolute { what: "tree to remove", path: path.to_owned() }.into());
+    }
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let plan = IdMapPlan::for_caller(crate::spec::IdMapMode::Auto, subid);
+    let (mut helper, mut rx, _) =
+        start_helper(helper, Job::RemoveTree(path.to_owned()), &plan, [None, None, Some(Stdio::null())])?;
+    let mut result = Err(Error::HelperDied { during: "removing a tree", status: String::new() });
+    while let Some(msg) = rx.recv().map_err(|source| Error::Helper { during: "removing a tree", source })? {
+        match msg {
+            FromHelper::Removed => result = Ok(()),
+            FromHelper::Failed(e) => result = Err(e.into()),
+            _ => {}
+        }
+    }
+    let status = helper.wait().map_err(|source| Error::Helper { during: "removing a tree", source })?;
+    if let Err(Error::HelperDied { status: s, .. }) = &mut result {
+        *s = status.to_string();
+    }
+    result
+}
+
+type StdioTriple = [Option<Stdio>; 3];
+
+/// Spawn the helper, hand it the job, write its id maps.
+fn start_helper(
+    exe: &Path,
+    job: Job,
+    plan: &IdMapPlan,
+    stdio: StdioTriple,
+) -> Result<(std::process::Child, Receiver<FromHelper>, IdMapUsed), Error> {
+    let pipe = |during| move |e: sys::SysError| Error::Helper { during, source: std::io::Error::from(e.errno) };
+    let (to_r, to_w) = sys::pipe_high(10).map_err(pipe("making pipes"))?;
+    let (from_r, from_w) = sys::pipe_high(10).map_err(pipe("making pipes"))?;
+
+    let mut cmd = std::process::Command::new(exe);
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.arg0("pkgcell-sandbox");
+    }
+    cmd.arg(HELPER_ARG).arg(sys::getpid().to_string());
+    // The helper needs nothing from our environment, and the payload gets
+    // only the spec's.
+    cmd.env_clear();
+    let [stdin, stdout, stderr] = stdio;
+    if let Some(s) = stdin {
+        cmd.stdin(s);
+    }
+    if let Some(s) = stdout {
+        cmd.stdout(s);
+    }
+    if let Some(s) = stderr {
+        cmd.stderr(s);
+    }
+    sys::pass_fds(&mut cmd, &[&to_r, &from_w]);
+    let mut helper = cmd.spawn().map_err(|source| Error::SpawnHelper { exe: exe.to_owned(), source })?;
+    // Close the helper's ends at once: EOF must mean "the helper and
+    // everything it started are gone".
+    drop(to_r);
+    drop(from_w);
+    let mut tx: Sender<ToHelper> = Sender::new(to_w);
+    let mut rx: Receiver<FromHelper> = Receiver::new(from_r);
+
+    let died = |helper: &mut std::process::Child, during| {
+        let _ = helper.kill();
+        let status = helper.wait().map(|s| s.to_string()).unwrap_or_default();
+        Error::HelperDied { during, status }
+    };
+    if tx.send(&ToHelper::Start(job)).is_err() {
+        return Err(died(&mut helper, "sending the job"));
+    }
+    match rx.recv() {
+        Ok(Some(FromHelper::UserNsReady)) => {}
+        Ok(Some(FromHelper::Failed(e))) => {
+            let _ = helper.wait();
+            return Err(e.into());
+        }
+        Ok(_) | Err(_) => return Err(died(&mut helper, "creating the user namespace")),
+    }
+    // The supervisor always answers, even on error, so the helper never hangs.
+    let id_map = match plan.apply(helper.id() as i32) {
+        Ok(used) => {
+            let _ = tx.send(&ToHelper::IdMapWritten(used));
+            used
+        }
+        Err(e) => {
+            let _ = tx.send(&ToHelper::IdMapFailed);
+            let _ = helper.wait();
+            return Err(e.into());
+        }
+    };
+    Ok((helper, rx, id_map))
+}
+
+/// A running sandbox. Dropping it without [`Child::wait`] kills it.
+#[derive(Debug)]
+pub struct Child {
+    helper: Option<std::process::Child>,
+    rx: Receiver<FromHelper>,
+    start: Instant,
+    id_map: IdMapUsed,
+}
+
+impl std::fmt::Debug for Receiver<FromHelper> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Receiver")
+    }
+}
+
+impl Child {
+    /// The helper's pid (outside): killing it kills the whole sandbox.
+    pub fn id(&self) -> u32 {
+        self.helper.as_ref().map_or(0, |h| h.id())
+    }
+
+    /// The id map the sandbox got.
+    pub fn id_map(&self) -> IdMapUsed {
+        self.id_map
+    }
+
+    /// Kill the sandbox and everything in it.
+    pub fn kill(&mut self) {
+        if let Some(h) = self.helper.as_mut() {
+            // The helper's death kills pid 1 (its death signal), and pid 1's
+            // death kills every process of the pid namespace.
+            let _ = h.kill();
+        }
+    }
+
+    /// Wait for the payload to end.
+    pub fn wait(mut self) -> Result<Outcome, Error> {
+        let during = "waiting for the payload";
+        let mut end: Option<FromHelper> = None;
+        let mut failure = None;
+        // EOF comes once the helper, pid 1 and the payload's exec are all gone.
+        loop {
+            match self.rx.recv() {
+                Ok(Some(FromHelper::Failed(e))) => {
+                    failure.get_or_insert(e);
+                }
+                Ok(Some(msg)) => {
+                    end.get_or_insert(msg);
+                }
+                Ok(None) => break,
+                Err(source) => {
+                    self.kill();
+                    return Err(Error::Helper { during, source });
+                }
+            }
+        }
+        let mut helper = self.helper.take().expect("helper present until waited");
+        let helper_status = helper.wait().map_err(|source| Error::Helper { during, source })?;
+        let wall = self.start.elapsed();
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let outcome = |status, user, sys, peak_memory_kib| Outcome {
+            version: SPEC_VERSION,
+            status,
+            wall,
+            user,
+            sys,
+            peak_memory_kib,
+            id_map: self.id_map,
+        };
+        let zero = std::time::Duration::ZERO;
+        match end {
+            Some(FromHelper::Finished { status, user, sys, peak_memory_kib }) => {
+                Ok(outcome(status, user, sys, peak_memory_kib))
+            }
+            Some(FromHelper::TimedOut) => Ok(outcome(Status::TimedOut, zero, zero, 0)),
+            Some(FromHelper::InitDied(status)) => Ok(outcome(status, zero, zero, 0)),
+            Some(FromHelper::UserNsReady | FromHelper::Removed | FromHelper::Failed(_)) | None => {
+                Err(Error::HelperDied { during, status: helper_status.to_string() })
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(mut h) = self.helper.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+    }
+}

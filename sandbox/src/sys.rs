@@ -1,0 +1,579 @@
+//! One thin function per system call, with typed arguments and an error that
+//! names the call and its argument. Nothing else in the crate touches nix,
+//! rustix, libc or caps directly; this is also the only module allowed to
+//! use `unsafe`.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Pid, Uid};
+
+/// A failed system call: which call, on what, and the errno.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{call} {arg}")]
+pub struct SysError {
+    /// The call, e.g. `mount`.
+    pub call: &'static str,
+    /// Its argument, e.g. the path.
+    pub arg: String,
+    /// The errno.
+    #[source]
+    pub errno: Errno,
+}
+
+pub(crate) type SysResult<T> = Result<T, SysError>;
+
+fn err(call: &'static str, arg: impl std::fmt::Display) -> impl FnOnce(Errno) -> SysError {
+    let arg = arg.to_string();
+    move |errno| SysError { call, arg, errno }
+}
+
+fn disp(p: &Path) -> std::path::Display<'_> {
+    p.display()
+}
+
+/// The namespaces a sandbox can unshare (our names, converted to clone flags here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Namespace {
+    User,
+    Mount,
+    Pid,
+    Ipc,
+    Uts,
+    Net,
+}
+
+fn clone_flags(namespaces: &[Namespace]) -> CloneFlags {
+    let mut f = CloneFlags::empty();
+    for ns in namespaces {
+        f |= match ns {
+            Namespace::User => CloneFlags::CLONE_NEWUSER,
+            Namespace::Mount => CloneFlags::CLONE_NEWNS,
+            Namespace::Pid => CloneFlags::CLONE_NEWPID,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+            Namespace::Net => CloneFlags::CLONE_NEWNET,
+        };
+    }
+    f
+}
+
+pub(crate) fn unshare(namespaces: &[Namespace]) -> SysResult<()> {
+    nix::sched::unshare(clone_flags(namespaces)).map_err(err("unshare", format!("{namespaces:?}")))
+}
+
+// ---------------------------------------------------------------- mounts
+
+/// Mount propagation of `/` and everything below it becomes private.
+pub(crate) fn make_rprivate(path: &Path) -> SysResult<()> {
+    nix::mount::mount(None::<&str>, path, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(err("mount --make-rprivate", disp(path)))
+}
+
+/// Extra flags for a fresh file-system mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MountFlags {
+    /// nosuid, nodev.
+    NoSuidDev,
+    /// nosuid, nodev, noexec.
+    NoSuidDevExec,
+    /// nosuid only (device nodes allowed).
+    NoSuid,
+    /// No extra flags.
+    Plain,
+}
+
+fn ms(flags: MountFlags) -> MsFlags {
+    match flags {
+        MountFlags::NoSuidDev => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MountFlags::NoSuidDevExec => MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MountFlags::NoSuid => MsFlags::MS_NOSUID,
+        MountFlags::Plain => MsFlags::empty(),
+    }
+}
+
+/// Mount a new file system of type `fstype` on `target`.
+pub(crate) fn mount_fs(fstype: &str, source: &str, target: &Path, flags: MountFlags, data: &str) -> SysResult<()> {
+    nix::mount::mount(Some(source), target, Some(fstype), ms(flags), Some(data)).map_err(|errno| SysError {
+        call: "mount",
+        arg: format!("{fstype} on {} ({data})", target.display()),
+        errno,
+    })
+}
+
+/// Bind `src` (and the mounts below it) onto `dst`.
+pub(crate) fn bind(src: &Path, dst: &Path) -> SysResult<()> {
+    nix::mount::mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|errno| SysError {
+            call: "mount --rbind",
+            arg: format!("{} on {}", src.display(), dst.display()),
+            errno,
+        })
+}
+
+/// Mount attributes for [`set_mount_attrs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MountAttrs {
+    /// Read-only, nosuid, nodev.
+    ReadOnly,
+    /// nosuid, nodev (still writable).
+    NoSuidDev,
+    /// Read-only, keeping nodev off (for device binds and /proc parts).
+    ReadOnlyKeepDev,
+}
+
+/// mount_setattr(2) on `path` and every mount below it: unlike a remount it
+/// applies recursively and keeps the flags the kernel locked for us.
+pub(crate) fn set_mount_attrs(path: &Path, attrs: MountAttrs) -> SysResult<()> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let set = match attrs {
+        MountAttrs::ReadOnly => MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        MountAttrs::NoSuidDev => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        MountAttrs::ReadOnlyKeepDev => MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
+    };
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string and `attr` a properly laid
+    // out `struct mount_attr` that outlives the call; the size passed matches.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(SysError { call: "mount_setattr", arg: format!("{} {attrs:?}", path.display()), errno: Errno::last() });
+    }
+    Ok(())
+}
+
+pub(crate) fn pivot_root(new_root: &Path, put_old: &Path) -> SysResult<()> {
+    nix::unistd::pivot_root(new_root, put_old)
+        .map_err(err("pivot_root", format!("{} {}", new_root.display(), put_old.display())))
+}
+
+/// Lazily unmount `path` and everything below it.
+pub(crate) fn umount_detach(path: &Path) -> SysResult<()> {
+    nix::mount::umount2(path, MntFlags::MNT_DETACH).map_err(err("umount2 MNT_DETACH", disp(path)))
+}
+
+// ---------------------------------------------------------------- files
+
+fn cpath(path: &Path) -> SysResult<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| SysError {
+        call: "path",
+        arg: format!("{} (contains NUL)", path.display()),
+        errno: Errno::EINVAL,
+    })
+}
+
+pub(crate) fn mkdir_all(path: &Path, mode: u32) -> SysResult<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(mode).create(path).map_err(|e| SysError {
+        call: "mkdir",
+        arg: path.display().to_string(),
+        errno: io_errno(&e),
+    })
+}
+
+pub(crate) fn create_file(path: &Path, mode: u32) -> SysResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(mode).open(path).map(drop).map_err(
+        |e| SysError { call: "open O_CREAT", arg: path.display().to_string(), errno: io_errno(&e) },
+    )
+}
+
+pub(crate) fn symlink(target: &str, link: &Path) -> SysResult<()> {
+    std::os::unix::fs::symlink(target, link).map_err(|e| SysError {
+        call: "symlink",
+        arg: format!("{} -> {target}", link.display()),
+        errno: io_errno(&e),
+    })
+}
+
+pub(crate) fn chdir(path: &Path) -> SysResult<()> {
+    nix::unistd::chdir(path).map_err(err("chdir", disp(path)))
+}
+
+
+pub(crate) fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// True if `path` (not following a final symlink) is a directory.
+pub(crate) fn is_dir(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+// ---------------------------------------------------------------- processes
+
+pub(crate) fn set_parent_death_signal_kill() -> SysResult<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(err("prctl PR_SET_PDEATHSIG", "SIGKILL"))
+}
+
+pub(crate) fn set_no_new_privs() -> SysResult<()> {
+    nix::sys::prctl::set_no_new_privs().map_err(err("prctl PR_SET_NO_NEW_PRIVS", 1))
+}
+
+pub(crate) fn set_process_name(name: &str) {
+    if let Ok(c) = CString::new(name) {
+        // Best effort: only `ps` reads it.
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+}
+
+pub(crate) fn getppid() -> i32 {
+    nix::unistd::getppid().as_raw()
+}
+
+pub(crate) fn getpid() -> i32 {
+    nix::unistd::getpid().as_raw()
+}
+
+pub(crate) fn getuid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
+pub(crate) fn getgid() -> u32 {
+    nix::unistd::getgid().as_raw()
+}
+
+/// The user name of `uid`, from the password database.
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+/// Which side of a fork we are on.
+pub(crate) enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2).
+///
+/// # Safety
+/// Only call this in a single-threaded process (the freshly exec'd helper
+/// and the sandbox's pid 1 are): after a fork of a threaded process the child
+/// may deadlock on locks held by threads that do not exist in it.
+pub(crate) unsafe fn fork() -> SysResult<Forked> {
+    // SAFETY: the caller guarantees the process is single-threaded.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child.as_raw())),
+        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(SysError { call: "fork", arg: String::new(), errno: e }),
+    }
+}
+
+pub(crate) fn setsid() -> SysResult<()> {
+    nix::unistd::setsid().map(drop).map_err(err("setsid", ""))
+}
+
+pub(crate) fn sethostname(name: &str) -> SysResult<()> {
+    nix::unistd::sethostname(name).map_err(err("sethostname", name))
+}
+
+pub(crate) fn setgroups(gids: &[u32]) -> SysResult<()> {
+    let g: Vec<Gid> = gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&g).map_err(err("setgroups", format!("{gids:?}")))
+}
+
+pub(crate) fn setresgid(gid: u32) -> SysResult<()> {
+    let g = Gid::from_raw(gid);
+    nix::unistd::setresgid(g, g, g).map_err(err("setresgid", gid))
+}
+
+pub(crate) fn setresuid(uid: u32) -> SysResult<()> {
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u).map_err(err("setresuid", uid))
+}
+
+/// Drop every capability from the bounding and ambient sets, so nothing run
+/// later (a setuid binary included) can get one back.
+pub(crate) fn drop_bounding_and_ambient_caps() -> SysResult<()> {
+    caps::clear(None, caps::CapSet::Ambient).map_err(|_| SysError {
+        call: "prctl PR_CAP_AMBIENT_CLEAR_ALL",
+        arg: String::new(),
+        errno: Errno::last(),
+    })?;
+    for cap in caps::all() {
+        match caps::drop(None, caps::CapSet::Bounding, cap) {
+            Ok(()) => {}
+            // Caps unknown to this kernel are fine to skip.
+            Err(_) if Errno::last() == Errno::EINVAL => {}
+            Err(_) => {
+                return Err(SysError { call: "prctl PR_CAPBSET_DROP", arg: cap.to_string(), errno: Errno::last() });
+            }
+        }
+    }
+    Ok(())
+}
+
+
+/// setrlimit(2) with soft = hard = `limit`.
+pub(crate) fn setrlimit(resource: crate::spec::RlimitResource, limit: u64) -> SysResult<()> {
+    use crate::spec::RlimitResource as R;
+    use nix::sys::resource::Resource;
+    let r = match resource {
+        R::AddressSpace => Resource::RLIMIT_AS,
+        R::Core => Resource::RLIMIT_CORE,
+        R::Cpu => Resource::RLIMIT_CPU,
+        R::FileSize => Resource::RLIMIT_FSIZE,
+        R::OpenFiles => Resource::RLIMIT_NOFILE,
+        R::Processes => Resource::RLIMIT_NPROC,
+        R::Stack => Resource::RLIMIT_STACK,
+    };
+    nix::sys::resource::setrlimit(r, limit, limit).map_err(err("setrlimit", format!("{resource:?}={limit}")))
+}
+
+/// Mark every fd from `first` up close-on-exec, so the payload inherits only
+/// stdio while we can still report an exec failure through our own pipe.
+pub(crate) fn cloexec_from(first: u32) -> SysResult<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds;
+    // it closes nothing and takes no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r < 0 {
+        return Err(SysError { call: "close_range CLOEXEC", arg: format!("{first}..") , errno: Errno::last() });
+    }
+    Ok(())
+}
+
+/// execve(2); returns only on failure.
+pub(crate) fn execve(path: &Path, argv: &[String], env: &[(String, String)]) -> SysError {
+    let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
+    let p = to_c(path.as_os_str().as_bytes());
+    let a: Vec<CString> = argv.iter().map(|s| to_c(s.as_bytes())).collect();
+    let e: Vec<CString> = env.iter().map(|(k, v)| to_c(format!("{k}={v}").as_bytes())).collect();
+    match nix::unistd::execve(&p, &a, &e) {
+        Err(errno) => SysError { call: "execve", arg: path.display().to_string(), errno },
+        Ok(never) => match never {},
+    }
+}
+
+/// access(2) X_OK: may this process execute `path`?
+pub(crate) fn is_executable(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok() && !is_dir(path)
+}
+
+pub(crate) fn exit(code: i32) -> ! {
+    // _exit: no atexit handlers or stdio flushing of state copied by fork.
+    // SAFETY: _exit is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+pub(crate) fn kill(pid: i32, signal: Signal) -> SysResult<()> {
+    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(err("kill", format!("{pid} {signal}")))
+}
+
+/// Send SIGKILL to every process this one may signal (in a pid namespace's
+/// init: every other process of the namespace).
+pub(crate) fn kill_all() {
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+}
+
+/// How a waited-for child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildExit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Wait for any child (`pid` = -1) or one child. `None`: no child left.
+pub(crate) fn wait_any(pid: i32) -> SysResult<Option<(i32, ChildExit)>> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(p, code)) => return Ok(Some((p.as_raw(), ChildExit::Exited(code)))),
+            Ok(WaitStatus::Signaled(p, sig, _)) => return Ok(Some((p.as_raw(), ChildExit::Signaled(sig as i32)))),
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => return Ok(None),
+            Err(e) => return Err(SysError { call: "waitpid", arg: pid.to_string(), errno: e }),
+        }
+    }
+}
+
+/// CPU times and peak memory of all waited-for children.
+pub(crate) struct Usage {
+    pub user: Duration,
+    pub sys: Duration,
+    pub max_rss_kib: u64,
+}
+
+pub(crate) fn children_usage() -> Usage {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_CHILDREN) {
+        Ok(u) => {
+            let tv = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec().max(0) as u64) + Duration::from_micros(t.tv_usec().max(0) as u64)
+            };
+            Usage { user: tv(u.user_time()), sys: tv(u.system_time()), max_rss_kib: u.max_rss().max(0) as u64 }
+        }
+        Err(_) => Usage { user: Duration::ZERO, sys: Duration::ZERO, max_rss_kib: 0 },
+    }
+}
+
+/// A pidfd for `pid` (to wait for it with a time-out).
+pub(crate) fn pidfd_open(pid: i32) -> SysResult<OwnedFd> {
+    let p = rustix::process::Pid::from_raw(pid).ok_or(SysError {
+        call: "pidfd_open",
+        arg: pid.to_string(),
+        errno: Errno::EINVAL,
+    })?;
+    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+        .map_err(|e| SysError { call: "pidfd_open", arg: pid.to_string(), errno: Errno::from_raw(e.raw_os_error()) })
+}
+
+/// Wait until `fd` is readable (or hung up). `false` on time-out.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> SysResult<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let t = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match poll(&mut fds, t) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(SysError { call: "poll", arg: fd.as_raw_fd().to_string(), errno: e }),
+        }
+    }
+}
+
+/// A pipe whose both ends are close-on-exec and numbered at least `min_fd`
+/// (so that later dup2 onto 3 and 4 can never clobber one of them).
+pub(crate) fn pipe_high(min_fd: RawFd) -> SysResult<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SysError { call: "pipe2", arg: String::new(), errno: Errno::from_raw(e.raw_os_error()) })?;
+    let hi = |fd: OwnedFd| {
+        rustix::io::fcntl_dupfd_cloexec(&fd, min_fd)
+            .map_err(|e| SysError { call: "fcntl F_DUPFD_CLOEXEC", arg: min_fd.to_string(), errno: Errno::from_raw(e.raw_os_error()) })
+    };
+    Ok((hi(r)?, hi(w)?))
+}
+
+/// A plain close-on-exec pipe.
+pub(crate) fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SysError { call: "pipe2", arg: String::new(), errno: Errno::from_raw(e.raw_os_error()) })
+}
+
+/// Arrange for `fds[i]` to become fd `3 + i` in a child spawned by `cmd`,
+/// without close-on-exec.
+pub(crate) fn pass_fds(cmd: &mut std::process::Command, fds: &[&OwnedFd]) {
+    use std::os::unix::process::CommandExt;
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the closure runs between fork and exec; it only calls dup2,
+    // which is async-signal-safe, and allocates nothing. The source fds were
+    // made >= 10 by `pipe_high`, so dup2 onto 3.. never clobbers a source.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in raw.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Take ownership of an fd number we were handed at exec.
+pub(crate) fn adopt_fd(fd: RawFd) -> SysResult<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // Check that it is open before taking it over.
+    nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD)
+        .map_err(err("fcntl F_GETFD", fd))?;
+    // Our own fds must not leak into the payload either.
+    nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(err("fcntl F_SETFD", fd))?;
+    // SAFETY: the fd was passed to us at exec by the supervisor for this
+    // purpose, is open (checked above) and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn unsafe_borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: only used by `adopt_fd` for fcntl on an fd number handed to us
+    // at exec; fcntl on a closed fd fails with EBADF and touches nothing.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Bring the loopback interface up (in a fresh network namespace it is down).
+pub(crate) fn loopback_up() -> SysResult<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(err("socket", "AF_INET SOCK_DGRAM"))?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own; the
+    // union field ifru_flags is the one these requests use.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(SysError { call: "ioctl SIOCGIFFLAGS", arg: "lo".into(), errno: Errno::last() });
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(SysError { call: "ioctl SIOCSIFFLAGS", arg: "lo up".into(), errno: Errno::last() });
+        }
+    }
+    Ok(())
+}
+
+/// Write `data` to a /proc file of another process (uid_map, gid_map, setgroups).
+pub(crate) fn write_proc_file(path: &Path, data: &str) -> SysResult<()> {
+    std::fs::write(path, data).map_err(|e| SysError {
+        call: "write",
+        arg: format!("{} ({})", path.display(), data.trim()),
+        errno: io_errno(&e),
+    })
+}
+
+/// Canonical path of `p`, resolving symlinks.
+pub(crate) fn realpath(p: &Path) -> SysResult<PathBuf> {
+    std::fs::canonicalize(p).map_err(|e| SysError { call: "realpath", arg: p.display().to_string(), errno: io_errno(&e) })
+}
+
+
+/// Borrow an owned fd.
+pub(crate) fn borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
+    fd.as_fd()
+}
