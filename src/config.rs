@@ -281,8 +281,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let dir = std::path::absolute(&dir).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::from_toml(&text, path, &dir)
     }
 

@@ -8,4 +8,6 @@
 pub mod config;
 pub mod home;
 pub mod ids;
+pub mod plan;
 pub mod publish;
+pub mod sync;

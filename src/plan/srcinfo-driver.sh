@@ -45,6 +45,10 @@ source_buildfile() {
 load_makepkg_config
 PACKAGER=${PACKAGER:-"Unknown Packager"}
 unset ALL_OFF BOLD BLUE GREEN RED YELLOW
+# makepkg's messages go through gettext, which a minimal base may lack.
+if ! type -P gettext >/dev/null; then
+	gettext() { printf '%s' "$1"; }
+fi
 
 # One PKGBUILD, in a forked copy of this shell. stdout is the .SRCINFO file,
 # stderr the log, fd 3 the pipe to the worker that waits for "ok".

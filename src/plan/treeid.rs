@@ -47,6 +47,12 @@ pub enum TreeIdError {
         #[source]
         source: crate::sync::SyncError,
     },
+    /// The subtree names a file, not a directory.
+    #[error("{rev} is not a directory")]
+    NotATree {
+        /// The revision asked for.
+        rev: String,
+    },
     /// Hashing failed (gix refuses, for example, a SHA-1 collision attack).
     #[error("cannot hash {}", path.display())]
     Hash {
@@ -54,7 +60,7 @@ pub enum TreeIdError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: gix_hash::hasher::Error,
+        source: gix_error::Error,
     },
 }
 
@@ -68,13 +74,22 @@ pub fn of_dir(dir: &Path) -> Result<TreeId, TreeIdError> {
 /// The tree-id of `subtree` (the root when `None`) in `commit` of the bare
 /// repository `repo`: git's own answer.
 pub fn of_git(repo: &Path, commit: &str, subtree: Option<&Path>) -> Result<TreeId, TreeIdError> {
+    // `<commit>:<path>` takes everything after the colon as the path, so
+    // that the object is checked to be a tree in a second step.
     let rev = match subtree {
-        Some(s) => format!("{commit}:{}^{{tree}}", s.display()),
-        None => format!("{commit}^{{tree}}"),
+        Some(s) => format!("{commit}:{}", s.display()),
+        None => commit.to_owned(),
     };
-    let hex = crate::sync::git(Some(repo), ["rev-parse", "--verify", "--quiet", &rev])
-        .map_err(|source| TreeIdError::Git { rev: rev.clone(), source })?;
-    Ok(hex.parse().expect("git prints object ids as lowercase hex"))
+    let rev_parse = |r: &str| {
+        crate::sync::git(Some(repo), ["rev-parse", "--verify", "--quiet", r])
+            .map_err(|source| TreeIdError::Git { rev: rev.clone(), source })
+    };
+    let oid = rev_parse(&rev)?;
+    let tree = rev_parse(&format!("{oid}^{{tree}}"))?;
+    if subtree.is_some() && tree != oid {
+        return Err(TreeIdError::NotATree { rev });
+    }
+    tree.parse().map_err(|_| TreeIdError::NotATree { rev })
 }
 
 /// The tree object id of `dir`, or `None` when it holds no file at all.
