@@ -63,6 +63,8 @@ pub enum Step {
     DetachOldRoot,
     /// Changing to the working directory.
     Chdir,
+    /// Moving the payload into a nested user namespace that locks the mounts.
+    LockMounts,
     /// New session.
     Setsid,
     /// Setting resource limits.
@@ -110,6 +112,7 @@ impl Step {
             Step::LoopbackUp => "bring up the loopback interface",
             Step::DetachOldRoot => "detach the old root",
             Step::Chdir => "change to the working directory",
+            Step::LockMounts => "lock the mounts in a nested user namespace",
             Step::Setsid => "start a new session",
             Step::Rlimit => "set a resource limit",
             Step::SetIds => "switch uid/gid",

@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{SetupError, Step};
-use crate::message::{FromHelper, Sender};
+use crate::message::{FromHelper, LockMsg, Receiver, Sender};
 use crate::mounts::{self, MountOp, NEW_ROOT, OLD_ROOT, UPPER_FS};
 use crate::outcome::{IdMapUsed, Status};
 use crate::spec::{Access, Network, Spec};
-use crate::sys::{self, ChildExit, Forked, MountAttrs, MountFlags};
+use crate::sys::{self, ChildExit, Forked, MountAttrs, MountFlags, Namespace};
 
 /// PATH used to find the command when the spec's environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -29,16 +29,30 @@ pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelp
         let _ = tx.send(&FromHelper::Failed(e));
         sys::exit(1);
     }
+    let pipes = sys::pipe().and_then(|a| sys::pipe().map(|b| (a, b)));
+    let ((to_payload_r, to_payload_w), (to_init_r, to_init_w)) = match pipes {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send(&FromHelper::Failed(SetupError::new(Step::Fork, e)));
+            sys::exit(1);
+        }
+    };
     // SAFETY: pid 1 is single-threaded: it is a fork of the single-threaded helper.
     #[allow(unsafe_code)]
     let payload = match unsafe { sys::fork() } {
-        Ok(Forked::Child) => payload_main(spec, id_map, tx),
+        Ok(Forked::Child) => {
+            drop((to_payload_w, to_init_r));
+            let lock = LockChannel { rx: Receiver::new(to_payload_r), tx: Sender::new(to_init_w) };
+            payload_main(spec, id_map, lock, tx)
+        }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
             let _ = tx.send(&FromHelper::Failed(SetupError::new(Step::Fork, e)));
             sys::exit(1);
         }
     };
+    drop((to_payload_r, to_init_w));
+    write_nested_maps(payload, id_map, Receiver::new(to_init_r), Sender::new(to_payload_w));
     let status = reap_until(payload);
     // The payload is done: whatever it left running goes with it, as it would
     // when pid 1 exits, but we want every process reaped before we measure.
@@ -52,6 +66,39 @@ pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelp
         peak_memory_kib: usage.max_rss_kib,
     });
     sys::exit(0)
+}
+
+/// pid 1's half of the lock step: when the payload has made its nested user
+/// namespace, map the same ids into it (we hold CAP_SETUID in ours). If the
+/// payload failed instead, it has reported so and exits; nothing to do.
+fn write_nested_maps(payload: i32, id_map: IdMapUsed, mut rx: Receiver<LockMsg>, mut tx: Sender<LockMsg>) {
+    if !matches!(rx.recv(), Ok(Some(LockMsg::NestedUserNsReady))) {
+        return;
+    }
+    // The same ids, one line per extent of our own map: the kernel wants
+    // each line to fall within a single extent of the parent's map.
+    let map = match id_map {
+        IdMapUsed::Subordinate { count } => format!("0 0 1\n1 1 {count}\n"),
+        IdMapUsed::Single => "0 0 1\n".to_owned(),
+    };
+    let proc = PathBuf::from(format!("/proc/{payload}"));
+    let ok = (match id_map {
+        // A namespace below one with setgroups denied must deny it too.
+        IdMapUsed::Single => sys::write_proc_file(&proc.join("setgroups"), "deny"),
+        IdMapUsed::Subordinate { .. } => Ok(()),
+    })
+    .and_then(|()| sys::write_proc_file(&proc.join("uid_map"), &map))
+    .and_then(|()| sys::write_proc_file(&proc.join("gid_map"), &map));
+    // On failure the payload finds the pipe closed and reports it.
+    if ok.is_ok() {
+        let _ = tx.send(&LockMsg::NestedMapsWritten);
+    }
+}
+
+/// The payload's end of the lock step.
+struct LockChannel {
+    rx: Receiver<LockMsg>,
+    tx: Sender<LockMsg>,
 }
 
 /// Reap every child (orphans re-parent to us) until `payload` has ended.
@@ -229,13 +276,29 @@ fn apply(op: &MountOp) -> Result<(), SetupError> {
 }
 
 /// The payload's process: drop what it must not have, then exec. Never returns.
-fn payload_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelper>) -> ! {
-    let err = match payload_setup(spec, id_map) {
+fn payload_main(spec: &Spec, id_map: IdMapUsed, lock: LockChannel, tx: &mut Sender<FromHelper>) -> ! {
+    let err = match lock_mounts(lock).and_then(|()| payload_setup(spec, id_map)) {
         Ok(()) => payload_exec(spec),
         Err(e) => e,
     };
     let _ = tx.send(&FromHelper::Failed(err));
     sys::exit(127)
+}
+
+/// Move into a nested user and mount namespace. The kernel locks the flags
+/// of every mount copied into a mount namespace owned by a less privileged
+/// user namespace (mount_namespaces(7), "restrictions on mount namespaces"):
+/// so even root inside, with all capabilities in its own namespace, can no
+/// longer make a read-only bind writable, unmount a mount to see below it,
+/// or change the host name.
+fn lock_mounts(mut lock: LockChannel) -> Result<(), SetupError> {
+    step(Step::LockMounts, sys::unshare(&[Namespace::User, Namespace::Mount]))?;
+    let wrote = lock.tx.send(&LockMsg::NestedUserNsReady).is_ok()
+        && matches!(lock.rx.recv(), Ok(Some(LockMsg::NestedMapsWritten)));
+    if !wrote {
+        return Err(SetupError { step: Step::LockMounts, call: "write nested id maps".into(), errno: libc::EPERM });
+    }
+    Ok(())
 }
 
 fn payload_setup(spec: &Spec, id_map: IdMapUsed) -> Result<(), SetupError> {

@@ -60,6 +60,17 @@ pub(crate) enum FromHelper {
     Removed,
 }
 
+/// Between pid 1 and the payload's process, while the payload moves into a
+/// nested user and mount namespace that locks every mount flag.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LockMsg {
+    /// Payload → pid 1: the nested namespaces exist; write the id maps.
+    NestedUserNsReady,
+    /// pid 1 → payload: the maps are written.
+    NestedMapsWritten,
+}
+
 /// The sending end of a message pipe.
 pub(crate) struct Sender<T> {
     file: std::fs::File,

@@ -104,7 +104,11 @@ fn ms(flags: MountFlags) -> MsFlags {
 pub(crate) fn mount_fs(fstype: &str, source: &str, target: &Path, flags: MountFlags, data: &str) -> SysResult<()> {
     nix::mount::mount(Some(source), target, Some(fstype), ms(flags), Some(data)).map_err(|errno| SysError {
         call: "mount",
-        arg: format!("{fstype} on {} ({data})", target.display()),
+        arg: if data.is_empty() {
+            format!("{fstype} on {}", target.display())
+        } else {
+            format!("{fstype} on {} ({data})", target.display())
+        },
         errno,
     })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pkgcell_sandbox::{Access, IdMapMode, Mount, Network, Root, Sandbox, Spec, Upper};
+use pkgcell_sandbox::{Access, IdMapMode, Mount, Network, Root, Sandbox, Spec, SubIdFiles, Upper};
 
 /// Default size limit of a tmpfs upper.
 const DEFAULT_TMPFS_UPPER: u64 = 4 << 30;
@@ -218,10 +218,24 @@ impl RunArgs {
     }
 }
 
+/// /etc/subuid and /etc/subgid, or the files named by PKGCELL_SUBUID_FILE and
+/// PKGCELL_SUBGID_FILE (for tests of the fallback paths, and for systems that
+/// keep them elsewhere).
+fn subid_files() -> SubIdFiles {
+    let mut f = SubIdFiles::default();
+    if let Some(p) = std::env::var_os("PKGCELL_SUBUID_FILE") {
+        f.subuid = p.into();
+    }
+    if let Some(p) = std::env::var_os("PKGCELL_SUBGID_FILE") {
+        f.subgid = p.into();
+    }
+    f
+}
+
 /// Run the command; the exit code is the payload's.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let spec = args.to_spec()?;
-    let mut sandbox = Sandbox::new(spec);
+    let mut sandbox = Sandbox::new(spec).subid_files(subid_files());
     if args.json {
         // stdout carries only our JSON; the payload's output goes to stderr.
         let err = std::io::stderr().as_fd().try_clone_to_owned().context("cannot duplicate stderr")?;
