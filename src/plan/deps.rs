@@ -186,7 +186,8 @@ mod tests {
         let p = prov("impl", "5-1", &["iface=2.0", "plain"], Origin::Pkgbuild(0));
         assert!(satisfies(&p, &dep("iface")));
         assert!(satisfies(&p, &dep("iface>=1.5")));
-        assert!(!satisfies(&p, &dep("iface>2")));
+        assert!(!satisfies(&p, &dep("iface>2.0")));
+        assert!(satisfies(&p, &dep("iface>2")), "vercmp: 2.0 is newer than 2");
         assert!(satisfies(&p, &dep("plain")));
         assert!(!satisfies(&p, &dep("plain>=1")));
     }
