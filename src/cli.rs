@@ -1,6 +1,7 @@
 //! Command line: clap structs hold raw values; each subcommand converts them
 //! into typed library calls. anyhow, exit codes and JSON printing live here only.
 
+mod plan;
 mod run;
 
 use std::process::ExitCode;
@@ -22,6 +23,12 @@ pub struct Cli {
 enum Command {
     /// Run one command in a sandbox.
     Run(run::RunArgs),
+    /// Write a commented starter pkgcell.toml.
+    Init(plan::InitArgs),
+    /// Show what would be built, why, and in which order.
+    Plan(plan::PlanArgs),
+    /// Print the .SRCINFO of PKGBUILDs, parsed in a sandbox.
+    Srcinfo(plan::SrcinfoArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -59,5 +66,8 @@ fn init_tracing(verbose: u8) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Init(args) => plan::init(args),
+        Command::Plan(args) => plan::plan(args),
+        Command::Srcinfo(args) => plan::srcinfo(args),
     }
 }

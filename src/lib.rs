@@ -5,5 +5,9 @@
 //! in the `pkgcell-sandbox` crate; this crate only describes sandboxes and
 //! hands them over.
 
+pub mod config;
+pub mod home;
 pub mod ids;
+pub mod plan;
 pub mod publish;
+pub mod sync;

@@ -1,5 +1,6 @@
 //! Integration tests: run the real `pkgcell` binary, as an unprivileged user.
 
 mod util;
-mod sandbox;
 mod makepkg;
+mod plan;
+mod sandbox;

@@ -1,0 +1,176 @@
+//! `pkgcell init`, `pkgcell plan` and `pkgcell srcinfo`: thin wrappers that
+//! turn flags into library calls and print tables or JSON.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use pkgcell::config::{self, Config};
+use pkgcell::home::Home;
+use pkgcell::plan::{self, PlanOptions, Status};
+use pkgcell::sync::{self, SyncMode};
+
+/// Write a commented starter pkgcell.toml in the current directory.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it.
+    #[arg(long, value_name = "FILE", default_value = config::FILE_NAME)]
+    config: PathBuf,
+}
+
+/// Options shared by plan and srcinfo: where the base is, parse limits.
+#[derive(Debug, Args)]
+pub struct BaseArgs {
+    /// The base root file system PKGBUILDs are parsed in and resolved
+    /// against (default: $PKGCELL_BASE_DIR).
+    #[arg(long, value_name = "DIR")]
+    base_dir: Option<PathBuf>,
+    /// Time limit for sourcing one PKGBUILD, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    parse_timeout: u64,
+}
+
+/// Show what would be built, why, and in which order, without building.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 all planned, 1 some package failed to plan, 2 usage or setup error.")]
+pub struct PlanArgs {
+    /// The config file.
+    #[arg(long, value_name = "FILE", default_value = config::FILE_NAME)]
+    config: PathBuf,
+    /// Do not fetch: use the git sources as they were last synced.
+    #[arg(long, alias = "hold")]
+    offline: bool,
+    /// Print the plan as one JSON object (see docs/plan.md).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    base: BaseArgs,
+}
+
+/// Print the .SRCINFO of PKGBUILDs exactly as `makepkg --printsrcinfo`,
+/// parsed in a sandbox.
+#[derive(Debug, Args)]
+#[command(after_help = "With several directories, each .SRCINFO is preceded by a line `==> DIR`.\n\
+Exit status: 0 all printed, 1 some PKGBUILD failed, 2 usage or setup error.")]
+pub struct SrcinfoArgs {
+    /// Directories holding a PKGBUILD (default: the current directory).
+    #[arg(value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    base: BaseArgs,
+}
+
+impl BaseArgs {
+    fn base(&self) -> anyhow::Result<PathBuf> {
+        let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let Some(dir) = self.base_dir.clone().or(from_env) else {
+            // TODO(issue 4): take the base from the config once bases are managed.
+            bail!("no base root file system: pass --base-dir DIR or set PKGCELL_BASE_DIR");
+        };
+        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+        if !dir.is_dir() {
+            bail!("base directory {} does not exist", dir.display());
+        }
+        Ok(dir)
+    }
+
+    fn timeout(&self) -> anyhow::Result<Duration> {
+        if self.parse_timeout == 0 {
+            bail!("--parse-timeout must be at least 1 second");
+        }
+        Ok(Duration::from_secs(self.parse_timeout))
+    }
+}
+
+pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    Config::write_starter(&args.config)?;
+    eprintln!("wrote {}", args.config.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let base = args.base.base()?;
+    let home = Home::from_env()?;
+    let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
+    let synced = sync::sync(&config, &home, mode);
+    let opts = PlanOptions { base, home, parse_timeout: args.base.timeout()? };
+    let plan = plan::plan(&config, synced, &opts)?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut stdout, &plan)?;
+        writeln!(stdout)?;
+    } else {
+        print_table(&mut stdout, &plan)?;
+    }
+    Ok(if plan.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn print_table(w: &mut impl Write, plan: &plan::Plan) -> std::io::Result<()> {
+    let mut rows = vec![["PKGBASE", "VERSION", "TREE-ID", "PKGID", "WAVE", "STATUS"].map(String::from)];
+    for p in &plan.packages {
+        let status = match &p.status {
+            Status::ToBuild => "to build".to_owned(),
+            Status::Blocked { by } => format!("blocked by {}", by.join(", ")),
+            Status::Error { stage, message } => format!("error ({stage}): {message}"),
+        };
+        let mut version = p.pkgver.clone().unwrap_or_else(|| "-".into());
+        if p.pkgver_func {
+            version.push_str(" (pkgver())");
+        }
+        rows.push([
+            p.pkgbase.clone().unwrap_or_else(|| p.name.clone()),
+            version,
+            p.tree_id.map_or("-".into(), |t| t.short()),
+            p.pkgid.as_ref().map_or("-".into(), |i| i.short()),
+            p.wave.map_or("-".into(), |w| w.to_string()),
+            status,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for r in &rows {
+        for (c, width) in widths.iter().enumerate() {
+            write!(w, "{:<width$}  ", r[c])?;
+        }
+        writeln!(w, "{}", r[5])?;
+    }
+    writeln!(w, "{} packages; {} parsed, {} from cache", plan.packages.len(), plan.parsed, plan.cached)
+}
+
+pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
+    let dirs: Vec<PathBuf> = if args.dirs.is_empty() { vec![PathBuf::from(".")] } else { args.dirs.clone() };
+    let mut abs = Vec::new();
+    for d in &dirs {
+        let a = std::fs::canonicalize(d).with_context(|| format!("cannot open {}", d.display()))?;
+        if !a.is_dir() {
+            bail!("{} is not a directory", d.display());
+        }
+        abs.push(a);
+    }
+    let base = args.base.base()?;
+    let home = Home::from_env()?;
+    let (results, _) = plan::srcinfo_of_dirs(&abs, &base, home, args.base.timeout()?)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = false;
+    for (d, r) in dirs.iter().zip(results) {
+        if dirs.len() > 1 {
+            writeln!(stdout, "==> {}", d.display())?;
+        }
+        match r {
+            Ok(s) => stdout.write_all(s.text.as_bytes())?,
+            Err(e) => {
+                failed = true;
+                stdout.flush()?;
+                eprintln!("pkgcell: {}: {e}", display_dir(d));
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn display_dir(d: &Path) -> String {
+    d.join("PKGBUILD").display().to_string()
+}

@@ -1,0 +1,623 @@
+//! The config file `pkgcell.toml`: raw serde structs (unknown keys refused,
+//! with the line and the valid keys) turned into typed values in one place,
+//! [`Config::from_toml`]. Relative paths are taken from the config file's
+//! directory. Knows nothing of git, sandboxes or PKGBUILD contents.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use alpm_types::{Name, PackageRelation, SystemArchitecture};
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use toml::Spanned;
+
+/// The file name looked for in the current directory.
+pub const FILE_NAME: &str = "pkgcell.toml";
+
+/// The AUR's git URL for a package, used for `name = "AUR"`.
+pub fn aur_url(name: &str) -> String {
+    format!("https://aur.archlinux.org/{name}.git")
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax error, an unknown key, or a value of the wrong kind.
+    #[error("{}:{line}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending key or value (0 when unknown).
+        line: usize,
+        /// What is wrong, with the valid keys or values where there is a choice.
+        message: String,
+    },
+    /// `pkgcell init` found a config already there.
+    #[error("{} already exists; not overwriting it", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `pkgcell init` could not write the file.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration, typed and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[repo]`.
+    pub repo: RepoConfig,
+    /// `[base]`.
+    pub base: BaseConfig,
+    /// `[build]`.
+    pub build: BuildConfig,
+    /// `[pkgbuilds]`, sorted by name.
+    pub pkgbuilds: Vec<PkgbuildEntry>,
+}
+
+/// `[repo]`: the pacman repository pkgcell publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoConfig {
+    /// Repository name (`<name>.db.tar.zst`).
+    pub name: String,
+    /// The architecture packages are planned and built for.
+    pub arch: SystemArchitecture,
+    /// Directory the repository is written to.
+    pub publish: PathBuf,
+    /// GPG key id for packages and database.
+    pub sign: Option<String>,
+}
+
+/// `[base]`: where the base root file system comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseConfig {
+    /// How the base is made.
+    pub source: BaseSource,
+}
+
+/// How the base root file system is made.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum BaseSource {
+    /// Installed by pacman.
+    Pacman {
+        /// What to install.
+        packages: Vec<String>,
+        /// The pacman.conf to use (the host's when unset).
+        pacman_conf: Option<PathBuf>,
+    },
+    /// Unpacked from a tarball.
+    Tarball {
+        /// The tarball.
+        path: PathBuf,
+    },
+    /// Written by a command to `$PKGCELL_BASE_OUT`.
+    Command {
+        /// The shell command.
+        command: String,
+    },
+}
+
+/// `[build]`: how builds run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildConfig {
+    /// Builds at the same time.
+    pub jobs: NonZeroUsize,
+    /// Whether builds may reach the network.
+    pub network: bool,
+    /// Which dependencies go into the dephash.
+    pub dephash: DephashMode,
+    /// Time limit of one build.
+    pub timeout: Duration,
+}
+
+/// Which dependencies go into a pkgid's dephash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DephashMode {
+    /// depends + makedepends + checkdepends, transitively.
+    Strict,
+    /// depends only, transitively.
+    Loose,
+    /// None: a pkgid changes only with its tree.
+    None,
+}
+
+/// One `[pkgbuilds]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PkgbuildEntry {
+    /// The key in `[pkgbuilds]`.
+    pub name: Name,
+    /// Where its PKGBUILD lives.
+    pub location: Location,
+    /// Extra run-time dependencies, on top of the PKGBUILD's.
+    pub deps: Vec<PackageRelation>,
+    /// Extra build-time dependencies, on top of the PKGBUILD's.
+    pub makedeps: Vec<PackageRelation>,
+    /// Directories of the build user's home kept between builds.
+    pub home_binds: Vec<PathBuf>,
+}
+
+/// Where a PKGBUILD lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A git repository, kept as a local bare mirror.
+    Git {
+        /// The URL to fetch.
+        url: String,
+        /// The branch (the remote's HEAD when unset).
+        branch: Option<String>,
+        /// The directory holding the PKGBUILD, relative to the repository root.
+        subtree: Option<PathBuf>,
+    },
+    /// A directory read in place.
+    Path {
+        /// The directory (absolute).
+        dir: PathBuf,
+    },
+}
+
+// ---- raw form: exactly what the file says -------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    repo: RawRepo,
+    #[serde(default)]
+    base: RawBase,
+    #[serde(default)]
+    build: RawBuild,
+    #[serde(default)]
+    pkgbuilds: BTreeMap<Spanned<String>, Spanned<RawSource>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepo {
+    name: Option<String>,
+    arch: Option<Spanned<String>>,
+    publish: Option<PathBuf>,
+    sign: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBase {
+    source: Option<Spanned<RawBaseKind>>,
+    packages: Option<Vec<String>>,
+    pacman_conf: Option<PathBuf>,
+    tarball: Option<PathBuf>,
+    command: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawBaseKind {
+    Pacman,
+    Tarball,
+    Command,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    jobs: Option<NonZeroUsize>,
+    network: Option<bool>,
+    dephash: Option<DephashMode>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+enum RawSource {
+    /// `name = "URL"` or `name = "AUR"`.
+    Url(String),
+    Table(RawSourceTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSourceTable {
+    url: Option<String>,
+    path: Option<PathBuf>,
+    branch: Option<String>,
+    subtree: Option<PathBuf>,
+    #[serde(default)]
+    deps: Vec<Spanned<String>>,
+    #[serde(default)]
+    makedeps: Vec<Spanned<String>>,
+    #[serde(default)]
+    home_binds: Vec<PathBuf>,
+}
+
+// A hand-written visitor rather than `#[serde(untagged)]`: untagged would
+// swallow the table's "unknown field, expected one of" error (and its span).
+impl<'de> Deserialize<'de> for RawSource {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSource;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a git URL, "AUR", or a table with `url` or `path`"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSource, E> {
+                Ok(RawSource::Url(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawSource, A::Error> {
+                RawSourceTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawSource::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---- raw → typed ----------------------------------------------------------
+
+impl Config {
+    /// Read and check the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let dir = std::path::absolute(&dir).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text, path, &dir)
+    }
+
+    /// Check config text; `path` names it in errors, relative paths are
+    /// taken from `dir`.
+    pub fn from_toml(text: &str, path: &Path, dir: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: span.map_or(0, |s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim_end().to_owned()))?;
+
+        let arch = match &raw.repo.arch {
+            None => SystemArchitecture::X86_64,
+            Some(a) => a.get_ref().parse().map_err(|_| {
+                invalid(Some(a.span()), format!("unknown architecture {:?}", a.get_ref()))
+            })?,
+        };
+        let repo = RepoConfig {
+            name: raw.repo.name.unwrap_or_else(|| "pkgcell".to_owned()),
+            arch,
+            publish: dir.join(raw.repo.publish.unwrap_or_else(|| "repo".into())),
+            sign: raw.repo.sign,
+        };
+
+        let b = raw.base;
+        let source = match b.source.as_ref().map(|s| (*s.get_ref(), s.span())) {
+            None | Some((RawBaseKind::Pacman, _)) => BaseSource::Pacman {
+                packages: b.packages.unwrap_or_else(|| vec!["base-devel".to_owned()]),
+                pacman_conf: b.pacman_conf.map(|p| dir.join(p)),
+            },
+            Some((RawBaseKind::Tarball, span)) => BaseSource::Tarball {
+                path: dir.join(b.tarball.ok_or_else(|| {
+                    invalid(Some(span), r#"source = "tarball" needs `tarball = "FILE"`"#.into())
+                })?),
+            },
+            Some((RawBaseKind::Command, span)) => BaseSource::Command {
+                command: b.command.ok_or_else(|| {
+                    invalid(Some(span), r#"source = "command" needs `command = "..."`"#.into())
+                })?,
+            },
+        };
+
+        let timeout = match &raw.build.timeout {
+            None => Duration::from_secs(2 * 3600),
+            Some(t) => parse_duration(t.get_ref()).ok_or_else(|| {
+                invalid(
+                    Some(t.span()),
+                    format!("timeout {:?} is not a duration like \"90s\", \"30m\", \"2h\" or \"1h30m\"", t.get_ref()),
+                )
+            })?,
+        };
+        let build = BuildConfig {
+            jobs: raw.build.jobs.unwrap_or(NonZeroUsize::MIN),
+            network: raw.build.network.unwrap_or(false),
+            dephash: raw.build.dephash.unwrap_or(DephashMode::Strict),
+            timeout,
+        };
+
+        let mut pkgbuilds = Vec::new();
+        for (key, value) in raw.pkgbuilds {
+            let name = Name::new(key.get_ref()).map_err(|e| {
+                invalid(Some(key.span()), format!("{:?} is not a valid package name: {e}", key.get_ref()))
+            })?;
+            let span = value.span();
+            let entry = match value.into_inner() {
+                RawSource::Url(u) if u == "AUR" => PkgbuildEntry::git(name.clone(), aur_url(name.as_ref())),
+                RawSource::Url(u) => PkgbuildEntry::git(name, u),
+                RawSource::Table(t) => {
+                    let location = match (t.url, t.path) {
+                        (Some(_), Some(_)) | (None, None) => {
+                            return Err(invalid(
+                                Some(span),
+                                format!("pkgbuilds.{name}: give exactly one of `url` or `path`"),
+                            ));
+                        }
+                        (None, Some(p)) => {
+                            if t.branch.is_some() || t.subtree.is_some() {
+                                return Err(invalid(
+                                    Some(span),
+                                    format!("pkgbuilds.{name}: `branch` and `subtree` go with `url`, not `path`"),
+                                ));
+                            }
+                            Location::Path { dir: dir.join(p) }
+                        }
+                        (Some(u), None) => {
+                            let url = if u == "AUR" { aur_url(name.as_ref()) } else { u };
+                            let subtree = t.subtree.map(|s| s.components().collect::<PathBuf>());
+                            if let Some(s) = &subtree
+                                && (s.is_absolute()
+                                    || s.components().any(|c| matches!(c, std::path::Component::ParentDir)))
+                            {
+                                return Err(invalid(
+                                    Some(span),
+                                    format!("pkgbuilds.{name}: subtree {s:?} must be a relative path inside the repository"),
+                                ));
+                            }
+                            Location::Git { url, branch: t.branch, subtree: subtree.filter(|s| !s.as_os_str().is_empty()) }
+                        }
+                    };
+                    let rel = |v: Vec<Spanned<String>>| {
+                        v.into_iter()
+                            .map(|d| {
+                                PackageRelation::from_str(d.get_ref()).map_err(|e| {
+                                    invalid(Some(d.span()), format!("{:?} is not a valid dependency: {e}", d.get_ref()))
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    };
+                    PkgbuildEntry {
+                        name,
+                        location,
+                        deps: rel(t.deps)?,
+                        makedeps: rel(t.makedeps)?,
+                        home_binds: t.home_binds,
+                    }
+                }
+            };
+            pkgbuilds.push(entry);
+        }
+        Ok(Config { repo, base: BaseConfig { source }, build, pkgbuilds })
+    }
+
+    /// Write the commented starter config to `path`; refuses to overwrite.
+    pub fn write_starter(path: &Path) -> Result<(), ConfigError> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                ConfigError::Exists { path: path.to_owned() }
+            } else {
+                ConfigError::Write { path: path.to_owned(), source }
+            }
+        })?;
+        f.write_all(STARTER.as_bytes())
+            .map_err(|source| ConfigError::Write { path: path.to_owned(), source })
+    }
+}
+
+impl PkgbuildEntry {
+    fn git(name: Name, url: String) -> PkgbuildEntry {
+        PkgbuildEntry {
+            name,
+            location: Location::Git { url, branch: None, subtree: None },
+            deps: Vec::new(),
+            makedeps: Vec::new(),
+            home_binds: Vec::new(),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// `"90s"`, `"30m"`, `"2h"`, `"1d"`, `"1h30m"` or plain seconds `"3600"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    (num.is_empty() && total > 0).then(|| Duration::from_secs(total))
+}
+
+/// What `pkgcell init` writes.
+pub const STARTER: &str = r#"# pkgcell.toml: the PKGBUILDs pkgcell builds and the repository it publishes.
+# Every key is optional; the values shown are the defaults unless marked "example".
+
+[repo]
+name = "pkgcell"             # the pacman repository: <name>.db.tar.zst
+arch = "x86_64"              # packages are planned and built for this architecture
+publish = "repo"             # directory the pacman repo is written to
+# sign = "KEYID"             # example: gpg key for packages and db
+
+[base]
+source = "pacman"            # "pacman" | "tarball" | "command"
+packages = ["base-devel"]    # pacman: what to install
+# pacman_conf = "/etc/pacman.conf"
+# tarball = "archlinux-bootstrap-x86_64.tar.zst"
+# command = "scripts/make-test-base $PKGCELL_BASE_OUT"
+
+[build]
+jobs = 1                     # builds at the same time
+network = false              # builds reach no network unless true
+dephash = "strict"           # "strict" | "loose" | "none": what a pkgid's dephash covers
+timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
+
+[pkgbuilds]
+# One entry per PKGBUILD (examples):
+# hello = { path = "pkgs/hello" }                  # a directory, read in place
+# yay = "AUR"                                      # the AUR's git repository of that name
+# foo = "https://example.org/foo.git"              # a git repository, its default branch
+# bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/", makedeps = ["git"], home_binds = [".cargo"] }
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("pkgcell.toml"), Path::new("/cfg"))
+    }
+
+    fn error(text: &str) -> (usize, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid { line, message, .. }) => (line, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let c = parse(
+            r#"
+[repo]
+name = "myrepo"
+arch = "x86_64"
+publish = "repo"
+
+[base]
+source = "pacman"
+packages = ["base-devel"]
+
+[build]
+jobs = 2
+network = false
+dephash = "loose"
+timeout = "2h"
+
+[pkgbuilds]
+hello = { path = "pkgs/hello" }
+yay = "AUR"
+foo = "https://example.org/foo.git"
+bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/", makedeps = ["git"], home_binds = [".cargo"] }
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.repo.name, "myrepo");
+        assert_eq!(c.repo.publish, Path::new("/cfg/repo"));
+        assert_eq!(c.build.jobs.get(), 2);
+        assert_eq!(c.build.dephash, DephashMode::Loose);
+        assert_eq!(c.build.timeout, Duration::from_secs(7200));
+        let names: Vec<_> = c.pkgbuilds.iter().map(|p| p.name.to_string()).collect();
+        assert_eq!(names, ["bar", "foo", "hello", "yay"]);
+        assert_eq!(
+            c.pkgbuilds[0].location,
+            Location::Git { url: "https://example.org/pkgs.git".into(), branch: Some("main".into()), subtree: Some("bar".into()) }
+        );
+        assert_eq!(c.pkgbuilds[0].makedeps[0].to_string(), "git");
+        assert_eq!(c.pkgbuilds[2].location, Location::Path { dir: "/cfg/pkgs/hello".into() });
+        assert_eq!(
+            c.pkgbuilds[3].location,
+            Location::Git { url: aur_url("yay"), branch: None, subtree: None }
+        );
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.build.dephash, DephashMode::Strict);
+        assert_eq!(c.repo.arch, SystemArchitecture::X86_64);
+        assert!(c.pkgbuilds.is_empty());
+    }
+
+    #[test]
+    fn the_starter_config_parses() {
+        parse(STARTER).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line_and_the_valid_keys() {
+        let (line, msg) = error("[repo]\nname = \"x\"\nnmae = \"y\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("unknown field `nmae`"), "{msg}");
+        assert!(msg.contains("`name`, `arch`, `publish`, `sign`"), "{msg}");
+
+        let (line, msg) = error("[pkgbuilds]\nfoo = { path = \"x\" }\nbar = { url = \"u\", brnach = \"main\" }\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("unknown field `brnach`"), "{msg}");
+        assert!(msg.contains("`branch`"), "{msg}");
+
+        let (line, msg) = error("\n[biuld]\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("`repo`, `base`, `build`, `pkgbuilds`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let (line, msg) = error("[build]\ndephash = \"sometimes\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("`strict`, `loose`, `none`"), "{msg}");
+        let (line, msg) = error("[build]\njobs = 1\ntimeout = \"soon\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("not a duration"), "{msg}");
+        let (line, _) = error("[pkgbuilds]\n\"a/b\" = \"AUR\"\n");
+        assert_eq!(line, 2);
+        let (line, msg) = error("[pkgbuilds]\nx = { url = \"u\", path = \"p\" }\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("exactly one of"), "{msg}");
+        let (_, msg) = error("[pkgbuilds]\nx = { url = \"u\", subtree = \"../up\" }\n");
+        assert!(msg.contains("inside the repository"), "{msg}");
+        let (line, msg) = error("[pkgbuilds]\nx = { path = \"p\", deps = [\"ok\", \"<bad\"] }\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("not a valid dependency"), "{msg}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("600"), Some(Duration::from_secs(600)));
+        for bad in ["", "0", "h", "2x", "1h30", "-1s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Dependency resolution: which package satisfies a `depends` entry, with
+//! pacman's rules for versions (vercmp, from alpm-types) and `provides`.
+//!
+//! Providers come from the base's installed packages (its pacman local
+//! database), from the PKGBUILDs of the config, and later from pkgcell's own
+//! repository ([`Origin::Repo`], not filled yet: issue 5 leaves the hook).
+//! As `makepkg -s` does, a dependency already satisfied by an installed
+//! package of the base is taken from the base; otherwise a package of that
+//! name, then a package providing it.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use alpm_types::{FullVersion, Name, RelationOrSoname, Version, VersionComparison};
+
+/// A package that can satisfy dependencies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    /// Its name.
+    pub name: Name,
+    /// Its version.
+    pub version: FullVersion,
+    /// What it provides besides its name.
+    pub provides: Vec<RelationOrSoname>,
+    /// Its run-time dependencies (installed along with it).
+    pub depends: Vec<RelationOrSoname>,
+    /// Where it comes from.
+    pub origin: Origin,
+}
+
+/// Where a provider comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Installed in the base.
+    Base,
+    /// Built from the config's PKGBUILD with this index.
+    Pkgbuild(usize),
+    /// Already in pkgcell's own repository (not read yet).
+    Repo,
+}
+
+/// The base's package database could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The local database directory is missing or unreadable.
+    #[error("cannot read the base's package database {}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The packages installed in the base: `<base>/var/lib/pacman/local/*/desc`.
+///
+/// Only %NAME%, %VERSION%, %PROVIDES% and %DEPENDS% are read. The alpm-db
+/// crate parses whole desc files and refuses one whose other fields (a
+/// packager without an e-mail address, say) do not validate; here such a
+/// field must not stop the plan. Entries that cannot be read are skipped
+/// with a warning.
+pub fn read_base_db(base: &Path) -> Result<Vec<Provider>, DbError> {
+    let dir = base.join("var/lib/pacman/local");
+    let io = |source| DbError::Io { path: dir.clone(), source };
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).map_err(io)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let desc = e.path().join("desc");
+        let Ok(text) = std::fs::read_to_string(&desc) else { continue };
+        match parse_desc(&text) {
+            Some(p) => out.push(p),
+            None => tracing::warn!(path = %desc.display(), "skipping a package database entry without a valid name and version"),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_desc(text: &str) -> Option<Provider> {
+    let mut name = None;
+    let mut version = None;
+    let mut provides = Vec::new();
+    let mut depends = Vec::new();
+    let mut section = "";
+    for line in text.lines() {
+        if line.starts_with('%') && line.ends_with('%') && line.len() > 2 {
+            section = line;
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        match section {
+            "%NAME%" => name = Name::new(line).ok(),
+            "%VERSION%" => version = FullVersion::from_str(line).ok(),
+            "%PROVIDES%" | "%DEPENDS%" => match RelationOrSoname::from_str(line) {
+                Ok(r) if section == "%PROVIDES%" => provides.push(r),
+                Ok(r) => depends.push(r),
+                Err(e) => tracing::warn!(entry = line, error = %e, "skipping an unreadable relation"),
+            },
+            _ => {}
+        }
+    }
+    Some(Provider { name: name?, version: version?, provides, depends, origin: Origin::Base })
+}
+
+/// Whether `p` satisfies the dependency `dep`, by pacman's rules: its own
+/// name and version, or one of its `provides`. A versioned dependency is
+/// only satisfied by a provision that carries a version (`foo=1.2`).
+pub fn satisfies(p: &Provider, dep: &RelationOrSoname) -> bool {
+    match dep {
+        RelationOrSoname::Relation(rel) => {
+            let version_ok = |v: &Version| rel.version_requirement.as_ref().is_none_or(|r| r.is_satisfied_by(v));
+            if p.name == rel.name && version_ok(&Version::from(&p.version)) {
+                return true;
+            }
+            p.provides.iter().any(|prov| match prov {
+                RelationOrSoname::Relation(pr) if pr.name == rel.name => {
+                    match (&rel.version_requirement, &pr.version_requirement) {
+                        (None, _) => true,
+                        (Some(_), Some(pv)) if pv.comparison == VersionComparison::Equal => version_ok(&pv.version),
+                        (Some(_), _) => false,
+                    }
+                }
+                _ => false,
+            })
+        }
+        // Sonames: by their written form; `libfoo.so` is met by `libfoo.so=1-64`.
+        soname => {
+            let want = soname.to_string();
+            p.provides.iter().any(|prov| {
+                let have = prov.to_string();
+                have == want || have.strip_prefix(&want).is_some_and(|rest| rest.starts_with('='))
+            })
+        }
+    }
+}
+
+/// The provider of `dep` among `providers`: the base first (already
+/// installed), then a package of that name, then one that provides it.
+pub fn resolve<'a>(providers: &'a [Provider], dep: &RelationOrSoname) -> Option<&'a Provider> {
+    let ok: Vec<&Provider> = providers.iter().filter(|p| satisfies(p, dep)).collect();
+    let by_name = |p: &&&Provider| matches!(dep, RelationOrSoname::Relation(r) if r.name == p.name);
+    ok.iter()
+        .find(|p| p.origin == Origin::Base)
+        .or_else(|| ok.iter().find(by_name))
+        .or_else(|| ok.first())
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prov(name: &str, version: &str, provides: &[&str], origin: Origin) -> Provider {
+        Provider {
+            name: Name::new(name).unwrap(),
+            version: version.parse().unwrap(),
+            provides: provides.iter().map(|p| p.parse().unwrap()).collect(),
+            depends: Vec::new(),
+            origin,
+        }
+    }
+
+    fn dep(s: &str) -> RelationOrSoname {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn versions_compare_with_vercmp() {
+        let p = prov("foo", "1:2.10-1", &[], Origin::Base);
+        for yes in ["foo", "foo>=1:2.9", "foo>2.11", "foo=1:2.10", "foo<2:0"] {
+            assert!(satisfies(&p, &dep(yes)), "{yes}");
+        }
+        for no in ["foo<1:2.10", "foo=2.10", "bar", "foo>=1:2.10.1"] {
+            assert!(!satisfies(&p, &dep(no)), "{no}");
+        }
+        let q = prov("bar", "1.0rc1-1", &[], Origin::Base);
+        assert!(satisfies(&q, &dep("bar<1.0")), "rc sorts before the release");
+    }
+
+    #[test]
+    fn provides_need_a_version_for_versioned_deps() {
+        let p = prov("impl", "5-1", &["iface=2.0", "plain"], Origin::Pkgbuild(0));
+        assert!(satisfies(&p, &dep("iface")));
+        assert!(satisfies(&p, &dep("iface>=1.5")));
+        assert!(!satisfies(&p, &dep("iface>2.0")));
+        assert!(satisfies(&p, &dep("iface>2")), "vercmp: 2.0 is newer than 2");
+        assert!(satisfies(&p, &dep("plain")));
+        assert!(!satisfies(&p, &dep("plain>=1")));
+    }
+
+    #[test]
+    fn the_base_wins_then_names_then_provides() {
+        let ps = vec![
+            prov("x-alt", "1-1", &["x=1"], Origin::Pkgbuild(1)),
+            prov("x", "1-1", &[], Origin::Pkgbuild(0)),
+        ];
+        assert_eq!(resolve(&ps, &dep("x")).unwrap().name.as_ref(), "x");
+        let mut with_base = ps.clone();
+        with_base.push(prov("toolchain", "1-1", &["x=1"], Origin::Base));
+        assert_eq!(resolve(&with_base, &dep("x")).unwrap().origin, Origin::Base);
+        assert!(resolve(&ps, &dep("x>1")).is_none());
+    }
+
+    #[test]
+    fn desc_files_are_read_leniently() {
+        let p = parse_desc(
+            "%NAME%\ndebian-toolchain\n\n%VERSION%\n12-1\n\n%PACKAGER%\nno email\n\n%PROVIDES%\nglibc=2.36\nmake=4.3\n\n",
+        )
+        .unwrap();
+        assert_eq!(p.name.as_ref(), "debian-toolchain");
+        assert!(satisfies(&p, &dep("glibc>=2.17")));
+        assert!(parse_desc("%NAME%\nx\n").is_none());
+    }
+}

@@ -1,0 +1,515 @@
+//! Plan: what would be built, why, and in which order, without building.
+//!
+//! Input: the synced sources ([`crate::sync::Synced`]) and the base. Steps:
+//! tree-id per source ([`treeid`]); .SRCINFO per tree, sourced in the
+//! sandbox and cached by tree-id ([`srcinfo`]); the .SRCINFO read with
+//! alpm-srcinfo; dependencies resolved against the base and the other
+//! PKGBUILDs ([`deps`]); then a DAG in waves (a wave's packages only need
+//! earlier waves) and a pkgid per package, whose dephash covers the
+//! dependencies a build would install. A problem with one package (a broken
+//! PKGBUILD, a missing dependency, a cycle) is reported for that package and
+//! those that need it; the others are still planned.
+
+pub mod deps;
+pub mod srcinfo;
+pub mod treeid;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alpm_srcinfo::{MergedPackage, SourceInfoV1};
+use alpm_types::{Architecture, Name, RelationOrSoname, SystemArchitecture};
+use serde::Serialize;
+
+use crate::config::{Config, DephashMode, PkgbuildEntry};
+use crate::home::Home;
+use crate::ids::{DepHash, PkgId, TreeId};
+use crate::sync::{Checkout, Synced};
+use deps::{Origin, Provider};
+use srcinfo::{ParseJob, Parser, TreeSource};
+
+pub use srcinfo::{PkgbuildError, Srcinfo, SrcinfoError};
+
+/// Version of the `--json` form of [`Plan`].
+pub const PLAN_JSON_VERSION: u32 = 1;
+
+/// A plan that could not be made at all (as opposed to one package failing).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// Parsing could not run.
+    #[error(transparent)]
+    Srcinfo(#[from] SrcinfoError),
+    /// The base's package database could not be read.
+    #[error(transparent)]
+    Db(#[from] deps::DbError),
+}
+
+/// Settings of a plan run.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// The base root file system (parsing runs in it, its packages are installed).
+    pub base: PathBuf,
+    /// The state directory.
+    pub home: Home,
+    /// Time limit for sourcing one PKGBUILD.
+    pub parse_timeout: Duration,
+}
+
+/// The plan: one entry per `[pkgbuilds]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// [`PLAN_JSON_VERSION`].
+    pub version: u32,
+    /// The architecture planned for.
+    pub arch: String,
+    /// What the dephashes cover.
+    pub dephash: DephashMode,
+    /// Trees sourced in the sandbox in this run.
+    pub parsed: usize,
+    /// Trees answered from the cache.
+    pub cached: usize,
+    /// The packages, in config order.
+    pub packages: Vec<PlannedPackage>,
+}
+
+/// One planned PKGBUILD.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedPackage {
+    /// The `[pkgbuilds]` key.
+    pub name: String,
+    /// Where it comes from.
+    pub source: SourceRef,
+    /// Its tree-id, once known.
+    pub tree_id: Option<TreeId>,
+    /// Its pkgbase, once parsed.
+    pub pkgbase: Option<String>,
+    /// The full version the PKGBUILD states (`[epoch:]pkgver-pkgrel`).
+    pub pkgver: Option<String>,
+    /// Whether it has a `pkgver()` function: the version shown is the one
+    /// written in the PKGBUILD; the built one is only known after fetching.
+    pub pkgver_func: bool,
+    /// The package names it builds.
+    pub pkgnames: Vec<String>,
+    /// The `[pkgbuilds]` entries that must be built before it.
+    pub after: Vec<String>,
+    /// Its wave: 0 needs nothing else of the config, wave n needs only waves < n.
+    pub wave: Option<usize>,
+    /// Its pkgid.
+    pub pkgid: Option<PkgId>,
+    /// What happens to it.
+    pub status: Status,
+}
+
+/// Where a PKGBUILD comes from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SourceRef {
+    /// A git source at a commit.
+    Git {
+        /// The URL.
+        url: String,
+        /// The synced commit, when sync worked.
+        commit: Option<String>,
+        /// The subtree.
+        subtree: Option<PathBuf>,
+    },
+    /// A directory.
+    Path {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// What plan decided for a package.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Status {
+    /// It would be built.
+    ToBuild,
+    /// It cannot be built because entries it needs failed.
+    Blocked {
+        /// The failed entries it needs, directly or not.
+        by: Vec<String>,
+    },
+    /// It failed to plan.
+    Error {
+        /// The step that failed: sync, tree-id, parse, deps, cycle.
+        stage: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Plan {
+    /// Whether some package failed to plan (exit code 1).
+    pub fn has_failures(&self) -> bool {
+        self.packages.iter().any(|p| p.status != Status::ToBuild)
+    }
+}
+
+/// A package that parsed, with what resolution needs.
+struct Node {
+    pkgbase: Name,
+    tree_id: TreeId,
+    /// Packages it builds, merged for the planned architecture.
+    packages: Vec<MergedPackage>,
+    depends: Vec<RelationOrSoname>,
+    makedepends: Vec<RelationOrSoname>,
+    checkdepends: Vec<RelationOrSoname>,
+}
+
+/// Make the plan for the synced entries of `config`.
+#[tracing::instrument(skip_all)]
+pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let arch = config.repo.arch.clone();
+    let mut out: Vec<PlannedPackage> = Vec::new();
+    let mut jobs: Vec<(usize, ParseJob)> = Vec::new();
+    for (s, entry) in synced.into_iter().zip(&config.pkgbuilds) {
+        let mut p = PlannedPackage {
+            name: s.name.to_string(),
+            source: source_ref(entry, s.checkout.as_ref().ok()),
+            tree_id: None,
+            pkgbase: None,
+            pkgver: None,
+            pkgver_func: false,
+            pkgnames: Vec::new(),
+            after: Vec::new(),
+            wave: None,
+            pkgid: None,
+            status: Status::ToBuild,
+        };
+        let tree = match s.checkout {
+            Err(e) => Err(("sync", error_chain(&e))),
+            Ok(Checkout::Dir { dir }) => treeid::of_dir(&dir)
+                .map(|t| (t, TreeSource::Dir(dir)))
+                .map_err(|e| ("tree-id", error_chain(&e))),
+            Ok(Checkout::Git { repo, commit, subtree, .. }) => treeid::of_git(&repo, &commit, subtree.as_deref())
+                .map(|t| (t, TreeSource::Git { repo }))
+                .map_err(|e| ("tree-id", error_chain(&e))),
+        };
+        match tree {
+            Ok((tree_id, tree)) => {
+                p.tree_id = Some(tree_id);
+                jobs.push((out.len(), ParseJob { tree_id, tree }));
+            }
+            Err((stage, message)) => p.status = Status::Error { stage, message },
+        }
+        out.push(p);
+    }
+
+    let parser = Parser::new(&opts.base, opts.home.clone(), opts.parse_timeout)?;
+    let job_list: Vec<ParseJob> = jobs.iter().map(|(_, j)| j.clone()).collect();
+    let run = parser.parse(&job_list)?;
+
+    // Read each .SRCINFO; nodes[i] is the parsed form of out[i].
+    let mut nodes: Vec<Option<Node>> = (0..out.len()).map(|_| None).collect();
+    for ((i, job), result) in jobs.iter().zip(run.results) {
+        let p = &mut out[*i];
+        match result.and_then(|s| read_srcinfo(&s, job.tree_id, &arch, &config.pkgbuilds[*i]).map(|n| (s, n))) {
+            Ok((s, node)) => {
+                p.pkgver_func = s.has_pkgver_func;
+                p.pkgbase = Some(node.pkgbase.to_string());
+                p.pkgver = node.packages.first().map(|m| m.version.to_string());
+                p.pkgnames = node.packages.iter().map(|m| m.name.to_string()).collect();
+                debug_assert_eq!(node.tree_id, job.tree_id);
+                nodes[*i] = Some(node);
+            }
+            Err(e) => p.status = Status::Error { stage: "parse", message: e.to_string() },
+        }
+    }
+    // Two entries with one pkgbase would fight over the same packages.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..out.len() {
+        if let Some(base) = out[i].pkgbase.clone() {
+            if let Some(&first) = seen.get(&base) {
+                out[i].status = Status::Error {
+                    stage: "parse",
+                    message: format!("pkgbase {base} is also built by entry {}", out[first].name),
+                };
+                nodes[i] = None;
+            } else {
+                seen.insert(base, i);
+            }
+        }
+    }
+
+    let mut providers = deps::read_base_db(&opts.base)?;
+    for (i, n) in nodes.iter().enumerate() {
+        for m in n.iter().flat_map(|n| &n.packages) {
+            providers.push(Provider {
+                name: m.name.clone(),
+                version: m.version.clone(),
+                provides: m.provides.clone(),
+                depends: m.dependencies.clone(),
+                origin: Origin::Pkgbuild(i),
+            });
+        }
+    }
+    // TODO(issue 5): add the packages of pkgcell's own repository as
+    // providers with Origin::Repo once publish can list them.
+
+    // Edges: i needs j when a package of j is installed for i's build,
+    // directly or as a run-time dependency of one that is.
+    let mut needs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); out.len()];
+    for i in 0..out.len() {
+        let Some(n) = &nodes[i] else { continue };
+        let roots: Vec<&RelationOrSoname> = n.depends.iter().chain(&n.makedepends).chain(&n.checkdepends).collect();
+        match closure(&providers, i, &roots) {
+            Ok(set) => {
+                needs[i] = set.iter().filter_map(|p| match p.origin {
+                    Origin::Pkgbuild(j) if j != i => Some(j),
+                    _ => None,
+                }).collect();
+            }
+            Err(message) => {
+                out[i].status = Status::Error { stage: "deps", message };
+            }
+        }
+    }
+    for i in 0..out.len() {
+        out[i].after = needs[i].iter().map(|&j| out[j].name.clone()).collect();
+    }
+
+    order(&mut out, &needs);
+
+    // pkgids in wave order, so that each dependency's pkgid is known first.
+    let mut by_wave: Vec<usize> = (0..out.len()).filter(|&i| out[i].wave.is_some()).collect();
+    by_wave.sort_by_key(|&i| out[i].wave);
+    let mut pkgids: Vec<Option<PkgId>> = vec![None; out.len()];
+    for i in by_wave {
+        let n = nodes[i].as_ref().expect("planned packages parsed");
+        let roots: Vec<&RelationOrSoname> = match config.build.dephash {
+            DephashMode::Strict => n.depends.iter().chain(&n.makedepends).chain(&n.checkdepends).collect(),
+            DephashMode::Loose => n.depends.iter().collect(),
+            DephashMode::None => Vec::new(),
+        };
+        let set = closure(&providers, i, &roots).expect("resolved above");
+        let mut lines: Vec<String> = set
+            .iter()
+            .filter(|p| p.origin != Origin::Pkgbuild(i))
+            .map(|p| match p.origin {
+                Origin::Base | Origin::Repo => format!("installed {} {}", p.name, p.version),
+                Origin::Pkgbuild(j) => format!(
+                    "built {} {}",
+                    p.name,
+                    pkgids[j].as_ref().expect("dependencies come in earlier waves")
+                ),
+            })
+            .collect();
+        lines.sort();
+        lines.dedup();
+        let canonical = lines.iter().fold(String::new(), |acc, l| acc + l + "\n");
+        let id = PkgId::new(n.pkgbase.clone(), n.tree_id, DepHash::of(canonical.as_bytes()));
+        tracing::debug!(pkgid = %id, deps = ?lines, "dephash");
+        out[i].pkgid = Some(id.clone());
+        pkgids[i] = Some(id);
+    }
+
+    Ok(Plan {
+        version: PLAN_JSON_VERSION,
+        arch: arch.to_string(),
+        dephash: config.build.dephash,
+        parsed: run.parsed,
+        cached: run.cached,
+        packages: out,
+    })
+}
+
+/// Every provider installed for `roots` of entry `me`: each root's provider
+/// and, transitively, the providers of their run-time dependencies. Err names
+/// the chain to a dependency nothing provides.
+fn closure<'a>(providers: &'a [Provider], me: usize, roots: &[&RelationOrSoname]) -> Result<Vec<&'a Provider>, String> {
+    let mut found: Vec<&Provider> = Vec::new();
+    // (dependency, chain of package names that led to it)
+    let mut stack: Vec<(&RelationOrSoname, Vec<String>)> = roots.iter().map(|d| (*d, Vec::new())).collect();
+    while let Some((dep, chain)) = stack.pop() {
+        let Some(p) = deps::resolve(providers, dep) else {
+            let via = if chain.is_empty() { String::new() } else { format!(" (needed by {})", chain.join(" → ")) };
+            return Err(format!("nothing provides {dep}{via}"));
+        };
+        if found.iter().any(|f| std::ptr::eq(*f, p)) {
+            continue;
+        }
+        found.push(p);
+        // What the base has installed comes with its dependencies already.
+        if let Origin::Pkgbuild(j) = p.origin
+            && j != me
+        {
+            let mut next = chain.clone();
+            next.push(p.name.to_string());
+            stack.extend(p.depends.iter().map(|d| (d, next.clone())));
+        }
+    }
+    Ok(found)
+}
+
+/// Block the dependents of failed entries, report cycles, and put the rest
+/// in waves.
+fn order(out: &mut [PlannedPackage], needs: &[BTreeSet<usize>]) {
+    let n = out.len();
+    let failed = |out: &[PlannedPackage], i: usize| matches!(out[i].status, Status::Error { .. });
+    // Waves by repeated passes: an entry gets a wave once all it needs have one.
+    let mut wave: Vec<Option<usize>> = vec![None; n];
+    loop {
+        let mut progress = false;
+        for i in 0..n {
+            if wave[i].is_some() || failed(out, i) {
+                continue;
+            }
+            if needs[i].iter().all(|&j| wave[j].is_some()) {
+                wave[i] = Some(needs[i].iter().map(|&j| wave[j].unwrap_or(0) + 1).max().unwrap_or(0));
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    // What is left either waits on a failed entry or sits on a cycle.
+    for i in 0..n {
+        if wave[i].is_some() || failed(out, i) {
+            continue;
+        }
+        if let Some(cycle) = find_cycle(i, needs, &wave, out) {
+            let names: Vec<&str> = cycle.iter().map(|&j| out[j].name.as_str()).collect();
+            let message = format!("dependency cycle: {} → {}", names.join(" → "), names[0]);
+            for &j in &cycle {
+                if !failed(out, j) {
+                    out[j].status = Status::Error { stage: "cycle", message: message.clone() };
+                }
+            }
+        }
+    }
+    for i in 0..n {
+        if wave[i].is_some() || failed(out, i) {
+            continue;
+        }
+        // Every failed entry reachable through what i needs.
+        let mut by = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<usize> = needs[i].iter().copied().collect();
+        while let Some(j) = stack.pop() {
+            if !seen.insert(j) {
+                continue;
+            }
+            if failed(out, j) {
+                by.insert(out[j].name.clone());
+            } else {
+                stack.extend(needs[j].iter().copied());
+            }
+        }
+        out[i].status = Status::Blocked { by: by.into_iter().collect() };
+    }
+    for i in 0..n {
+        out[i].wave = wave[i];
+    }
+}
+
+/// A cycle through `start` among entries without a wave, if there is one.
+fn find_cycle(start: usize, needs: &[BTreeSet<usize>], wave: &[Option<usize>], out: &[PlannedPackage]) -> Option<Vec<usize>> {
+    fn dfs(v: usize, start: usize, needs: &[BTreeSet<usize>], open: &dyn Fn(usize) -> bool, path: &mut Vec<usize>, seen: &mut BTreeSet<usize>) -> bool {
+        for &w in &needs[v] {
+            if w == start {
+                return true;
+            }
+            if open(w) && seen.insert(w) {
+                path.push(w);
+                if dfs(w, start, needs, open, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let open = |j: usize| wave[j].is_none() && !matches!(out[j].status, Status::Error { .. });
+    let mut path = vec![start];
+    let mut seen = BTreeSet::from([start]);
+    dfs(start, start, needs, &open, &mut path, &mut seen).then_some(path)
+}
+
+/// Read the .SRCINFO text into what planning needs, for `arch`.
+fn read_srcinfo(s: &Srcinfo, tree_id: TreeId, arch: &SystemArchitecture, entry: &PkgbuildEntry) -> Result<Node, PkgbuildError> {
+    let info = SourceInfoV1::from_string(&s.text)
+        .map_err(|e| PkgbuildError::Invalid { message: e.to_string().trim().to_owned() })?;
+    let base = &info.base;
+    let archs: Vec<String> = base.architectures.to_string().split_whitespace().map(str::to_owned).collect();
+    let target: Architecture = if archs.iter().any(|a| a == "any") {
+        Architecture::Any
+    } else if archs.iter().any(|a| *a == arch.to_string()) {
+        Architecture::Some(arch.clone())
+    } else {
+        return Err(PkgbuildError::Invalid { message: format!("it is not built for {arch} (arch = {})", archs.join(" ")) });
+    };
+    let packages: Vec<MergedPackage> = info.packages_for_architecture(target.clone()).collect();
+    let specific = match &target {
+        Architecture::Some(a) => base.architecture_properties.get(a),
+        Architecture::Any => None,
+    };
+    let rel = |v: &[alpm_types::PackageRelation]| v.iter().cloned().map(RelationOrSoname::Relation).collect::<Vec<_>>();
+    let mut depends = base.dependencies.clone();
+    let mut makedepends = rel(&base.make_dependencies);
+    let mut checkdepends = rel(&base.check_dependencies);
+    if let Some(sp) = specific {
+        depends.extend(sp.dependencies.iter().cloned());
+        makedepends.extend(rel(&sp.make_dependencies));
+        checkdepends.extend(rel(&sp.check_dependencies));
+    }
+    depends.extend(rel(&entry.deps));
+    makedepends.extend(rel(&entry.makedeps));
+    Ok(Node { pkgbase: base.name.clone(), tree_id, packages, depends, makedepends, checkdepends })
+}
+
+fn source_ref(entry: &PkgbuildEntry, checkout: Option<&Checkout>) -> SourceRef {
+    match (&entry.location, checkout) {
+        (crate::config::Location::Git { url, subtree, .. }, c) => SourceRef::Git {
+            url: url.clone(),
+            commit: match c {
+                Some(Checkout::Git { commit, .. }) => Some(commit.clone()),
+                _ => None,
+            },
+            subtree: subtree.clone(),
+        },
+        (crate::config::Location::Path { dir }, _) => SourceRef::Path { path: dir.clone() },
+    }
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The .SRCINFO of each directory, parsed in one sandbox (`pkgcell srcinfo`).
+pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, PkgbuildError>>, usize), PlanError> {
+    let mut jobs = Vec::new();
+    let mut early: Vec<Option<PkgbuildError>> = Vec::new();
+    for d in dirs {
+        match treeid::of_dir(d) {
+            Ok(t) => {
+                jobs.push(ParseJob { tree_id: t, tree: TreeSource::Dir(d.clone()) });
+                early.push(None);
+            }
+            Err(e) => early.push(Some(PkgbuildError::Invalid { message: error_chain(&e) })),
+        }
+    }
+    let parser = Parser::new(base, home, timeout)?;
+    let run = parser.parse(&jobs)?;
+    let mut results = run.results.into_iter();
+    let all = early
+        .into_iter()
+        .map(|e| match e {
+            Some(e) => Err(e),
+            None => results.next().expect("one result per job"),
+        })
+        .collect();
+    Ok((all, run.parsed))
+}

@@ -1,0 +1,111 @@
+#!/bin/bash
+# pkgcell's .SRCINFO driver. Runs inside the parse sandbox (read-only
+# sources, no network, as the build user) and prints, for many PKGBUILDs in
+# one go, exactly what `makepkg --printsrcinfo` prints for each.
+#
+# usage: srcinfo-driver.sh LIST OUTDIR WORKERS TIMEOUT_SECS
+#   LIST    lines of "<id><TAB><directory holding a PKGBUILD>"
+#   OUTDIR  gets, per id: <id>.srcinfo (stdout of the job, i.e. the
+#           .SRCINFO text), <id>.log (its stderr), <id>.status ("ok",
+#           "exit N" or "timeout"), and <id>.pkgver when it has pkgver().
+#
+# Why this shape: makepkg --printsrcinfo costs a fresh bash that sources
+# all of libmakepkg and makepkg.conf. Here one bash loads them once, and
+# each PKGBUILD runs in a forked copy of it (a process substitution), so it
+# starts with makepkg's functions and config already in place and cannot
+# disturb the others. The steps per PKGBUILD are the ones /usr/bin/makepkg
+# takes for --printsrcinfo, minus those that only check the host
+# (writable PKGDEST/SRCDEST, EUID, check_software), which change no output.
+
+_pkgcell_list=$1 _pkgcell_out=$2 _pkgcell_workers=$3 _pkgcell_timeout=$4
+
+# The globals /usr/bin/makepkg sets before its libraries are sourced.
+export TEXTDOMAIN='pacman-scripts'
+export TEXTDOMAINDIR='/usr/share/locale'
+export COMMAND_MODE='legacy'
+unset CDPATH GREP_OPTIONS
+makepkg_version=$(sed -n "s/^declare -r makepkg_version='\(.*\)'$/\1/p" /usr/bin/makepkg)
+declare -r makepkg_version
+declare -r confdir='/etc'
+declare -r BUILDSCRIPT='PKGBUILD'
+LIBRARY=${LIBRARY:-'/usr/share/makepkg'}
+IGNOREARCH=1 PRINTSRCINFO=1 BUILDPKG=0
+[[ -n ${SOURCE_DATE_EPOCH-} ]] || SOURCE_DATE_EPOCH=$(date +%s)
+export SOURCE_DATE_EPOCH
+shopt -s extglob
+
+for lib in "$LIBRARY"/*.sh; do
+	source "$lib"
+done
+unset lib
+# Defined in /usr/bin/makepkg itself, not in its libraries.
+source_buildfile() {
+	source_safe "$@"
+}
+load_makepkg_config
+PACKAGER=${PACKAGER:-"Unknown Packager"}
+unset ALL_OFF BOLD BLUE GREEN RED YELLOW
+# makepkg's messages go through gettext, which a minimal base may lack.
+if ! type -P gettext >/dev/null; then
+	gettext() { printf '%s' "$1"; }
+fi
+
+# One PKGBUILD, in a forked copy of this shell. stdout is the .SRCINFO file,
+# stderr the log, fd 3 the pipe to the worker that waits for "ok".
+_pkgcell_one() {
+	# Limits: CPU seconds (a busy loop), file size in KiB (huge output),
+	# address space in KiB (a memory bomb), no core files. The size limit
+	# is known to the Rust side (OUTPUT_LIMIT) to name the error.
+	ulimit -t "$_pkgcell_timeout" -f 1024 -v 2097152 -c 0 2>/dev/null
+	cd -P -- "$1" || exit 90
+	startdir=$PWD
+	unset _pkgcell_list _pkgcell_workers _pkgcell_jobs
+	BUILDFILE=$startdir/$BUILDSCRIPT
+	if [[ ! -f $BUILDFILE ]]; then
+		error "$(gettext "%s does not exist.")" "$BUILDSCRIPT"
+		exit 91
+	fi
+	if [[ $(<"$BUILDFILE") = *$'\r'* ]]; then
+		error "$(gettext "%s contains %s characters and cannot be sourced.")" "$BUILDSCRIPT" "CRLF"
+		exit 92
+	fi
+	source_buildfile "$BUILDFILE"
+	pkgbase=${pkgbase:-${pkgname[0]}}
+	lint_pkgbuild || exit 93
+	if have_function pkgver; then
+		: >"$_pkgcell_out/$2.pkgver"
+	fi
+	write_srcinfo_content
+	echo ok >&3
+}
+
+# Run the PKGBUILDs of one worker one after the other, each with a wall
+# clock limit: the worker waits for the job's "ok" with `read -t`, which
+# needs no extra process per job.
+_pkgcell_worker() {
+	local i id dir fd pid st
+	for ((i = $1; i < ${#_pkgcell_jobs[@]}; i += _pkgcell_workers)); do
+		id=${_pkgcell_jobs[i]%%$'\t'*}
+		dir=${_pkgcell_jobs[i]#*$'\t'}
+		exec {fd}< <(_pkgcell_one "$dir" "$id" 3>&1 >"$_pkgcell_out/$id.srcinfo" 2>"$_pkgcell_out/$id.log" </dev/null)
+		pid=$!
+		if read -r -t "$_pkgcell_timeout" -u "$fd" st; then
+			wait "$pid"
+		elif (($? > 128)); then
+			kill -KILL "$pid" 2>/dev/null
+			wait "$pid"
+			st=timeout
+		else
+			wait "$pid"
+			st="exit $?"
+		fi
+		exec {fd}<&-
+		echo "$st" >"$_pkgcell_out/$id.status"
+	done
+}
+
+mapfile -t _pkgcell_jobs <"$_pkgcell_list"
+for ((w = 0; w < _pkgcell_workers; w++)); do
+	_pkgcell_worker "$w" &
+done
+wait
