@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one command in a sandbox.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Write a commented starter pkgcell.toml.
     Init(plan::InitArgs),
     /// Show what would be built, why, and in which order.
@@ -65,7 +65,7 @@ fn init_tracing(verbose: u8) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Init(args) => plan::init(args),
         Command::Plan(args) => plan::plan(args),
         Command::Srcinfo(args) => plan::srcinfo(args),

@@ -2,7 +2,6 @@
 //! what must work, and the escape probes: what must fail.
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
