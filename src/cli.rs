@@ -1,6 +1,7 @@
 //! Command line: clap structs hold raw values; each subcommand converts them
 //! into typed library calls. anyhow, exit codes and JSON printing live here only.
 
+mod base;
 mod plan;
 mod run;
 
@@ -29,6 +30,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the .SRCINFO of PKGBUILDs, parsed in a sandbox.
     Srcinfo(plan::SrcinfoArgs),
+    /// Manage base chroots: create, update, list, show, rm.
+    Base(base::BaseArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -69,5 +72,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => plan::init(args),
         Command::Plan(args) => plan::plan(args),
         Command::Srcinfo(args) => plan::srcinfo(args),
+        Command::Base(args) => base::base(args),
     }
 }

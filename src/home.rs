@@ -53,6 +53,18 @@ impl Home {
         self.root.join("cache/srcinfo")
     }
 
+    /// Base chroots, one directory per [`crate::ids::BaseId`], plus
+    /// `.tmp-*` directories of bases being made.
+    pub fn bases(&self) -> PathBuf {
+        self.root.join("bases")
+    }
+
+    /// Package files downloaded by pacman, shared by every base and build
+    /// (bound at `/var/cache/pacman/pkg` at build time).
+    pub fn package_cache(&self) -> PathBuf {
+        self.root.join("cache/pkg")
+    }
+
     /// Scratch space for one run (same file system as the caches, so that
     /// results can be renamed into place).
     pub fn tmp(&self) -> PathBuf {
