@@ -355,7 +355,7 @@ pub fn list(home: &Home) -> Result<Vec<Base>, BaseError> {
             Err(err) => tracing::warn!(path = %e.path().display(), error = %err, "skipping a base without a readable record"),
         }
     }
-    out.sort_by(|a, b| (a.record.created, a.id).cmp(&(b.record.created, b.id)));
+    out.sort_by_key(|b| (b.record.created, b.id));
     Ok(out)
 }
 

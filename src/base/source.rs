@@ -250,9 +250,9 @@ mod tests {
 
     #[test]
     fn host_sandboxes_bind_read_write_paths_last() {
-        let s = host_spec(vec!["true".into()], &["/a".into()], &["/a/b".into()], Network::Loopback);
+        let s = host_spec(vec!["true".into()], &["/usr".into()], &["/usr/bin".into()], Network::Loopback);
         assert_eq!(s.validate(), Ok(()));
-        assert!(matches!(&s.mounts[1], Mount::Bind { dst, access: Access::ReadWrite, .. } if dst == Path::new("/a/b")));
+        assert!(matches!(&s.mounts[1], Mount::Bind { dst, access: Access::ReadWrite, .. } if dst == Path::new("/usr/bin")));
     }
 
     #[test]

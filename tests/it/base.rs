@@ -119,7 +119,7 @@ fn a_tarball_base_keeps_owners_is_prepared_and_can_be_listed_shown_and_removed()
     let e = Env::new();
     e.config(&format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n", test_base_tarball().display()));
     let id = e.create();
-    assert_eq!(e.listed(), [id.clone()]);
+    assert_eq!(e.listed(), std::slice::from_ref(&id));
     let shown = e.show(&id[..8]);
     assert_eq!(shown["id"], id.as_str());
     assert_eq!(shown["source"]["kind"], "tarball");
