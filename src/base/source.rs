@@ -188,6 +188,26 @@ fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path) -> Result<(),
     }
 }
 
+/// The bootstrap, run as root in a host sandbox: `$1` check|skip, `$2` the
+/// bootstrap keyring, `$3` the new root, then pacman's arguments.
+///
+/// Like pacstrap, it gives the new root a /dev, /proc and /tmp while pacman
+/// runs, because install scriptlets and hooks run chrooted in it. They are
+/// the sandbox's own (rbind: the locked device mounts keep their flags), in
+/// the payload's private mount namespace: nothing of them stays in the base.
+const PACSTRAP: &str = r#"set -e
+if [ "$1" = check ]; then
+    pacman-key --gpgdir "$2" --init
+    pacman-key --gpgdir "$2" --populate
+fi
+root=$3
+shift 3
+mkdir -p "$root/dev" "$root/proc" "$root/tmp"
+mount --rbind /dev "$root/dev" && mount --rbind /proc "$root/proc" && mount -t tmpfs -o mode=1777 tmpfs "$root/tmp" ||
+    echo "pkgcell: warning: no /dev, /proc or /tmp for install scriptlets" >&2
+exec pacman "$@"
+"#;
+
 /// Install `packages` into `root` with the host's pacman, like
 /// `pacstrap -N`. Returns the pacman.conf it used, for the base.
 fn pacstrap(
@@ -225,11 +245,8 @@ fn pacstrap(
         Signatures::Skip => "skip",
     };
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let script = "set -e\n\
-        if [ \"$1\" = check ]; then pacman-key --gpgdir \"$2\" --init; pacman-key --gpgdir \"$2\" --populate; fi\n\
-        shift 2\nexec pacman \"$@\"\n";
-    let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), script.into(), "pkgcell-pacstrap".into()];
-    argv.extend([check.into(), s(&gpgdir)]);
+    let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), PACSTRAP.into(), "pkgcell-pacstrap".into()];
+    argv.extend([check.into(), s(&gpgdir), s(root)]);
     argv.extend(["--root".into(), s(root), "--dbpath".into(), s(&root.join("var/lib/pacman"))]);
     argv.extend(["--cachedir".into(), s(&cache), "--logfile".into(), s(&root.join("var/log/pacman.log"))]);
     argv.extend(["--gpgdir".into(), s(&gpgdir), "--config".into(), s(&boot_conf)]);

@@ -152,6 +152,21 @@ fn a_tarball_base_keeps_owners_is_prepared_and_can_be_listed_shown_and_removed()
     let o = e.pkgcell(&["srcinfo", "--base", &id[..6], hello.to_str().unwrap()]);
     assert!(ok(o).contains("pkgname = hello"));
 
+    // plan takes the base of the config: the same one, not made again.
+    let hello = hello.to_str().unwrap();
+    let mut config = std::fs::read_to_string(e.dir.join("pkgcell.toml")).unwrap();
+    config.push_str(&format!("[pkgbuilds]\nhello = {{ path = \"{hello}\" }}\n"));
+    e.config(&config);
+    let plan: Value = serde_json::from_str(&ok(e.pkgcell(&["plan", "--json", "--offline"]))).unwrap();
+    assert_eq!(plan["packages"][0]["status"]["kind"], "to_build", "{plan:#}");
+    assert_eq!(e.listed(), std::slice::from_ref(&id));
+
+    // update makes it again; nothing changed, so the copy is dropped.
+    let o = e.pkgcell(&["base", "update", "--json"]);
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!((v["version"].as_u64(), v["status"].as_str(), v["base"]["id"].as_str()), (Some(1), Some("unchanged"), Some(id.as_str())));
+    assert_eq!(e.listed(), std::slice::from_ref(&id));
+
     // rm: gone from the list and from the disk.
     ok(e.pkgcell(&["base", "rm", &id]));
     assert!(e.listed().is_empty());
@@ -202,6 +217,7 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     let pkg = e.dir.join("testroot");
     std::fs::create_dir(&pkg).unwrap();
     std::fs::write(pkg.join("PKGBUILD"), TESTROOT_PKGBUILD).unwrap();
+    std::fs::write(pkg.join("testroot.install"), TESTROOT_INSTALL).unwrap();
     let repo = e.dir.join("repo");
     std::fs::create_dir(&repo).unwrap();
     std::fs::set_permissions(&repo, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
@@ -243,6 +259,8 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     // Installed files belong to root inside (the caller outside).
     let me = std::fs::metadata(e.path()).unwrap().uid();
     assert_eq!(std::fs::metadata(root.join("usr/bin/dash")).unwrap().uid(), me);
+    assert_eq!(std::fs::read_to_string(root.join("var/lib/testroot-scriptlet")).unwrap(), "ran\n");
+    assert_eq!(std::fs::read_dir(root.join("dev")).unwrap().count(), 0, "/dev of the bootstrap stayed in the base");
     // The package cache is pkgcell's shared one.
     assert!(e.home().join("cache/pkg/testroot-1-1-x86_64.pkg.tar.zst").exists());
 
@@ -261,6 +279,7 @@ pkgdesc='A minimal userland copied from the pkgcell test base'
 arch=(x86_64)
 license=(custom)
 options=(!strip !debug)
+install=testroot.install
 
 package() {
     cd "$pkgdir"
@@ -279,6 +298,13 @@ package() {
     printf 'root:x:0:0:root:/root:/bin/sh\n' > etc/passwd
     printf 'root:x:0:\n' > etc/group
     cp /etc/pacman.conf etc/pacman.conf
+}
+"#;
+
+/// Install scriptlets run chrooted in the new base, with a /dev and /proc.
+const TESTROOT_INSTALL: &str = r#"post_install() {
+    echo scriptlet > /dev/null
+    test -r /proc/self/status && echo ran > /var/lib/testroot-scriptlet
 }
 "#;
 
