@@ -43,16 +43,6 @@ impl Home {
         &self.root
     }
 
-    /// Bare git repositories of git sources, one per URL.
-    pub fn git_sources(&self) -> PathBuf {
-        self.root.join("sources/git")
-    }
-
-    /// Parsed .SRCINFO text, by tree-id and parser version.
-    pub fn srcinfo_cache(&self) -> PathBuf {
-        self.root.join("cache/srcinfo")
-    }
-
     /// Base chroots, one directory per [`crate::ids::BaseId`], plus
     /// `.tmp-*` directories of bases being made.
     pub fn bases(&self) -> PathBuf {
@@ -63,6 +53,16 @@ impl Home {
     /// (bound at `/var/cache/pacman/pkg` at build time).
     pub fn package_cache(&self) -> PathBuf {
         self.root.join("cache/pkg")
+    }
+
+    /// Bare git repositories of git sources, one per URL.
+    pub fn git_sources(&self) -> PathBuf {
+        self.root.join("sources/git")
+    }
+
+    /// Parsed .SRCINFO text, by tree-id and parser version.
+    pub fn srcinfo_cache(&self) -> PathBuf {
+        self.root.join("cache/srcinfo")
     }
 
     /// Scratch space for one run (same file system as the caches, so that
