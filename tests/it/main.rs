@@ -1,3 +1,4 @@
 //! Integration tests: run the real `pkgcell` binary, as an unprivileged user.
 
+mod publish;
 mod util;
