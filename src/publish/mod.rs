@@ -366,11 +366,11 @@ impl Publisher {
             .map(|e| (e.summary.name.clone(), e.summary.version.clone()))
             .collect();
         for (name, version) in unchanged {
-            if let Some((job, pkg)) = chosen.get(&name) {
-                if newer(&version, &pkg.info.pkgver) {
-                    report.skipped_older.push(job.filename.clone());
-                    chosen.remove(&name);
-                }
+            if let Some((job, pkg)) = chosen.get(&name)
+                && newer(&version, &pkg.info.pkgver)
+            {
+                report.skipped_older.push(job.filename.clone());
+                chosen.remove(&name);
             }
         }
 

@@ -302,11 +302,9 @@ fn build_archive(entries: &BTreeMap<String, Entry>, with_files: bool) -> std::io
     for entry in sorted {
         let mut h = header(0, 0o755, tar::EntryType::Directory);
         builder.append_data(&mut h, format!("{}/", entry.dir), std::io::empty())?;
-        if with_files {
-            if let Some(files) = &entry.files {
-                let mut h = header(files.len() as u64, 0o644, tar::EntryType::Regular);
-                builder.append_data(&mut h, format!("{}/files", entry.dir), &files[..])?;
-            }
+        if with_files && let Some(files) = &entry.files {
+            let mut h = header(files.len() as u64, 0o644, tar::EntryType::Regular);
+            builder.append_data(&mut h, format!("{}/files", entry.dir), &files[..])?;
         }
         let mut h = header(entry.desc.len() as u64, 0o644, tar::EntryType::Regular);
         builder.append_data(&mut h, format!("{}/desc", entry.dir), entry.desc.as_bytes())?;
