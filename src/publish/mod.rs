@@ -451,12 +451,24 @@ impl Publisher {
             }
         }
         for (name, mut files) in by_name {
-            let current = db.entries.get(&name).map(|e| e.summary.filename.as_str());
             files.sort_by(|a, b| b.0.cmp(&a.0));
-            let keep = if current.is_some() { self.settings.keep.max(1) } else { 0 };
-            let mut kept = 0;
-            for (_, filename) in files {
-                if Some(filename.as_str()) == current || (kept < keep && current.is_some()) {
+            let Some(current) = db.entries.get(&name).map(|e| &e.summary) else {
+                // Removed from the db (or never in it): no reader needs these.
+                for (_, filename) in files {
+                    delete_package_file(dir, &filename, report)?;
+                }
+                continue;
+            };
+            let current_version = alpm_types::FullVersion::from_str(&current.version).ok();
+            let mut kept = 1;
+            for (version, filename) in files {
+                if filename == current.filename {
+                    continue;
+                }
+                // Newer than the db's own and not in it: an orphan of an
+                // interrupted run, not an old version worth keeping.
+                let orphan = current_version.as_ref().is_some_and(|c| &version > c);
+                if !orphan && kept < self.settings.keep {
                     kept += 1;
                     continue;
                 }

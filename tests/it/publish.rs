@@ -310,6 +310,14 @@ fn newer_version_replaces_and_old_files_are_pruned_beyond_keep() {
     assert!(latest.contains(std::ffi::OsStr::new("hello-1:1.1-1-x86_64.pkg.tar.zst")));
     assert_eq!(latest.len(), 2);
 
+    // With --keep 2 (the default) the previous version stays as a file,
+    // outside the db, for downgrades.
+    let kept = tmp.path().join("kept");
+    ok(&mut publish(&kept, &[], &[&fx.libgreet, &fx.hello]));
+    ok(&mut publish(&kept, &[], &[&fx.libgreet, &fx.hello_new]));
+    assert!(kept.join("x86_64/hello-1:1.0-1-x86_64.pkg.tar.zst").is_file());
+    assert!(named_files(&kept.join("x86_64/test.db")).contains(&"hello-1:1.1-1-x86_64.pkg.tar.zst".to_owned()));
+
     // --remove takes the package out of the db, then its files.
     let out = report(&ok(&mut publish(&repo, &["--remove", "hello"], &[])));
     assert_eq!(out["removed"][0], "hello");
