@@ -27,7 +27,7 @@ mod repo;
 mod sign;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fs,
     path::{Path, PathBuf},
     str::FromStr,
@@ -173,7 +173,7 @@ pub fn repo_add(db_path: &Path, files: &[PathBuf], options: &RepoAddOptions) -> 
         let input = PackageInput::new(path);
         let filename = input.file_name()?.to_owned();
         let stamp = InputStamp::of(&input.path, input.sig.as_deref());
-        if db.unchanged(&filename, stamp.as_ref()).is_some() {
+        if db.unchanged(&filename, stamp.as_ref()) {
             report.unchanged.push(filename);
         } else {
             jobs.push(ReadJob { input, filename, stamp });
@@ -317,7 +317,9 @@ impl Publisher {
         for input in inputs {
             let filename = input.file_name()?.to_owned();
             let stamp = InputStamp::of(&input.path, input.sig.as_deref());
-            if db.unchanged(&filename, stamp.as_ref()).is_some() {
+            // Also check the published copy: a file deleted by hand is
+            // published again rather than left missing.
+            if db.unchanged(&filename, stamp.as_ref()) && arch_dir.join(&filename).is_file() {
                 report.unchanged.push(filename);
             } else {
                 jobs.push(ReadJob { input: input.clone(), filename, stamp });
@@ -359,10 +361,12 @@ impl Publisher {
             }
         }
         // An unchanged input of the same name that is newer wins too.
+        let by_filename: HashMap<&str, &Entry> =
+            db.entries.values().map(|e| (e.summary.filename.as_str(), e)).collect();
         let unchanged: Vec<(String, String)> = report
             .unchanged
             .iter()
-            .filter_map(|f| db.entries.values().find(|e| &e.summary.filename == f))
+            .filter_map(|f| by_filename.get(f.as_str()))
             .map(|e| (e.summary.name.clone(), e.summary.version.clone()))
             .collect();
         for (name, version) in unchanged {
@@ -560,12 +564,8 @@ fn insert(db: &mut RepoDb, job: &ReadJob, pkg: ReadPackage, version: DescVersion
         csize: pkg.facts.csize,
         sha256: pkg.facts.sha256.clone(),
     };
-    if let Some(old) = db.entries.get(&summary.name) {
-        db.stamps.remove(&old.summary.filename);
-    }
-    if let Some(stamp) = job.stamp {
-        db.stamps.insert(job.filename.clone(), stamp);
-    }
+    let replaced = db.entries.get(&summary.name).map(|old| old.summary.filename.clone());
+    db.set_stamp(replaced.as_deref(), &job.filename, job.stamp);
     let entry = Entry { dir: pkg.info.entry_dir(), summary, desc, files: Some(pkg.files) };
     db.entries.insert(entry.summary.name.clone(), entry);
 }

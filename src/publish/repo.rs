@@ -10,7 +10,7 @@
 //! mtime, so an input that has not changed is not read again.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     fs,
     io::Read,
     path::{Path, PathBuf},
@@ -138,6 +138,13 @@ impl InputStamp {
     }
 }
 
+/// Whether signatures of the temp archives were made and go in with them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sigs {
+    Made,
+    None,
+}
+
 /// A repository database loaded into memory.
 #[derive(Debug)]
 pub(crate) struct RepoDb {
@@ -162,7 +169,7 @@ impl RepoDb {
         } else {
             BTreeMap::new()
         };
-        let stamps = match fs::read(paths.state()) {
+        let mut stamps = match fs::read(paths.state()) {
             Ok(bytes) => match serde_json::from_slice::<State>(&bytes) {
                 // Stamps written with another files db (repo-add ran since,
                 // or we crashed before saving) cannot be trusted.
@@ -171,14 +178,29 @@ impl RepoDb {
             },
             Err(_) => HashMap::new(),
         };
+        let named: HashSet<&str> = entries.values().map(|e| e.summary.filename.as_str()).collect();
+        stamps.retain(|filename, _| named.contains(filename.as_str()));
         Ok(RepoDb { paths, entries, stamps })
     }
 
-    /// The entry whose package file is `filename`, if its stamp says the
-    /// file at `path` is the one that was read.
-    pub(crate) fn unchanged(&self, filename: &str, stamp: Option<&InputStamp>) -> Option<&Entry> {
-        let entry = self.entries.values().find(|e| e.summary.filename == filename)?;
-        (stamp.is_some() && self.stamps.get(filename) == stamp).then_some(entry)
+    /// Whether `filename` is in the db and its stamp says the file now
+    /// given is the one that was read. A hash lookup: [`RepoDb::load`] keeps
+    /// only stamps of files the db names, and [`RepoDb::set_stamp`] keeps
+    /// it that way.
+    pub(crate) fn unchanged(&self, filename: &str, stamp: Option<&InputStamp>) -> bool {
+        stamp.is_some() && self.stamps.get(filename) == stamp
+    }
+
+    /// Records the stamp of a file just put in the db, dropping the stamp of
+    /// the file it replaces.
+    pub(crate) fn set_stamp(&mut self, replaced: Option<&str>, filename: &str, stamp: Option<InputStamp>) {
+        if let Some(old) = replaced {
+            self.stamps.remove(old);
+        }
+        match stamp {
+            Some(stamp) => self.stamps.insert(filename.to_owned(), stamp),
+            None => self.stamps.remove(filename),
+        };
     }
 
     /// Writes both archives from the entries and swaps them in: temp files,
@@ -202,26 +224,27 @@ impl RepoDb {
             signer.sign(&db_tmp, &sig(&db_tmp))?;
             signer.sign(&files_tmp, &sig(&files_tmp))?;
         }
-        self.swap_in(&files_tmp, &files_db, &self.paths.file(".files"), signer.is_some(), &sig)?;
+        let sigs = if signer.is_some() { Sigs::Made } else { Sigs::None };
+        self.swap_in(&files_tmp, &files_db, &self.paths.file(".files"), sigs, &sig)?;
         kill_point("files-db-renamed");
-        self.swap_in(&db_tmp, &db, &self.paths.file(".db"), signer.is_some(), &sig)?;
+        self.swap_in(&db_tmp, &db, &self.paths.file(".db"), sigs, &sig)?;
         kill_point("db-renamed");
         fsops::sync_dir(&self.paths.dir)
     }
 
     /// Puts one archive (and its signature) in place under both its names.
-    fn swap_in(&self, tmp: &Path, target: &Path, short: &Path, signed: bool, sig: &dyn Fn(&Path) -> PathBuf) -> Result<()> {
+    fn swap_in(&self, tmp: &Path, target: &Path, short: &Path, sigs: Sigs, sig: &dyn Fn(&Path) -> PathBuf) -> Result<()> {
         // `NAME.db` is pacman's download name; it must be a real file, and
         // it is made before the rename so both names flip to new content
         // back to back.
         let short_tmp = fsops::temp_path(short);
         fsops::link_or_copy(tmp, &short_tmp)?;
-        if signed {
+        if sigs == Sigs::Made {
             fsops::link_or_copy(&sig(tmp), &sig(&short_tmp))?;
         }
         fsops::rename(tmp, target)?;
         fsops::rename(&short_tmp, short)?;
-        if signed {
+        if sigs == Sigs::Made {
             fsops::rename(&sig(tmp), &sig(target))?;
             fsops::rename(&sig(&short_tmp), &sig(short))?;
         } else {
