@@ -127,6 +127,14 @@ pub enum PublishError {
         /// The repository's architecture.
         repo_arch: String,
     },
+    /// The publish directory already holds another repository.
+    #[error("{dir} already holds repository {other:?}; publish each repository to its own directory")]
+    ForeignRepo {
+        /// The architecture directory.
+        dir: PathBuf,
+        /// The other repository's name.
+        other: String,
+    },
     /// gpg could not be started or failed.
     #[error("gpg --detach-sign of {path} failed ({status}); check the key and GNUPGHOME: {stderr}")]
     Sign {

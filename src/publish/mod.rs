@@ -163,6 +163,8 @@ impl RepoAddOptions {
 pub fn repo_add(db_path: &Path, files: &[PathBuf], options: &RepoAddOptions) -> Result<Report> {
     let paths = DbPaths::from_db_path(db_path)?;
     let _lock = paths.lock()?;
+    // Only this db's temp files: other repositories may share the directory.
+    remove_leftovers(&paths.dir, &format!(".{}.", paths.name))?;
     let mut db = RepoDb::load(paths)?;
     let mut report = Report { db: db.paths.db(), ..Report::default() };
     let mut jobs = Vec::new();
@@ -215,6 +217,8 @@ pub fn repo_add(db_path: &Path, files: &[PathBuf], options: &RepoAddOptions) -> 
 pub fn repo_remove(db_path: &Path, names: &[String], options: &RepoAddOptions) -> Result<Report> {
     let paths = DbPaths::from_db_path(db_path)?;
     let _lock = paths.lock()?;
+    // Only this db's temp files: other repositories may share the directory.
+    remove_leftovers(&paths.dir, &format!(".{}.", paths.name))?;
     let mut db = RepoDb::load(paths)?;
     let mut report = Report { db: db.paths.db(), ..Report::default() };
     for name in names {
@@ -301,9 +305,11 @@ impl Publisher {
         let s = &self.settings;
         let arch_dir = self.arch_dir();
         let paths = DbPaths { dir: arch_dir.clone(), name: s.repo.clone() };
+        // Checked before the lock so that a refused run leaves no lock file.
+        refuse_foreign_repo(&arch_dir, &s.repo)?;
         let _lock = paths.lock()?;
         kill_point("locked");
-        remove_leftovers(&arch_dir)?;
+        remove_leftovers(&arch_dir, ".")?;
         let mut db = RepoDb::load(paths)?;
         let mut report = Report { db: db.paths.db(), ..Report::default() };
         for name in remove {
@@ -620,13 +626,30 @@ fn delete_package_file(dir: &Path, filename: &str, report: &mut Report) -> Resul
     Ok(())
 }
 
-/// Removes the temporary files and views of an interrupted run. Called with
-/// the lock held, so nobody else is writing them.
-fn remove_leftovers(dir: &Path) -> Result<()> {
+/// A publish directory holds one repository: pruning deletes every package
+/// file its db does not name, which would empty another repository's.
+fn refuse_foreign_repo(dir: &Path, repo: &RepoName) -> Result<()> {
     let Ok(list) = fs::read_dir(dir) else { return Ok(()) };
     for item in list.flatten() {
         let name = item.file_name();
-        if !name.to_string_lossy().ends_with(fsops::TMP_MARK) {
+        if let Some(other) = name.to_str().and_then(|n| n.strip_suffix(".db.tar.zst"))
+            && other != repo.as_str()
+        {
+            return Err(PublishError::ForeignRepo { dir: dir.to_owned(), other: other.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary files and views (whose names start with `prefix`)
+/// of an interrupted run. Called with the lock held, so nobody else is
+/// writing them.
+fn remove_leftovers(dir: &Path, prefix: &str) -> Result<()> {
+    let Ok(list) = fs::read_dir(dir) else { return Ok(()) };
+    for item in list.flatten() {
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(prefix) || !name.ends_with(fsops::TMP_MARK) {
             continue;
         }
         let path = item.path();

@@ -464,6 +464,10 @@ fn bad_package_files_fail_with_exit_2_naming_the_file_and_write_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not aarch64"));
     assert!(!repo.join("aarch64/test.db").exists());
+    // One repository per directory: pruning for another would delete ours.
+    let out = run(pkgcell().args(["publish", "--repo", "other", "--to"]).arg(&repo).arg(&fx.hello));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds repository \"test\""), "{}", show(&out));
     assert_eq!(snapshot(&repo.join("x86_64")), snapshot_before_x86);
 }
 
