@@ -2,6 +2,7 @@
 //! into typed library calls. anyhow, exit codes and JSON printing live here only.
 
 mod plan;
+mod publish;
 mod run;
 
 use std::process::ExitCode;
@@ -29,6 +30,13 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the .SRCINFO of PKGBUILDs, parsed in a sandbox.
     Srcinfo(plan::SrcinfoArgs),
+    /// Publish package files as a pacman repository in DIR/ARCH/ (db, files
+    /// db, latest/ and updated/ views).
+    Publish(publish::PublishArgs),
+    /// Add packages to or remove them from a repository db, like repo-add
+    /// and repo-remove (natively, incrementally).
+    #[command(subcommand)]
+    Repo(publish::RepoCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -69,5 +77,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => plan::init(args),
         Command::Plan(args) => plan::plan(args),
         Command::Srcinfo(args) => plan::srcinfo(args),
+        Command::Publish(args) => publish::run_publish(args),
+        Command::Repo(publish::RepoCommand::Add(args)) => publish::run_repo_add(args),
+        Command::Repo(publish::RepoCommand::Remove(args)) => publish::run_repo_remove(args),
     }
 }

@@ -1,6 +1,8 @@
 //! Integration tests: run the real `pkgcell` binary, as an unprivileged user.
 
-mod util;
 mod makepkg;
+mod pkgutil;
 mod plan;
+mod publish;
 mod sandbox;
+mod util;
