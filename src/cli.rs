@@ -3,6 +3,7 @@
 
 mod base;
 mod plan;
+mod publish;
 mod run;
 
 use std::process::ExitCode;
@@ -32,6 +33,13 @@ enum Command {
     Srcinfo(plan::SrcinfoArgs),
     /// Manage base chroots: create, update, list, show, rm.
     Base(base::BaseArgs),
+    /// Publish package files as a pacman repository in DIR/ARCH/ (db, files
+    /// db, latest/ and updated/ views).
+    Publish(publish::PublishArgs),
+    /// Add packages to or remove them from a repository db, like repo-add
+    /// and repo-remove (natively, incrementally).
+    #[command(subcommand)]
+    Repo(publish::RepoCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -73,5 +81,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::plan(args),
         Command::Srcinfo(args) => plan::srcinfo(args),
         Command::Base(args) => base::base(args),
+        Command::Publish(args) => publish::run_publish(args),
+        Command::Repo(publish::RepoCommand::Add(args)) => publish::run_repo_add(args),
+        Command::Repo(publish::RepoCommand::Remove(args)) => publish::run_repo_remove(args),
     }
 }

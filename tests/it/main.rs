@@ -1,7 +1,9 @@
 //! Integration tests: run the real `pkgcell` binary, as an unprivileged user.
 
-mod util;
 mod base;
 mod makepkg;
+mod pkgutil;
 mod plan;
+mod publish;
 mod sandbox;
+mod util;
