@@ -17,6 +17,11 @@ pub const PKGCELL_REPO: &str = "\n# pkgcell's own repository: the build stage bi
 /// Where pkgcell's own repository is bound inside a build.
 pub const PKGCELL_REPO_DIR: &str = "/pkgcell-repo";
 
+/// The name of pkgcell's own repository in a base's pacman.conf: the
+/// directory bound at [`PKGCELL_REPO_DIR`] must hold `pkgcell.db`. Fixed,
+/// so that a base (and its id) does not depend on `[repo] name`.
+pub const PKGCELL_REPO_NAME: &str = "pkgcell";
+
 /// The config pacman bootstraps a base with: the user's config, with
 /// `DownloadUser` turned off and, for [`Signatures::Skip`], every `SigLevel`
 /// replaced by `SigLevel = Never` in `[options]`.
@@ -114,6 +119,12 @@ fn scan(text: &str, arch: &str, section: &str, dirs: &mut Vec<PathBuf>, depth: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_added_repository_is_the_one_the_constants_name() {
+        assert!(PKGCELL_REPO.contains(&format!("[{PKGCELL_REPO_NAME}]")));
+        assert!(PKGCELL_REPO.contains(&format!("file://{PKGCELL_REPO_DIR}\n")));
+    }
 
     #[test]
     fn download_user_is_commented_out_and_signatures_kept_by_default() {

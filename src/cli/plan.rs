@@ -70,16 +70,18 @@ pub struct SrcinfoArgs {
 impl BaseArgs {
     /// The base root: --base-dir, --base ID, $PKGCELL_BASE_DIR, or the
     /// config's [base] (made when missing), in that order.
-    fn base(&self, home: &Home, config: Option<&Config>) -> anyhow::Result<PathBuf> {
+    /// `config` is only called when the base must come from the config.
+    fn base(&self, home: &Home, config: impl FnOnce() -> anyhow::Result<Option<Config>>) -> anyhow::Result<PathBuf> {
         if let Some(id) = &self.base {
             return Ok(pkgcell::base::find(home, id)?.root);
         }
         let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
         let Some(dir) = self.base_dir.clone().or(from_env) else {
-            let Some(config) = config else {
+            let Some(config) = config()? else {
                 bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one", config::FILE_NAME);
             };
-            let base = pkgcell::base::resolve(home, &config.base).context("cannot make the base of the config")?;
+            let base = pkgcell::base::resolve(home, &config.base)
+                .context("cannot make the base of the config's [base] (or pass --base ID or --base-dir DIR)")?;
             return Ok(base.root);
         };
         let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
@@ -106,7 +108,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let home = Home::from_env()?;
-    let base = args.base.base(&home, Some(&config))?;
+    let base = args.base.base(&home, || Ok(Some(config.clone())))?;
     let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
     let synced = sync::sync(&config, &home, mode);
     let opts = PlanOptions { base, home, parse_timeout: args.base.timeout()? };
@@ -164,9 +166,10 @@ pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
     }
     let home = Home::from_env()?;
     // Without --base or --base-dir, the base of the config in the current directory.
-    let config = Path::new(config::FILE_NAME);
-    let config = if config.exists() { Some(Config::load(config)?) } else { None };
-    let base = args.base.base(&home, config.as_ref())?;
+    let base = args.base.base(&home, || {
+        let config = Path::new(config::FILE_NAME);
+        Ok(if config.exists() { Some(Config::load(config)?) } else { None })
+    })?;
     let (results, _) = plan::srcinfo_of_dirs(&abs, &base, home, args.base.timeout()?)?;
     let mut stdout = std::io::stdout().lock();
     let mut failed = false;
