@@ -631,6 +631,20 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
     }
 
     #[test]
+    fn base_sources_carry_what_making_them_needs() {
+        let c = parse("[base]\nsource = \"pacman\"\nsignatures = \"skip\"\n").unwrap();
+        assert_eq!(
+            c.base.source,
+            BaseSource::Pacman { packages: vec!["base-devel".into()], pacman_conf: None, signatures: Signatures::Skip }
+        );
+        let c = parse("[base]\nsource = \"command\"\ncommand = \"mk $PKGCELL_BASE_OUT\"\n").unwrap();
+        assert_eq!(c.base.source, BaseSource::Command { command: "mk $PKGCELL_BASE_OUT".into(), dir: "/cfg".into() });
+        let (line, msg) = error("[base]\n\nsignatures = \"never\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("`check` or `skip`"), "{msg}");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
