@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// A read-only lower layer of an overlay root (repeatable, top first).
     #[arg(long, value_name = "DIR")]
     lower: Vec<PathBuf>,
+    /// Use this base chroot (an id or a unique prefix, see `pkgcell base list`)
+    /// as the lowest layer, below any --lower.
+    #[arg(long, value_name = "ID", conflicts_with = "root")]
+    base: Option<String>,
     /// Put the overlay's writes in this directory (kept afterwards).
     #[arg(long, value_name = "DIR", conflicts_with = "tmpfs_upper")]
     upper: Option<PathBuf>,
@@ -78,7 +82,7 @@ pub struct RunArgs {
     #[arg(long)]
     single_id: bool,
     /// Read the whole spec as JSON from FILE (or - for stdin) instead of flags.
-    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["lower", "root", "command"])]
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["lower", "root", "base", "command"])]
     spec: Option<PathBuf>,
     /// Print the outcome as JSON on stdout (the command's stdout goes to stderr).
     #[arg(long)]
@@ -196,14 +200,20 @@ impl RunArgs {
         if self.command.is_empty() {
             bail!("no command given: put it after `--`, e.g. `pkgcell run --root DIR -- sh -c 'echo hi'`");
         }
-        let root = match (&self.root, self.lower.as_slice()) {
+        let mut lowers = self.lower.clone();
+        if let Some(id) = &self.base {
+            let home = pkgcell::home::Home::from_env()?;
+            let base = pkgcell::base::find(&home, id).with_context(|| format!("cannot use base {id}"))?;
+            lowers.push(base.root);
+        }
+        let root = match (&self.root, lowers.as_slice()) {
             (Some(dir), _) => {
                 if self.upper.is_some() || self.tmpfs_upper.is_some() {
                     bail!("--upper and --tmpfs-upper need --lower (an overlay root), not --root");
                 }
                 Root::Dir { path: absolute(dir)? }
             }
-            (None, []) => bail!("no root given: use --root DIR or --lower DIR"),
+            (None, []) => bail!("no root given: use --root DIR, --lower DIR or --base ID"),
             (None, lowers) => {
                 let lowers = lowers.iter().map(|l| absolute(l)).collect::<anyhow::Result<Vec<_>>>()?;
                 let upper = match &self.upper {

@@ -151,6 +151,9 @@ fn a_tarball_base_keeps_owners_is_prepared_and_can_be_listed_shown_and_removed()
     let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello");
     let o = e.pkgcell(&["srcinfo", "--base", &id[..6], hello.to_str().unwrap()]);
     assert!(ok(o).contains("pkgname = hello"));
+    // and `pkgcell run --base` runs on it.
+    let o = e.pkgcell(&["run", "--base", &id[..6], "--uid", "1000", "--", "bash", "-c", "id -un; . /etc/makepkg.conf; echo $BUILDDIR"]);
+    assert_eq!(ok(o).split_whitespace().collect::<Vec<_>>(), ["builder", "/build"]);
 
     // plan takes the base of the config: the same one, not made again.
     let hello = hello.to_str().unwrap();

@@ -48,7 +48,7 @@ fn a_missing_command_is_a_setup_error_with_exit_code_2() {
 fn usage_errors_exit_2_and_say_what_to_do() {
     let o = output(pkgcell().args(["run", "--", "true"]));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(stderr(&o).contains("--root DIR or --lower DIR"), "{}", text(&o));
+    assert!(stderr(&o).contains("--root DIR, --lower DIR or --base ID"), "{}", text(&o));
     let o = output(pkgcell().args(["run", "--lower", "/nonexistent-dir-xyz", "--", "true"]));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent-dir-xyz"), "{}", text(&o));
