@@ -3,6 +3,7 @@
 
 mod plan;
 mod run;
+mod store;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the .SRCINFO of PKGBUILDs, parsed in a sandbox.
     Srcinfo(plan::SrcinfoArgs),
+    /// Look at and maintain the content-addressed store of build outputs.
+    Store(store::StoreArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -69,5 +72,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => plan::init(args),
         Command::Plan(args) => plan::plan(args),
         Command::Srcinfo(args) => plan::srcinfo(args),
+        Command::Store(args) => store::store(args),
     }
 }

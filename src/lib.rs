@@ -5,9 +5,12 @@
 //! in the `pkgcell-sandbox` crate; this crate only describes sandboxes and
 //! hands them over.
 
+pub mod build;
 pub mod config;
+pub mod fetch;
 pub mod home;
 pub mod ids;
 pub mod plan;
 pub mod publish;
+pub mod store;
 pub mod sync;

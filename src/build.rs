@@ -1,0 +1,1 @@
+//! Build (issue 6).
