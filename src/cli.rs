@@ -1,6 +1,7 @@
 //! Command line: clap structs hold raw values; each subcommand converts them
 //! into typed library calls. anyhow, exit codes and JSON printing live here only.
 
+mod build;
 mod plan;
 mod run;
 mod store;
@@ -30,6 +31,10 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the .SRCINFO of PKGBUILDs, parsed in a sandbox.
     Srcinfo(plan::SrcinfoArgs),
+    /// Build packages in sandboxes, in dependency order, skipping what the store has.
+    Build(Box<build::BuildArgs>),
+    /// Download the sources of PKGBUILDs into the cache.
+    Fetch(build::FetchArgs),
     /// Look at and maintain the content-addressed store of build outputs.
     Store(store::StoreArgs),
 }
@@ -72,6 +77,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => plan::init(args),
         Command::Plan(args) => plan::plan(args),
         Command::Srcinfo(args) => plan::srcinfo(args),
+        Command::Build(args) => build::build(*args),
+        Command::Fetch(args) => build::fetch(args),
         Command::Store(args) => store::store(args),
     }
 }
