@@ -577,10 +577,12 @@ impl BuildDir {
             .map_err(io_err("create a directory in", &tmp))?
             .keep();
         let d = BuildDir { root };
+        let gitconfig = d.root.join("upper/build/.gitconfig");
         for sub in ["upper/build", "pkgdest", "srcdest"] {
             let p = d.root.join(sub);
             fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
+        fs::write(&gitconfig, "[safe]\n\tdirectory = *\n").map_err(io_err("write", &gitconfig))?;
         // The build user is a subordinate id outside: it needs these open.
         for (sub, mode) in [("upper/build", 0o1777), ("pkgdest", 0o777), ("srcdest", 0o777)] {
             let p = d.root.join(sub);
@@ -789,10 +791,9 @@ fn run_makepkg(
         ("BUILDTOOL", "pkgcell"),
         ("BUILDTOOLVER", env!("CARGO_PKG_VERSION")),
         // The cached git mirrors belong to the caller (root inside), not to
-        // the build user; git refuses such repositories unless told.
-        ("GIT_CONFIG_COUNT", "1"),
-        ("GIT_CONFIG_KEY_0", "safe.directory"),
-        ("GIT_CONFIG_VALUE_0", "*"),
+        // the build user; git refuses such repositories unless its global
+        // (protected) config allows them, see git-config(1) safe.directory.
+        ("GIT_CONFIG_GLOBAL", "/build/.gitconfig"),
     ] {
         spec.env.insert(k.into(), v.into());
     }

@@ -145,7 +145,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         keep_failed: if args.keep_failed { KeepFailed::Yes } else { KeepFailed::No },
         arch: config.repo.arch.to_string(),
     };
-    let progress = Progress::new(!args.json || std::io::stderr().is_terminal());
+    let progress = Progress::new(true);
     let results = build::build_plan(&plan, &args.packages, &opts, &|e| progress.event(e))?;
     progress.clear();
 
