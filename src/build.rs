@@ -439,7 +439,8 @@ fn build_entry(
                 result.reason = Some(format!("{pkgid} is in the store (built {})", ago(record.started)));
             }
         }
-        Err((e, log)) => {
+        Err(failure) => {
+            let (e, log) = *failure;
             result.reason = Some(error_chain(&e));
             result.log = log;
         }
@@ -468,6 +469,9 @@ struct Job<'a> {
 
 type Built = (PackageStatus, Record, Option<PathBuf>, Option<f64>);
 
+/// A failed build and its log, when it got that far (boxed: errors are large).
+type Failure = Box<(BuildError, Option<PathBuf>)>;
+
 /// Lock, then cached or fetch + deps + makepkg + store.
 fn build_one(
     job: &Job<'_>,
@@ -476,8 +480,8 @@ fn build_one(
     fetcher: &Fetcher,
     pkgids: &BTreeMap<String, PkgId>,
     step: &dyn Fn(&'static str),
-) -> Result<Built, (BuildError, Option<PathBuf>)> {
-    let no_log = |e: BuildError| (e, None);
+) -> Result<Built, Failure> {
+    let no_log = |e: BuildError| Box::new((e, None));
     step("waiting for lock");
     let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
     if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
@@ -510,12 +514,12 @@ fn build_one(
         Ok(outputs) => outputs,
         Err(e) => {
             dir.finish(opts.keep_failed, &opts.home, job.pkgid);
-            return Err((e, Some(log_path)));
+            return Err(Box::new((e, Some(log_path))));
         }
     };
 
     step("store");
-    let with_log = |e: BuildError| (e, Some(log_path.clone()));
+    let with_log = |e: BuildError| Box::new((e, Some(log_path.clone())));
     let mut stored = Vec::new();
     for f in &outputs {
         stored.push(store.put_file(f).map_err(|e| with_log(e.into()))?);
@@ -633,8 +637,8 @@ fn dep_layer(
     store: &Store,
     job: &Job<'_>,
     deps: &[(String, Output)],
-) -> Result<Option<PathBuf>, (BuildError, Option<PathBuf>)> {
-    let no_log = |e: BuildError| (e, None);
+) -> Result<Option<PathBuf>, Failure> {
+    let no_log = |e: BuildError| Box::new((e, None));
     if deps.is_empty() {
         return Ok(None);
     }
@@ -687,9 +691,9 @@ fn dep_layer(
     spec.env.insert("HOME".into(), "/root".into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));
-    let (ok, status, tail) = run_logged(spec, &log_path, "installing dependencies").map_err(|e| (e, Some(log_path.clone())))?;
+    let (ok, status, tail) = run_logged(spec, &log_path, "installing dependencies").map_err(|e| Box::new((e, Some(log_path.clone()))))?;
     if !ok {
-        return Err((BuildError::DepLayer { status, log: log_path.clone(), tail }, Some(log_path)));
+        return Err(Box::new((BuildError::DepLayer { status, log: log_path.clone(), tail }, Some(log_path))));
     }
     let _ = fs::remove_dir_all(&pkgs);
     fs::write(&ready, "").map_err(|e| no_log(io_err("write", &ready)(e)))?;

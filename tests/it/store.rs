@@ -22,7 +22,7 @@ fn fsck_finds_a_damaged_object_repairs_the_store_and_the_next_build_makes_it_aga
     let rec = &ls["records"][0];
     assert_eq!(rec["outputs"][0]["name"], "hello-1.0-1-x86_64.pkg.tar.zst");
     let hash = rec["outputs"][0]["blake3"].as_str().unwrap();
-    let object = PathBuf::from(d.join("home/store/objects").join(&hash[..2]).join(&hash[2..]));
+    let object: PathBuf = d.join("home/store/objects").join(&hash[..2]).join(&hash[2..]);
     assert_eq!(object.metadata().unwrap().permissions().mode() & 0o222, 0, "objects are read-only");
 
     // Damage the package object.
