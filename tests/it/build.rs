@@ -327,3 +327,42 @@ fn fetch_downloads_into_the_checksum_cache_once() {
     assert_eq!(std::fs::read_to_string(sum).unwrap(), "remote file of a\n");
     ok(env.run(&["fetch", "a"]));
 }
+
+#[test]
+fn a_build_over_its_time_limit_fails_and_says_so() {
+    let env = Env::new();
+    env.pkg("slow");
+    std::fs::write(env.dir.join("pkgcell.toml"), "[build]\ntimeout = \"2s\"\n\n[pkgbuilds]\nslow = { path = \"pkgs/slow\" }\n").unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    let r = pkg(&v, "slow")["reason"].as_str().unwrap();
+    assert!(r.contains("makepkg failed (timed out)"), "{r}");
+    assert!(processes_with("sleep 4.917").is_empty());
+}
+
+#[test]
+fn a_pkgbuild_from_a_git_repository_is_built_from_its_commit() {
+    let env = Env::new();
+    // The PKGBUILD repository: hello in a subdirectory, committed.
+    let repo = env.dir.join("pkgrepo");
+    copy_fixture("hello", &repo.join("hello"));
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "hello"],
+    ] {
+        let o = output(Command::new("git").arg("-C").arg(&repo).args(args));
+        assert!(o.status.success(), "git {args:?}\n{}", text(&o));
+    }
+    // Uncommitted changes must not be built.
+    std::fs::write(repo.join("hello/PKGBUILD"), "this is not a PKGBUILD").unwrap();
+    let cfg = format!("[pkgbuilds]\nhello = {{ url = \"file://{}\", subtree = \"hello\" }}\n", repo.display());
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "hello"), "built");
+    let rec = ok(env.run(&["store", "ls", "--json"]));
+    let rec: Value = serde_json::from_str(&rec).unwrap();
+    let buildinfo = rec["records"][0]["buildinfo"].as_str().unwrap();
+    assert!(buildinfo.contains("buildtool = pkgcell") && buildinfo.contains("startdir = /startdir"), "{buildinfo}");
+}
