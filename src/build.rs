@@ -642,11 +642,8 @@ fn dep_layer(
     if deps.is_empty() {
         return Ok(None);
     }
-    let mut key = format!("base {}\n", opts.base.id);
-    for (n, o) in deps {
-        key.push_str(&format!("{n} {}\n", o.blake3));
-    }
-    let key = Blake3::of(key.as_bytes()).to_string()[..32].to_owned();
+    let lines: Vec<String> = deps.iter().map(|(n, o)| format!("{n} {}", o.blake3)).collect();
+    let key = layer_key(&opts.base.id, &lines);
     let layers = opts.home.layers();
     let dir = layers.join(&key);
     let ready = dir.join("ready");
@@ -698,6 +695,41 @@ fn dep_layer(
     let _ = fs::remove_dir_all(&pkgs);
     fs::write(&ready, "").map_err(|e| no_log(io_err("write", &ready)(e)))?;
     Ok(Some(dir.join("upper")))
+}
+
+/// The name of the dependency layer of a base and a set of installed
+/// packages (`<pkgname> <blake3>` lines, sorted, as in [`Record::deps`]).
+fn layer_key(base_id: &str, deps: &[String]) -> String {
+    let mut key = format!("base {base_id}\n");
+    for l in deps {
+        key.push_str(l);
+        key.push('\n');
+    }
+    Blake3::of(key.as_bytes()).to_string()[..32].to_owned()
+}
+
+/// Remove the dependency layers that no record in `keep` was built on
+/// (after `store gc`); returns how many were removed. Run it when no build
+/// is running: a layer being made has no record yet.
+pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
+    let needed: BTreeSet<String> =
+        keep.iter().filter(|r| !r.deps.is_empty()).map(|r| layer_key(&r.base_id, &r.deps)).collect();
+    let layers = home.layers();
+    let rd = match fs::read_dir(&layers) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("read", &layers)(e)),
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() && !needed.contains(&name) {
+            remove_dir(&e.path())?;
+            let _ = fs::remove_file(layers.join(format!("{name}.lock")));
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Run a sandbox with its stdout and stderr to `log`; (success, status text, log tail).

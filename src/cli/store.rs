@@ -34,7 +34,7 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Drop older builds: keep the newest N records per pkgbase and the objects they need.
+    /// Drop older builds: keep the newest N records per pkgbase, the objects and dependency layers they need.
     Gc {
         /// How many builds to keep per pkgbase.
         #[arg(long, value_name = "N", default_value_t = 1)]
@@ -93,14 +93,22 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
         }
         StoreCommand::Gc { keep, json } => {
             let report = store.gc(keep.max(1), &BTreeSet::new())?;
+            let layers = pkgcell::build::gc_layers(&home, &store.records()?)?;
             if json {
-                serde_json::to_writer(&mut out, &serde_json::json!({"version": 1, "gc": report}))?;
+                serde_json::to_writer(&mut out, &serde_json::json!({"version": 1, "gc": report, "layers": layers}))?;
                 writeln!(out)?;
             } else {
                 for r in &report.records {
                     writeln!(out, "dropped {r}")?;
                 }
-                writeln!(out, "{} records and {} objects ({} bytes) dropped", report.records.len(), report.objects, report.bytes)?;
+                writeln!(
+                    out,
+                    "{} records and {} objects ({} bytes) dropped; {} dependency layers removed",
+                    report.records.len(),
+                    report.objects,
+                    report.bytes,
+                    layers
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

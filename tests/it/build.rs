@@ -171,6 +171,15 @@ fn a_then_b_with_a_installed_then_c_and_a_second_run_builds_nothing_and_touching
         assert_eq!(status(&v2, n), "built", "{v2:#}");
         assert_ne!(pkg(&v, n)["pkgid"], pkg(&v2, n)["pkgid"]);
     }
+
+    // gc drops the three older builds and the two dependency layers (of b
+    // and of c) that only they used.
+    let out = ok(env.run(&["store", "gc"]));
+    assert!(out.contains("3 records") && out.contains("2 dependency layers removed"), "{out}");
+    assert_eq!(std::fs::read_dir(env.dir.join("home/layers")).unwrap().flatten().filter(|e| e.path().is_dir()).count(), 2);
+    ok(env.run(&["store", "fsck"]));
+    let out = ok(env.run(&["build"]));
+    assert!(out.contains("nothing to build"), "{out}");
 }
 
 fn text_of(o: &Output) -> String {
