@@ -56,7 +56,7 @@ pub struct BuildArgs {
     #[arg(long)]
     net: bool,
     /// Keep the directory of a failed build under $PKGCELL_HOME/failed/<pkgid>.
-    #[arg(long)]
+    #[arg(long, alias = "inspect")]
     keep_failed: bool,
     /// Print the result as one JSON object on stdout (see docs/build.md).
     #[arg(long)]
@@ -146,7 +146,21 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         arch: config.repo.arch.to_string(),
     };
     let progress = Progress::new(true);
-    let results = build::build_plan(&plan, &args.packages, &opts, &|e| progress.event(e))?;
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let results = std::thread::scope(|s| {
+        // On a terminal, redraw once a second so the running times move.
+        if progress.tty {
+            s.spawn(|| {
+                while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    progress.redraw();
+                }
+            });
+        }
+        let r = build::build_plan(&plan, &args.packages, &opts, &|e| progress.event(e));
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })?;
     progress.clear();
 
     let mut results = results;
@@ -285,16 +299,16 @@ impl Progress {
             }
         }
         if self.tty {
-            let mut lines = Vec::new();
-            for (name, (step, t)) in &s.running {
-                lines.push(format!("    {name}: {step} ({:.0}s)", t.elapsed().as_secs_f64()));
-            }
-            lines.push(format!("    {} done, {} failed, {} running", s.done, s.failed, s.running.len()));
-            for l in &lines {
-                let _ = writeln!(err, "{l}");
-            }
-            s.drawn = lines.len();
+            draw(&mut s, &mut err);
         }
+    }
+
+    /// Redraw the block of running builds (terminal only).
+    fn redraw(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{}", erase(s.drawn));
+        draw(&mut s, &mut err);
     }
 
     fn clear(&self) {
@@ -303,6 +317,19 @@ impl Progress {
             eprint!("{}", erase(s.drawn));
         }
     }
+}
+
+/// One line per running build, then the counts.
+fn draw(s: &mut ProgressState, err: &mut impl Write) {
+    let mut lines = Vec::new();
+    for (name, (step, t)) in &s.running {
+        lines.push(format!("    {name}: {step} ({:.0}s)", t.elapsed().as_secs_f64()));
+    }
+    lines.push(format!("    {} done, {} failed, {} running", s.done, s.failed, s.running.len()));
+    for l in &lines {
+        let _ = writeln!(err, "{l}");
+    }
+    s.drawn = lines.len();
 }
 
 /// ANSI: move up `n` lines and clear to the end of the screen.
