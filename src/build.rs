@@ -129,6 +129,10 @@ pub struct BuildOptions {
     pub keep_failed: KeepFailed,
     /// The architecture built for (source_<arch> entries).
     pub arch: String,
+    /// Per entry, directories of the build user's home kept between its
+    /// builds (`home_binds`, relative to the home), under
+    /// `$PKGCELL_HOME/homes/<entry>/`.
+    pub home_binds: BTreeMap<String, Vec<PathBuf>>,
 }
 
 /// What happened to one package.
@@ -423,7 +427,7 @@ fn build_entry(
     };
     let span = tracing::info_span!("build", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid);
     let _enter = span.enter();
-    let job = Job { pkgid, checkout, srcinfo, installs: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
     let step = |s| on_event(Event::Step { name: &p.name, step: s });
     match build_one(&job, opts, store, fetcher, pkgids, &step) {
         Ok((status, record, log, seconds)) => {
@@ -461,6 +465,7 @@ fn ago(unix: u64) -> String {
 
 /// What one build needs from the plan.
 struct Job<'a> {
+    name: &'a str,
     pkgid: &'a PkgId,
     checkout: &'a Checkout,
     srcinfo: &'a str,
@@ -815,6 +820,16 @@ fn run_makepkg(
     spec.cwd = "/startdir".into();
     spec.timeout = Some(opts.timeout);
     let home = if opts.base.root.join("home/builder").is_dir() { "/home/builder" } else { "/build" };
+    for rel in opts.home_binds.get(job.name).into_iter().flatten() {
+        // Only plain relative paths: a bind must stay inside the home.
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            continue;
+        }
+        let src = opts.home.root().join("homes").join(job.name).join(rel);
+        fs::create_dir_all(&src).map_err(io_err("create", &src))?;
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o777)).map_err(io_err("chmod", &src))?;
+        spec.mounts.push(Mount::Bind { src, dst: Path::new(home).join(rel), access: Access::ReadWrite });
+    }
     for (k, v) in [
         ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("HOME", home),

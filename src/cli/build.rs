@@ -144,6 +144,12 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         jobs,
         keep_failed: if args.keep_failed { KeepFailed::Yes } else { KeepFailed::No },
         arch: config.repo.arch.to_string(),
+        home_binds: config
+            .pkgbuilds
+            .iter()
+            .filter(|e| !e.home_binds.is_empty())
+            .map(|e| (e.name.to_string(), e.home_binds.clone()))
+            .collect(),
     };
     let progress = Progress::new(true);
     let finished = std::sync::atomic::AtomicBool::new(false);

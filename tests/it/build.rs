@@ -375,3 +375,19 @@ fn a_pkgbuild_from_a_git_repository_is_built_from_its_commit() {
     let buildinfo = rec["records"][0]["buildinfo"].as_str().unwrap();
     assert!(buildinfo.contains("buildtool = pkgcell") && buildinfo.contains("startdir = /startdir"), "{buildinfo}");
 }
+
+#[test]
+fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
+    let env = Env::new();
+    env.pkg("homebind");
+    let cfg = "[pkgbuilds]\nhomebind = { path = \"pkgs/homebind\", home_binds = [\".cache/counter\"] }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let (code, _, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let pb = env.dir.join("pkgs/homebind/PKGBUILD");
+    std::fs::write(&pb, std::fs::read_to_string(&pb).unwrap() + "# again\n").unwrap();
+    let (code, _, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let runs = std::fs::read_to_string(env.dir.join("home/homes/homebind/.cache/counter/runs")).unwrap();
+    assert_eq!(runs, "run\nrun\n");
+}
