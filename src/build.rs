@@ -38,7 +38,7 @@ use crate::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::home::Home;
 use crate::ids::{Blake3, PkgId};
 use crate::plan::{Plan, Status};
-use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError};
+use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
 /// Version of the `--json` form of a build run.
@@ -496,8 +496,15 @@ fn build_one(
     let clock = Instant::now();
 
     step("fetch");
+    let mut timings = Timings::default();
+    let mut lap = Instant::now();
+    let mut split = |slot: &mut f64| {
+        *slot = lap.elapsed().as_secs_f64();
+        lap = Instant::now();
+    };
     let fetched = fetcher.fetch(&fetch::sources_of(job.srcinfo, &opts.arch)).map_err(|e| no_log(e.into()))?;
 
+    split(&mut timings.fetch);
     step("deps");
     let mut deps: Vec<(String, Output)> = Vec::new();
     for (entry, pkgname) in job.installs {
@@ -511,6 +518,7 @@ fn build_one(
     let dep_lines: Vec<String> = deps.iter().map(|(n, o)| format!("{n} {}", o.blake3)).collect();
     let layer = dep_layer(opts, store, job, &deps)?;
 
+    split(&mut timings.deps);
     step("makepkg");
     let dir = BuildDir::new(&opts.home, job.pkgid).map_err(no_log)?;
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
@@ -523,6 +531,7 @@ fn build_one(
         }
     };
 
+    split(&mut timings.makepkg);
     step("store");
     let with_log = |e: BuildError| Box::new((e, Some(log_path.clone())));
     let mut stored = Vec::new();
@@ -532,6 +541,7 @@ fn build_one(
     let buildinfo = fs::read_to_string(dir.pkgdest().join(".BUILDINFO")).unwrap_or_default();
     let log_data = fs::read(&log_path).map_err(|e| with_log(io_err("read", &log_path)(e)))?;
     let log = store.put_bytes(&log_data).map_err(|e| with_log(e.into()))?;
+    split(&mut timings.store);
     let seconds = clock.elapsed().as_secs_f64();
     let record = Record {
         version: RECORD_VERSION,
@@ -544,6 +554,7 @@ fn build_one(
         deps: dep_lines,
         started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         seconds,
+        timings,
         pkgcell: env!("CARGO_PKG_VERSION").to_owned(),
     };
     store.put_record(&record).map_err(|e| with_log(e.into()))?;

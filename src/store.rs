@@ -106,8 +106,25 @@ pub struct Record {
     pub started: u64,
     /// Wall time of the build, in seconds.
     pub seconds: f64,
+    /// Wall time of each step, in seconds.
+    #[serde(default)]
+    pub timings: Timings,
     /// The pkgcell version that built it.
     pub pkgcell: String,
+}
+
+/// Wall time of the steps of a build, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timings {
+    /// Fetching the sources.
+    pub fetch: f64,
+    /// Finding the dependencies and making or reusing their layer.
+    pub deps: f64,
+    /// Setting up the build sandbox and running makepkg (and its cleanup).
+    pub makepkg: f64,
+    /// Putting the outputs into the store.
+    pub store: f64,
 }
 
 impl Record {
@@ -485,6 +502,7 @@ mod tests {
             deps: vec![],
             started,
             seconds: 1.0,
+            timings: Timings::default(),
             pkgcell: "0".into(),
         }
     }
