@@ -133,6 +133,8 @@ pub struct BuildOptions {
     /// builds (`home_binds`, relative to the home), under
     /// `$PKGCELL_HOME/homes/<entry>/`.
     pub home_binds: BTreeMap<String, Vec<PathBuf>>,
+    /// Extra binds into every makepkg sandbox (`-d`/`-D`).
+    pub binds: Vec<Mount>,
 }
 
 /// What happened to one package.
@@ -831,6 +833,7 @@ fn run_makepkg(
     spec.cwd = "/startdir".into();
     spec.timeout = Some(opts.timeout);
     let home = if opts.base.root.join("home/builder").is_dir() { "/home/builder" } else { "/build" };
+    spec.mounts.extend(opts.binds.iter().cloned());
     for rel in opts.home_binds.get(job.name).into_iter().flatten() {
         // Only plain relative paths: a bind must stay inside the home.
         if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {

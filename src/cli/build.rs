@@ -61,6 +61,12 @@ pub struct BuildArgs {
     /// Print the result as one JSON object on stdout (see docs/build.md).
     #[arg(long)]
     json: bool,
+    /// Bind a host directory read-write into every build (as makechrootpkg -d).
+    #[arg(short = 'd', long = "bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_rw)]
+    binds_rw: Vec<pkgcell_sandbox::Mount>,
+    /// Bind a host directory read-only into every build (as makechrootpkg -D).
+    #[arg(short = 'D', long = "ro-bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_ro)]
+    binds_ro: Vec<pkgcell_sandbox::Mount>,
     #[command(flatten)]
     common: Common,
 }
@@ -144,6 +150,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         jobs,
         keep_failed: if args.keep_failed { KeepFailed::Yes } else { KeepFailed::No },
         arch: config.repo.arch.to_string(),
+        binds: args.binds_rw.iter().chain(&args.binds_ro).cloned().collect(),
         home_binds: config
             .pkgbuilds
             .iter()

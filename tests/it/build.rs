@@ -391,3 +391,19 @@ fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
     let runs = std::fs::read_to_string(env.dir.join("home/homes/homebind/.cache/counter/runs")).unwrap();
     assert_eq!(runs, "run\nrun\n");
 }
+
+#[test]
+fn extra_binds_reach_the_build_read_only_with_capital_d() {
+    let env = Env::new();
+    env.config(&["readbind"], 1);
+    let extra = env.dir.join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("hello.txt"), "hi\n").unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "without the bind the build fails\n{}", text(&o));
+    assert_eq!(status(&v, "readbind"), "failed");
+    let (code, v, o) = env.build(&["-D", &format!("{}:/extra", extra.display())]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let file = PathBuf::from(pkg(&v, "readbind")["files"][0].as_str().unwrap());
+    assert!(package_contains(&file, "usr/share/readbind/hello.txt"));
+}
