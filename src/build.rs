@@ -50,7 +50,8 @@ const BUILD_UID: u32 = 1000;
 /// The base root a build runs on, and its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Base {
-    /// What identifies its content (see [`resolve_base`]).
+    /// What identifies its content: its [`crate::ids::BaseId`], or for a
+    /// plain directory see [`base_of_dir`].
     pub id: String,
     /// Its root directory.
     pub root: PathBuf,
@@ -82,12 +83,10 @@ pub enum SetupError {
     },
 }
 
-/// The base a build runs on. Today: a directory, identified by a hash of
-/// the names (name-version) in its pacman database.
-///
-/// TODO(issue 4): ask `base::resolve` once bases are managed; this is the
-/// one place that changes.
-pub fn resolve_base(dir: &Path) -> Result<Base, SetupError> {
+/// A base given as a plain directory (`--base-dir`, not made by
+/// `pkgcell base`): identified by a hash of the entries (name-version) of
+/// its pacman database. Managed bases carry their own [`crate::ids::BaseId`].
+pub fn base_of_dir(dir: &Path) -> Result<Base, SetupError> {
     let db = dir.join("var/lib/pacman/local");
     if !db.is_dir() {
         return Err(SetupError::NotABase(dir.to_owned()));
@@ -948,11 +947,11 @@ mod tests {
     #[test]
     fn the_base_id_follows_its_package_database() {
         let d = tempfile::tempdir().unwrap();
-        assert!(matches!(resolve_base(d.path()), Err(SetupError::NotABase(_))));
+        assert!(matches!(base_of_dir(d.path()), Err(SetupError::NotABase(_))));
         fs::create_dir_all(d.path().join("var/lib/pacman/local/a-1-1")).unwrap();
-        let one = resolve_base(d.path()).unwrap();
-        assert_eq!(one, resolve_base(d.path()).unwrap());
+        let one = base_of_dir(d.path()).unwrap();
+        assert_eq!(one, base_of_dir(d.path()).unwrap());
         fs::create_dir_all(d.path().join("var/lib/pacman/local/b-1-1")).unwrap();
-        assert_ne!(one.id, resolve_base(d.path()).unwrap().id);
+        assert_ne!(one.id, base_of_dir(d.path()).unwrap().id);
     }
 }

@@ -1,8 +1,10 @@
 //! Command line: clap structs hold raw values; each subcommand converts them
 //! into typed library calls. anyhow, exit codes and JSON printing live here only.
 
+mod base;
 mod build;
 mod plan;
+mod publish;
 mod run;
 mod store;
 
@@ -31,6 +33,15 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print the .SRCINFO of PKGBUILDs, parsed in a sandbox.
     Srcinfo(plan::SrcinfoArgs),
+    /// Manage base chroots: create, update, list, show, rm.
+    Base(base::BaseArgs),
+    /// Publish package files as a pacman repository in DIR/ARCH/ (db, files
+    /// db, latest/ and updated/ views).
+    Publish(publish::PublishArgs),
+    /// Add packages to or remove them from a repository db, like repo-add
+    /// and repo-remove (natively, incrementally).
+    #[command(subcommand)]
+    Repo(publish::RepoCommand),
     /// Build packages in sandboxes, in dependency order, skipping what the store has.
     Build(Box<build::BuildArgs>),
     /// Download the sources of PKGBUILDs into the cache.
@@ -77,6 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => plan::init(args),
         Command::Plan(args) => plan::plan(args),
         Command::Srcinfo(args) => plan::srcinfo(args),
+        Command::Base(args) => base::base(args),
+        Command::Publish(args) => publish::run_publish(args),
+        Command::Repo(publish::RepoCommand::Add(args)) => publish::run_repo_add(args),
+        Command::Repo(publish::RepoCommand::Remove(args)) => publish::run_repo_remove(args),
         Command::Build(args) => build::build(*args),
         Command::Fetch(args) => build::fetch(args),
         Command::Store(args) => store::store(args),

@@ -107,6 +107,8 @@ pub enum BaseSource {
         packages: Vec<String>,
         /// The pacman.conf to use (the host's when unset).
         pacman_conf: Option<PathBuf>,
+        /// Whether package signatures are checked while bootstrapping.
+        signatures: Signatures,
     },
     /// Unpacked from a tarball.
     Tarball {
@@ -117,7 +119,20 @@ pub enum BaseSource {
     Command {
         /// The shell command.
         command: String,
+        /// The directory it runs in: the config file's.
+        dir: PathBuf,
     },
+}
+
+/// Whether pacman checks package signatures when it bootstraps a base.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signatures {
+    /// As the pacman.conf says, with a keyring initialised for the purpose.
+    #[default]
+    Check,
+    /// `SigLevel = Never`: an explicit opt-out, for unsigned local repos.
+    Skip,
 }
 
 /// `[build]`: how builds run.
@@ -211,6 +226,7 @@ struct RawBase {
     pacman_conf: Option<PathBuf>,
     tarball: Option<PathBuf>,
     command: Option<String>,
+    signatures: Option<Signatures>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -318,6 +334,7 @@ impl Config {
             None | Some((RawBaseKind::Pacman, _)) => BaseSource::Pacman {
                 packages: b.packages.unwrap_or_else(|| vec!["base-devel".to_owned()]),
                 pacman_conf: b.pacman_conf.map(|p| dir.join(p)),
+                signatures: b.signatures.unwrap_or_default(),
             },
             Some((RawBaseKind::Tarball, span)) => BaseSource::Tarball {
                 path: dir.join(b.tarball.ok_or_else(|| {
@@ -328,6 +345,7 @@ impl Config {
                 command: b.command.ok_or_else(|| {
                     invalid(Some(span), r#"source = "command" needs `command = "..."`"#.into())
                 })?,
+                dir: dir.to_owned(),
             },
         };
 
@@ -485,6 +503,7 @@ packages = ["base-devel"]    # pacman: what to install
 # pacman_conf = "/etc/pacman.conf"
 # tarball = "archlinux-bootstrap-x86_64.tar.zst"
 # command = "scripts/make-test-base $PKGCELL_BASE_OUT"
+# signatures = "check"       # pacman: "check", or "skip" for unsigned local repos
 
 [build]
 jobs = 1                     # builds at the same time
@@ -609,6 +628,20 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         let (line, msg) = error("[pkgbuilds]\nx = { path = \"p\", deps = [\"ok\", \"<bad\"] }\n");
         assert_eq!(line, 2);
         assert!(msg.contains("not a valid dependency"), "{msg}");
+    }
+
+    #[test]
+    fn base_sources_carry_what_making_them_needs() {
+        let c = parse("[base]\nsource = \"pacman\"\nsignatures = \"skip\"\n").unwrap();
+        assert_eq!(
+            c.base.source,
+            BaseSource::Pacman { packages: vec!["base-devel".into()], pacman_conf: None, signatures: Signatures::Skip }
+        );
+        let c = parse("[base]\nsource = \"command\"\ncommand = \"mk $PKGCELL_BASE_OUT\"\n").unwrap();
+        assert_eq!(c.base.source, BaseSource::Command { command: "mk $PKGCELL_BASE_OUT".into(), dir: "/cfg".into() });
+        let (line, msg) = error("[base]\n\nsignatures = \"never\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("`check` or `skip`"), "{msg}");
     }
 
     #[test]

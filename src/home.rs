@@ -43,6 +43,18 @@ impl Home {
         &self.root
     }
 
+    /// Base chroots, one directory per [`crate::ids::BaseId`], plus
+    /// `.tmp-*` directories of bases being made.
+    pub fn bases(&self) -> PathBuf {
+        self.root.join("bases")
+    }
+
+    /// Package files downloaded by pacman, shared by every base and build
+    /// (bound at `/var/cache/pacman/pkg` at build time).
+    pub fn package_cache(&self) -> PathBuf {
+        self.root.join("cache/pkg")
+    }
+
     /// Bare git repositories of git sources, one per URL.
     pub fn git_sources(&self) -> PathBuf {
         self.root.join("sources/git")

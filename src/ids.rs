@@ -1,4 +1,4 @@
-//! Shared typed ids: [`TreeId`], [`DepHash`], [`PkgId`], [`Blake3`].
+//! Shared typed ids: [`TreeId`], [`DepHash`], [`PkgId`], [`Blake3`], [`BaseId`].
 //!
 //! Every stage names PKGBUILD trees, dependency sets, builds and stored files
 //! with these types instead of strings. Each has a private inner value, a
@@ -243,6 +243,57 @@ impl FromStr for Blake3 {
 }
 serde_via_string!(Blake3);
 
+/// The id of a base chroot: BLAKE3 (first 16 bytes, 32 hex digits) of what
+/// is in it: its source, the packages installed with their versions, and
+/// the version of pkgcell's preparation. Bases live in
+/// `$PKGCELL_HOME/bases/<id>/`.
+///
+/// ```
+/// use pkgcell::ids::BaseId;
+/// let id = BaseId::of(b"source tarball ...");
+/// assert_eq!(id.to_string().len(), 32);
+/// assert_eq!(id.to_string().parse::<BaseId>().unwrap(), id);
+/// assert!("nothex".parse::<BaseId>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BaseId([u8; 16]);
+
+impl BaseId {
+    /// The base id of a canonical description of a base.
+    pub fn of(canonical: &[u8]) -> BaseId {
+        let full = blake3::hash(canonical);
+        let mut b = [0; 16];
+        b.copy_from_slice(&full.as_bytes()[..16]);
+        BaseId(b)
+    }
+
+    /// The first 12 hex digits, for tables meant for people.
+    pub fn short(&self) -> String {
+        to_hex(&self.0[..6])
+    }
+}
+
+impl Display for BaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl FromStr for BaseId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        from_hex(s)
+            .and_then(|b| b.try_into().ok())
+            .map(BaseId)
+            .ok_or_else(|| IdError::Hex {
+                what: "base id",
+                value: s.to_owned(),
+                expected: "32 lowercase hex digits",
+            })
+    }
+}
+serde_via_string!(BaseId);
+
 /// The id of one build: `<pkgbase>-<tree-id>-<dephash>`. Read from the
 /// right, since a pkgbase may itself contain `-` but the two hashes do not.
 ///
@@ -331,6 +382,18 @@ mod tests {
     }
 
     #[test]
+    fn base_ids_are_32_hex_digits() {
+        assert_eq!(DEP.parse::<BaseId>().unwrap().to_string(), DEP);
+        for bad in ["", SHA1, SHA256, &DEP.to_uppercase(), "0123456789abcdef0123456789abcdeg"] {
+            assert!(
+                matches!(bad.parse::<BaseId>(), Err(IdError::Hex { what: "base id", .. })),
+                "{bad:?} was accepted"
+            );
+        }
+        assert_eq!(serde_json::to_string(&DEP.parse::<BaseId>().unwrap()).unwrap(), format!("\"{DEP}\""));
+    }
+
+    #[test]
     fn dephash_and_blake3_have_fixed_lengths() {
         assert!(DEP.parse::<DepHash>().is_ok());
         assert!(SHA1.parse::<DepHash>().is_err());
@@ -377,6 +440,12 @@ mod tests {
             let id = PkgId::new(Name::new(&name).unwrap(), TreeId::from_bytes(&tree).unwrap(), DepHash(deps));
             let back: PkgId = id.to_string().parse().unwrap();
             prop_assert_eq!(back, id);
+        }
+
+        #[test]
+        fn base_id_display_parses_back(bytes in any::<[u8; 16]>()) {
+            let id = BaseId(bytes);
+            prop_assert_eq!(id.to_string().parse::<BaseId>().unwrap(), id);
         }
 
         #[test]

@@ -9,7 +9,7 @@
 //! it: time limit, and reporting a pid 1 that died without a word.
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 
@@ -33,20 +33,26 @@ pub fn helper_main_if_requested() {
         return;
     }
     let ppid = args.next().and_then(|p| p.to_str().and_then(|s| s.parse().ok())).unwrap_or(-1);
-    sys::exit(helper_main(ppid))
+    let fds = match (sys::adopt_fd(3), sys::adopt_fd(4)) {
+        (Ok(rx), Ok(tx)) => Some((rx, tx)),
+        _ => None,
+    };
+    sys::exit(match fds {
+        Some((rx, tx)) => helper_main(ppid, rx, tx),
+        None => 1,
+    })
 }
 
-fn helper_main(expected_parent: i32) -> i32 {
+/// The helper, given its two pipe ends. Runs either in the re-executed
+/// binary, or in a fork of a supervisor that is single-threaded (see
+/// `supervisor::start_helper`); returns the exit code.
+pub(crate) fn helper_main(expected_parent: i32, rx: OwnedFd, tx: OwnedFd) -> i32 {
     sys::set_process_name("pkgcell-sandbox");
     // Die with the supervisor, first of all; then check it did not die
     // before the death signal was armed.
     if sys::set_parent_death_signal_kill().is_err() || sys::getppid() != expected_parent {
         return 1;
     }
-    let (rx, tx) = match (sys::adopt_fd(3), sys::adopt_fd(4)) {
-        (Ok(rx), Ok(tx)) => (rx, tx),
-        _ => return 1,
-    };
     let mut ch = HelperChannel { rx: Receiver::new(rx), tx: Sender::new(tx) };
     let job = match ch.wait_for_job() {
         Ok(Some(job)) => job,

@@ -152,7 +152,7 @@ pub fn remove_tree_with(path: &Path, helper: &Path, subid: &SubIdFiles) -> Resul
     }
     let status = helper.wait().map_err(|source| Error::Helper { during: "removing a tree", source })?;
     if let Err(Error::HelperDied { status: s, .. }) = &mut result {
-        *s = status.to_string();
+        *s = status;
     }
     result
 }
@@ -165,32 +165,49 @@ fn start_helper(
     job: Job,
     plan: &IdMapPlan,
     stdio: StdioTriple,
-) -> Result<(std::process::Child, Receiver<FromHelper>, IdMapUsed), Error> {
+) -> Result<(HelperProcess, Receiver<FromHelper>, IdMapUsed), Error> {
     let pipe = |during| move |e: sys::SysError| Error::Helper { during, source: std::io::Error::from(e.errno) };
     let (to_r, to_w) = sys::pipe_high(10).map_err(pipe("making pipes"))?;
     let (from_r, from_w) = sys::pipe_high(10).map_err(pipe("making pipes"))?;
 
-    let mut cmd = std::process::Command::new(exe);
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.arg0("pkgcell-sandbox");
-    }
-    cmd.arg(HELPER_ARG).arg(sys::getpid().to_string());
-    // The helper needs nothing from our environment, and the payload gets
-    // only the spec's.
-    cmd.env_clear();
     let [stdin, stdout, stderr] = stdio;
-    if let Some(s) = stdin {
-        cmd.stdin(s);
-    }
-    if let Some(s) = stdout {
-        cmd.stdout(s);
-    }
-    if let Some(s) = stderr {
-        cmd.stderr(s);
-    }
-    sys::pass_fds(&mut cmd, &[&to_r, &from_w]);
-    let mut helper = cmd.spawn().map_err(|source| Error::SpawnHelper { exe: exe.to_owned(), source })?;
+    let inherit_stdio = stdin.is_none() && stdout.is_none() && stderr.is_none();
+    let mut helper = if inherit_stdio && sys::is_single_threaded() {
+        // A single-threaded supervisor (the `pkgcell run` command) may fork
+        // the helper directly: no other thread can hold a lock the child
+        // would need, and it saves the exec and start-up of the binary.
+        // SAFETY: checked just above that this process has one thread.
+        #[allow(unsafe_code)]
+        match unsafe { sys::fork() } {
+            Ok(sys::Forked::Child) => {
+                drop((to_w, from_r));
+                sys::exit(crate::helper::helper_main(sys::getppid(), to_r, from_w));
+            }
+            Ok(sys::Forked::Parent(pid)) => HelperProcess::Forked(pid),
+            Err(e) => return Err(Error::SpawnHelper { exe: exe.to_owned(), source: std::io::Error::from(e.errno) }),
+        }
+    } else {
+        let mut cmd = std::process::Command::new(exe);
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.arg0("pkgcell-sandbox");
+        }
+        cmd.arg(HELPER_ARG).arg(sys::getpid().to_string());
+        // The helper needs nothing from our environment, and the payload gets
+        // only the spec's.
+        cmd.env_clear();
+        if let Some(s) = stdin {
+            cmd.stdin(s);
+        }
+        if let Some(s) = stdout {
+            cmd.stdout(s);
+        }
+        if let Some(s) = stderr {
+            cmd.stderr(s);
+        }
+        sys::pass_fds(&mut cmd, &[&to_r, &from_w]);
+        HelperProcess::Spawned(cmd.spawn().map_err(|source| Error::SpawnHelper { exe: exe.to_owned(), source })?)
+    };
     // Close the helper's ends at once: EOF must mean "the helper and
     // everything it started are gone".
     drop(to_r);
@@ -198,9 +215,9 @@ fn start_helper(
     let mut tx: Sender<ToHelper> = Sender::new(to_w);
     let mut rx: Receiver<FromHelper> = Receiver::new(from_r);
 
-    let died = |helper: &mut std::process::Child, during| {
+    let died = |helper: &mut HelperProcess, during| {
         let _ = helper.kill();
-        let status = helper.wait().map(|s| s.to_string()).unwrap_or_default();
+        let status = helper.wait().unwrap_or_default();
         Error::HelperDied { during, status }
     };
     if tx.send(&ToHelper::Start(job)).is_err() {
@@ -229,10 +246,48 @@ fn start_helper(
     Ok((helper, rx, id_map))
 }
 
+/// The helper process: spawned (exec'd) or forked.
+#[derive(Debug)]
+enum HelperProcess {
+    Spawned(std::process::Child),
+    Forked(i32),
+}
+
+impl HelperProcess {
+    fn id(&self) -> u32 {
+        match self {
+            HelperProcess::Spawned(c) => c.id(),
+            HelperProcess::Forked(pid) => *pid as u32,
+        }
+    }
+
+    fn kill(&mut self) -> std::io::Result<()> {
+        match self {
+            HelperProcess::Spawned(c) => c.kill(),
+            HelperProcess::Forked(pid) => {
+                sys::kill(*pid, nix::sys::signal::Signal::SIGKILL).map_err(|e| std::io::Error::from(e.errno))
+            }
+        }
+    }
+
+    /// Wait for it; the status as text, for messages.
+    fn wait(&mut self) -> std::io::Result<String> {
+        match self {
+            HelperProcess::Spawned(c) => c.wait().map(|s| s.to_string()),
+            HelperProcess::Forked(pid) => match sys::wait_any(*pid) {
+                Ok(Some((_, sys::ChildExit::Exited(code)))) => Ok(format!("exit status: {code}")),
+                Ok(Some((_, sys::ChildExit::Signaled(sig)))) => Ok(format!("signal: {sig}")),
+                Ok(None) => Ok("already reaped".into()),
+                Err(e) => Err(std::io::Error::from(e.errno)),
+            },
+        }
+    }
+}
+
 /// A running sandbox. Dropping it without [`Child::wait`] kills it.
 #[derive(Debug)]
 pub struct Child {
-    helper: Option<std::process::Child>,
+    helper: Option<HelperProcess>,
     rx: Receiver<FromHelper>,
     start: Instant,
     id_map: IdMapUsed,
@@ -308,7 +363,7 @@ impl Child {
             Some(FromHelper::TimedOut) => Ok(outcome(Status::TimedOut, zero, zero, 0)),
             Some(FromHelper::InitDied(status)) => Ok(outcome(status, zero, zero, 0)),
             Some(FromHelper::UserNsReady | FromHelper::Removed | FromHelper::Failed(_)) | None => {
-                Err(Error::HelperDied { during, status: helper_status.to_string() })
+                Err(Error::HelperDied { during, status: helper_status })
             }
         }
     }

@@ -269,6 +269,14 @@ pub(crate) fn user_name(uid: u32) -> Option<String> {
     nix::unistd::User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
 }
 
+/// True when this process has exactly one thread (read from /proc).
+pub(crate) fn is_single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim() == "1")))
+        .unwrap_or(false)
+}
+
 /// Which side of a fork we are on.
 pub(crate) enum Forked {
     Parent(i32),

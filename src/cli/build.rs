@@ -30,9 +30,13 @@ pub struct Common {
     /// the current directory is built alone).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The base root file system (default: $PKGCELL_BASE_DIR).
+    /// The base root file system to build on (default: $PKGCELL_BASE_DIR,
+    /// else the base of --base or of the config's [base], made if missing).
     #[arg(long, value_name = "DIR")]
     base_dir: Option<PathBuf>,
+    /// The base chroot to build on, by id or unique prefix (see `pkgcell base list`).
+    #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
+    base: Option<String>,
     /// Do not fetch the git repositories of [pkgbuilds]: use them as last synced.
     #[arg(long, alias = "hold")]
     offline: bool,
@@ -109,14 +113,21 @@ impl Common {
         Ok(Mode::Laptop { config, dir })
     }
 
-    fn base(&self) -> anyhow::Result<build::Base> {
+    /// The base, in the order plan uses: --base ID, --base-dir DIR,
+    /// $PKGCELL_BASE_DIR, the config's [base] (made when missing).
+    fn base(&self, home: &Home, config: &Config) -> anyhow::Result<build::Base> {
+        if let Some(id) = &self.base {
+            let b = pkgcell::base::find(home, id)?;
+            return Ok(build::Base { id: b.id.to_string(), root: b.root });
+        }
         let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
         let Some(dir) = self.base_dir.clone().or(from_env) else {
-            // TODO(issue 4): take the base from the config once bases are managed.
-            bail!("no base root file system: pass --base-dir DIR or set PKGCELL_BASE_DIR");
+            let b = pkgcell::base::resolve(home, &config.base)
+                .context("cannot make the base of the config's [base] (or pass --base ID or --base-dir DIR)")?;
+            return Ok(build::Base { id: b.id.to_string(), root: b.root });
         };
         let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-        Ok(build::resolve_base(&dir)?)
+        Ok(build::base_of_dir(&dir)?)
     }
 
     fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
@@ -136,7 +147,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
     };
     let home = Home::from_env()?;
-    let base = args.common.base()?;
+    let base = args.common.base(&home, config)?;
     let jobs = args.jobs.unwrap_or(config.build.jobs.get());
     if jobs == 0 {
         bail!("-j must be at least 1");
@@ -356,7 +367,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
     };
     let home = Home::from_env()?;
-    let base = args.common.base()?;
+    let base = args.common.base(&home, config)?;
     let plan = args.common.plan(config, &home, &base)?;
     let fetcher = Fetcher::new(home, base.root.clone());
     let mut failed = false;

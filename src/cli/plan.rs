@@ -25,9 +25,13 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct BaseArgs {
     /// The base root file system PKGBUILDs are parsed in and resolved
-    /// against (default: $PKGCELL_BASE_DIR).
+    /// against (default: $PKGCELL_BASE_DIR, else the base of --base or of
+    /// the config's [base], made if missing).
     #[arg(long, value_name = "DIR")]
     base_dir: Option<PathBuf>,
+    /// The base chroot to use, by id or unique prefix (see `pkgcell base list`).
+    #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
+    base: Option<String>,
     /// Time limit for sourcing one PKGBUILD, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     parse_timeout: u64,
@@ -64,11 +68,21 @@ pub struct SrcinfoArgs {
 }
 
 impl BaseArgs {
-    fn base(&self) -> anyhow::Result<PathBuf> {
+    /// The base root: --base-dir, --base ID, $PKGCELL_BASE_DIR, or the
+    /// config's [base] (made when missing), in that order.
+    /// `config` is only called when the base must come from the config.
+    fn base(&self, home: &Home, config: impl FnOnce() -> anyhow::Result<Option<Config>>) -> anyhow::Result<PathBuf> {
+        if let Some(id) = &self.base {
+            return Ok(pkgcell::base::find(home, id)?.root);
+        }
         let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
         let Some(dir) = self.base_dir.clone().or(from_env) else {
-            // TODO(issue 4): take the base from the config once bases are managed.
-            bail!("no base root file system: pass --base-dir DIR or set PKGCELL_BASE_DIR");
+            let Some(config) = config()? else {
+                bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one", config::FILE_NAME);
+            };
+            let base = pkgcell::base::resolve(home, &config.base)
+                .context("cannot make the base of the config's [base] (or pass --base ID or --base-dir DIR)")?;
+            return Ok(base.root);
         };
         let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
         if !dir.is_dir() {
@@ -93,8 +107,8 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let base = args.base.base()?;
     let home = Home::from_env()?;
+    let base = args.base.base(&home, || Ok(Some(config.clone())))?;
     let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
     let synced = sync::sync(&config, &home, mode);
     let opts = PlanOptions { base, home, parse_timeout: args.base.timeout()? };
@@ -150,8 +164,12 @@ pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
         }
         abs.push(a);
     }
-    let base = args.base.base()?;
     let home = Home::from_env()?;
+    // Without --base or --base-dir, the base of the config in the current directory.
+    let base = args.base.base(&home, || {
+        let config = Path::new(config::FILE_NAME);
+        Ok(if config.exists() { Some(Config::load(config)?) } else { None })
+    })?;
     let (results, _) = plan::srcinfo_of_dirs(&abs, &base, home, args.base.timeout()?)?;
     let mut stdout = std::io::stdout().lock();
     let mut failed = false;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pkgcell_sandbox::{Access, IdMapMode, Mount, Network, Root, Sandbox, Spec, SubIdFiles, Upper};
+use pkgcell_sandbox::{
+    Access, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, SubIdFiles, Upper,
+};
 
 /// Default size limit of a tmpfs upper.
 const DEFAULT_TMPFS_UPPER: u64 = 4 << 30;
@@ -68,6 +70,10 @@ pub struct RunArgs {
     /// Kill everything after this many seconds.
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// A resource limit for the command, soft = hard (repeatable): nofile,
+    /// nproc, as (bytes), fsize (bytes), cpu (seconds), core, stack.
+    #[arg(long, value_name = "NAME=N", value_parser = parse_rlimit)]
+    rlimit: Vec<Rlimit>,
     /// Map only your own id (to 0), even if you have a subordinate range.
     #[arg(long)]
     single_id: bool,
@@ -134,6 +140,22 @@ fn parse_tmpfs(s: &str) -> Result<Mount, String> {
         return Err(format!("{s} must be an absolute path"));
     }
     Ok(Mount::Tmpfs { dst, size: None })
+}
+
+fn parse_rlimit(s: &str) -> Result<Rlimit, String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("{s:?} is not NAME=N"))?;
+    let resource = match name {
+        "as" => RlimitResource::AddressSpace,
+        "core" => RlimitResource::Core,
+        "cpu" => RlimitResource::Cpu,
+        "fsize" => RlimitResource::FileSize,
+        "nofile" => RlimitResource::OpenFiles,
+        "nproc" => RlimitResource::Processes,
+        "stack" => RlimitResource::Stack,
+        other => return Err(format!("unknown resource {other:?} (as, core, cpu, fsize, nofile, nproc, stack)")),
+    };
+    let limit = value.parse().map_err(|_| format!("{value:?} is not a number"))?;
+    Ok(Rlimit { resource, limit })
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -213,6 +235,7 @@ impl RunArgs {
             Some(t) => bail!("--timeout must be a positive number of seconds, got {t}"),
             None => None,
         };
+        spec.rlimits = self.rlimit.clone();
         spec.id_map = if self.single_id { IdMapMode::Single } else { IdMapMode::Auto };
         Ok(spec)
     }

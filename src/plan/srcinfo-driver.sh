@@ -45,6 +45,72 @@ source_buildfile() {
 load_makepkg_config
 PACKAGER=${PACKAGER:-"Unknown Packager"}
 unset ALL_OFF BOLD BLUE GREEN RED YELLOW
+# Fork-free versions of makepkg's helpers that look for variables set inside
+# functions (util/pkgbuild.sh), with the same results. makepkg greps the
+# output of `declare -f` through a pipeline and a process substitution for
+# every (variable, architecture, package function) it checks: hundreds of
+# forks per PKGBUILD, most of the cost of --printsrcinfo. Here each
+# function's assignment lines are read once, with builtins only, and matched
+# with [[ =~ ]] (POSIX extended regexps, as grep -E).
+declare -A _pkgcell_fidx=()
+_pkgcell_fn_n=0
+_pkgcell_assign_re='^[[:space:]]* ([[:alnum:]_]+)\+?=(.)'
+
+# $1: function name. Sets _pkgcell_fn to the name of an array holding the
+# assignment-shaped lines of `declare -f $1 || declare -f package` (the
+# only lines any caller's pattern can match), and ${_pkgcell_fn}_names to
+# an associative array of the variables they set.
+_pkgcell_fn_array() {
+	local i=${_pkgcell_fidx[$1]-} line
+	if [[ -z $i ]]; then
+		i=$((_pkgcell_fn_n++))
+		_pkgcell_fidx[$1]=$i
+		declare -ga "_pkgcell_f_$i=()"
+		declare -gA "_pkgcell_f_${i}_names=()"
+		local -n _pkgcell_new=_pkgcell_f_$i _pkgcell_newnames=_pkgcell_f_${i}_names
+		{ declare -f "$1" || declare -f package; } >"$_pkgcell_fn_tmp" 2>/dev/null
+		while IFS= read -r line || [[ -n $line ]]; do
+			if [[ $line =~ $_pkgcell_assign_re ]]; then
+				_pkgcell_new+=("$line")
+				_pkgcell_newnames[${BASH_REMATCH[1]}]=1
+			fi
+		done <"$_pkgcell_fn_tmp"
+	fi
+	_pkgcell_fn=_pkgcell_f_$i
+}
+
+extract_function_variable() {
+	# $1: function name, $2: variable name, $3: multivalued, $4: name of output var
+	local funcname=$1 attr=$2 isarray=$3 outputvar=$4 attr_regex= decl= r=1 shellopts
+	if (( isarray )); then
+		printf -v attr_regex '^[[:space:]]* %s\+?=\(' "$2"
+	else
+		printf -v attr_regex '^[[:space:]]* %s\+?=[^(]' "$2"
+	fi
+	_pkgcell_fn_array "$funcname"
+	local -n _pkgcell_names=${_pkgcell_fn}_names
+	[[ -v _pkgcell_names[$attr] ]] || return 1
+	if shopt -q extglob; then shellopts='shopt -s extglob'; else shellopts='shopt -u extglob'; fi
+	shopt -s extglob
+	local -n _pkgcell_lines=$_pkgcell_fn
+	for REPLY in "${_pkgcell_lines[@]}"; do
+		[[ $REPLY =~ $attr_regex ]] || continue
+		decl=${REPLY##*([[:space:]])}
+		eval "${decl/#$attr/$outputvar}"
+		r=0
+	done
+	eval "$shellopts"
+	return $r
+}
+
+exists_function_variable() {
+	# $1: function name, $2: variable name
+	# Any assignment of $2 with a value, as makepkg's string-or-array test.
+	_pkgcell_fn_array "$1"
+	local -n _pkgcell_names=${_pkgcell_fn}_names
+	[[ -v _pkgcell_names[$2] ]]
+}
+
 # makepkg's messages go through gettext, which a minimal base may lack.
 if ! type -P gettext >/dev/null; then
 	gettext() { printf '%s' "$1"; }
@@ -58,6 +124,7 @@ _pkgcell_one() {
 	# is known to the Rust side (OUTPUT_LIMIT) to name the error.
 	ulimit -t "$_pkgcell_timeout" -f 1024 -v 2097152 -c 0 2>/dev/null
 	cd -P -- "$1" || exit 90
+	_pkgcell_fn_tmp=/tmp/pkgcell-fn.$BASHPID
 	startdir=$PWD
 	unset _pkgcell_list _pkgcell_workers _pkgcell_jobs
 	BUILDFILE=$startdir/$BUILDSCRIPT

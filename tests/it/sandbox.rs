@@ -112,6 +112,18 @@ fn root_inside_is_the_caller_and_subordinate_ids_exist() {
 }
 
 #[test]
+fn rlimits_apply_to_the_payload() {
+    let out = ok(run_sh(&["--rlimit", "nofile=64", "--rlimit", "fsize=4096"], "ulimit -n; ulimit -f; head -c 10000 /dev/zero > /tmp/big 2>/dev/null; echo rc=$?"));
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "64");
+    assert_eq!(l[1], "8", "ulimit -f counts 512-byte blocks");
+    assert_ne!(l[2], "rc=0", "writing past the file size limit must fail: {out}");
+    let o = run_sh(&["--rlimit", "bogus=1"], "true");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown resource"), "{}", text(&o));
+}
+
+#[test]
 fn a_directory_root_is_used_as_it_is() {
     let out = ok(output(pkgcell().arg("run").arg("--root").arg(test_base()).args(["--", "cat", "/etc/debian_version"])));
     assert!(!out.trim().is_empty());

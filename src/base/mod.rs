@@ -1,0 +1,574 @@
+//! Base chroots: the read-only lowest layer of every build, made once,
+//! rootless, and named by what is in them.
+//!
+//! The entry point for other stages is [`resolve`]: given the `[base]`
+//! section of the config, it returns the newest ready [`Base`] made from that
+//! source (its [`BaseId`] and root directory), making one first when there is
+//! none. [`update`] makes a fresh one (the old one stays until removed);
+//! [`list`], [`find`] and [`remove`] manage them.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use pkgcell::{base, config::Config, home::Home};
+//! let config = Config::load("pkgcell.toml".as_ref())?;
+//! let base = base::resolve(&Home::from_env()?, &config.base)?;
+//! println!("building on {} at {}", base.id, base.root.display());
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: `$PKGCELL_HOME/bases/<id>/root/` is the root file system and
+//! `$PKGCELL_HOME/bases/<id>/base.json` its [`BaseRecord`]; the `*.log`
+//! files beside them are the output of the steps that made it. A base is
+//! made in `bases/.tmp-<pid>-<n>/` and renamed into place only once it is
+//! complete, so a half-made base is never listed; the next [`create`]
+//! removes the leftovers of a creator that died (its pid is gone). A base is
+//! never changed after the rename: builds use it as an overlay lower layer.
+//!
+//! Steps of making one (each a sandbox of `pkgcell-sandbox`, with the
+//! caller as root inside and the subordinate ids mapped, so owners are kept):
+//! 1. the files: the `command` runs on the host; a `tarball` is unpacked by
+//!    the host's tar in a sandbox that sees the host's file system; `pacman`
+//!    runs the host's pacman with `--root` in such a sandbox, like
+//!    `pacstrap -N`;
+//! 2. the preparation ([`prepare`]) inside the new root;
+//! 3. the id: BLAKE3 of the source, of the packages in the base's pacman
+//!    database with their versions, and of [`PREPARE_VERSION`].
+//!
+//! Hook for `store gc` (issue 5): a base is unused when no build record
+//! names its id and it is not the newest base of the config's source; gc
+//! removes it with [`remove`]. Nothing here deletes a base on its own.
+
+mod pacman_conf;
+mod prepare;
+mod source;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BaseConfig, BaseSource, Signatures};
+use crate::home::Home;
+use crate::ids::{BaseId, Blake3};
+
+pub use pacman_conf::{PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers};
+pub use prepare::{MAKEPKG_CONF, PREPARE_VERSION};
+
+/// Version of [`BaseRecord`]'s JSON form (and of `base list/show --json`).
+pub const BASE_JSON_VERSION: u32 = 1;
+
+/// How many lines of a failed step's output an error carries.
+const TAIL_LINES: usize = 20;
+
+/// A base could not be made, found or removed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BaseError {
+    /// A file system operation failed.
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sandbox could not be set up.
+    #[error("cannot set up the sandbox for {step}")]
+    Sandbox {
+        /// What the sandbox was for.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: pkgcell_sandbox::Error,
+    },
+    /// A step of making the base failed; `tail` is the end of its output.
+    #[error("{step} failed ({status}); its output ends with:\n{tail}\n(whole log: {})", log.display())]
+    StepFailed {
+        /// The step: the base command, unpacking the tarball, pacman, preparing the base.
+        step: &'static str,
+        /// Its exit status.
+        status: String,
+        /// The last lines of its output.
+        tail: String,
+        /// The whole output.
+        log: PathBuf,
+    },
+    /// The base command wrote nothing to `$PKGCELL_BASE_OUT`.
+    #[error("the base command `{command}` succeeded but wrote nothing to $PKGCELL_BASE_OUT ({})", out.display())]
+    NoOutput {
+        /// The command.
+        command: String,
+        /// Where it should have written.
+        out: PathBuf,
+    },
+    /// The unpacked or written tree is no root file system.
+    #[error("{} holds no root file system (no /bin/sh or /usr/bin/sh)", path.display())]
+    NotARoot {
+        /// The tree.
+        path: PathBuf,
+    },
+    /// Signatures are to be checked, but there are no keys to check them with.
+    #[error(
+        "cannot check package signatures: no keyrings in {} to initialise a pacman keyring from; \
+         install your distribution's keyring package (archlinux-keyring), or set `signatures = \"skip\"` \
+         in [base] of pkgcell.toml for unsigned local repositories", dir.display()
+    )]
+    NoKeyring {
+        /// Where keyrings were looked for.
+        dir: PathBuf,
+    },
+    /// No base with this id.
+    #[error("no base {query:?}: see `pkgcell base list`")]
+    NotFound {
+        /// The id or prefix asked for.
+        query: String,
+    },
+    /// A prefix that names several bases.
+    #[error("{query:?} names several bases: {}", candidates.join(", "))]
+    Ambiguous {
+        /// The prefix.
+        query: String,
+        /// The ids it matches.
+        candidates: Vec<String>,
+    },
+    /// A base record that cannot be read or written.
+    #[error("bad base record {}", path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl BaseError {
+    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BaseError {
+        let path = path.to_owned();
+        move |source| BaseError::Io { what, path, source }
+    }
+}
+
+/// A ready base.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Base {
+    /// Its id.
+    pub id: BaseId,
+    /// Its root file system: an overlay lower layer, never written to.
+    pub root: PathBuf,
+    /// What it was made from and what is in it.
+    pub record: BaseRecord,
+}
+
+/// `base.json`: what a base was made from and what is in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaseRecord {
+    /// [`BASE_JSON_VERSION`].
+    pub version: u32,
+    /// The base id.
+    pub id: BaseId,
+    /// What it was made from.
+    pub source: SourceRecord,
+    /// Hash of the source alone: bases of the same config share it, and
+    /// [`resolve`] takes the newest of them.
+    pub source_key: Blake3,
+    /// [`PREPARE_VERSION`] at the time.
+    pub prepare_version: u32,
+    /// The packages in its pacman database, by name.
+    pub packages: Vec<Package>,
+    /// When it was made, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// What a base was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SourceRecord {
+    /// Installed by pacman.
+    Pacman {
+        /// What was asked for.
+        packages: Vec<String>,
+        /// The pacman.conf used.
+        pacman_conf: PathBuf,
+        /// Its hash.
+        pacman_conf_blake3: Blake3,
+        /// Whether signatures were checked.
+        signatures: Signatures,
+    },
+    /// Unpacked from a tarball.
+    Tarball {
+        /// The file.
+        path: PathBuf,
+        /// Its hash (the file's name and place do not count).
+        blake3: Blake3,
+    },
+    /// Written by a command.
+    Command {
+        /// The command.
+        command: String,
+        /// Where it ran.
+        dir: PathBuf,
+    },
+}
+
+/// A package installed in a base.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Package {
+    /// Its name.
+    pub name: String,
+    /// Its full version.
+    pub version: String,
+}
+
+impl SourceRecord {
+    /// Describe the configured source, hashing its inputs.
+    pub fn of(config: &BaseConfig) -> Result<SourceRecord, BaseError> {
+        Ok(match &config.source {
+            BaseSource::Pacman { packages, pacman_conf, signatures } => {
+                let path = pacman_conf.clone().unwrap_or_else(|| PathBuf::from("/etc/pacman.conf"));
+                let text = std::fs::read(&path).map_err(BaseError::io("read pacman config", &path))?;
+                SourceRecord::Pacman {
+                    packages: packages.clone(),
+                    pacman_conf: path,
+                    pacman_conf_blake3: Blake3::of(&text),
+                    signatures: *signatures,
+                }
+            }
+            BaseSource::Tarball { path } => {
+                let mut f = std::fs::File::open(path).map_err(BaseError::io("open base tarball", path))?;
+                let mut h = blake3::Hasher::new();
+                std::io::copy(&mut f, &mut h).map_err(BaseError::io("read base tarball", path))?;
+                SourceRecord::Tarball { path: path.clone(), blake3: Blake3::from_bytes(*h.finalize().as_bytes()) }
+            }
+            BaseSource::Command { command, dir } => SourceRecord::Command { command: command.clone(), dir: dir.clone() },
+        })
+    }
+
+    /// The hash that identifies the source: what it is made from, not
+    /// where a tarball happens to lie.
+    pub fn key(&self) -> Blake3 {
+        let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+        let text = match self {
+            SourceRecord::Pacman { packages, pacman_conf_blake3, signatures, .. } => {
+                let sig = match signatures {
+                    Signatures::Check => "check",
+                    Signatures::Skip => "skip",
+                };
+                let pkgs: Vec<String> = packages.iter().map(|p| q(p)).collect();
+                format!("pacman\nconf {pacman_conf_blake3}\nsignatures {sig}\npackages {}\n", pkgs.join(" "))
+            }
+            SourceRecord::Tarball { blake3, .. } => format!("tarball\n{blake3}\n"),
+            SourceRecord::Command { command, dir } => {
+                format!("command\ndir {}\ncommand {}\n", q(&dir.to_string_lossy()), q(command))
+            }
+        };
+        Blake3::of(text.as_bytes())
+    }
+}
+
+/// The id of a base made from the source with `source_key` that holds
+/// `packages`.
+pub fn base_id(source_key: &Blake3, packages: &[Package], prepare_version: u32) -> BaseId {
+    let mut text = format!("pkgcell base\nprepare {prepare_version}\nsource {source_key}\n");
+    let mut sorted: Vec<&Package> = packages.iter().collect();
+    sorted.sort();
+    for p in sorted {
+        text.push_str(&format!("installed {} {}\n", p.name, p.version));
+    }
+    BaseId::of(text.as_bytes())
+}
+
+/// The newest ready base made from the configured source, made first when
+/// there is none. This is what the build stage calls.
+#[tracing::instrument(skip_all)]
+pub fn resolve(home: &Home, config: &BaseConfig) -> Result<Base, BaseError> {
+    let source = SourceRecord::of(config)?;
+    let key = source.key();
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
+        return Ok(b);
+    }
+    Ok(make(home, config, source)?.base)
+}
+
+/// What [`create`] or [`update`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Made {
+    /// The base.
+    pub base: Base,
+    /// How it came about.
+    pub how: MadeHow,
+}
+
+/// Whether a base was made or found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MadeHow {
+    /// Made now.
+    New,
+    /// Made again, and found identical to an existing base (which is kept).
+    Unchanged,
+    /// A base of this source existed; nothing was made.
+    Existing,
+}
+
+/// `pkgcell base create`: the base of the configured source, made unless
+/// one exists already.
+pub fn create(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
+    let source = SourceRecord::of(config)?;
+    let key = source.key();
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
+        return Ok(Made { base: b, how: MadeHow::Existing });
+    }
+    make(home, config, source)
+}
+
+/// `pkgcell base update`: make the base again from its source (pacman picks
+/// up new package versions, a command runs again). When what comes out has
+/// the id of an existing base, the new copy is dropped; otherwise the new
+/// base is the one [`resolve`] returns from now on, and the old one stays
+/// until removed.
+pub fn update(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
+    let source = SourceRecord::of(config)?;
+    make(home, config, source)
+}
+
+/// Every ready base, oldest first.
+pub fn list(home: &Home) -> Result<Vec<Base>, BaseError> {
+    let dir = home.bases();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BaseError::Io { what: "read", path: dir, source: e }),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(BaseError::io("read", &dir))?;
+        // Names that are no id (".tmp-*" being made, ".rm-*" being removed)
+        // are not bases.
+        let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<BaseId>().ok()) else { continue };
+        match read_record(&e.path()) {
+            Ok(record) if record.id == id => out.push(Base { id, root: e.path().join("root"), record }),
+            Ok(_) => tracing::warn!(path = %e.path().display(), "skipping a base whose record names another id"),
+            Err(err) => tracing::warn!(path = %e.path().display(), error = %err, "skipping a base without a readable record"),
+        }
+    }
+    out.sort_by_key(|b| (b.record.created, b.id));
+    Ok(out)
+}
+
+/// The base with this id, or the only one whose id starts with `query`.
+pub fn find(home: &Home, query: &str) -> Result<Base, BaseError> {
+    let all = list(home)?;
+    let hits: Vec<Base> = all.into_iter().filter(|b| !query.is_empty() && b.id.to_string().starts_with(query)).collect();
+    match hits.len() {
+        0 => Err(BaseError::NotFound { query: query.to_owned() }),
+        1 => Ok(hits.into_iter().next().expect("one hit")),
+        _ => Err(BaseError::Ambiguous { query: query.to_owned(), candidates: hits.iter().map(|b| b.id.to_string()).collect() }),
+    }
+}
+
+/// Remove a base. It is first renamed out of the way, so that it stops
+/// being listed at once even if the removal is interrupted.
+pub fn remove(home: &Home, id: BaseId) -> Result<(), BaseError> {
+    let dir = home.bases().join(id.to_string());
+    if !dir.is_dir() {
+        return Err(BaseError::NotFound { query: id.to_string() });
+    }
+    let doomed = home.bases().join(format!(".rm-{}-{id}", std::process::id()));
+    std::fs::rename(&dir, &doomed).map_err(BaseError::io("move away", &dir))?;
+    pkgcell_sandbox::remove_tree(&doomed).map_err(|source| BaseError::Sandbox { step: "removing a base", source })
+}
+
+fn read_record(dir: &Path) -> Result<BaseRecord, BaseError> {
+    let path = dir.join("base.json");
+    let text = std::fs::read(&path).map_err(BaseError::io("read", &path))?;
+    serde_json::from_slice(&text).map_err(|source| BaseError::Record { path, source })
+}
+
+/// Make a base in a temporary directory, then rename it into place.
+fn make(home: &Home, config: &BaseConfig, source: SourceRecord) -> Result<Made, BaseError> {
+    let bases = home.bases();
+    std::fs::create_dir_all(&bases).map_err(BaseError::io("create", &bases))?;
+    remove_stale(&bases);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let tmp = bases.join(format!(".tmp-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&tmp).map_err(BaseError::io("create", &tmp))?;
+    // Whatever happens below, a failed attempt leaves nothing behind.
+    let result = make_in(home, config, source, &tmp);
+    match result {
+        Ok(record) => {
+            let id = record.id;
+            let dst = bases.join(id.to_string());
+            if dst.exists() {
+                drop_tree(&tmp);
+                let base = Base { id, root: dst.join("root"), record: read_record(&dst)? };
+                return Ok(Made { base, how: MadeHow::Unchanged });
+            }
+            match std::fs::rename(&tmp, &dst) {
+                Ok(()) => Ok(Made { base: Base { id, root: dst.join("root"), record }, how: MadeHow::New }),
+                // Another pkgcell made the same base at the same time: keep theirs.
+                Err(_) if dst.exists() => {
+                    drop_tree(&tmp);
+                    Ok(Made { base: Base { id, root: dst.join("root"), record: read_record(&dst)? }, how: MadeHow::Unchanged })
+                }
+                Err(e) => {
+                    drop_tree(&tmp);
+                    Err(BaseError::Io { what: "move the new base to", path: dst, source: e })
+                }
+            }
+        }
+        Err(e) => {
+            drop_tree(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn make_in(home: &Home, config: &BaseConfig, source: SourceRecord, tmp: &Path) -> Result<BaseRecord, BaseError> {
+    let root = tmp.join("root");
+    let made = source::populate(home, config, tmp, &root)?;
+    tracing::info!(root = %root.display(), "preparing the base");
+    source::run_logged(prepare::spec(&root, made.pacman_conf.as_deref(), made.keyring), "preparing the base", &tmp.join("prepare.log"), &[])?;
+    let packages = installed_packages(&root)?;
+    let source_key = source.key();
+    let id = base_id(&source_key, &packages, PREPARE_VERSION);
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let record = BaseRecord {
+        version: BASE_JSON_VERSION,
+        id,
+        source,
+        source_key,
+        prepare_version: PREPARE_VERSION,
+        packages,
+        created,
+    };
+    let path = tmp.join("base.json");
+    let mut f = std::fs::File::create(&path).map_err(BaseError::io("create", &path))?;
+    serde_json::to_writer_pretty(&mut f, &record).map_err(|source| BaseError::Record { path: path.clone(), source })?;
+    f.write_all(b"\n").and_then(|()| f.sync_all()).map_err(BaseError::io("write", &path))?;
+    Ok(record)
+}
+
+/// The packages of the base's pacman database (`var/lib/pacman/local/*/desc`),
+/// sorted by name; none when the base has no pacman database.
+pub fn installed_packages(root: &Path) -> Result<Vec<Package>, BaseError> {
+    let dir = root.join("var/lib/pacman/local");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BaseError::Io { what: "read the package database", path: dir, source: e }),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let desc = e.path().join("desc");
+        let Ok(text) = std::fs::read_to_string(&desc) else { continue };
+        if let Some(p) = parse_desc(&text) {
+            out.push(p);
+        } else {
+            tracing::warn!(path = %desc.display(), "skipping a package database entry without a name and version");
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn parse_desc(text: &str) -> Option<Package> {
+    let mut lines = text.lines();
+    let (mut name, mut version) = (None, None);
+    while let Some(l) = lines.next() {
+        match l {
+            "%NAME%" => name = lines.next().map(str::to_owned),
+            "%VERSION%" => version = lines.next().map(str::to_owned),
+            _ => {}
+        }
+    }
+    Some(Package { name: name.filter(|n| !n.is_empty())?, version: version.filter(|v| !v.is_empty())? })
+}
+
+/// Remove what dead creators and removers left: `.tmp-<pid>-*` and
+/// `.rm-<pid>-*` whose pid is gone. Failures only warn: they must not stop
+/// a new base from being made.
+fn remove_stale(bases: &Path) {
+    let Ok(entries) = std::fs::read_dir(bases) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".tmp-").or_else(|| name.strip_prefix(".rm-")) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        tracing::info!(path = %e.path().display(), "removing a base left half-made or half-removed");
+        drop_tree(&e.path());
+    }
+}
+
+fn drop_tree(path: &Path) {
+    if let Err(e) = pkgcell_sandbox::remove_tree(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str) -> Package {
+        Package { name: name.into(), version: version.into() }
+    }
+
+    #[test]
+    fn the_id_covers_packages_and_preparation_but_not_their_order() {
+        let key = Blake3::of(b"src");
+        let a = base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], 1);
+        assert_eq!(a, base_id(&key, &[pkg("b", "2-1"), pkg("a", "1-1")], 1));
+        assert_ne!(a, base_id(&key, &[pkg("a", "1-2"), pkg("b", "2-1")], 1));
+        assert_ne!(a, base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], 2));
+        assert_ne!(a, base_id(&Blake3::of(b"other"), &[pkg("a", "1-1"), pkg("b", "2-1")], 1));
+    }
+
+    #[test]
+    fn a_tarball_key_ignores_where_the_file_lies() {
+        let h = Blake3::of(b"tar");
+        let a = SourceRecord::Tarball { path: "/a.tar".into(), blake3: h };
+        let b = SourceRecord::Tarball { path: "/b/c.tar".into(), blake3: h };
+        assert_eq!(a.key(), b.key());
+        let c = SourceRecord::Command { command: "x".into(), dir: "/".into() };
+        assert_ne!(a.key(), c.key());
+    }
+
+    #[test]
+    fn desc_files_give_name_and_version() {
+        let text = "%NAME%\nglibc\n\n%VERSION%\n2.39-1\n\n%PROVIDES%\nfoo\n";
+        assert_eq!(parse_desc(text), Some(pkg("glibc", "2.39-1")));
+        assert_eq!(parse_desc("%NAME%\nx\n"), None);
+    }
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let key = Blake3::of(b"k");
+        let r = BaseRecord {
+            version: BASE_JSON_VERSION,
+            id: base_id(&key, &[], 1),
+            source: SourceRecord::Command { command: "make-base $PKGCELL_BASE_OUT".into(), dir: "/cfg".into() },
+            source_key: key,
+            prepare_version: 1,
+            packages: vec![pkg("a", "1-1")],
+            created: 5,
+        };
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["version"], 1);
+        assert_eq!(j["source"]["kind"], "command");
+        assert_eq!(serde_json::from_value::<BaseRecord>(j).unwrap(), r);
+    }
+
+    #[test]
+    fn a_home_without_bases_lists_none() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        assert!(list(&home).unwrap().is_empty());
+        assert!(matches!(find(&home, "abc"), Err(BaseError::NotFound { .. })));
+    }
+}

@@ -1,0 +1,151 @@
+//! pacman.conf handling for bases, as pure text functions: the config that
+//! bootstraps a base (from the user's or the host's pacman.conf) and the
+//! `file://` repository directories it needs to see. No file system access
+//! here beyond reading `Include` files, so everything can be unit-tested.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Signatures;
+
+/// The repository pkgcell adds to every base: its own packages, bound
+/// read-only at [`PKGCELL_REPO_DIR`] at build time, so that builds can
+/// install what earlier builds made.
+pub const PKGCELL_REPO: &str = "\n# pkgcell's own repository: the build stage binds the published repo here\n\
+# (read-only, with a pkgcell.db in it). Its packages were built by pkgcell itself.\n\
+[pkgcell]\nSigLevel = Optional TrustAll\nServer = file:///pkgcell-repo\n";
+
+/// Where pkgcell's own repository is bound inside a build.
+pub const PKGCELL_REPO_DIR: &str = "/pkgcell-repo";
+
+/// The name of pkgcell's own repository in a base's pacman.conf: the
+/// directory bound at [`PKGCELL_REPO_DIR`] must hold `pkgcell.db`. Fixed,
+/// so that a base (and its id) does not depend on `[repo] name`.
+pub const PKGCELL_REPO_NAME: &str = "pkgcell";
+
+/// The config pacman bootstraps a base with: the user's config, with
+/// `DownloadUser` turned off and, for [`Signatures::Skip`], every `SigLevel`
+/// replaced by `SigLevel = Never` in `[options]`.
+///
+/// ```
+/// use pkgcell::base::bootstrap_conf;
+/// use pkgcell::config::Signatures;
+/// let conf = bootstrap_conf("[options]\nDownloadUser = alpm\n[core]\nSigLevel = Required\n", Signatures::Skip);
+/// assert!(conf.contains("#DownloadUser = alpm"));
+/// assert!(conf.contains("SigLevel = Never"));
+/// assert!(conf.contains("#SigLevel = Required"));
+/// ```
+pub fn bootstrap_conf(text: &str, signatures: Signatures) -> String {
+    let mut out = String::new();
+    let mut saw_options = false;
+    for line in text.lines() {
+        let key = line.trim_start();
+        // pacman 7 downloads as an unprivileged `DownloadUser` in a sandbox
+        // of its own. Inside pkgcell's user namespace that user may not
+        // exist yet in a base being made (its sysusers hook has not run),
+        // and downloads at build time come from local file:// repos only,
+        // inside pkgcell's own sandbox. So it is turned off rather than
+        // half-working.
+        if key.starts_with("DownloadUser") {
+            out.push_str("# pkgcell: off, see docs/base.md (pacman 7's download sandbox)\n#");
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        match signatures {
+            Signatures::Check => {}
+            Signatures::Skip => {
+                if key.starts_with("SigLevel") {
+                    out.push('#');
+                    out.push_str(line);
+                    out.push('\n');
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+        if key.starts_with("[options]") {
+            saw_options = true;
+            if signatures == Signatures::Skip {
+                out.push_str("# pkgcell: [base] signatures = \"skip\" in pkgcell.toml\nSigLevel = Never\n");
+            }
+        }
+    }
+    if !saw_options && signatures == Signatures::Skip {
+        out.insert_str(0, "[options]\n# pkgcell: [base] signatures = \"skip\" in pkgcell.toml\nSigLevel = Never\n");
+    }
+    out
+}
+
+/// The local directories of the `file://` servers of a pacman.conf (and of
+/// the files it `Include`s), with `$repo` and `$arch` filled in, so that a
+/// sandbox can bind them. `Include` paths are read from the host.
+pub fn file_servers(text: &str, arch: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    scan(text, arch, "", &mut dirs, 0);
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+fn scan(text: &str, arch: &str, section: &str, dirs: &mut Vec<PathBuf>, depth: u32) {
+    let mut section = section.to_owned();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let value = value.trim();
+        match key.trim() {
+            "Server" => {
+                if let Some(path) = value.strip_prefix("file://") {
+                    let path = path.replace("$repo", &section).replace("$arch", arch);
+                    dirs.push(PathBuf::from(path));
+                }
+            }
+            // Mirror lists hold Server lines of the section that includes them.
+            "Include" if depth < 4 => {
+                if let Ok(inner) = std::fs::read_to_string(Path::new(value)) {
+                    scan(&inner, arch, &section, dirs, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_added_repository_is_the_one_the_constants_name() {
+        assert!(PKGCELL_REPO.contains(&format!("[{PKGCELL_REPO_NAME}]")));
+        assert!(PKGCELL_REPO.contains(&format!("file://{PKGCELL_REPO_DIR}\n")));
+    }
+
+    #[test]
+    fn download_user_is_commented_out_and_signatures_kept_by_default() {
+        let conf = bootstrap_conf("[options]\n  DownloadUser = alpm\nSigLevel = Required DatabaseOptional\n", Signatures::Check);
+        assert!(conf.contains("#  DownloadUser = alpm"), "{conf}");
+        assert!(conf.contains("\nSigLevel = Required DatabaseOptional\n"), "{conf}");
+        assert!(!conf.contains("Never"), "{conf}");
+    }
+
+    #[test]
+    fn skip_turns_every_siglevel_into_never() {
+        let conf = bootstrap_conf("[core]\nSigLevel = Required\nServer = x\n", Signatures::Skip);
+        assert!(conf.starts_with("[options]\n"), "{conf}");
+        assert!(conf.contains("SigLevel = Never"), "{conf}");
+        assert!(conf.contains("#SigLevel = Required"), "{conf}");
+    }
+
+    #[test]
+    fn file_servers_are_found_with_their_variables_filled_in() {
+        let conf = "[options]\n[local]\nServer = file:///srv/$repo/os/$arch\nServer = https://example.org/$repo\n\
+                    [other]\nServer=file:///tmp/r\n";
+        assert_eq!(file_servers(conf, "x86_64"), [PathBuf::from("/srv/local/os/x86_64"), PathBuf::from("/tmp/r")]);
+    }
+}

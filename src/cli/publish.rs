@@ -1,0 +1,196 @@
+//! `pkgcell publish` and `pkgcell repo add/remove`: thin wrappers over
+//! [`pkgcell::publish`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use pkgcell::publish;
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum DescVersionArg {
+    /// With %MD5SUM%, byte for byte like repo-add of pacman 6.
+    V1,
+    /// Without %MD5SUM%, the current format (pacman 7).
+    #[default]
+    V2,
+}
+
+impl From<DescVersionArg> for publish::DescVersion {
+    fn from(v: DescVersionArg) -> Self {
+        match v {
+            DescVersionArg::V1 => publish::DescVersion::V1,
+            DescVersionArg::V2 => publish::DescVersion::V2,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The publish directory; the repository goes to DIR/ARCH/.
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Repository name: `[NAME]` in pacman.conf, NAME.db on disk.
+    #[arg(long, value_name = "NAME")]
+    repo: String,
+    /// Architecture directory (packages must be for it or `any`).
+    #[arg(long, value_name = "ARCH", default_value = std::env::consts::ARCH)]
+    arch: String,
+    /// Versions of each package to keep as files (the newest is in the db).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    keep: u32,
+    /// Sign packages without a .sig, and the dbs, with this gpg key.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<String>,
+    /// Remove this package from the repository (repeatable).
+    #[arg(long, value_name = "NAME")]
+    remove: Vec<String>,
+    /// Desc format for new entries.
+    #[arg(long, value_enum, default_value_t)]
+    desc_version: DescVersionArg,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Package files (*.pkg.tar.zst, with .sig next to them if signed) or
+    /// directories holding them.
+    #[arg(value_name = "FILE_OR_DIR")]
+    inputs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Add or update packages in PATH/NAME.db.tar.zst (repo-add's arguments).
+    Add(RepoAddArgs),
+    /// Remove packages by name from PATH/NAME.db.tar.zst (repo-remove's arguments).
+    Remove(RepoRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepoSignArgs {
+    /// Sign the updated dbs with gpg.
+    #[arg(short, long)]
+    sign: bool,
+    /// The gpg key to sign with (implies --sign).
+    #[arg(short, long, value_name = "KEY")]
+    key: Option<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Accepted for repo-add compatibility; messages are plain.
+    #[arg(long, hide = true)]
+    nocolor: bool,
+    /// Accepted for repo-add compatibility; only warnings are printed.
+    #[arg(short, long, hide = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoAddArgs {
+    #[command(flatten)]
+    common: RepoSignArgs,
+    /// Accepted for compatibility: the files db is always written.
+    #[arg(long)]
+    files: bool,
+    /// Skip packages whose name and version are already in the db.
+    #[arg(short, long)]
+    new: bool,
+    /// Delete the replaced package file (and its .sig) from disk.
+    #[arg(short = 'R', long, alias = "remove")]
+    remove_old: bool,
+    /// Skip packages older than the version in the db.
+    #[arg(short, long)]
+    prevent_downgrade: bool,
+    /// Desc format for new entries.
+    #[arg(long, value_enum, default_value_t)]
+    desc_version: DescVersionArg,
+    /// The database, PATH/NAME.db.tar.zst.
+    #[arg(value_name = "DB")]
+    db: PathBuf,
+    /// Package files to add.
+    #[arg(value_name = "FILE", required = true)]
+    files_to_add: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoRemoveArgs {
+    #[command(flatten)]
+    common: RepoSignArgs,
+    /// The database, PATH/NAME.db.tar.zst.
+    #[arg(value_name = "DB")]
+    db: PathBuf,
+    /// Package names to remove.
+    #[arg(value_name = "NAME", required = true)]
+    names: Vec<String>,
+}
+
+
+pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let repo = publish::RepoName::new(&args.repo)?;
+    let mut settings = publish::PublishSettings::new(repo, args.arch, args.to);
+    settings.keep = args.keep as usize;
+    settings.sign = args.sign.map(publish::SignKey::new);
+    settings.desc_version = args.desc_version.into();
+    let publisher = publish::Publisher::new(settings)?;
+    let inputs = publish::PackageInput::collect(&args.inputs)?;
+    let report = publisher
+        .publish(&inputs, &args.remove)
+        .with_context(|| format!("publishing to {}", publisher.arch_dir().display()))?;
+    print_report(&report, args.json)
+}
+
+pub fn run_repo_add(args: RepoAddArgs) -> anyhow::Result<ExitCode> {
+    let options = publish::RepoAddOptions {
+        sign: args.common.sign,
+        key: args.common.key.map(publish::SignKey::new),
+        only_new: args.new,
+        remove_old: args.remove_old,
+        prevent_downgrade: args.prevent_downgrade,
+        desc_version: args.desc_version.into(),
+    };
+    let report = publish::repo_add(&args.db, &args.files_to_add, &options)
+        .with_context(|| format!("updating {}", args.db.display()))?;
+    print_report(&report, args.common.json)
+}
+
+pub fn run_repo_remove(args: RepoRemoveArgs) -> anyhow::Result<ExitCode> {
+    let options = publish::RepoAddOptions {
+        sign: args.common.sign,
+        key: args.common.key.map(publish::SignKey::new),
+        ..publish::RepoAddOptions::default()
+    };
+    let report = publish::repo_remove(&args.db, &args.names, &options)
+        .with_context(|| format!("updating {}", args.db.display()))?;
+    print_report(&report, args.common.json)
+}
+
+/// The report: JSON (with a schema version) on stdout, or one line per
+/// change on stderr, keeping stdout for --json only.
+fn print_report(report: &publish::Report, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("version".into(), 1.into());
+        }
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for pkg in &report.added {
+        eprintln!("added {} {} ({})", pkg.name, pkg.version, pkg.filename);
+    }
+    for name in &report.removed {
+        eprintln!("removed {name}");
+    }
+    for file in &report.deleted_files {
+        eprintln!("deleted {file}");
+    }
+    eprintln!(
+        "{}: {} added, {} unchanged, {} removed, {} package files read",
+        report.db.display(),
+        report.added.len(),
+        report.unchanged.len(),
+        report.removed.len(),
+        report.packages_read
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,0 @@
-//! Publish: write a pacman repository (db + files, signatures, atomic swap).

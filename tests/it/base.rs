@@ -1,0 +1,387 @@
+//! `pkgcell base`: bases made for real from each source (a tarball, a
+//! bootstrap command, pacman with a local repository built here), by an
+//! unprivileged user, then used as the lower layer of sandboxes.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// A fresh directory with its own `$PKGCELL_HOME`.
+struct Env {
+    dir: TestDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env { dir: TestDir::new() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = pkgcell();
+        c.args(args).current_dir(self.path()).env("PKGCELL_HOME", self.home()).env_remove("PKGCELL_BASE_DIR");
+        c
+    }
+
+    fn pkgcell(&self, args: &[&str]) -> Output {
+        output(&mut self.cmd(args))
+    }
+
+    fn config(&self, text: &str) {
+        std::fs::write(self.dir.join("pkgcell.toml"), text).unwrap();
+    }
+
+    /// `base create` succeeds; the new base's id.
+    fn create(&self) -> String {
+        let o = self.pkgcell(&["base", "create"]);
+        ok(o).trim().to_owned()
+    }
+
+    /// `base show ID --json`.
+    fn show(&self, id: &str) -> Value {
+        let v: Value = serde_json::from_str(&ok(self.pkgcell(&["base", "show", id, "--json"]))).unwrap();
+        assert_eq!(v["version"], 1, "{v:#}");
+        v
+    }
+
+    /// The ids `base list --json` shows.
+    fn listed(&self) -> Vec<String> {
+        let v: Value = serde_json::from_str(&ok(self.pkgcell(&["base", "list", "--json"]))).unwrap();
+        assert_eq!(v["version"], 1, "{v:#}");
+        v["bases"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Leftovers of bases being made or removed.
+    fn leftovers(&self) -> Vec<String> {
+        let Ok(d) = std::fs::read_dir(self.home().join("bases")) else { return Vec::new() };
+        d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect()
+    }
+}
+
+/// `pkgcell run --lower ROOT [extra] -- sh -c SCRIPT`.
+fn run_on(root: &Path, extra: &[&str], script: &str) -> Output {
+    output(pkgcell().arg("run").arg("--lower").arg(root).args(extra).args(["--", "sh", "-c", script]))
+}
+
+/// The first subordinate uid of the caller: uid N inside is this + N - 1 outside.
+fn subuid_start() -> u32 {
+    let user = std::env::var("USER").unwrap_or_default();
+    let text = std::fs::read_to_string("/etc/subuid").unwrap();
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(u, _)| *u == user)
+        .and_then(|(_, r)| r.split(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no /etc/subuid range for {user}: run through scripts/as-test-user"))
+}
+
+/// A `.tar.zst` of the test base, made once and kept beside it (it is as
+/// stale as the base, which ensure-test-base rotates).
+fn test_base_tarball() -> &'static Path {
+    static TARBALL: OnceLock<PathBuf> = OnceLock::new();
+    TARBALL.get_or_init(|| {
+        let base = test_base();
+        let tarball = PathBuf::from(format!("{}.tar.zst", base.display()));
+        if tarball.exists() {
+            return tarball;
+        }
+        let tmp = PathBuf::from(format!("{}.{}", tarball.display(), std::process::id()));
+        // tar as root of a user namespace with the subordinate ids mapped, so
+        // that the owners inside the base (root, builder) go into the archive.
+        let o = output(
+            Command::new("unshare")
+                .args(["--map-auto", "--map-root-user", "tar", "--numeric-owner", "--zstd", "-C"])
+                .arg(&base)
+                .arg("-cf")
+                .arg(&tmp)
+                .arg("."),
+        );
+        assert!(o.status.success(), "cannot make a tarball of the test base\n{}", text(&o));
+        std::fs::rename(&tmp, &tarball).unwrap();
+        tarball
+    })
+}
+
+#[test]
+fn a_tarball_base_keeps_owners_is_prepared_and_can_be_listed_shown_and_removed() {
+    let e = Env::new();
+    e.config(&format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n", test_base_tarball().display()));
+    let id = e.create();
+    assert_eq!(e.listed(), std::slice::from_ref(&id));
+    let shown = e.show(&id[..8]);
+    assert_eq!(shown["id"], id.as_str());
+    assert_eq!(shown["source"]["kind"], "tarball");
+    assert_eq!(shown["packages"][0]["name"], "debian-toolchain", "{shown:#}");
+    let root = PathBuf::from(shown["root"].as_str().unwrap());
+    assert_eq!(root, e.home().join("bases").join(&id).join("root"));
+
+    // Owners: uid 0 in the archive is the caller outside; builder (uid 1000)
+    // is the caller's subordinate id 1000.
+    let me = std::fs::metadata(e.path()).unwrap().uid();
+    assert_eq!(std::fs::symlink_metadata(root.join("etc/passwd")).unwrap().uid(), me);
+    assert_eq!(std::fs::metadata(root.join("home/builder")).unwrap().uid(), subuid_start() + 999);
+    // Device nodes were skipped, not made.
+    assert_eq!(std::fs::read_dir(root.join("dev")).unwrap().count(), 0);
+
+    // Prepared: pkgcell's makepkg settings and repo, the build user, hosts.
+    let out = ok(run_on(
+        &root,
+        &[],
+        "bash -c '. /etc/makepkg.conf && echo \"$PKGEXT $BUILDDIR\"' && id -u builder && grep -c '^\\[pkgcell\\]' /etc/pacman.conf \
+         && grep -c pkgcell /etc/hosts && stat -c %u /build",
+    ));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [".pkg.tar.zst", "/build", "1000", "1", "1", "1000"], "{out}");
+
+    // A second create finds the base; plan's parser can use it by id.
+    let o = e.pkgcell(&["base", "create"]);
+    assert_eq!(ok(o.clone()).trim(), id);
+    assert!(stderr(&o).contains("exists already"), "{}", text(&o));
+    let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello");
+    let o = e.pkgcell(&["srcinfo", "--base", &id[..6], hello.to_str().unwrap()]);
+    assert!(ok(o).contains("pkgname = hello"));
+
+    // plan takes the base of the config: the same one, not made again.
+    let hello = hello.to_str().unwrap();
+    let mut config = std::fs::read_to_string(e.dir.join("pkgcell.toml")).unwrap();
+    config.push_str(&format!("[pkgbuilds]\nhello = {{ path = \"{hello}\" }}\n"));
+    e.config(&config);
+    let plan: Value = serde_json::from_str(&ok(e.pkgcell(&["plan", "--json", "--offline"]))).unwrap();
+    assert_eq!(plan["packages"][0]["status"]["kind"], "to_build", "{plan:#}");
+    assert_eq!(e.listed(), std::slice::from_ref(&id));
+
+    // update makes it again; nothing changed, so the copy is dropped.
+    let o = e.pkgcell(&["base", "update", "--json"]);
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!((v["version"].as_u64(), v["status"].as_str(), v["base"]["id"].as_str()), (Some(1), Some("unchanged"), Some(id.as_str())));
+    assert_eq!(e.listed(), std::slice::from_ref(&id));
+
+    // rm: gone from the list and from the disk.
+    ok(e.pkgcell(&["base", "rm", &id]));
+    assert!(e.listed().is_empty());
+    assert!(!e.home().join("bases").join(&id).exists());
+    assert!(e.leftovers().is_empty(), "{:?}", e.leftovers());
+    let o = e.pkgcell(&["base", "show", &id]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("no base"), "{}", text(&o));
+}
+
+#[test]
+fn a_command_base_from_make_test_base_builds_hello_with_makepkg() {
+    let e = Env::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-test-base");
+    e.config(&format!("[base]\nsource = \"command\"\ncommand = '\"{}\" \"$PKGCELL_BASE_OUT\"'\n", script.display()));
+    let id = e.create();
+    let root = e.home().join("bases").join(&id).join("root");
+    assert_eq!(e.show(&id)["source"]["kind"], "command");
+
+    // makepkg with the base's own settings: /build, .pkg.tar.zst.
+    let start = e.dir.join("hello");
+    copy_fixture("hello", &start);
+    let out = e.dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let o = output(
+        pkgcell()
+            .arg("run")
+            .arg("--lower")
+            .arg(&root)
+            .arg("--ro-bind")
+            .arg(format!("{}:/startdir", start.display()))
+            .arg("--bind")
+            .arg(format!("{}:/pkgdest", out.display()))
+            .args(["--uid", "1000", "--gid", "1000", "--cwd", "/startdir"])
+            .args(["--env", "PKGDEST=/pkgdest", "--env", "SRCDEST=/tmp/src", "--env", "HOME=/home/builder"])
+            .args(["--", "makepkg", "--nodeps", "--noconfirm"]),
+    );
+    assert!(o.status.success(), "makepkg failed\n{}", text(&o));
+    assert!(out.join("hello-1.0-1-x86_64.pkg.tar.zst").exists(), "{}", text(&o));
+}
+
+#[test]
+fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
+    let e = Env::new();
+    // A package holding a minimal userland copied from the test base:
+    // shells, coreutils and the libraries they need.
+    let pkg = e.dir.join("testroot");
+    std::fs::create_dir(&pkg).unwrap();
+    std::fs::write(pkg.join("PKGBUILD"), TESTROOT_PKGBUILD).unwrap();
+    std::fs::write(pkg.join("testroot.install"), TESTROOT_INSTALL).unwrap();
+    let repo = e.dir.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::set_permissions(&repo, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let o = output(
+        pkgcell()
+            .arg("run")
+            .arg("--lower")
+            .arg(test_base())
+            .arg("--ro-bind")
+            .arg(format!("{}:/startdir", pkg.display()))
+            .arg("--bind")
+            .arg(format!("{}:/pkgdest", repo.display()))
+            .args(["--uid", "1000", "--gid", "1000", "--cwd", "/startdir"])
+            .args(["--env", "PKGDEST=/pkgdest", "--env", "BUILDDIR=/tmp/build", "--env", "SRCDEST=/tmp/src"])
+            .args(["--env", "PKGEXT=.pkg.tar.zst", "--env", "HOME=/home/builder"])
+            .args(["--", "makepkg", "--nodeps", "--noconfirm"]),
+    );
+    assert!(o.status.success(), "makepkg of testroot failed\n{}", text(&o));
+    let o = output(
+        Command::new("repo-add")
+            .arg(repo.join("testrepo.db.tar.gz"))
+            .arg(repo.join("testroot-1-1-x86_64.pkg.tar.zst")),
+    );
+    assert!(o.status.success(), "repo-add failed\n{}", text(&o));
+    std::fs::write(
+        e.dir.join("pacman.conf"),
+        format!("[options]\nArchitecture = auto\nSigLevel = Required\n\n[testrepo]\nServer = file://{}\n", repo.display()),
+    )
+    .unwrap();
+    e.config(
+        "[base]\nsource = \"pacman\"\npackages = [\"testroot\"]\npacman_conf = \"pacman.conf\"\nsignatures = \"skip\"\n",
+    );
+
+    let id = e.create();
+    let shown = e.show(&id);
+    assert_eq!(shown["source"]["kind"], "pacman");
+    assert_eq!(shown["packages"], serde_json::json!([{"name": "testroot", "version": "1-1"}]), "{shown:#}");
+    let root = PathBuf::from(shown["root"].as_str().unwrap());
+    // Installed files belong to root inside (the caller outside).
+    let me = std::fs::metadata(e.path()).unwrap().uid();
+    assert_eq!(std::fs::metadata(root.join("usr/bin/dash")).unwrap().uid(), me);
+    assert_eq!(std::fs::read_to_string(root.join("var/lib/testroot-scriptlet")).unwrap(), "ran\n");
+    assert_eq!(std::fs::read_dir(root.join("dev")).unwrap().count(), 0, "/dev of the bootstrap stayed in the base");
+    // The package cache is pkgcell's shared one.
+    assert!(e.home().join("cache/pkg/testroot-1-1-x86_64.pkg.tar.zst").exists());
+
+    // It works as the lower layer of a sandbox, prepared: the build user
+    // exists, pacman's config has the repos it was made with plus pkgcell's.
+    let out = ok(run_on(&root, &[], "grep -c '^builder:x:1000:' /etc/passwd; grep -c -e '^\\[testrepo\\]' -e '^\\[pkgcell\\]' /etc/pacman.conf; cat /etc/pkgcell-base"));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "2", "pkgcell base preparation 1"], "{out}");
+    let o = run_on(&root, &["--uid", "1000", "--gid", "1000"], "id -u");
+    assert_eq!(ok(o).trim(), "1000");
+}
+
+const TESTROOT_PKGBUILD: &str = r#"pkgname=testroot
+pkgver=1
+pkgrel=1
+pkgdesc='A minimal userland copied from the pkgcell test base'
+arch=(x86_64)
+license=(custom)
+options=(!strip !debug)
+install=testroot.install
+
+package() {
+    cd "$pkgdir"
+    mkdir -p usr/bin usr/lib/x86_64-linux-gnu usr/lib64 etc proc dev sys tmp run root var/tmp
+    ln -s usr/bin bin
+    ln -s usr/bin sbin
+    ln -s usr/lib lib
+    ln -s usr/lib64 lib64
+    for b in dash bash cat chown cp grep head id ln ls mkdir mv rm sed stat tail touch true; do
+        cp -L "/usr/bin/$b" usr/bin/
+        ldd "/usr/bin/$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' >> "$srcdir/libs"
+    done
+    ln -s dash usr/bin/sh
+    sort -u "$srcdir/libs" | while read -r l; do cp -L "$l" usr/lib/x86_64-linux-gnu/; done
+    cp -L /lib64/ld-linux-x86-64.so.2 usr/lib64/
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > etc/passwd
+    printf 'root:x:0:\n' > etc/group
+    cp /etc/pacman.conf etc/pacman.conf
+}
+"#;
+
+/// Install scriptlets run chrooted in the new base, with a /dev and /proc.
+const TESTROOT_INSTALL: &str = r#"post_install() {
+    echo scriptlet > /dev/null
+    test -r /proc/self/status && echo ran > /var/lib/testroot-scriptlet
+}
+"#;
+
+#[test]
+fn a_killed_create_leaves_no_listed_base_and_the_next_create_succeeds() {
+    let e = Env::new();
+    e.config(
+        "[base]\nsource = \"command\"\n\
+         command = 'mkdir -p \"$PKGCELL_BASE_OUT/usr\" && touch \"$PKGCELL_BASE_OUT/started\" && exec sleep 30'\n",
+    );
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        e.cmd(&["base", "create"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0).spawn().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let started = loop {
+        let found = e.leftovers().into_iter().find(|n| e.home().join("bases").join(n).join("out.tar/started").exists());
+        if let Some(n) = found {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "the base command never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // kill -9 of pkgcell halfway; then its orphaned command too.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = Command::new("kill").args(["-9", "--", &format!("-{}", child.id())]).status();
+
+    assert!(e.listed().is_empty(), "a half-made base is listed");
+    assert!(e.leftovers().contains(&started));
+
+    e.config(&format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n", test_base_tarball().display()));
+    let id = e.create();
+    assert_eq!(e.listed(), [id]);
+    assert!(e.leftovers().is_empty(), "the half-made base was not cleaned up: {:?}", e.leftovers());
+}
+
+#[test]
+fn bad_tarballs_failing_commands_and_missing_configs_are_clear_errors() {
+    let e = Env::new();
+    let o = e.pkgcell(&["base", "create"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("cannot read config file pkgcell.toml"), "{}", text(&o));
+
+    std::fs::write(e.dir.join("junk.tar"), "this is not a tarball\n").unwrap();
+    e.config("[base]\nsource = \"tarball\"\ntarball = \"junk.tar\"\n");
+    let o = e.pkgcell(&["base", "create"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("unpacking the base tarball failed"), "{err}");
+    assert!(err.contains("tar:"), "tar's own message is missing: {err}");
+
+    e.config("[base]\nsource = \"command\"\ncommand = 'echo \"no mirror reachable\" >&2; exit 3'\n");
+    let o = e.pkgcell(&["base", "create"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("the base command failed") && err.contains("no mirror reachable"), "{err}");
+
+    e.config("[base]\nsource = \"command\"\ncommand = 'true'\n");
+    let o = e.pkgcell(&["base", "create"]);
+    assert!(stderr(&o).contains("wrote nothing to $PKGCELL_BASE_OUT"), "{}", text(&o));
+
+    std::fs::write(e.dir.join("pacman.conf"), "[options]\n[nowhere]\nServer = file:///nonexistent/repo\n").unwrap();
+    e.config("[base]\nsource = \"pacman\"\npackages = [\"nothing\"]\npacman_conf = \"pacman.conf\"\nsignatures = \"skip\"\n");
+    let o = e.pkgcell(&["base", "create"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("pacman failed"), "{}", text(&o));
+
+    // Signatures are checked unless the config opts out; without keyrings
+    // to check them with, that is an error, not a silent SigLevel = Never.
+    if !Path::new("/usr/share/pacman/keyrings").exists() {
+        e.config("[base]\nsource = \"pacman\"\npackages = [\"nothing\"]\npacman_conf = \"pacman.conf\"\n");
+        let o = e.pkgcell(&["base", "create"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(stderr(&o).contains("cannot check package signatures"), "{}", text(&o));
+    }
+
+    assert!(e.listed().is_empty());
+    assert!(e.leftovers().is_empty(), "failed creates left {:?}", e.leftovers());
+}
