@@ -407,3 +407,26 @@ fn extra_binds_reach_the_build_read_only_with_capital_d() {
     let file = PathBuf::from(pkg(&v, "readbind")["files"][0].as_str().unwrap());
     assert!(package_contains(&file, "usr/share/readbind/hello.txt"));
 }
+
+#[test]
+fn without_a_base_dir_the_configs_base_is_made_and_a_b_c_build_on_it() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b", "c"], 2);
+    let cfg = std::fs::read_to_string(env.dir.join("pkgcell.toml")).unwrap();
+    let cfg = format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n\n{cfg}", crate::base::test_base_tarball().display());
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let mut c = env.cmd(&["build", "--json"]);
+    c.env_remove("PKGCELL_BASE_DIR");
+    let o = output(&mut c);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for n in ["a", "b", "c"] {
+        assert_eq!(status(&v, n), "built", "{v:#}");
+    }
+    // The records name the managed base.
+    let ls: Value = serde_json::from_str(&ok(env.run(&["store", "ls", "--json"]))).unwrap();
+    let bases = ok(env.run(&["base", "list", "--json"]));
+    let base_id = ls["records"][0]["base_id"].as_str().unwrap().to_owned();
+    assert!(bases.contains(&base_id), "{base_id} not in {bases}");
+}
