@@ -92,6 +92,13 @@ enum Mode {
     Laptop { config: Config, dir: PathBuf },
 }
 
+/// `$XDG_CONFIG_HOME/pkgcell/config.toml` (or `~/.config/...`): the user's
+/// defaults for laptop mode.
+fn user_defaults() -> Option<PathBuf> {
+    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))).map(|d| d.join("pkgcell/config.toml"))
+}
+
 impl Common {
     fn config(&self) -> anyhow::Result<Mode> {
         let path = self.config.clone().unwrap_or_else(|| PathBuf::from(config::FILE_NAME));
@@ -108,8 +115,19 @@ impl Common {
             .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| n.parse::<alpm_types::Name>().is_ok())
             .unwrap_or_else(|| "pkgbuild".into());
-        let text = format!("[pkgbuilds]\n{name} = {{ path = {:?} }}\n", dir.display().to_string());
-        let config = Config::from_toml(&text, Path::new("(laptop mode)"), &dir)?;
+        // The user's defaults ([base], [build], [repo]), if any; then one
+        // entry for this directory.
+        let mut config = match user_defaults().filter(|p| p.exists()) {
+            Some(p) => Config::load(&p)?,
+            None => Config::from_toml("", Path::new("(laptop mode)"), &dir)?,
+        };
+        config.pkgbuilds = vec![config::PkgbuildEntry {
+            name: name.parse().expect("checked above"),
+            location: config::Location::Path { dir: dir.clone() },
+            deps: Vec::new(),
+            makedeps: Vec::new(),
+            home_binds: Vec::new(),
+        }];
         Ok(Mode::Laptop { config, dir })
     }
 

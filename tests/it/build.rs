@@ -430,3 +430,25 @@ fn without_a_base_dir_the_configs_base_is_made_and_a_b_c_build_on_it() {
     let base_id = ls["records"][0]["base_id"].as_str().unwrap().to_owned();
     assert!(bases.contains(&base_id), "{base_id} not in {bases}");
 }
+
+#[test]
+fn laptop_mode_takes_the_base_from_the_users_defaults() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let xdg = d.join("xdg");
+    std::fs::create_dir_all(xdg.join("pkgcell")).unwrap();
+    let defaults = format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n", crate::base::test_base_tarball().display());
+    std::fs::write(xdg.join("pkgcell/config.toml"), defaults).unwrap();
+    let o = output(
+        pkgcell()
+            .arg("build")
+            .current_dir(&dir)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env_remove("PKGCELL_BASE_DIR"),
+    );
+    let out = ok(o);
+    assert!(out.contains("1 built"), "{out}");
+    assert!(dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists());
+}
