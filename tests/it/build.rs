@@ -280,19 +280,20 @@ fn processes_with(needle: &str) -> Vec<String> {
 #[test]
 fn kill_9_during_a_build_leaves_no_process_and_the_next_run_finishes_with_a_clean_store() {
     let env = Env::new();
-    env.config(&["slow"], 1);
+    env.config(&["killme"], 1);
     let mut child = env.cmd(&["build"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     // Wait until makepkg runs build(): the sleep is visible.
     let t = Instant::now();
-    while processes_with("sleep 4.917").is_empty() {
+    while processes_with("sleep 3.911").is_empty() {
         assert!(t.elapsed() < Duration::from_secs(60), "the build never started");
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let t = Instant::now();
-    while !processes_with("sleep 4.917").is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(5), "left behind: {:?}", processes_with("sleep 4.917"));
+    while !processes_with("sleep 3.911").is_empty() {
+        // The sleep had over 3 s to go: it must die with pkgcell, not end on its own.
+        assert!(t.elapsed() < Duration::from_millis(1500), "left behind: {:?}", processes_with("sleep 3.911"));
         std::thread::sleep(Duration::from_millis(50));
     }
     let home = env.dir.join("home").display().to_string();
@@ -300,7 +301,7 @@ fn kill_9_during_a_build_leaves_no_process_and_the_next_run_finishes_with_a_clea
 
     let (code, v, o) = env.build(&[]);
     assert_eq!(code, 0, "{}", text(&o));
-    assert_eq!(status(&v, "slow"), "built");
+    assert_eq!(status(&v, "killme"), "built");
     let leftovers: Vec<_> = std::fs::read_dir(env.dir.join("home/tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let out = ok(env.run(&["store", "fsck"]));
@@ -340,13 +341,13 @@ fn fetch_downloads_into_the_checksum_cache_once() {
 #[test]
 fn a_build_over_its_time_limit_fails_and_says_so() {
     let env = Env::new();
-    env.pkg("slow");
-    std::fs::write(env.dir.join("pkgcell.toml"), "[build]\ntimeout = \"2s\"\n\n[pkgbuilds]\nslow = { path = \"pkgs/slow\" }\n").unwrap();
+    env.pkg("overtime");
+    std::fs::write(env.dir.join("pkgcell.toml"), "[build]\ntimeout = \"2s\"\n\n[pkgbuilds]\novertime = { path = \"pkgs/overtime\" }\n").unwrap();
     let (code, v, o) = env.build(&[]);
     assert_eq!(code, 1, "{}", text(&o));
-    let r = pkg(&v, "slow")["reason"].as_str().unwrap();
+    let r = pkg(&v, "overtime")["reason"].as_str().unwrap();
     assert!(r.contains("makepkg failed (timed out)"), "{r}");
-    assert!(processes_with("sleep 4.917").is_empty());
+    assert!(processes_with("sleep 30.123").is_empty());
 }
 
 #[test]
@@ -451,4 +452,17 @@ fn laptop_mode_takes_the_base_from_the_users_defaults() {
     let out = ok(o);
     assert!(out.contains("1 built"), "{out}");
     assert!(dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists());
+}
+
+#[test]
+fn independent_packages_build_at_the_same_time_with_j_2() {
+    let env = Env::new();
+    env.config(&["slow", "slow2"], 1);
+    let (code, v, o) = env.build(&["-j", "2"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "slow"), "built");
+    assert_eq!(status(&v, "slow2"), "built");
+    let err = stderr(&o);
+    let first_built = err.find(": built").unwrap();
+    assert!(err.find("==> slow: started").unwrap() < first_built && err.find("==> slow2: started").unwrap() < first_built, "{err}");
 }
