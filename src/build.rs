@@ -31,7 +31,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pkgcell_sandbox::{Access, Mount, Network, Root, Sandbox, Spec, Upper};
+use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, Upper};
 use serde::Serialize;
 
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
@@ -705,7 +705,7 @@ fn dep_layer(
     spec.env.insert("HOME".into(), "/root".into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));
-    let (ok, status, tail) = run_logged(spec, &log_path, "installing dependencies").map_err(|e| Box::new((e, Some(log_path.clone()))))?;
+    let (ok, status, tail) = run_logged(spec, &log_path, "installing dependencies", &format!("pkgcell: dependency layer {key} for {}\n", job.pkgid)).map_err(|e| Box::new((e, Some(log_path.clone()))))?;
     if !ok {
         return Err(Box::new((BuildError::DepLayer { status, log: log_path.clone(), tail }, Some(log_path))));
     }
@@ -750,10 +750,11 @@ pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
 }
 
 /// Run a sandbox with its stdout and stderr to `log`; (success, status text, log tail).
-fn run_logged(spec: Spec, log: &Path, what: &'static str) -> Result<(bool, String, String), BuildError> {
+fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str) -> Result<(bool, String, String), BuildError> {
     let dir = log.parent().expect("logs have a parent");
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let file = fs::File::options().create(true).truncate(true).read(true).write(true).open(log).map_err(io_err("create", log))?;
+    io::Write::write_all(&mut &file, header.as_bytes()).map_err(io_err("write", log))?;
     let err = file.try_clone().map_err(io_err("open", log))?;
     let mut reader = file.try_clone().map_err(io_err("open", log))?;
     let outcome = Sandbox::new(spec)
@@ -862,7 +863,17 @@ fn run_makepkg(
         spec.env.insert(k.into(), v.into());
     }
     spec.env.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
-    let (ok, status, tail) = run_logged(spec, log, "makepkg")?;
+    // No core dumps: a crashing test suite would fill the upper with them.
+    spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
+    let header = format!(
+        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\n\n",
+        env!("CARGO_PKG_VERSION"),
+        job.pkgid,
+        opts.base.id,
+        opts.network,
+        layer.map_or("none".into(), |l| l.display().to_string()),
+    );
+    let (ok, status, tail) = run_logged(spec, log, "makepkg", &header)?;
     if !ok {
         return Err(BuildError::Makepkg { status, log: log.to_owned(), tail });
     }

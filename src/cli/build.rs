@@ -170,6 +170,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     if jobs == 0 {
         bail!("-j must be at least 1");
     }
+    eprintln!("==> planning {} entries on base {}", config.pkgbuilds.len(), base.id);
     let plan = args.common.plan(config, &home, &base)?;
     let opts = BuildOptions {
         home: home.clone(),
