@@ -466,3 +466,17 @@ fn independent_packages_build_at_the_same_time_with_j_2() {
     let first_built = err.find(": built").unwrap();
     assert!(err.find("==> slow: started").unwrap() < first_built && err.find("==> slow2: started").unwrap() < first_built, "{err}");
 }
+
+#[test]
+fn naming_packages_builds_them_and_what_they_need_only() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b", "netuser"], 2);
+    let (code, v, o) = env.build(&["b"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let names: Vec<&str> = v["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let o = env.run(&["build", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("no [pkgbuilds] entry named nosuch"), "{}", text(&o));
+}
