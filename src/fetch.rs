@@ -261,6 +261,16 @@ impl Fetcher {
     pub fn fetch(&self, entries: &[SourceEntry]) -> Result<Vec<Fetched>, FetchError> {
         let mut out = Vec::new();
         for e in entries {
+            // curl and git would take such a "URL" as an option.
+            if let SourceKind::File { url } | SourceKind::Git { url } = &e.kind
+                && url.starts_with('-')
+            {
+                return Err(FetchError::Download {
+                    filename: e.filename.clone(),
+                    url: url.clone(),
+                    tail: "a URL must not start with '-'".into(),
+                });
+            }
             match &e.kind {
                 SourceKind::Local => {}
                 SourceKind::File { url } => out.push(Fetched::File { filename: e.filename.clone(), path: self.fetch_file(e, url)? }),
@@ -353,7 +363,7 @@ impl Fetcher {
                 "git -C /vcs/{name} fetch --quiet --prune \"$1\" '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'"
             )
         } else {
-            format!("rm -rf /vcs/{name}.part && git clone --quiet --bare \"$1\" /vcs/{name}.part")
+            format!("rm -rf /vcs/{name}.part && git clone --quiet --bare -- \"$1\" /vcs/{name}.part")
         };
         let mut mounts = vec![Mount::Bind { src: vcs.clone(), dst: "/vcs".into(), access: Access::ReadWrite }];
         if let Some(p) = url.strip_prefix("file://") {
@@ -424,6 +434,13 @@ mod tests {
         assert!(s[2].sums.is_empty());
         assert_eq!(s[3].filename, "bin-x86_64");
         assert_eq!(sources_of(SRCINFO, "aarch64").len(), 3);
+    }
+
+    #[test]
+    fn urls_that_look_like_options_are_refused_before_any_download() {
+        let f = Fetcher::new(Home::at("/nonexistent"), "/nonexistent".into());
+        let e = parse_source("x::git+--upload-pack=touch:///tmp/pwned", BTreeMap::new());
+        assert!(matches!(f.fetch(&[e]), Err(FetchError::Download { tail, .. }) if tail.contains("must not start with '-'")));
     }
 
     #[test]
