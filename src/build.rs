@@ -863,6 +863,10 @@ fn run_makepkg(
         spec.env.insert(k.into(), v.into());
     }
     spec.env.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+    // Share the cores between the builds running at once (the makepkg.conf
+    // of managed bases reads this for MAKEFLAGS, see docs/base.md).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    spec.env.insert("PKGCELL_MAKE_JOBS".into(), (cores / opts.jobs.max(1)).max(1).to_string());
     // No core dumps: a crashing test suite would fill the upper with them.
     spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
     let header = format!(
