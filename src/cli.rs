@@ -2,9 +2,11 @@
 //! into typed library calls. anyhow, exit codes and JSON printing live here only.
 
 mod base;
+mod build;
 mod plan;
 mod publish;
 mod run;
+mod store;
 
 use std::process::ExitCode;
 
@@ -40,6 +42,12 @@ enum Command {
     /// and repo-remove (natively, incrementally).
     #[command(subcommand)]
     Repo(publish::RepoCommand),
+    /// Build packages in sandboxes, in dependency order, skipping what the store has.
+    Build(Box<build::BuildArgs>),
+    /// Download the sources of PKGBUILDs into the cache.
+    Fetch(build::FetchArgs),
+    /// Look at and maintain the content-addressed store of build outputs.
+    Store(store::StoreArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -84,5 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run_publish(args),
         Command::Repo(publish::RepoCommand::Add(args)) => publish::run_repo_add(args),
         Command::Repo(publish::RepoCommand::Remove(args)) => publish::run_repo_remove(args),
+        Command::Build(args) => build::build(*args),
+        Command::Fetch(args) => build::fetch(args),
+        Command::Store(args) => store::store(args),
     }
 }

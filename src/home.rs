@@ -65,6 +65,26 @@ impl Home {
         self.root.join("cache/srcinfo")
     }
 
+    /// The content-addressed store of build outputs.
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// Downloaded sources, by integrity checksum (`sources/<algo>/<sum>`).
+    pub fn sources(&self) -> PathBuf {
+        self.root.join("sources")
+    }
+
+    /// Dependency layers (overlay upper directories), by dependency set.
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// Build logs, one per build attempt.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
     /// Scratch space for one run (same file system as the caches, so that
     /// results can be renamed into place).
     pub fn tmp(&self) -> PathBuf {

@@ -6,9 +6,12 @@
 //! hands them over.
 
 pub mod base;
+pub mod build;
 pub mod config;
+pub mod fetch;
 pub mod home;
 pub mod ids;
 pub mod plan;
 pub mod publish;
+pub mod store;
 pub mod sync;

@@ -128,12 +128,12 @@ fn split_bind(s: &str) -> Result<(PathBuf, PathBuf), String> {
     Ok((src, dst))
 }
 
-fn parse_bind_rw(s: &str) -> Result<Mount, String> {
+pub(super) fn parse_bind_rw(s: &str) -> Result<Mount, String> {
     let (src, dst) = split_bind(s)?;
     Ok(Mount::Bind { src, dst, access: Access::ReadWrite })
 }
 
-fn parse_bind_ro(s: &str) -> Result<Mount, String> {
+pub(super) fn parse_bind_ro(s: &str) -> Result<Mount, String> {
     let (src, dst) = split_bind(s)?;
     Ok(Mount::Bind { src, dst, access: Access::ReadOnly })
 }

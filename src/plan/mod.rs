@@ -100,6 +100,16 @@ pub struct PlannedPackage {
     pub pkgid: Option<PkgId>,
     /// What happens to it.
     pub status: Status,
+    /// Where its tree is, for the build stage (not part of the JSON).
+    #[serde(skip)]
+    pub checkout: Option<Checkout>,
+    /// Its .SRCINFO text, for the fetch stage (not part of the JSON).
+    #[serde(skip)]
+    pub srcinfo: Option<String>,
+    /// Packages of other entries its build installs, as (entry name,
+    /// pkgname), for the build stage (not part of the JSON).
+    #[serde(skip)]
+    pub installs: Vec<(String, String)>,
 }
 
 /// Where a PKGBUILD comes from.
@@ -179,6 +189,9 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
             wave: None,
             pkgid: None,
             status: Status::ToBuild,
+            checkout: s.checkout.as_ref().ok().cloned(),
+            srcinfo: None,
+            installs: Vec::new(),
         };
         let tree = match s.checkout {
             Err(e) => Err(("sync", error_chain(&e))),
@@ -213,6 +226,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
                 p.pkgbase = Some(node.pkgbase.to_string());
                 p.pkgver = node.packages.first().map(|m| m.version.to_string());
                 p.pkgnames = node.packages.iter().map(|m| m.name.to_string()).collect();
+                p.srcinfo = Some(s.text.clone());
                 debug_assert_eq!(node.tree_id, job.tree_id);
                 nodes[*i] = Some(node);
             }
@@ -253,11 +267,22 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     // Edges: i needs j when a package of j is installed for i's build,
     // directly or as a run-time dependency of one that is.
     let mut needs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); out.len()];
+    let mut install_sets: Vec<Vec<(usize, String)>> = vec![Vec::new(); out.len()];
     for i in 0..out.len() {
         let Some(n) = &nodes[i] else { continue };
         let roots: Vec<&RelationOrSoname> = n.depends.iter().chain(&n.makedepends).chain(&n.checkdepends).collect();
         match closure(&providers, i, &roots) {
             Ok(set) => {
+                let mut installs: Vec<(usize, String)> = set
+                    .iter()
+                    .filter_map(|p| match p.origin {
+                        Origin::Pkgbuild(j) if j != i => Some((j, p.name.to_string())),
+                        _ => None,
+                    })
+                    .collect();
+                installs.sort();
+                installs.dedup();
+                install_sets[i] = installs;
                 needs[i] = set.iter().filter_map(|p| match p.origin {
                     Origin::Pkgbuild(j) if j != i => Some(j),
                     _ => None,
@@ -270,6 +295,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     }
     for i in 0..out.len() {
         out[i].after = needs[i].iter().map(|&j| out[j].name.clone()).collect();
+        out[i].installs = install_sets[i].iter().map(|(j, n)| (out[*j].name.clone(), n.clone())).collect();
     }
 
     order(&mut out, &needs);

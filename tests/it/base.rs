@@ -89,7 +89,7 @@ fn subuid_start() -> u32 {
 
 /// A `.tar.zst` of the test base, made once and kept beside it (it is as
 /// stale as the base, which ensure-test-base rotates).
-fn test_base_tarball() -> &'static Path {
+pub(crate) fn test_base_tarball() -> &'static Path {
     static TARBALL: OnceLock<PathBuf> = OnceLock::new();
     TARBALL.get_or_init(|| {
         let base = test_base();

@@ -1,9 +1,11 @@
 //! Integration tests: run the real `pkgcell` binary, as an unprivileged user.
 
 mod base;
+mod build;
 mod makepkg;
 mod pkgutil;
 mod plan;
 mod publish;
 mod sandbox;
+mod store;
 mod util;

@@ -1,0 +1,972 @@
+//! Build: makepkg per package in its own sandbox, outputs into the store.
+//!
+//! Input: a [`Plan`] (from `plan`), the base and options. Per package, in a
+//! worker thread (each runs its own sandbox, which is safe from threads):
+//!
+//! 1. take the pkgid's lock in the store; if the store has a record of the
+//!    pkgid, it is *cached* and nothing runs;
+//! 2. fetch its remote sources into the cache ([`crate::fetch`]);
+//! 3. find the packages of other entries it installs in the store and make
+//!    (or reuse) the *dependency layer* for that set: an overlay upper
+//!    directory on disk in which root inside ran `pacman -U` over the base;
+//!    it is made once per set (`layers/<hash of base id and files>`) and is
+//!    a read-only lower of every later build with that set;
+//! 4. run makepkg as the build user (uid 1000) over base + layer + a fresh
+//!    upper, with no network unless asked: PKGBUILD dir read-only at
+//!    /startdir, sources read-only at /srcdest, BUILDDIR=/build, packages to
+//!    /pkgdest, SOURCE_DATE_EPOCH and BUILDTOOL set, output to a log file;
+//! 5. put the package files and the log into the store, then the record.
+//!
+//! Scheduling: an entry starts once every entry it needs is built or
+//! cached; if one of them failed or was skipped, it is skipped. Up to
+//! `jobs` builds run at once. Events go to a callback so the CLI can draw
+//! progress; this module prints nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, Upper};
+use serde::Serialize;
+
+use crate::fetch::{self, FetchError, Fetched, Fetcher};
+use crate::home::Home;
+use crate::ids::{Blake3, PkgId};
+use crate::plan::{Plan, Status};
+use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
+use crate::sync::Checkout;
+
+/// Version of the `--json` form of a build run.
+pub const BUILD_JSON_VERSION: u32 = 1;
+
+/// The build user inside the sandbox (the test base's `builder`, devtools' too).
+const BUILD_UID: u32 = 1000;
+
+/// The base root a build runs on, and its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    /// What identifies its content: its [`crate::ids::BaseId`], or for a
+    /// plain directory see [`base_of_dir`].
+    pub id: String,
+    /// Its root directory.
+    pub root: PathBuf,
+}
+
+/// Something that stops a build run before any package is built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The base directory has no pacman database.
+    #[error("{} is not a base root file system (no var/lib/pacman/local)", .0.display())]
+    NotABase(PathBuf),
+    /// The base could not be read.
+    #[error("cannot read the base {}", path.display())]
+    ReadBase {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Asked to build an entry that is not in the config.
+    #[error("no [pkgbuilds] entry named {name} (entries: {known})")]
+    UnknownPackage {
+        /// The name asked for.
+        name: String,
+        /// The entries there are.
+        known: String,
+    },
+}
+
+/// A base given as a plain directory (`--base-dir`, not made by
+/// `pkgcell base`): identified by a hash of the entries (name-version) of
+/// its pacman database. Managed bases carry their own [`crate::ids::BaseId`].
+pub fn base_of_dir(dir: &Path) -> Result<Base, SetupError> {
+    let db = dir.join("var/lib/pacman/local");
+    if !db.is_dir() {
+        return Err(SetupError::NotABase(dir.to_owned()));
+    }
+    let mut names: Vec<String> = fs::read_dir(&db)
+        .map_err(|source| SetupError::ReadBase { path: db.clone(), source })?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let listing = names.join("\n");
+    Ok(Base { id: Blake3::of(listing.as_bytes()).to_string()[..32].to_owned(), root: dir.to_owned() })
+}
+
+/// Whether a failed build's directory is kept to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepFailed {
+    /// Remove it.
+    No,
+    /// Move it to `$PKGCELL_HOME/failed/<pkgid>`.
+    Yes,
+}
+
+/// Settings of a build run.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The state directory.
+    pub home: Home,
+    /// The base.
+    pub base: Base,
+    /// Network of makepkg.
+    pub network: Network,
+    /// Time limit per build.
+    pub timeout: Duration,
+    /// Builds at the same time.
+    pub jobs: usize,
+    /// What happens to the directory of a failed build.
+    pub keep_failed: KeepFailed,
+    /// The architecture built for (source_<arch> entries).
+    pub arch: String,
+    /// Per entry, directories of the build user's home kept between its
+    /// builds (`home_binds`, relative to the home), under
+    /// `$PKGCELL_HOME/homes/<entry>/`.
+    pub home_binds: BTreeMap<String, Vec<PathBuf>>,
+    /// Extra binds into every makepkg sandbox (`-d`/`-D`).
+    pub binds: Vec<Mount>,
+}
+
+/// What happened to one package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageStatus {
+    /// Built in this run.
+    Built,
+    /// Its pkgid was already in the store.
+    Cached,
+    /// Its plan, fetch or build failed.
+    Failed,
+    /// Not built because something it needs failed or was skipped.
+    Skipped,
+}
+
+/// One package file of a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputFile {
+    /// The package file name.
+    pub name: String,
+    /// Where it is in the store.
+    pub path: PathBuf,
+    /// Its BLAKE3 hash.
+    pub blake3: Blake3,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The result for one `[pkgbuilds]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageResult {
+    /// The entry name.
+    pub name: String,
+    /// Its pkgbase, when parsed.
+    pub pkgbase: Option<String>,
+    /// Its pkgid, when planned.
+    pub pkgid: Option<PkgId>,
+    /// What happened.
+    pub status: PackageStatus,
+    /// Its package files (built or cached).
+    pub files: Vec<OutputFile>,
+    /// The build log of this run.
+    pub log: Option<PathBuf>,
+    /// Why: the error, what it waited for, or why it was not built.
+    pub reason: Option<String>,
+    /// Wall time of the build in this run, in seconds.
+    pub seconds: Option<f64>,
+}
+
+/// Progress of a run, for display.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A package's work began (it may still wait for its lock).
+    Started {
+        /// The entry.
+        name: &'a str,
+    },
+    /// A package moved to another step (fetch, deps, makepkg, store).
+    Step {
+        /// The entry.
+        name: &'a str,
+        /// The step.
+        step: &'static str,
+    },
+    /// A package is done.
+    Finished(&'a PackageResult),
+}
+
+/// A build of one package that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Its sources could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sandbox could not start.
+    #[error("cannot start the sandbox for {what}")]
+    Sandbox {
+        /// Which sandbox.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: pkgcell_sandbox::Error,
+    },
+    /// makepkg failed; the log tail says why.
+    #[error("makepkg failed ({status}); log: {}\n{tail}", log.display())]
+    Makepkg {
+        /// Exit status, or "timed out".
+        status: String,
+        /// The log file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// pacman could not install the dependency set.
+    #[error("cannot install the dependencies ({status}); log: {}\n{tail}", log.display())]
+    DepLayer {
+        /// Exit status.
+        status: String,
+        /// The log file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// A package of another entry that this build installs is not in the store.
+    #[error("dependency {pkgname} (built by {entry}) is not in the store")]
+    MissingDependency {
+        /// The entry that builds it.
+        entry: String,
+        /// The package name.
+        pkgname: String,
+    },
+    /// makepkg succeeded but wrote no package.
+    #[error("makepkg wrote no package file; log: {}", .0.display())]
+    NoOutputs(PathBuf),
+    /// The PKGBUILD's tree could not be checked out of git.
+    #[error("cannot check out {commit} of {}: {message}", repo.display())]
+    Checkout {
+        /// The bare repository.
+        repo: PathBuf,
+        /// The commit.
+        commit: String,
+        /// git's message.
+        message: String,
+    },
+    /// A file of the build could not be read or written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BuildError + 'a {
+    move |source| BuildError::Io { action, path: path.to_owned(), source }
+}
+
+/// Build what `selected` names (all entries when empty) and what they
+/// need, in dependency order, `opts.jobs` at a time. Returns one result per
+/// entry involved, in config order.
+pub fn build_plan(
+    plan: &Plan,
+    selected: &[String],
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Vec<PackageResult>, SetupError> {
+    let index: BTreeMap<&str, usize> = plan.packages.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
+    // The selection and, transitively, what it needs.
+    let mut wanted: BTreeSet<usize> = BTreeSet::new();
+    let mut stack: Vec<usize> = Vec::new();
+    for s in selected {
+        match index.get(s.as_str()) {
+            Some(&i) => stack.push(i),
+            None => {
+                return Err(SetupError::UnknownPackage {
+                    name: s.clone(),
+                    known: plan.packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+    }
+    if selected.is_empty() {
+        stack.extend(0..plan.packages.len());
+    }
+    while let Some(i) = stack.pop() {
+        if wanted.insert(i) {
+            stack.extend(plan.packages[i].after.iter().filter_map(|a| index.get(a.as_str()).copied()));
+        }
+    }
+
+    let mut results: BTreeMap<usize, PackageResult> = BTreeMap::new();
+    let blank = |i: usize, status, reason: String| PackageResult {
+        name: plan.packages[i].name.clone(),
+        pkgbase: plan.packages[i].pkgbase.clone(),
+        pkgid: plan.packages[i].pkgid.clone(),
+        status,
+        files: Vec::new(),
+        log: None,
+        reason: Some(reason),
+        seconds: None,
+    };
+    // Plan errors fail their entry here; blocked entries are decided by the
+    // scheduler below like any dependent of a failure.
+    for &i in &wanted {
+        if let Status::Error { stage, message } = &plan.packages[i].status {
+            let r = blank(i, PackageStatus::Failed, format!("{stage}: {message}"));
+            on_event(Event::Finished(&r));
+            results.insert(i, r);
+        }
+    }
+    let pkgids: BTreeMap<String, PkgId> =
+        plan.packages.iter().filter_map(|p| p.pkgid.clone().map(|id| (p.name.clone(), id))).collect();
+    let store = Store::at(opts.home.store());
+    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone());
+
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, PackageResult)>();
+        let mut running = 0usize;
+        let mut started: BTreeSet<usize> = BTreeSet::new();
+        loop {
+            // Decide every entry whose needs are settled: skip it, or start it.
+            let mut progress = true;
+            while progress {
+                progress = false;
+                for &i in &wanted {
+                    if results.contains_key(&i) || started.contains(&i) {
+                        continue;
+                    }
+                    let p = &plan.packages[i];
+                    let needs: Vec<usize> = p.after.iter().filter_map(|a| index.get(a.as_str()).copied()).collect();
+                    let bad: Vec<&str> = needs
+                        .iter()
+                        .filter(|j| matches!(results.get(j).map(|r| r.status), Some(PackageStatus::Failed | PackageStatus::Skipped)))
+                        .map(|&j| plan.packages[j].name.as_str())
+                        .collect();
+                    let blocked = match &p.status {
+                        Status::Blocked { by } => by.clone(),
+                        Status::ToBuild | Status::Error { .. } => Vec::new(),
+                    };
+                    if !bad.is_empty() || !blocked.is_empty() {
+                        let mut by: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+                        by.extend(blocked);
+                        by.sort();
+                        by.dedup();
+                        let r = blank(i, PackageStatus::Skipped, format!("needs {}, which did not build", by.join(", ")));
+                        on_event(Event::Finished(&r));
+                        results.insert(i, r);
+                        progress = true;
+                        continue;
+                    }
+                    let ready = needs.iter().all(|j| {
+                        matches!(results.get(j).map(|r| r.status), Some(PackageStatus::Built | PackageStatus::Cached))
+                    });
+                    if ready && running < opts.jobs.max(1) {
+                        started.insert(i);
+                        running += 1;
+                        let tx = tx.clone();
+                        let (store, fetcher, pkgids) = (&store, &fetcher, &pkgids);
+                        scope.spawn(move || {
+                            on_event(Event::Started { name: &p.name });
+                            let r = build_entry(plan, i, opts, store, fetcher, pkgids, on_event);
+                            let _ = tx.send((i, r));
+                        });
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, r) = rx.recv().expect("a worker is running");
+            running -= 1;
+            on_event(Event::Finished(&r));
+            results.insert(i, r);
+        }
+    });
+    Ok(results.into_values().collect())
+}
+
+/// Build one planned entry (in a worker thread) and say how it went.
+fn build_entry(
+    plan: &Plan,
+    i: usize,
+    opts: &BuildOptions,
+    store: &Store,
+    fetcher: &Fetcher,
+    pkgids: &BTreeMap<String, PkgId>,
+    on_event: &(dyn Fn(Event<'_>) + Sync),
+) -> PackageResult {
+    let p = &plan.packages[i];
+    let mut result = PackageResult {
+        name: p.name.clone(),
+        pkgbase: p.pkgbase.clone(),
+        pkgid: p.pkgid.clone(),
+        status: PackageStatus::Failed,
+        files: Vec::new(),
+        log: None,
+        reason: None,
+        seconds: None,
+    };
+    let (Some(pkgid), Some(checkout), Some(srcinfo)) = (&p.pkgid, &p.checkout, &p.srcinfo) else {
+        result.reason = Some("not planned".into());
+        return result;
+    };
+    let span = tracing::info_span!("build", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid);
+    let _enter = span.enter();
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
+    let step = |s| on_event(Event::Step { name: &p.name, step: s });
+    match build_one(&job, opts, store, fetcher, pkgids, &step) {
+        Ok((status, record, log, seconds)) => {
+            result.status = status;
+            result.files = record
+                .outputs
+                .iter()
+                .map(|o| OutputFile { name: o.name.clone(), path: store.object_path(&o.blake3), blake3: o.blake3, size: o.size })
+                .collect();
+            result.log = log;
+            result.seconds = seconds;
+            if status == PackageStatus::Cached {
+                result.reason = Some(format!("{pkgid} is in the store (built {})", ago(record.started)));
+            }
+        }
+        Err(failure) => {
+            let (e, log) = *failure;
+            result.reason = Some(error_chain(&e));
+            result.log = log;
+        }
+    }
+    result
+}
+
+fn ago(unix: u64) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let s = now.saturating_sub(unix);
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+/// What one build needs from the plan.
+struct Job<'a> {
+    name: &'a str,
+    pkgid: &'a PkgId,
+    checkout: &'a Checkout,
+    srcinfo: &'a str,
+    installs: &'a [(String, String)],
+}
+
+type Built = (PackageStatus, Record, Option<PathBuf>, Option<f64>);
+
+/// A failed build and its log, when it got that far (boxed: errors are large).
+type Failure = Box<(BuildError, Option<PathBuf>)>;
+
+/// Lock, then cached or fetch + deps + makepkg + store.
+fn build_one(
+    job: &Job<'_>,
+    opts: &BuildOptions,
+    store: &Store,
+    fetcher: &Fetcher,
+    pkgids: &BTreeMap<String, PkgId>,
+    step: &dyn Fn(&'static str),
+) -> Result<Built, Failure> {
+    let no_log = |e: BuildError| Box::new((e, None));
+    step("waiting for lock");
+    let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
+    if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
+        return Ok((PackageStatus::Cached, r, None, None));
+    }
+    let started = SystemTime::now();
+    let clock = Instant::now();
+
+    step("fetch");
+    let mut timings = Timings::default();
+    let mut lap = Instant::now();
+    let mut split = |slot: &mut f64| {
+        *slot = lap.elapsed().as_secs_f64();
+        lap = Instant::now();
+    };
+    let fetched = fetcher.fetch(&fetch::sources_of(job.srcinfo, &opts.arch)).map_err(|e| no_log(e.into()))?;
+
+    split(&mut timings.fetch);
+    step("deps");
+    let mut deps: Vec<(String, Output)> = Vec::new();
+    for (entry, pkgname) in job.installs {
+        let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
+        let id = pkgids.get(entry).ok_or_else(|| no_log(missing()))?;
+        let rec = store.record(id).map_err(|e| no_log(e.into()))?.ok_or_else(|| no_log(missing()))?;
+        let out = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(|| no_log(missing()))?;
+        deps.push((pkgname.clone(), out.clone()));
+    }
+    deps.sort_by(|a, b| a.0.cmp(&b.0));
+    let dep_lines: Vec<String> = deps.iter().map(|(n, o)| format!("{n} {}", o.blake3)).collect();
+    let layer = dep_layer(opts, store, job, &deps)?;
+
+    split(&mut timings.deps);
+    step("makepkg");
+    let dir = BuildDir::new(&opts.home, job.pkgid).map_err(no_log)?;
+    let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
+    let result = run_makepkg(job, opts, &dir, layer.as_deref(), &fetched, &log_path);
+    let outputs = match result {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            dir.finish(opts.keep_failed, &opts.home, job.pkgid);
+            return Err(Box::new((e, Some(log_path))));
+        }
+    };
+
+    split(&mut timings.makepkg);
+    step("store");
+    let with_log = |e: BuildError| Box::new((e, Some(log_path.clone())));
+    let mut stored = Vec::new();
+    for f in &outputs {
+        stored.push(store.put_file(f).map_err(|e| with_log(e.into()))?);
+    }
+    let buildinfo = fs::read_to_string(dir.pkgdest().join(".BUILDINFO")).unwrap_or_default();
+    let log_data = fs::read(&log_path).map_err(|e| with_log(io_err("read", &log_path)(e)))?;
+    let log = store.put_bytes(&log_data).map_err(|e| with_log(e.into()))?;
+    split(&mut timings.store);
+    let seconds = clock.elapsed().as_secs_f64();
+    let record = Record {
+        version: RECORD_VERSION,
+        pkgid: job.pkgid.clone(),
+        status: RecordStatus::Built,
+        outputs: stored,
+        buildinfo,
+        log,
+        base_id: opts.base.id.clone(),
+        deps: dep_lines,
+        started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        seconds,
+        timings,
+        pkgcell: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    store.put_record(&record).map_err(|e| with_log(e.into()))?;
+    dir.finish(KeepFailed::No, &opts.home, job.pkgid);
+    Ok((PackageStatus::Built, record, Some(log_path), Some(seconds)))
+}
+
+/// The pkgname of a package file name `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.*`.
+fn pkgname_of(file: &str) -> Option<&str> {
+    let stem = &file[..file.find(".pkg.tar")?];
+    let mut it = stem.rsplitn(4, '-');
+    let (_arch, _rel, _ver) = (it.next()?, it.next()?, it.next()?);
+    it.next()
+}
+
+/// The scratch directory of one build: overlay upper and work, pkgdest,
+/// srcdest, and the exported tree of a git source.
+struct BuildDir {
+    root: PathBuf,
+}
+
+impl BuildDir {
+    fn new(home: &Home, pkgid: &PkgId) -> Result<BuildDir, BuildError> {
+        let tmp = home.tmp();
+        fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+        // We hold the pkgid's lock: any other directory of this pkgid was
+        // left by a build that was killed.
+        let prefix = format!("build-{}-", pkgid.short());
+        if let Ok(rd) = fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    tracing::info!(path = %e.path().display(), "removing the directory of an interrupted build");
+                    let _ = remove_dir(&e.path());
+                }
+            }
+        }
+        let root = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&tmp)
+            .map_err(io_err("create a directory in", &tmp))?
+            .keep();
+        let d = BuildDir { root };
+        let gitconfig = d.root.join("upper/build/.gitconfig");
+        for sub in ["upper/build", "pkgdest", "srcdest"] {
+            let p = d.root.join(sub);
+            fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        }
+        fs::write(&gitconfig, "[safe]\n\tdirectory = *\n").map_err(io_err("write", &gitconfig))?;
+        // The build user is a subordinate id outside: it needs these open.
+        for (sub, mode) in [("upper/build", 0o1777), ("pkgdest", 0o777), ("srcdest", 0o777)] {
+            let p = d.root.join(sub);
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &p))?;
+        }
+        Ok(d)
+    }
+
+    fn pkgdest(&self) -> PathBuf {
+        self.root.join("pkgdest")
+    }
+
+    fn finish(&self, keep: KeepFailed, home: &Home, pkgid: &PkgId) {
+        match keep {
+            KeepFailed::Yes => {
+                let dst = home.root().join("failed").join(pkgid.to_string());
+                let _ = remove_dir(&dst);
+                let _ = fs::create_dir_all(dst.parent().expect("has a parent"));
+                if fs::rename(&self.root, &dst).is_ok() {
+                    tracing::warn!(path = %dst.display(), "kept the failed build's directory");
+                }
+            }
+            KeepFailed::No => {
+                if let Err(e) = remove_dir(&self.root) {
+                    tracing::warn!(path = %self.root.display(), error = %error_chain(&e), "cannot remove a build directory");
+                }
+            }
+        }
+    }
+}
+
+/// Remove a tree that may hold files of subordinate ids.
+fn remove_dir(path: &Path) -> Result<(), BuildError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    pkgcell_sandbox::remove_tree(path).map_err(|source| BuildError::Sandbox { what: "removing a build directory", source })
+}
+
+/// The dependency layer for `deps` (None when nothing is installed): made
+/// once per (base, set of package files), under a lock, by pacman -U as root
+/// inside over the base, with its upper on disk.
+fn dep_layer(
+    opts: &BuildOptions,
+    store: &Store,
+    job: &Job<'_>,
+    deps: &[(String, Output)],
+) -> Result<Option<PathBuf>, Failure> {
+    let no_log = |e: BuildError| Box::new((e, None));
+    if deps.is_empty() {
+        return Ok(None);
+    }
+    let lines: Vec<String> = deps.iter().map(|(n, o)| format!("{n} {}", o.blake3)).collect();
+    let key = layer_key(&opts.base.id, &lines);
+    let layers = opts.home.layers();
+    let dir = layers.join(&key);
+    let ready = dir.join("ready");
+    if ready.exists() {
+        return Ok(Some(dir.join("upper")));
+    }
+    fs::create_dir_all(&layers).map_err(|e| no_log(io_err("create", &layers)(e)))?;
+    let lock_path = layers.join(format!("{key}.lock"));
+    let lock = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| no_log(io_err("open", &lock_path)(e)))?;
+    lock.lock().map_err(|e| no_log(io_err("lock", &lock_path)(e)))?;
+    if ready.exists() {
+        return Ok(Some(dir.join("upper")));
+    }
+    // A half-made layer of a killed run.
+    remove_dir(&dir).map_err(no_log)?;
+    let pkgs = dir.join("pkgs");
+    fs::create_dir_all(&pkgs).map_err(|e| no_log(io_err("create", &pkgs)(e)))?;
+    let mut argv: Vec<String> = ["pacman", "-U", "--noconfirm", "--noprogressbar"].map(String::from).to_vec();
+    for (_, o) in deps {
+        let dst = pkgs.join(&o.name);
+        let src = store.object_path(&o.blake3);
+        if fs::hard_link(&src, &dst).is_err() {
+            fs::copy(&src, &dst).map_err(|e| no_log(io_err("copy", &src)(e)))?;
+        }
+        argv.push(format!("/pkgcell/pkgs/{}", o.name));
+    }
+    let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.deps.log", job.pkgid));
+    let mut spec = Spec::new(
+        Root::Overlay {
+            lowers: vec![opts.base.root.clone()],
+            upper: Upper::Dir { upper: dir.join("upper"), work: dir.join("work") },
+        },
+        argv,
+    );
+    spec.mounts.push(Mount::Bind { src: pkgs.clone(), dst: "/pkgcell/pkgs".into(), access: Access::ReadOnly });
+    spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    spec.env.insert("HOME".into(), "/root".into());
+    spec.cwd = "/".into();
+    spec.timeout = Some(Duration::from_secs(3600));
+    let (ok, status, tail) = run_logged(spec, &log_path, "installing dependencies", &format!("pkgcell: dependency layer {key} for {}\n", job.pkgid)).map_err(|e| Box::new((e, Some(log_path.clone()))))?;
+    if !ok {
+        return Err(Box::new((BuildError::DepLayer { status, log: log_path.clone(), tail }, Some(log_path))));
+    }
+    let _ = fs::remove_dir_all(&pkgs);
+    fs::write(&ready, "").map_err(|e| no_log(io_err("write", &ready)(e)))?;
+    Ok(Some(dir.join("upper")))
+}
+
+/// The name of the dependency layer of a base and a set of installed
+/// packages (`<pkgname> <blake3>` lines, sorted, as in [`Record::deps`]).
+fn layer_key(base_id: &str, deps: &[String]) -> String {
+    let mut key = format!("base {base_id}\n");
+    for l in deps {
+        key.push_str(l);
+        key.push('\n');
+    }
+    Blake3::of(key.as_bytes()).to_string()[..32].to_owned()
+}
+
+/// Remove the dependency layers that no record in `keep` was built on
+/// (after `store gc`); returns how many were removed. Run it when no build
+/// is running: a layer being made has no record yet.
+pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
+    let needed: BTreeSet<String> =
+        keep.iter().filter(|r| !r.deps.is_empty()).map(|r| layer_key(&r.base_id, &r.deps)).collect();
+    let layers = home.layers();
+    let rd = match fs::read_dir(&layers) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("read", &layers)(e)),
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() && !needed.contains(&name) {
+            remove_dir(&e.path())?;
+            let _ = fs::remove_file(layers.join(format!("{name}.lock")));
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Run a sandbox with its stdout and stderr to `log`; (success, status text, log tail).
+fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str) -> Result<(bool, String, String), BuildError> {
+    let dir = log.parent().expect("logs have a parent");
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    let file = fs::File::options().create(true).truncate(true).read(true).write(true).open(log).map_err(io_err("create", log))?;
+    io::Write::write_all(&mut &file, header.as_bytes()).map_err(io_err("write", log))?;
+    let err = file.try_clone().map_err(io_err("open", log))?;
+    let mut reader = file.try_clone().map_err(io_err("open", log))?;
+    let outcome = Sandbox::new(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::from(err))
+        .run()
+        .map_err(|source| BuildError::Sandbox { what, source })?;
+    let status = match outcome.status {
+        pkgcell_sandbox::Status::TimedOut => "timed out".to_owned(),
+        s => format!("exit status {}", s.exit_code()),
+    };
+    let mut text = String::new();
+    let _ = reader.seek(io::SeekFrom::Start(0));
+    let _ = reader.read_to_string(&mut text);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    Ok((outcome.status.success(), status, tail))
+}
+
+/// makepkg in the sandbox; the package files it wrote.
+fn run_makepkg(
+    job: &Job<'_>,
+    opts: &BuildOptions,
+    dir: &BuildDir,
+    layer: Option<&Path>,
+    fetched: &[Fetched],
+    log: &Path,
+) -> Result<Vec<PathBuf>, BuildError> {
+    let (startdir, epoch) = match job.checkout {
+        Checkout::Dir { dir } => {
+            let pkgbuild = dir.join("PKGBUILD");
+            let mtime = fs::metadata(&pkgbuild).and_then(|m| m.modified()).map_err(io_err("stat", &pkgbuild))?;
+            (dir.clone(), mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+        }
+        Checkout::Git { repo, commit, subtree, .. } => export_git(repo, commit, subtree.as_deref(), &dir.root.join("startdir"))?,
+    };
+    let srcdest = dir.root.join("srcdest");
+    let mut mounts = vec![
+        Mount::Bind { src: startdir, dst: "/startdir".into(), access: Access::ReadOnly },
+        // makepkg insists on a writable SRCDEST; the directory is this
+        // build's own, and the cached files in it are read-only to the
+        // build user (they belong to the caller), git mirrors bound read-only.
+        Mount::Bind { src: srcdest.clone(), dst: "/srcdest".into(), access: Access::ReadWrite },
+        Mount::Bind { src: dir.pkgdest(), dst: "/pkgdest".into(), access: Access::ReadWrite },
+    ];
+    for f in fetched {
+        match f {
+            Fetched::File { filename, path } => {
+                let dst = srcdest.join(filename);
+                if fs::hard_link(path, &dst).is_err() {
+                    fs::copy(path, &dst).map_err(io_err("copy", path))?;
+                }
+            }
+            Fetched::Git { filename, path } => {
+                let dst = srcdest.join(filename);
+                fs::create_dir_all(&dst).map_err(io_err("create", &dst))?;
+                mounts.push(Mount::Bind { src: path.clone(), dst: Path::new("/srcdest").join(filename), access: Access::ReadOnly });
+            }
+        }
+    }
+    let mut lowers: Vec<PathBuf> = layer.into_iter().map(Path::to_owned).collect();
+    lowers.push(opts.base.root.clone());
+    // makepkg, then the .BUILDINFO next to the packages (it is inside them
+    // too, but reading it here needs no archive tool on the host).
+    let script = "makepkg --noconfirm --noprogressbar --holdver || exit $?\n\
+                  for f in /build/*/pkg/*/.BUILDINFO; do cp \"$f\" /pkgdest/.BUILDINFO; break; done\n";
+    let mut spec = Spec::new(
+        Root::Overlay { lowers, upper: Upper::Dir { upper: dir.root.join("upper"), work: dir.root.join("work") } },
+        vec!["sh".into(), "-c".into(), script.into()],
+    );
+    spec.mounts = mounts;
+    spec.network = opts.network;
+    spec.uid = BUILD_UID;
+    spec.gid = BUILD_UID;
+    spec.cwd = "/startdir".into();
+    spec.timeout = Some(opts.timeout);
+    let home = if opts.base.root.join("home/builder").is_dir() { "/home/builder" } else { "/build" };
+    spec.mounts.extend(opts.binds.iter().cloned());
+    for rel in opts.home_binds.get(job.name).into_iter().flatten() {
+        // Only plain relative paths: a bind must stay inside the home.
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            continue;
+        }
+        let src = opts.home.root().join("homes").join(job.name).join(rel);
+        fs::create_dir_all(&src).map_err(io_err("create", &src))?;
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o777)).map_err(io_err("chmod", &src))?;
+        spec.mounts.push(Mount::Bind { src, dst: Path::new(home).join(rel), access: Access::ReadWrite });
+    }
+    for (k, v) in [
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("HOME", home),
+        ("LANG", "C.UTF-8"),
+        ("TZ", "UTC"),
+        ("BUILDDIR", "/build"),
+        ("PKGDEST", "/pkgdest"),
+        ("SRCDEST", "/srcdest"),
+        ("PKGEXT", ".pkg.tar.zst"),
+        ("BUILDTOOL", "pkgcell"),
+        ("BUILDTOOLVER", env!("CARGO_PKG_VERSION")),
+        // The cached git mirrors belong to the caller (root inside), not to
+        // the build user; git refuses such repositories unless its global
+        // (protected) config allows them, see git-config(1) safe.directory.
+        ("GIT_CONFIG_GLOBAL", "/build/.gitconfig"),
+    ] {
+        spec.env.insert(k.into(), v.into());
+    }
+    spec.env.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+    // Share the cores between the builds running at once (the makepkg.conf
+    // of managed bases reads this for MAKEFLAGS, see docs/base.md).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    spec.env.insert("PKGCELL_MAKE_JOBS".into(), (cores / opts.jobs.max(1)).max(1).to_string());
+    // No core dumps: a crashing test suite would fill the upper with them.
+    spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
+    let header = format!(
+        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\n\n",
+        env!("CARGO_PKG_VERSION"),
+        job.pkgid,
+        opts.base.id,
+        opts.network,
+        layer.map_or("none".into(), |l| l.display().to_string()),
+    );
+    let (ok, status, tail) = run_logged(spec, log, "makepkg", &header)?;
+    if !ok {
+        return Err(BuildError::Makepkg { status, log: log.to_owned(), tail });
+    }
+    let pkgdest = dir.pkgdest();
+    let mut files: Vec<PathBuf> = fs::read_dir(&pkgdest)
+        .map_err(io_err("read", &pkgdest))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".pkg.tar")))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(BuildError::NoOutputs(log.to_owned()));
+    }
+    Ok(files)
+}
+
+/// Export the tree of a git source into `dst`; (dst, commit time).
+fn export_git(repo: &Path, commit: &str, subtree: Option<&Path>, dst: &Path) -> Result<(PathBuf, u64), BuildError> {
+    let fail = |message: String| BuildError::Checkout { repo: repo.to_owned(), commit: commit.to_owned(), message };
+    fs::create_dir_all(dst).map_err(io_err("create", dst))?;
+    let treeish = match subtree {
+        Some(s) => format!("{commit}:{}", s.display()),
+        None => commit.to_owned(),
+    };
+    let archive = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["archive", "--format=tar", &treeish])
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !archive.status.success() {
+        return Err(fail(String::from_utf8_lossy(&archive.stderr).trim().to_owned()));
+    }
+    let mut tar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg("-")
+        .arg("-C")
+        .arg(dst)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("tar: {e}")))?;
+    io::Write::write_all(tar.stdin.as_mut().expect("piped"), &archive.stdout).map_err(|e| fail(format!("tar: {e}")))?;
+    drop(tar.stdin.take());
+    if !tar.wait().map_err(|e| fail(format!("tar: {e}")))?.success() {
+        return Err(fail("tar could not unpack the tree".into()));
+    }
+    let time = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["log", "-1", "--format=%ct", commit])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let epoch = String::from_utf8_lossy(&time.stdout).trim().parse().unwrap_or(0);
+    Ok((dst.to_owned(), epoch))
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkgnames_are_read_from_package_file_names() {
+        assert_eq!(pkgname_of("hello-1.0-1-x86_64.pkg.tar.zst"), Some("hello"));
+        assert_eq!(pkgname_of("my-lib-2:1.0.r3-2-any.pkg.tar.gz"), Some("my-lib"));
+        assert_eq!(pkgname_of("x.tar"), None);
+    }
+
+    #[test]
+    fn the_base_id_follows_its_package_database() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(base_of_dir(d.path()), Err(SetupError::NotABase(_))));
+        fs::create_dir_all(d.path().join("var/lib/pacman/local/a-1-1")).unwrap();
+        let one = base_of_dir(d.path()).unwrap();
+        assert_eq!(one, base_of_dir(d.path()).unwrap());
+        fs::create_dir_all(d.path().join("var/lib/pacman/local/b-1-1")).unwrap();
+        assert_ne!(one.id, base_of_dir(d.path()).unwrap().id);
+    }
+}

@@ -1,0 +1,416 @@
+//! `pkgcell build` and `pkgcell fetch`: flags into a plan and a build run,
+//! progress on stderr, the summary or `--json` on stdout.
+//!
+//! Laptop mode (no config file, a PKGBUILD in the current directory) is
+//! decided here: a one-entry config for the current directory, and the
+//! package files copied next to the PKGBUILD afterwards, as makepkg would.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use pkgcell::build::{self, BuildOptions, Event, KeepFailed, PackageResult, PackageStatus};
+use pkgcell::config::{self, Config};
+use pkgcell::fetch::{self, Fetcher};
+use pkgcell::home::Home;
+use pkgcell::plan::{self, Plan, PlanOptions, Status};
+use pkgcell::store::Store;
+use pkgcell::sync::{self, SyncMode};
+use pkgcell_sandbox::Network;
+
+/// Where the config and the base come from (shared by build and fetch).
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The config file (default: pkgcell.toml; without one, the PKGBUILD in
+    /// the current directory is built alone).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The base root file system to build on (default: $PKGCELL_BASE_DIR,
+    /// else the base of --base or of the config's [base], made if missing).
+    #[arg(long, value_name = "DIR")]
+    base_dir: Option<PathBuf>,
+    /// The base chroot to build on, by id or unique prefix (see `pkgcell base list`).
+    #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
+    base: Option<String>,
+    /// Do not fetch the git repositories of [pkgbuilds]: use them as last synced.
+    #[arg(long, alias = "hold")]
+    offline: bool,
+    /// Time limit for sourcing one PKGBUILD while planning, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    parse_timeout: u64,
+}
+
+/// Build packages in sandboxes, in dependency order, skipping what the store has.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 all built or cached, 1 some package failed or was skipped, 2 usage or setup error.\n\
+Without a config file, in a directory holding a PKGBUILD, builds that package and leaves its files there.")]
+pub struct BuildArgs {
+    /// The [pkgbuilds] entries to build, with what they need (default: all).
+    #[arg(value_name = "PKG")]
+    packages: Vec<String>,
+    /// Builds at the same time (default: [build] jobs).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Give builds the host's network (default: [build] network, normally off).
+    #[arg(long)]
+    net: bool,
+    /// Keep the directory of a failed build under $PKGCELL_HOME/failed/<pkgid>.
+    #[arg(long, alias = "inspect")]
+    keep_failed: bool,
+    /// Print the result as one JSON object on stdout (see docs/build.md).
+    #[arg(long)]
+    json: bool,
+    /// Bind a host directory read-write into every build (as makechrootpkg -d).
+    #[arg(short = 'd', long = "bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_rw)]
+    binds_rw: Vec<pkgcell_sandbox::Mount>,
+    /// Bind a host directory read-only into every build (as makechrootpkg -D).
+    #[arg(short = 'D', long = "ro-bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_ro)]
+    binds_ro: Vec<pkgcell_sandbox::Mount>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Download the sources of PKGBUILDs into the cache.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 all fetched, 1 some source failed, 2 usage or setup error.")]
+pub struct FetchArgs {
+    /// The [pkgbuilds] entries (default: all).
+    #[arg(value_name = "PKG")]
+    packages: Vec<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// A config, and whether it stands for the PKGBUILD of the current directory.
+enum Mode {
+    Config(Config),
+    Laptop { config: Config, dir: PathBuf },
+}
+
+/// `$XDG_CONFIG_HOME/pkgcell/config.toml` (or `~/.config/...`): the user's
+/// defaults for laptop mode.
+fn user_defaults() -> Option<PathBuf> {
+    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))).map(|d| d.join("pkgcell/config.toml"))
+}
+
+impl Common {
+    fn config(&self) -> anyhow::Result<Mode> {
+        let path = self.config.clone().unwrap_or_else(|| PathBuf::from(config::FILE_NAME));
+        if path.exists() || self.config.is_some() {
+            return Ok(Mode::Config(Config::load(&path)?));
+        }
+        let dir = std::env::current_dir().context("cannot find the current directory")?;
+        if !dir.join("PKGBUILD").exists() {
+            bail!("no {} and no PKGBUILD in {}", config::FILE_NAME, dir.display());
+        }
+        // One entry for this directory; its key only names it in messages.
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n.parse::<alpm_types::Name>().is_ok())
+            .unwrap_or_else(|| "pkgbuild".into());
+        // The user's defaults ([base], [build], [repo]), if any; then one
+        // entry for this directory.
+        let mut config = match user_defaults().filter(|p| p.exists()) {
+            Some(p) => Config::load(&p)?,
+            None => Config::from_toml("", Path::new("(laptop mode)"), &dir)?,
+        };
+        config.pkgbuilds = vec![config::PkgbuildEntry {
+            name: name.parse().expect("checked above"),
+            location: config::Location::Path { dir: dir.clone() },
+            deps: Vec::new(),
+            makedeps: Vec::new(),
+            home_binds: Vec::new(),
+        }];
+        Ok(Mode::Laptop { config, dir })
+    }
+
+    /// The base, in the order plan uses: --base ID, --base-dir DIR,
+    /// $PKGCELL_BASE_DIR, the config's [base] (made when missing).
+    fn base(&self, home: &Home, config: &Config) -> anyhow::Result<build::Base> {
+        if let Some(id) = &self.base {
+            let b = pkgcell::base::find(home, id)?;
+            return Ok(build::Base { id: b.id.to_string(), root: b.root });
+        }
+        let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let Some(dir) = self.base_dir.clone().or(from_env) else {
+            let b = pkgcell::base::resolve(home, &config.base)
+                .context("cannot make the base of the config's [base] (or pass --base ID or --base-dir DIR)")?;
+            return Ok(build::Base { id: b.id.to_string(), root: b.root });
+        };
+        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+        Ok(build::base_of_dir(&dir)?)
+    }
+
+    fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
+        if self.parse_timeout == 0 {
+            bail!("--parse-timeout must be at least 1 second");
+        }
+        let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
+        let synced = sync::sync(config, home, mode);
+        let opts = PlanOptions { base: base.root.clone(), home: home.clone(), parse_timeout: Duration::from_secs(self.parse_timeout) };
+        Ok(plan::plan(config, synced, &opts)?)
+    }
+}
+
+pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let mode = args.common.config()?;
+    let config = match &mode {
+        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+    };
+    let home = Home::from_env()?;
+    let base = args.common.base(&home, config)?;
+    let jobs = args.jobs.unwrap_or(config.build.jobs.get());
+    if jobs == 0 {
+        bail!("-j must be at least 1");
+    }
+    eprintln!("==> planning {} entries on base {}", config.pkgbuilds.len(), base.id);
+    let plan = args.common.plan(config, &home, &base)?;
+    let opts = BuildOptions {
+        home: home.clone(),
+        base,
+        network: if args.net || config.build.network { Network::Host } else { Network::Loopback },
+        timeout: config.build.timeout,
+        jobs,
+        keep_failed: if args.keep_failed { KeepFailed::Yes } else { KeepFailed::No },
+        arch: config.repo.arch.to_string(),
+        binds: args.binds_rw.iter().chain(&args.binds_ro).cloned().collect(),
+        home_binds: config
+            .pkgbuilds
+            .iter()
+            .filter(|e| !e.home_binds.is_empty())
+            .map(|e| (e.name.to_string(), e.home_binds.clone()))
+            .collect(),
+    };
+    let progress = Progress::new(true);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let results = std::thread::scope(|s| {
+        // On a terminal, redraw once a second so the running times move.
+        if progress.tty {
+            s.spawn(|| {
+                while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    progress.redraw();
+                }
+            });
+        }
+        let r = build::build_plan(&plan, &args.packages, &opts, &|e| progress.event(e));
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })?;
+    progress.clear();
+
+    let mut results = results;
+    if let Mode::Laptop { dir, .. } = &mode {
+        let store = Store::at(home.store());
+        for r in &mut results {
+            for f in &mut r.files {
+                let dst = dir.join(&f.name);
+                store.copy_out(&f.blake3, &dst)?;
+                f.path = dst;
+            }
+        }
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let packages: Vec<serde_json::Value> = results.iter().map(json_of).collect();
+        serde_json::to_writer(&mut stdout, &serde_json::json!({"version": build::BUILD_JSON_VERSION, "packages": packages}))?;
+        writeln!(stdout)?;
+    } else {
+        summary(&mut stdout, &results)?;
+    }
+    let bad = results.iter().any(|r| matches!(r.status, PackageStatus::Failed | PackageStatus::Skipped));
+    Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn json_of(r: &PackageResult) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.name,
+        "pkgbase": r.pkgbase,
+        "pkgid": r.pkgid,
+        "status": r.status,
+        "files": r.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+        "outputs": r.files,
+        "log": r.log,
+        "reason": r.reason,
+        "seconds": r.seconds,
+    })
+}
+
+fn summary(w: &mut impl Write, results: &[PackageResult]) -> std::io::Result<()> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in results {
+        let status = status_word(r.status);
+        *counts.entry(status).or_default() += 1;
+        let id = r.pkgid.as_ref().map_or("-".into(), |i| i.short());
+        match r.status {
+            PackageStatus::Built => {
+                let files: Vec<String> = r.files.iter().map(|f| f.name.clone()).collect();
+                writeln!(w, "built    {:<16} {id}  {:.1}s  {}", r.name, r.seconds.unwrap_or(0.0), files.join(" "))?;
+            }
+            PackageStatus::Cached => {
+                writeln!(w, "cached   {:<16} {id}  {}", r.name, r.reason.as_deref().unwrap_or(""))?;
+            }
+            PackageStatus::Failed | PackageStatus::Skipped => {
+                writeln!(w, "{:<8} {:<16} {id}  {}", status, r.name, r.reason.as_deref().unwrap_or(""))?;
+            }
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    if results.iter().all(|r| r.status == PackageStatus::Cached) && !results.is_empty() {
+        writeln!(w, "nothing to build: every pkgid is already in the store ({} packages)", results.len())
+    } else {
+        writeln!(w, "{}", parts.join(", "))
+    }
+}
+
+fn status_word(s: PackageStatus) -> &'static str {
+    match s {
+        PackageStatus::Built => "built",
+        PackageStatus::Cached => "cached",
+        PackageStatus::Failed => "failed",
+        PackageStatus::Skipped => "skipped",
+    }
+}
+
+/// Progress on stderr: a redrawn block on a terminal (one line per running
+/// build, then the counts), plain lines otherwise.
+struct Progress {
+    enabled: bool,
+    tty: bool,
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    running: BTreeMap<String, (&'static str, Instant)>,
+    done: usize,
+    failed: usize,
+    drawn: usize,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        Progress { enabled, tty: std::io::stderr().is_terminal(), state: Mutex::new(ProgressState::default()) }
+    }
+
+    fn event(&self, e: Event<'_>) {
+        if !self.enabled {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "{}", erase(s.drawn));
+        }
+        match e {
+            Event::Started { name } => {
+                s.running.insert(name.to_owned(), ("start", Instant::now()));
+                if !self.tty {
+                    let _ = writeln!(err, "==> {name}: started");
+                }
+            }
+            Event::Step { name, step } => {
+                if let Some(r) = s.running.get_mut(name) {
+                    r.0 = step;
+                }
+                if !self.tty {
+                    let _ = writeln!(err, "==> {name}: {step}");
+                }
+            }
+            Event::Finished(r) => {
+                s.running.remove(&r.name);
+                match r.status {
+                    PackageStatus::Built | PackageStatus::Cached => s.done += 1,
+                    PackageStatus::Failed | PackageStatus::Skipped => s.failed += 1,
+                }
+                let reason = match r.status {
+                    PackageStatus::Failed | PackageStatus::Skipped => {
+                        format!(": {}", r.reason.as_deref().unwrap_or("").lines().next().unwrap_or(""))
+                    }
+                    PackageStatus::Built => format!(" in {:.1}s", r.seconds.unwrap_or(0.0)),
+                    PackageStatus::Cached => String::new(),
+                };
+                let _ = writeln!(err, "==> {}: {}{reason}", r.name, status_word(r.status));
+            }
+        }
+        if self.tty {
+            draw(&mut s, &mut err);
+        }
+    }
+
+    /// Redraw the block of running builds (terminal only).
+    fn redraw(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{}", erase(s.drawn));
+        draw(&mut s, &mut err);
+    }
+
+    fn clear(&self) {
+        if self.enabled && self.tty {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            eprint!("{}", erase(s.drawn));
+        }
+    }
+}
+
+/// One line per running build, then the counts.
+fn draw(s: &mut ProgressState, err: &mut impl Write) {
+    let mut lines = Vec::new();
+    for (name, (step, t)) in &s.running {
+        lines.push(format!("    {name}: {step} ({:.0}s)", t.elapsed().as_secs_f64()));
+    }
+    lines.push(format!("    {} done, {} failed, {} running", s.done, s.failed, s.running.len()));
+    for l in &lines {
+        let _ = writeln!(err, "{l}");
+    }
+    s.drawn = lines.len();
+}
+
+/// ANSI: move up `n` lines and clear to the end of the screen.
+fn erase(n: usize) -> String {
+    if n == 0 { String::new() } else { format!("\x1b[{n}A\x1b[J") }
+}
+
+pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
+    let mode = args.common.config()?;
+    let config = match &mode {
+        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+    };
+    let home = Home::from_env()?;
+    let base = args.common.base(&home, config)?;
+    let plan = args.common.plan(config, &home, &base)?;
+    let fetcher = Fetcher::new(home, base.root.clone());
+    let mut failed = false;
+    for p in &plan.packages {
+        if !args.packages.is_empty() && !args.packages.contains(&p.name) {
+            continue;
+        }
+        let Some(srcinfo) = &p.srcinfo else {
+            let why = match &p.status {
+                Status::Error { stage, message } => format!("{stage}: {message}"),
+                Status::Blocked { .. } | Status::ToBuild => "not parsed".into(),
+            };
+            eprintln!("==> {}: failed: {why}", p.name);
+            failed = true;
+            continue;
+        };
+        let sources = fetch::sources_of(srcinfo, &config.repo.arch.to_string());
+        match fetcher.fetch(&sources) {
+            Ok(got) => println!("==> {}: {} sources fetched", p.name, got.len()),
+            Err(e) => {
+                eprintln!("==> {}: failed: {}", p.name, build::error_chain(&e));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,116 @@
+//! `pkgcell store ls|fsck|gc`: look at and maintain the content-addressed
+//! store. Thin: the work is in `pkgcell::store`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use pkgcell::home::Home;
+use pkgcell::store::{Repair, Store};
+
+/// Look at and maintain the content-addressed store.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// List the build records: pkgid, outputs, when.
+    Ls {
+        /// One JSON object on stdout (see docs/build.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every object and check every record; repair by dropping what is bad.
+    #[command(after_help = "Exit status: 0 clean, 1 something was wrong (and was repaired unless --no-repair).")]
+    Fsck {
+        /// Only report, change nothing.
+        #[arg(long)]
+        no_repair: bool,
+        /// The report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop older builds: keep the newest N records per pkgbase, the objects and dependency layers they need.
+    Gc {
+        /// How many builds to keep per pkgbase.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        keep: usize,
+        /// The report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let store = Store::at(home.store());
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        StoreCommand::Ls { json } => {
+            let records = store.records()?;
+            if json {
+                let v = serde_json::json!({"version": 1, "records": records});
+                serde_json::to_writer(&mut out, &v)?;
+                writeln!(out)?;
+            } else {
+                for r in &records {
+                    let files: Vec<&str> = r.outputs.iter().map(|o| o.name.as_str()).collect();
+                    writeln!(out, "{}  {:.1}s  {}", r.pkgid, r.seconds, files.join(" "))?;
+                }
+                eprintln!("{} records", records.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Fsck { no_repair, json } => {
+            let repair = if no_repair { Repair::No } else { Repair::Yes };
+            let report = store.fsck(repair)?;
+            if json {
+                serde_json::to_writer(&mut out, &serde_json::json!({"version": 1, "fsck": report, "repaired": !no_repair}))?;
+                writeln!(out)?;
+            } else {
+                for o in &report.bad_objects {
+                    writeln!(out, "bad object {o}{}", if no_repair { "" } else { " (removed)" })?;
+                }
+                for r in &report.bad_records {
+                    writeln!(out, "bad record {r}{}", if no_repair { "" } else { " (removed)" })?;
+                }
+                writeln!(
+                    out,
+                    "{} objects, {} records checked; {} bad objects, {} bad records, {} temporary files{}",
+                    report.objects,
+                    report.records,
+                    report.bad_objects.len(),
+                    report.bad_records.len(),
+                    report.temp_files,
+                    if no_repair || report.temp_files == 0 { "" } else { " (removed)" }
+                )?;
+            }
+            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        StoreCommand::Gc { keep, json } => {
+            let report = store.gc(keep.max(1), &BTreeSet::new())?;
+            let layers = pkgcell::build::gc_layers(&home, &store.records()?)?;
+            if json {
+                serde_json::to_writer(&mut out, &serde_json::json!({"version": 1, "gc": report, "layers": layers}))?;
+                writeln!(out)?;
+            } else {
+                for r in &report.records {
+                    writeln!(out, "dropped {r}")?;
+                }
+                writeln!(
+                    out,
+                    "{} records and {} objects ({} bytes) dropped; {} dependency layers removed",
+                    report.records.len(),
+                    report.objects,
+                    report.bytes,
+                    layers
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

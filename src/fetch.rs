@@ -1,0 +1,456 @@
+//! Fetch: a PKGBUILD's remote sources into the cache under
+//! `$PKGCELL_HOME/sources`, downloaded **in a sandbox with network**.
+//!
+//! - Files (http, https, ftp, file URLs) are stored by integrity checksum,
+//!   `sources/<algo>/<sum>`, using the strongest checksum the PKGBUILD gives,
+//!   so a file shared by two PKGBUILDs, or renamed upstream, is stored once.
+//!   A source whose checksums are all `SKIP` is stored by URL
+//!   (`sources/url/<blake3 of the URL>`) and not downloaded again.
+//!   Every checksum given is verified; a mismatch names the file, the
+//!   expected and the actual sum, and nothing is stored.
+//! - git sources are mirrored once per URL as bare repositories
+//!   (`sources/vcs/<blake3 of the URL>.git`, heads and tags only) and updated
+//!   on each fetch.
+//! - Local sources (no `://`) live in the PKGBUILD's directory: no fetch.
+//!
+//! Downloads land in a temp directory and are renamed into place, so the
+//! cache never holds a partial file; a flock per cache entry makes
+//! concurrent fetches of the same source (threads or processes) download
+//! it once. The sandbox runs as root inside (the calling user outside) so
+//! that cached files belong to the caller; it has the network but sees only
+//! its output directory, and git may only use file, git, http(s) and ssh.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use pkgcell_sandbox::{Access, Mount, Network, Root, Sandbox, Spec, Upper};
+
+use crate::home::Home;
+use crate::ids::Blake3;
+
+/// A checksum algorithm of PKGBUILD(5), strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Algo {
+    /// `b2sums`.
+    B2,
+    /// `sha512sums`.
+    Sha512,
+    /// `sha384sums`.
+    Sha384,
+    /// `sha256sums`.
+    Sha256,
+    /// `sha224sums`.
+    Sha224,
+    /// `sha1sums`.
+    Sha1,
+    /// `md5sums`.
+    Md5,
+    /// `cksums` (CRC, not a hash: never used as a cache key alone if another is given).
+    Ck,
+}
+
+impl Algo {
+    const ALL: [Algo; 8] = [Algo::B2, Algo::Sha512, Algo::Sha384, Algo::Sha256, Algo::Sha224, Algo::Sha1, Algo::Md5, Algo::Ck];
+
+    /// The name used in PKGBUILDs (`sha256` of `sha256sums`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::B2 => "b2",
+            Algo::Sha512 => "sha512",
+            Algo::Sha384 => "sha384",
+            Algo::Sha256 => "sha256",
+            Algo::Sha224 => "sha224",
+            Algo::Sha1 => "sha1",
+            Algo::Md5 => "md5",
+            Algo::Ck => "ck",
+        }
+    }
+
+    /// The command that computes it (coreutils).
+    fn command(self) -> &'static str {
+        match self {
+            Algo::B2 => "b2sum",
+            Algo::Sha512 => "sha512sum",
+            Algo::Sha384 => "sha384sum",
+            Algo::Sha256 => "sha256sum",
+            Algo::Sha224 => "sha224sum",
+            Algo::Sha1 => "sha1sum",
+            Algo::Md5 => "md5sum",
+            Algo::Ck => "cksum",
+        }
+    }
+}
+
+/// What a source entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A file in the PKGBUILD's directory.
+    Local,
+    /// A file to download.
+    File {
+        /// The URL as curl takes it.
+        url: String,
+    },
+    /// A git repository to mirror.
+    Git {
+        /// The repository URL (without `git+`, fragment or query).
+        url: String,
+    },
+}
+
+/// One entry of `source=()` with its checksums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// The name makepkg looks for in SRCDEST.
+    pub filename: String,
+    /// What it is.
+    pub kind: SourceKind,
+    /// Its checksums, by algorithm (`SKIP` left out).
+    pub sums: BTreeMap<Algo, String>,
+}
+
+/// A fetched source, ready for the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// A cached file to be seen as `filename` in SRCDEST.
+    File {
+        /// The name in SRCDEST.
+        filename: String,
+        /// The cache file.
+        path: PathBuf,
+    },
+    /// A bare git mirror to be seen as directory `filename` in SRCDEST.
+    Git {
+        /// The name in SRCDEST.
+        filename: String,
+        /// The mirror.
+        path: PathBuf,
+    },
+}
+
+/// A fetch that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The downloaded file does not have the checksum the PKGBUILD states.
+    #[error("checksum mismatch for {filename} ({url}): {algo} expected {expected}, got {got}")]
+    Checksum {
+        /// The source's file name.
+        filename: String,
+        /// Where it came from.
+        url: String,
+        /// Which checksum.
+        algo: &'static str,
+        /// What the PKGBUILD says.
+        expected: String,
+        /// What the download has.
+        got: String,
+    },
+    /// The download or the git mirror failed.
+    #[error("cannot download {filename} from {url}: {tail}")]
+    Download {
+        /// The source's file name.
+        filename: String,
+        /// Where from.
+        url: String,
+        /// The end of the tool's output.
+        tail: String,
+    },
+    /// The sandbox could not run.
+    #[error("cannot start the fetch sandbox for {url}")]
+    Sandbox {
+        /// Where from.
+        url: String,
+        /// The cause.
+        #[source]
+        source: pkgcell_sandbox::Error,
+    },
+    /// A cache file or directory could not be written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FetchError + 'a {
+    move |source| FetchError::Io { action, path: path.to_owned(), source }
+}
+
+/// The sources of a .SRCINFO for `arch`: the pkgbase section's `source`
+/// and `source_<arch>` entries, each with its checksums (SRCINFO(5)).
+pub fn sources_of(srcinfo: &str, arch: &str) -> Vec<SourceEntry> {
+    let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in srcinfo.lines() {
+        let line = line.trim();
+        if line.starts_with("pkgname =") {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(" = ") {
+            lists.entry(k.to_owned()).or_default().push(v.to_owned());
+        }
+    }
+    let mut out = Vec::new();
+    for suffix in [String::new(), format!("_{arch}")] {
+        let Some(sources) = lists.get(&format!("source{suffix}")) else { continue };
+        for (i, s) in sources.iter().enumerate() {
+            let mut sums = BTreeMap::new();
+            for a in Algo::ALL {
+                if let Some(v) = lists.get(&format!("{}sums{suffix}", a.name())).and_then(|l| l.get(i))
+                    && v != "SKIP"
+                {
+                    sums.insert(a, v.to_lowercase());
+                }
+            }
+            out.push(parse_source(s, sums));
+        }
+    }
+    out
+}
+
+/// One source entry, named as makepkg's `get_filename` names it.
+fn parse_source(entry: &str, sums: BTreeMap<Algo, String>) -> SourceEntry {
+    let (name, url) = match entry.split_once("::") {
+        Some((n, u)) => (Some(n.to_owned()), u),
+        None => (None, entry),
+    };
+    let Some((proto, _)) = url.split_once("://") else {
+        return SourceEntry { filename: name.unwrap_or_else(|| last_component(url)), kind: SourceKind::Local, sums };
+    };
+    let proto = proto.split('+').next().unwrap_or(proto);
+    if proto == "git" {
+        let bare = url.strip_prefix("git+").unwrap_or(url);
+        let bare = bare.split('#').next().unwrap_or(bare);
+        let bare = bare.split('?').next().unwrap_or(bare).to_owned();
+        let filename = name.unwrap_or_else(|| {
+            let f = last_component(&bare);
+            f.strip_suffix(".git").map(str::to_owned).unwrap_or(f)
+        });
+        return SourceEntry { filename, kind: SourceKind::Git { url: bare }, sums };
+    }
+    SourceEntry { filename: name.unwrap_or_else(|| last_component(url)), kind: SourceKind::File { url: url.to_owned() }, sums }
+}
+
+fn last_component(s: &str) -> String {
+    s.trim_end_matches('/').rsplit('/').next().unwrap_or(s).to_owned()
+}
+
+/// Fetches sources into the cache of a home, in sandboxes over `base`.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    home: Home,
+    base: PathBuf,
+}
+
+impl Fetcher {
+    /// A fetcher for `home`, running its downloads over the base root `base`.
+    pub fn new(home: Home, base: PathBuf) -> Fetcher {
+        Fetcher { home, base }
+    }
+
+    /// Fetch every remote source of `entries`; local ones are skipped.
+    #[tracing::instrument(skip_all)]
+    pub fn fetch(&self, entries: &[SourceEntry]) -> Result<Vec<Fetched>, FetchError> {
+        let mut out = Vec::new();
+        for e in entries {
+            // curl and git would take such a "URL" as an option.
+            if let SourceKind::File { url } | SourceKind::Git { url } = &e.kind
+                && url.starts_with('-')
+            {
+                return Err(FetchError::Download {
+                    filename: e.filename.clone(),
+                    url: url.clone(),
+                    tail: "a URL must not start with '-'".into(),
+                });
+            }
+            match &e.kind {
+                SourceKind::Local => {}
+                SourceKind::File { url } => out.push(Fetched::File { filename: e.filename.clone(), path: self.fetch_file(e, url)? }),
+                SourceKind::Git { url } => out.push(Fetched::Git { filename: e.filename.clone(), path: self.fetch_git(e, url)? }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cache path of a file source: by its strongest real checksum, else by URL.
+    fn file_key(&self, e: &SourceEntry, url: &str) -> PathBuf {
+        let sources = self.home.sources();
+        match e.sums.iter().find(|(a, _)| **a != Algo::Ck).or_else(|| e.sums.iter().next()) {
+            Some((a, sum)) => sources.join(a.name()).join(sum),
+            None => sources.join("url").join(Blake3::of(url.as_bytes()).to_string()),
+        }
+    }
+
+    fn lock(&self, key: &Path) -> Result<File, FetchError> {
+        let dir = self.home.sources().join("locks");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let name = Blake3::of(key.as_os_str().as_encoded_bytes()).to_string();
+        let path = dir.join(format!("{name}.lock"));
+        let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
+        f.lock().map_err(io_err("lock", &path))?;
+        Ok(f)
+    }
+
+    fn fetch_file(&self, e: &SourceEntry, url: &str) -> Result<PathBuf, FetchError> {
+        let key = self.file_key(e, url);
+        if key.exists() {
+            return Ok(key);
+        }
+        // Single flight: whoever holds the lock downloads; the others find
+        // the file when they get the lock.
+        let _lock = self.lock(&key)?;
+        if key.exists() {
+            return Ok(key);
+        }
+        tracing::info!(url, file = %e.filename, "downloading");
+        let tmp_root = self.home.tmp();
+        fs::create_dir_all(&tmp_root).map_err(io_err("create", &tmp_root))?;
+        let tmp = tempfile::Builder::new().prefix("fetch-").tempdir_in(&tmp_root).map_err(io_err("create a directory in", &tmp_root))?;
+        let mut script = String::from("set -e\ncurl -gqb '' -fL --retry 3 --retry-delay 1 -o /out/file \"$1\"\n");
+        for a in e.sums.keys() {
+            script.push_str(&format!("printf '{} '; {} /out/file\n", a.name(), a.command()));
+        }
+        let mut mounts = vec![Mount::Bind { src: tmp.path().to_owned(), dst: "/out".into(), access: Access::ReadWrite }];
+        if let Some(p) = url.strip_prefix("file://") {
+            mounts.push(Mount::Bind { src: p.into(), dst: p.into(), access: Access::ReadOnly });
+        }
+        let out = self.run(vec!["sh".into(), "-c".into(), script, "sh".into(), url.to_owned()], mounts, url)?;
+        if !out.0 {
+            return Err(FetchError::Download { filename: e.filename.clone(), url: url.to_owned(), tail: tail(&out.1, 5) });
+        }
+        // Each printed line: "<algo> <sum> [size] /out/file".
+        for line in out.1.lines() {
+            let mut w = line.split_whitespace();
+            let (Some(algo), Some(got)) = (w.next(), w.next()) else { continue };
+            let Some((a, expected)) = e.sums.iter().find(|(a, _)| a.name() == algo) else { continue };
+            if *expected != got {
+                return Err(FetchError::Checksum {
+                    filename: e.filename.clone(),
+                    url: url.to_owned(),
+                    algo: a.name(),
+                    expected: expected.clone(),
+                    got: got.to_owned(),
+                });
+            }
+        }
+        let dir = key.parent().expect("keys have a parent");
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let file = tmp.path().join("file");
+        File::open(&file).and_then(|f| f.sync_all()).map_err(io_err("fsync", &file))?;
+        fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o444)).map_err(io_err("chmod", &file))?;
+        fs::rename(&file, &key).map_err(io_err("rename into", &key))?;
+        Ok(key)
+    }
+
+    fn fetch_git(&self, e: &SourceEntry, url: &str) -> Result<PathBuf, FetchError> {
+        let vcs = self.home.sources().join("vcs");
+        fs::create_dir_all(&vcs).map_err(io_err("create", &vcs))?;
+        let name = format!("{}.git", &Blake3::of(url.as_bytes()).to_string()[..32]);
+        let mirror = vcs.join(&name);
+        let _lock = self.lock(&mirror)?;
+        // A new mirror is cloned next to its final name and renamed, so an
+        // interrupted clone never looks like a mirror.
+        let script = if mirror.exists() {
+            format!(
+                "git -C /vcs/{name} fetch --quiet --prune \"$1\" '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'"
+            )
+        } else {
+            format!("rm -rf /vcs/{name}.part && git clone --quiet --bare -- \"$1\" /vcs/{name}.part")
+        };
+        let mut mounts = vec![Mount::Bind { src: vcs.clone(), dst: "/vcs".into(), access: Access::ReadWrite }];
+        if let Some(p) = url.strip_prefix("file://") {
+            mounts.push(Mount::Bind { src: p.into(), dst: p.into(), access: Access::ReadOnly });
+        }
+        let out = self.run(vec!["sh".into(), "-c".into(), script, "sh".into(), url.to_owned()], mounts, url)?;
+        if !out.0 {
+            return Err(FetchError::Download { filename: e.filename.clone(), url: url.to_owned(), tail: tail(&out.1, 5) });
+        }
+        if !mirror.exists() {
+            let part = vcs.join(format!("{name}.part"));
+            fs::rename(&part, &mirror).map_err(io_err("rename into", &mirror))?;
+        }
+        Ok(mirror)
+    }
+
+    /// Run a fetch command with the host's network; (success, output).
+    fn run(&self, argv: Vec<String>, mounts: Vec<Mount>, url: &str) -> Result<(bool, String), FetchError> {
+        let mut spec = Spec::new(
+            Root::Overlay { lowers: vec![self.base.clone()], upper: Upper::Tmpfs { size: 64 << 20 } },
+            argv,
+        );
+        spec.mounts = mounts;
+        spec.network = Network::Host;
+        spec.env.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into());
+        spec.env.insert("HOME".into(), "/root".into());
+        spec.env.insert("GIT_ALLOW_PROTOCOL".into(), "file:git:http:https:ssh".into());
+        spec.env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+        spec.cwd = "/".into();
+        spec.timeout = Some(std::time::Duration::from_secs(3600));
+        let log = tempfile::tempfile().map_err(io_err("create a temporary file in", Path::new("/tmp")))?;
+        let log2 = log.try_clone().map_err(io_err("duplicate", Path::new("a temporary file")))?;
+        let outcome = Sandbox::new(spec)
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2.try_clone().map_err(io_err("duplicate", Path::new("a temporary file")))?))
+            .run()
+            .map_err(|source| FetchError::Sandbox { url: url.to_owned(), source })?;
+        let mut text = String::new();
+        let mut f = log2;
+        io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(io_err("read", Path::new("a temporary file")))?;
+        io::Read::read_to_string(&mut f, &mut text).map_err(io_err("read", Path::new("a temporary file")))?;
+        Ok((outcome.status.success(), text))
+    }
+}
+
+/// The last `n` lines of `text`, joined with " | " for one-line messages.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRCINFO: &str = "pkgbase = x\n\tpkgver = 1\n\tsource = a.c\n\tsource = foo.tgz::https://h.invalid/v1.tgz\n\tsource = git+file:///srv/repo.git#branch=main\n\tsource_x86_64 = https://h.invalid/bin-x86_64\n\tsha256sums = AAAA\n\tsha256sums = bbbb\n\tsha256sums = SKIP\n\tsha256sums_x86_64 = cccc\n\tb2sums = SKIP\n\tb2sums = dddd\n\tb2sums = SKIP\n\tb2sums_x86_64 = SKIP\n\npkgname = x\n\tsource = ignored\n";
+
+    #[test]
+    fn sources_are_read_with_their_checksums_and_makepkg_names() {
+        let s = sources_of(SRCINFO, "x86_64");
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0], SourceEntry { filename: "a.c".into(), kind: SourceKind::Local, sums: [(Algo::Sha256, "aaaa".into())].into() });
+        assert_eq!(s[1].filename, "foo.tgz");
+        assert_eq!(s[1].kind, SourceKind::File { url: "https://h.invalid/v1.tgz".into() });
+        assert_eq!(s[1].sums, [(Algo::B2, "dddd".to_owned()), (Algo::Sha256, "bbbb".to_owned())].into());
+        assert_eq!(s[2].filename, "repo");
+        assert_eq!(s[2].kind, SourceKind::Git { url: "file:///srv/repo.git".into() });
+        assert!(s[2].sums.is_empty());
+        assert_eq!(s[3].filename, "bin-x86_64");
+        assert_eq!(sources_of(SRCINFO, "aarch64").len(), 3);
+    }
+
+    #[test]
+    fn urls_that_look_like_options_are_refused_before_any_download() {
+        let f = Fetcher::new(Home::at("/nonexistent"), "/nonexistent".into());
+        let e = parse_source("x::git+--upload-pack=touch:///tmp/pwned", BTreeMap::new());
+        assert!(matches!(f.fetch(&[e]), Err(FetchError::Download { tail, .. }) if tail.contains("must not start with '-'")));
+    }
+
+    #[test]
+    fn files_are_keyed_by_their_strongest_checksum_or_url() {
+        let f = Fetcher::new(Home::at("/h"), "/b".into());
+        let s = sources_of(SRCINFO, "x86_64");
+        assert_eq!(f.file_key(&s[1], "u"), PathBuf::from("/h/sources/b2/dddd"));
+        let key = f.file_key(&s[3], "https://h.invalid/bin-x86_64");
+        assert_eq!(key, PathBuf::from("/h/sources/sha256/cccc"));
+        let none = SourceEntry { filename: "f".into(), kind: SourceKind::File { url: "u".into() }, sums: BTreeMap::new() };
+        assert!(f.file_key(&none, "u").starts_with("/h/sources/url"));
+    }
+}

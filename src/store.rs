@@ -1,0 +1,585 @@
+//! The content-addressed store under `$PKGCELL_HOME/store`: build outputs
+//! by BLAKE3 hash and one build record per pkgid.
+//!
+//! Layout:
+//! - `objects/ab/cdef…`: each file once, named by its BLAKE3 hash, read-only;
+//! - `records/<pkgid>.json`: what a successful build of that pkgid produced;
+//! - `locks/<pkgid>.lock`: flock(2) files, so that two processes asked for
+//!   the same pkgid build it once;
+//! - `tmp/`: temporary files, renamed into place (same file system).
+//!
+//! Every write is temp file + fsync + rename (+ fsync of the directory), so
+//! a crash at any point leaves the old state or the new one, never a partial
+//! file under its final name. Objects are written before the record that
+//! names them, so a record never points at a missing object unless the
+//! store was damaged afterwards; `fsck` finds and repairs that.
+//!
+//! This module knows nothing of sandboxes or makepkg: the build stage hands
+//! it files and a record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Blake3, PkgId};
+
+/// Version of the record format (and of `store ls --json`).
+pub const RECORD_VERSION: u32 = 1;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or directory of the store could not be read or written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A record is not valid JSON of the expected shape.
+    #[error("build record {} is damaged", path.display())]
+    BadRecord {
+        /// The record file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io { action, path: path.to_owned(), source }
+}
+
+/// One output file of a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// The file name makepkg gave it (`hello-1.0-1-x86_64.pkg.tar.zst`).
+    pub name: String,
+    /// Its content hash: the object that holds it.
+    pub blake3: Blake3,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What a build ended as. Only successful builds are recorded today; the
+/// field is there so that failed attempts can be kept later without a new
+/// format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// makepkg succeeded and every output is in the store.
+    Built,
+}
+
+/// The record of one build: `records/<pkgid>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// [`RECORD_VERSION`].
+    pub version: u32,
+    /// The pkgid built.
+    pub pkgid: PkgId,
+    /// How it ended.
+    pub status: RecordStatus,
+    /// The package files.
+    pub outputs: Vec<Output>,
+    /// The .BUILDINFO of the (first) package, as text.
+    pub buildinfo: String,
+    /// The build log, as an object.
+    pub log: Blake3,
+    /// The base the build ran on (see `build::base_id`).
+    pub base_id: String,
+    /// What was installed for the build, besides the base: one line per
+    /// package (`<name> <file blake3>`), sorted.
+    pub deps: Vec<String>,
+    /// Unix time the build started, in seconds.
+    pub started: u64,
+    /// Wall time of the build, in seconds.
+    pub seconds: f64,
+    /// Wall time of each step, in seconds.
+    #[serde(default)]
+    pub timings: Timings,
+    /// The pkgcell version that built it.
+    pub pkgcell: String,
+}
+
+/// Wall time of the steps of a build, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timings {
+    /// Fetching the sources.
+    pub fetch: f64,
+    /// Finding the dependencies and making or reusing their layer.
+    pub deps: f64,
+    /// Setting up the build sandbox and running makepkg (and its cleanup).
+    pub makepkg: f64,
+    /// Putting the outputs into the store.
+    pub store: f64,
+}
+
+impl Record {
+    /// Every object the record needs.
+    pub fn objects(&self) -> impl Iterator<Item = Blake3> + '_ {
+        self.outputs.iter().map(|o| o.blake3).chain(std::iter::once(self.log))
+    }
+}
+
+/// A store at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A held lock on one pkgid; released on drop (and by the kernel when the
+/// process dies, so a killed build never leaves a stale lock).
+#[derive(Debug)]
+pub struct PkgLock {
+    _file: File,
+}
+
+/// What `fsck` found (and, with repair, removed).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct FsckReport {
+    /// Objects checked.
+    pub objects: usize,
+    /// Records checked.
+    pub records: usize,
+    /// Objects whose content does not match their name.
+    pub bad_objects: Vec<String>,
+    /// Records that cannot be read, or that name a missing or bad object.
+    pub bad_records: Vec<String>,
+    /// Leftover temporary files.
+    pub temp_files: usize,
+}
+
+impl FsckReport {
+    /// Whether nothing was wrong (leftover temporary files are harmless).
+    pub fn is_clean(&self) -> bool {
+        self.bad_objects.is_empty() && self.bad_records.is_empty()
+    }
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Records dropped (older builds of a pkgbase).
+    pub records: Vec<String>,
+    /// Objects dropped (needed by no kept record).
+    pub objects: usize,
+    /// Bytes freed by the objects.
+    pub bytes: u64,
+}
+
+/// Whether `fsck` repairs what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// Only report.
+    No,
+    /// Drop bad objects and the records that need them.
+    Yes,
+}
+
+impl Store {
+    /// The store at `root` (created on first write).
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the object with hash `h` lives.
+    pub fn object_path(&self, h: &Blake3) -> PathBuf {
+        let hex = h.to_string();
+        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn record_path(&self, id: &PkgId) -> PathBuf {
+        self.root.join("records").join(format!("{id}.json"))
+    }
+
+    fn tmp_dir(&self) -> Result<PathBuf, StoreError> {
+        let t = self.root.join("tmp");
+        fs::create_dir_all(&t).map_err(io_err("create", &t))?;
+        Ok(t)
+    }
+
+    /// Take the lock of `id`, waiting while another process holds it.
+    pub fn lock(&self, id: &PkgId) -> Result<PkgLock, StoreError> {
+        let dir = self.root.join("locks");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let path = dir.join(format!("{id}.lock"));
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(PkgLock { _file: file })
+    }
+
+    /// Put the file at `src` into the store (copied; `src` is left alone).
+    pub fn put_file(&self, src: &Path) -> Result<Output, StoreError> {
+        let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp_dir = self.tmp_dir()?;
+        let mut input = File::open(src).map_err(io_err("open", src))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = input.read(&mut buf).map_err(io_err("read", src))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io_err("write", tmp.path()))?;
+            size += n as u64;
+        }
+        let blake3 = Blake3::from_bytes(*hasher.finalize().as_bytes());
+        self.commit_object(tmp, &blake3)?;
+        Ok(Output { name, blake3, size })
+    }
+
+    /// Put `data` into the store.
+    pub fn put_bytes(&self, data: &[u8]) -> Result<Blake3, StoreError> {
+        let h = Blake3::of(data);
+        if self.object_path(&h).exists() {
+            return Ok(h);
+        }
+        let tmp_dir = self.tmp_dir()?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
+        tmp.write_all(data).map_err(io_err("write", tmp.path()))?;
+        self.commit_object(tmp, &h)?;
+        Ok(h)
+    }
+
+    fn commit_object(&self, tmp: tempfile::NamedTempFile, h: &Blake3) -> Result<(), StoreError> {
+        let dst = self.object_path(h);
+        if dst.exists() {
+            // Already there: same content by construction.
+            return Ok(());
+        }
+        tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
+        let mut perm = tmp.as_file().metadata().map_err(io_err("stat", tmp.path()))?.permissions();
+        perm.set_readonly(true);
+        tmp.as_file().set_permissions(perm).map_err(io_err("chmod", tmp.path()))?;
+        let dir = dst.parent().expect("objects have a parent");
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        tmp.persist(&dst).map_err(|e| StoreError::Io { action: "rename into", path: dst.clone(), source: e.error })?;
+        sync_dir(dir)
+    }
+
+    /// Write the record of a build (replacing an older one of the same pkgid).
+    pub fn put_record(&self, record: &Record) -> Result<(), StoreError> {
+        let dst = self.record_path(&record.pkgid);
+        let data = serde_json::to_vec_pretty(record).expect("records serialize");
+        write_atomic(&self.tmp_dir()?, &dst, &data)
+    }
+
+    /// The record of `id`, if it was built.
+    pub fn record(&self, id: &PkgId) -> Result<Option<Record>, StoreError> {
+        read_record(&self.record_path(id))
+    }
+
+    /// Every readable record, sorted by pkgid; damaged ones are skipped.
+    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        Ok(self.record_files()?.into_iter().filter_map(|p| read_record(&p).ok().flatten()).collect())
+    }
+
+    fn record_files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let dir = self.root.join("records");
+        let mut out = Vec::new();
+        match fs::read_dir(&dir) {
+            Ok(rd) => {
+                for e in rd {
+                    let e = e.map_err(io_err("read", &dir))?;
+                    if e.file_name().to_string_lossy().ends_with(".json") {
+                        out.push(e.path());
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("read", &dir)(e)),
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn object_files(&self) -> Result<Vec<(PathBuf, String)>, StoreError> {
+        let dir = self.root.join("objects");
+        let mut out = Vec::new();
+        let outer = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err("read", &dir)(e)),
+        };
+        for sub in outer {
+            let sub = sub.map_err(io_err("read", &dir))?;
+            let prefix = sub.file_name().to_string_lossy().into_owned();
+            let sub_path = sub.path();
+            for e in fs::read_dir(&sub_path).map_err(io_err("read", &sub_path))? {
+                let e = e.map_err(io_err("read", &sub_path))?;
+                out.push((e.path(), format!("{prefix}{}", e.file_name().to_string_lossy())));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Copy the object `h` to `dst` (a fresh, writable file).
+    pub fn copy_out(&self, h: &Blake3, dst: &Path) -> Result<(), StoreError> {
+        let src = self.object_path(h);
+        let tmp = dst.with_extension("pkgcell-part");
+        fs::copy(&src, &tmp).map_err(io_err("copy", &src))?;
+        let mut perm = fs::metadata(&tmp).map_err(io_err("stat", &tmp))?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+        fs::set_permissions(&tmp, perm).map_err(io_err("chmod", &tmp))?;
+        fs::rename(&tmp, dst).map_err(io_err("rename into", dst))
+    }
+
+    /// Re-hash every object and check every record; with [`Repair::Yes`],
+    /// drop bad objects, records that cannot be read or need a missing or bad
+    /// object, and leftover temporary files.
+    pub fn fsck(&self, repair: Repair) -> Result<FsckReport, StoreError> {
+        let mut report = FsckReport::default();
+        let mut good: BTreeSet<String> = BTreeSet::new();
+        for (path, name) in self.object_files()? {
+            report.objects += 1;
+            let ok = match hash_file(&path) {
+                Ok(h) => h.to_string() == name,
+                Err(_) => false,
+            };
+            if ok {
+                good.insert(name);
+            } else {
+                report.bad_objects.push(name);
+                if repair == Repair::Yes {
+                    remove_file(&path)?;
+                }
+            }
+        }
+        for path in self.record_files()? {
+            report.records += 1;
+            let bad = match read_record(&path) {
+                Ok(Some(r)) => r.objects().any(|h| !good.contains(&h.to_string())),
+                Ok(None) => false,
+                Err(_) => true,
+            };
+            if bad {
+                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                report.bad_records.push(name);
+                if repair == Repair::Yes {
+                    remove_file(&path)?;
+                }
+            }
+        }
+        let tmp = self.root.join("tmp");
+        if let Ok(rd) = fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                report.temp_files += 1;
+                if repair == Repair::Yes {
+                    remove_file(&e.path())?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Drop old records and unneeded objects. The rule: for each pkgbase,
+    /// keep the `keep` newest records (by start time), plus every record in
+    /// `pinned` (what the current plan or repo needs); then drop every object
+    /// that no kept record names. Takes no lock: run it when no build runs.
+    pub fn gc(&self, keep: usize, pinned: &BTreeSet<PkgId>) -> Result<GcReport, StoreError> {
+        let mut report = GcReport::default();
+        let mut by_base: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        for r in self.records()? {
+            by_base.entry(r.pkgid.pkgbase().to_string()).or_default().push(r);
+        }
+        let mut needed: BTreeSet<String> = BTreeSet::new();
+        for (_, mut rs) in by_base {
+            rs.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.pkgid.to_string().cmp(&a.pkgid.to_string())));
+            for (i, r) in rs.into_iter().enumerate() {
+                if i < keep || pinned.contains(&r.pkgid) {
+                    needed.extend(r.objects().map(|h| h.to_string()));
+                } else {
+                    remove_file(&self.record_path(&r.pkgid))?;
+                    report.records.push(r.pkgid.to_string());
+                }
+            }
+        }
+        for (path, name) in self.object_files()? {
+            if !needed.contains(&name) {
+                report.bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                remove_file(&path)?;
+                report.objects += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn read_record(path: &Path) -> Result<Option<Record>, StoreError> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    serde_json::from_slice(&data).map(Some).map_err(|source| StoreError::BadRecord { path: path.to_owned(), source })
+}
+
+fn remove_file(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", path)(e)),
+    }
+}
+
+/// The BLAKE3 hash of a file's content.
+pub fn hash_file(path: &Path) -> Result<Blake3, StoreError> {
+    let mut f = File::open(path).map_err(io_err("open", path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Blake3::from_bytes(*hasher.finalize().as_bytes()))
+}
+
+/// Write `data` to `dst` atomically: a temp file in `tmp_dir` (same file
+/// system), fsync, rename, fsync of the directory.
+pub fn write_atomic(tmp_dir: &Path, dst: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let dir = dst.parent().expect("destination has a parent");
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    fs::create_dir_all(tmp_dir).map_err(io_err("create", tmp_dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err("create a file in", tmp_dir))?;
+    tmp.write_all(data).map_err(io_err("write", tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
+    tmp.persist(dst).map_err(|e| StoreError::Io { action: "rename into", path: dst.to_owned(), source: e.error })?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkgid(base: &str, n: u8) -> PkgId {
+        let tree = crate::ids::TreeId::from_bytes(&[n; 20]).unwrap();
+        PkgId::new(base.parse().unwrap(), tree, crate::ids::DepHash::of(&[n]))
+    }
+
+    fn record(store: &Store, id: PkgId, started: u64, content: &[u8]) -> Record {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join(format!("{}-1-1-x86_64.pkg.tar.zst", id.pkgbase()));
+        fs::write(&f, content).unwrap();
+        let out = store.put_file(&f).unwrap();
+        let log = store.put_bytes(b"log").unwrap();
+        Record {
+            version: RECORD_VERSION,
+            pkgid: id,
+            status: RecordStatus::Built,
+            outputs: vec![out],
+            buildinfo: String::new(),
+            log,
+            base_id: "b".into(),
+            deps: vec![],
+            started,
+            seconds: 1.0,
+            timings: Timings::default(),
+            pkgcell: "0".into(),
+        }
+    }
+
+    #[test]
+    fn objects_are_stored_once_read_only_and_by_hash() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let a = s.put_bytes(b"hello").unwrap();
+        let b = s.put_bytes(b"hello").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, Blake3::of(b"hello"));
+        let p = s.object_path(&a);
+        assert_eq!(fs::read(&p).unwrap(), b"hello");
+        assert!(fs::metadata(&p).unwrap().permissions().readonly());
+        assert_eq!(s.fsck(Repair::No).unwrap().objects, 1);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let r = record(&s, pkgid("foo-bar", 1), 10, b"pkg");
+        s.put_record(&r).unwrap();
+        assert_eq!(s.record(&r.pkgid).unwrap(), Some(r.clone()));
+        assert_eq!(s.records().unwrap(), vec![r]);
+        assert_eq!(s.record(&pkgid("foo-bar", 2)).unwrap(), None);
+    }
+
+    #[test]
+    fn fsck_finds_and_repairs_a_bad_object_and_its_record() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let r = record(&s, pkgid("foo", 1), 10, b"pkg");
+        s.put_record(&r).unwrap();
+        assert!(s.fsck(Repair::No).unwrap().is_clean());
+        let p = s.object_path(&r.outputs[0].blake3);
+        let mut perm = fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+        fs::set_permissions(&p, perm).unwrap();
+        fs::write(&p, b"rot").unwrap();
+        let report = s.fsck(Repair::No).unwrap();
+        assert_eq!(report.bad_objects, vec![r.outputs[0].blake3.to_string()]);
+        assert_eq!(report.bad_records, vec![r.pkgid.to_string()]);
+        s.fsck(Repair::Yes).unwrap();
+        assert!(s.fsck(Repair::No).unwrap().is_clean());
+        assert_eq!(s.record(&r.pkgid).unwrap(), None);
+    }
+
+    #[test]
+    fn gc_keeps_the_newest_build_per_pkgbase_and_what_it_needs() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let old = record(&s, pkgid("foo", 1), 10, b"old");
+        let new = record(&s, pkgid("foo", 2), 20, b"new");
+        let other = record(&s, pkgid("bar", 3), 5, b"bar");
+        for r in [&old, &new, &other] {
+            s.put_record(r).unwrap();
+        }
+        let report = s.gc(1, &BTreeSet::new()).unwrap();
+        assert_eq!(report.records, vec![old.pkgid.to_string()]);
+        assert_eq!(report.objects, 1);
+        assert!(!s.object_path(&old.outputs[0].blake3).exists());
+        assert!(s.object_path(&new.outputs[0].blake3).exists());
+        assert!(s.fsck(Repair::No).unwrap().is_clean());
+        assert_eq!(s.records().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_lock_of_a_pkgid_is_exclusive() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let id = pkgid("foo", 1);
+        let held = s.lock(&id).unwrap();
+        let f = File::options().write(true).open(d.path().join(format!("locks/{id}.lock"))).unwrap();
+        assert!(matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)));
+        drop(held);
+        f.try_lock().unwrap();
+    }
+}

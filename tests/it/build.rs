@@ -1,0 +1,482 @@
+//! `pkgcell build` and `pkgcell fetch` for real: makepkg in sandboxes over
+//! the test base, sources from local files, a loopback HTTP server and a
+//! local git repo, outputs into the store (issue 6).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/build");
+
+/// A tiny HTTP/1.0 server on 127.0.0.1 serving the fixture files; it runs
+/// until the test process ends.
+fn http_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&s).read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
+            let body = std::fs::read(Path::new(FIXTURES).join(&path)).ok();
+            let _ = match body {
+                Some(b) => s
+                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
+                    .and_then(|_| s.write_all(&b)),
+                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+            };
+        }
+    });
+    port
+}
+
+/// A test directory with a config, a state home and the test base.
+struct Env {
+    dir: TestDir,
+    port: u16,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env { dir: TestDir::new(), port: http_server() }
+    }
+
+    /// Copy fixture `name` to `pkgs/<name>`, filling in @PORT@ and @REPO@.
+    fn pkg(&self, name: &str) -> PathBuf {
+        let dst = self.dir.join("pkgs").join(name);
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(Path::new(FIXTURES).join(name)).unwrap() {
+            let e = e.unwrap();
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let text = text
+                .replace("@PORT@", &self.port.to_string())
+                .replace("@REPO@", &self.dir.join("repo").display().to_string());
+            std::fs::write(dst.join(e.file_name()), text).unwrap();
+        }
+        dst
+    }
+
+    /// A local git repository with one file, for B's git source.
+    fn git_repo(&self) {
+        let repo = self.dir.join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(repo.join("content.txt"), "content from git\n").unwrap();
+        for args in [
+            &["init", "-q", "-b", "main"][..],
+            &["add", "."],
+            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one"],
+        ] {
+            let o = output(Command::new("git").arg("-C").arg(&repo).args(args));
+            assert!(o.status.success(), "git {args:?}\n{}", text(&o));
+        }
+    }
+
+    fn config(&self, names: &[&str], jobs: usize) {
+        let mut c = format!("[build]\njobs = {jobs}\n\n[pkgbuilds]\n");
+        for n in names {
+            self.pkg(n);
+            c.push_str(&format!("{n} = {{ path = \"pkgs/{n}\" }}\n"));
+        }
+        std::fs::write(self.dir.join("pkgcell.toml"), c).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = pkgcell();
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("PKGCELL_HOME", self.dir.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        output(&mut self.cmd(args))
+    }
+
+    /// `pkgcell build --json ARGS`: exit code and the parsed object.
+    fn build(&self, args: &[&str]) -> (i32, Value, Output) {
+        let mut a = vec!["build", "--json"];
+        a.extend(args);
+        let o = self.run(&a);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+        assert_eq!(v["version"], 1);
+        (o.status.code().unwrap(), v, o)
+    }
+}
+
+fn pkg<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["packages"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {v:#}"))
+}
+
+fn status(v: &Value, name: &str) -> String {
+    pkg(v, name)["status"].as_str().unwrap().to_owned()
+}
+
+/// The entries of a package file, listed by bsdtar in the test base.
+fn package_contains(file: &Path, entry: &str) -> bool {
+    let o = run_sh(&["--ro-bind", &format!("{}:/p.pkg.tar.zst", file.display())], "bsdtar -tf /p.pkg.tar.zst");
+    ok(o).lines().any(|l| l == entry)
+}
+
+#[test]
+fn a_then_b_with_a_installed_then_c_and_a_second_run_builds_nothing_and_touching_a_rebuilds_all() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b", "c"], 2);
+
+    let (code, v, o) = env.build(&["-j", "2"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    for n in ["a", "b", "c"] {
+        assert_eq!(status(&v, n), "built", "{v:#}");
+        assert_eq!(pkg(&v, n)["files"].as_array().unwrap().len(), 1);
+    }
+    // The progress lines show the order: a before b before c.
+    let err = stderr(&o);
+    let pos = |s: &str| err.find(s).unwrap_or_else(|| panic!("no {s:?} in {err}"));
+    assert!(pos("==> a: built") < pos("==> b: started") && pos("==> b: built") < pos("==> c: started"), "{err}");
+    let c_file = PathBuf::from(pkg(&v, "c")["files"][0].as_str().unwrap());
+    assert!(package_contains(&c_file, "usr/share/c/from-b.txt"), "c was not built with b installed");
+    let a_file = PathBuf::from(pkg(&v, "a")["files"][0].as_str().unwrap());
+    assert!(package_contains(&a_file, "usr/share/a/remote.txt"));
+    // The HTTP source is cached by checksum, the git source mirrored once.
+    let sums = std::fs::read_dir(env.dir.join("home/sources/sha256")).unwrap().count();
+    assert_eq!(sums, 1);
+    assert_eq!(std::fs::read_dir(env.dir.join("home/sources/vcs")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".git")).count(), 1);
+    // Build records are there, the tmp dir is clean, fsck is happy.
+    let ls = ok(env.run(&["store", "ls", "--json"]));
+    let ls: Value = serde_json::from_str(&ls).unwrap();
+    assert_eq!(ls["records"].as_array().unwrap().len(), 3);
+    ok(env.run(&["store", "fsck"]));
+
+    // Second run: nothing to do, and it says why.
+    let o = env.run(&["build"]);
+    let out = ok(o);
+    assert!(out.contains("nothing to build"), "{out}");
+    assert!(out.lines().filter(|l| l.starts_with("cached")).count() == 3 && out.contains("is in the store"), "{out}");
+
+    // Touching A's PKGBUILD changes its tree, and (strict dephash) B's and C's pkgids.
+    let pb = env.dir.join("pkgs/a/PKGBUILD");
+    let text = std::fs::read_to_string(&pb).unwrap() + "\n# touched\n";
+    std::fs::write(&pb, text).unwrap();
+    let (code, v2, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text_of(&o));
+    for n in ["a", "b", "c"] {
+        assert_eq!(status(&v2, n), "built", "{v2:#}");
+        assert_ne!(pkg(&v, n)["pkgid"], pkg(&v2, n)["pkgid"]);
+    }
+
+    // gc drops the three older builds and the two dependency layers (of b
+    // and of c) that only they used.
+    let out = ok(env.run(&["store", "gc"]));
+    assert!(out.contains("3 records") && out.contains("2 dependency layers removed"), "{out}");
+    assert_eq!(std::fs::read_dir(env.dir.join("home/layers")).unwrap().flatten().filter(|e| e.path().is_dir()).count(), 2);
+    ok(env.run(&["store", "fsck"]));
+    let out = ok(env.run(&["build"]));
+    assert!(out.contains("nothing to build"), "{out}");
+}
+
+fn text_of(o: &Output) -> String {
+    text(o)
+}
+
+#[test]
+fn a_build_that_uses_the_network_fails_without_net_and_passes_with_it() {
+    let env = Env::new();
+    env.config(&["netuser"], 1);
+    let (code, v, _) = env.build(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&v, "netuser"), "failed");
+    let reason = pkg(&v, "netuser")["reason"].as_str().unwrap();
+    assert!(reason.contains("makepkg failed") && reason.contains("curl"), "{reason}");
+    let log = pkg(&v, "netuser")["log"].as_str().unwrap();
+    assert!(Path::new(log).exists());
+
+    let (code, v, o) = env.build(&["--net"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(status(&v, "netuser"), "built");
+}
+
+#[test]
+fn checksum_mismatch_failing_build_and_missing_dependency_are_clear_errors_and_others_still_build() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["badsum", "failing", "missingdep", "a", "b"], 2);
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    assert_eq!(status(&v, "a"), "built", "{v:#}");
+    assert_eq!(status(&v, "b"), "built", "{v:#}");
+
+    let r = pkg(&v, "badsum")["reason"].as_str().unwrap();
+    assert_eq!(status(&v, "badsum"), "failed");
+    assert!(r.contains("checksum mismatch for remote.txt") && r.contains("expected 0000") && r.contains("got "), "{r}");
+    assert!(!env.dir.join("home/sources/sha256/0000000000000000000000000000000000000000000000000000000000000000").exists());
+
+    let r = pkg(&v, "failing")["reason"].as_str().unwrap();
+    assert_eq!(status(&v, "failing"), "failed");
+    assert!(r.contains("makepkg failed") && r.contains("this build is meant to fail"), "the log tail is in the error: {r}");
+
+    let r = pkg(&v, "missingdep")["reason"].as_str().unwrap();
+    assert_eq!(status(&v, "missingdep"), "failed");
+    assert!(r.contains("nothing provides no-such-package"), "{r}");
+}
+
+#[test]
+fn dependents_of_a_failed_package_are_skipped() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b"], 1);
+    // Break A's HTTP source: B needs A, so B is skipped.
+    let pb = env.dir.join("pkgs/a/PKGBUILD");
+    let text = std::fs::read_to_string(&pb).unwrap().replace("/remote.txt\"", "/gone.txt\"");
+    std::fs::write(&pb, text).unwrap();
+    let (code, v, _) = env.build(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&v, "a"), "failed");
+    assert!(pkg(&v, "a")["reason"].as_str().unwrap().contains("cannot download remote.txt"), "{v:#}");
+    assert_eq!(status(&v, "b"), "skipped");
+    assert!(pkg(&v, "b")["reason"].as_str().unwrap().contains("needs a"), "{v:#}");
+}
+
+#[test]
+fn two_build_processes_at_once_build_each_pkgid_once() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b", "slow"], 2);
+    let spawn = || env.cmd(&["build", "--json"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (p1, p2) = (spawn(), spawn());
+    let (o1, o2) = (p1.wait_with_output().unwrap(), p2.wait_with_output().unwrap());
+    assert!(o1.status.success(), "{}", text(&o1));
+    assert!(o2.status.success(), "{}", text(&o2));
+    let v1: Value = serde_json::from_slice(&o1.stdout).unwrap();
+    let v2: Value = serde_json::from_slice(&o2.stdout).unwrap();
+    for n in ["a", "b", "slow"] {
+        let mut s = [status(&v1, n), status(&v2, n)];
+        s.sort();
+        assert_eq!(s, ["built".to_owned(), "cached".to_owned()], "{n} built twice or never\n{v1:#}\n{v2:#}");
+    }
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                found.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn kill_9_during_a_build_leaves_no_process_and_the_next_run_finishes_with_a_clean_store() {
+    let env = Env::new();
+    env.config(&["killme"], 1);
+    let mut child = env.cmd(&["build"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Wait until makepkg runs build(): the sleep is visible.
+    let t = Instant::now();
+    while processes_with("sleep 3.911").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the build never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Instant::now();
+    while !processes_with("sleep 3.911").is_empty() {
+        // The sleep had over 3 s to go: it must die with pkgcell, not end on its own.
+        assert!(t.elapsed() < Duration::from_millis(1500), "left behind: {:?}", processes_with("sleep 3.911"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let home = env.dir.join("home").display().to_string();
+    assert!(processes_with(&home).is_empty(), "left behind: {:?}", processes_with(&home));
+
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "killme"), "built");
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.join("home/tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let out = ok(env.run(&["store", "fsck"]));
+    assert!(out.contains("0 bad objects, 0 bad records"), "{out}");
+}
+
+#[test]
+fn laptop_mode_builds_the_pkgbuild_of_the_current_directory_and_leaves_the_package_there() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let o = output(
+        pkgcell()
+            .arg("build")
+            .current_dir(&dir)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base()),
+    );
+    let out = ok(o);
+    assert!(out.contains("built"), "{out}");
+    assert!(dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists());
+    assert!(!dir.join("src").exists() && !dir.join("pkg").exists());
+}
+
+#[test]
+fn fetch_downloads_into_the_checksum_cache_once() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b"], 1);
+    let out = ok(env.run(&["fetch"]));
+    assert!(out.contains("==> a: 1 sources fetched") && out.contains("==> b: 1 sources fetched"), "{out}");
+    let sum = std::fs::read_dir(env.dir.join("home/sources/sha256")).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::read_to_string(sum).unwrap(), "remote file of a\n");
+    ok(env.run(&["fetch", "a"]));
+}
+
+#[test]
+fn a_build_over_its_time_limit_fails_and_says_so() {
+    let env = Env::new();
+    env.pkg("overtime");
+    std::fs::write(env.dir.join("pkgcell.toml"), "[build]\ntimeout = \"2s\"\n\n[pkgbuilds]\novertime = { path = \"pkgs/overtime\" }\n").unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    let r = pkg(&v, "overtime")["reason"].as_str().unwrap();
+    assert!(r.contains("makepkg failed (timed out)"), "{r}");
+    assert!(processes_with("sleep 30.123").is_empty());
+}
+
+#[test]
+fn a_pkgbuild_from_a_git_repository_is_built_from_its_commit() {
+    let env = Env::new();
+    // The PKGBUILD repository: hello in a subdirectory, committed.
+    let repo = env.dir.join("pkgrepo");
+    copy_fixture("hello", &repo.join("hello"));
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "hello"],
+    ] {
+        let o = output(Command::new("git").arg("-C").arg(&repo).args(args));
+        assert!(o.status.success(), "git {args:?}\n{}", text(&o));
+    }
+    // Uncommitted changes must not be built.
+    std::fs::write(repo.join("hello/PKGBUILD"), "this is not a PKGBUILD").unwrap();
+    let cfg = format!("[pkgbuilds]\nhello = {{ url = \"file://{}\", subtree = \"hello\" }}\n", repo.display());
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "hello"), "built");
+    let rec = ok(env.run(&["store", "ls", "--json"]));
+    let rec: Value = serde_json::from_str(&rec).unwrap();
+    let buildinfo = rec["records"][0]["buildinfo"].as_str().unwrap();
+    assert!(buildinfo.contains("buildtool = pkgcell") && buildinfo.contains("startdir = /startdir"), "{buildinfo}");
+}
+
+#[test]
+fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
+    let env = Env::new();
+    env.pkg("homebind");
+    let cfg = "[pkgbuilds]\nhomebind = { path = \"pkgs/homebind\", home_binds = [\".cache/counter\"] }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let (code, _, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let pb = env.dir.join("pkgs/homebind/PKGBUILD");
+    std::fs::write(&pb, std::fs::read_to_string(&pb).unwrap() + "# again\n").unwrap();
+    let (code, _, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let runs = std::fs::read_to_string(env.dir.join("home/homes/homebind/.cache/counter/runs")).unwrap();
+    assert_eq!(runs, "run\nrun\n");
+}
+
+#[test]
+fn extra_binds_reach_the_build_read_only_with_capital_d() {
+    let env = Env::new();
+    env.config(&["readbind"], 1);
+    let extra = env.dir.join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("hello.txt"), "hi\n").unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "without the bind the build fails\n{}", text(&o));
+    assert_eq!(status(&v, "readbind"), "failed");
+    let (code, v, o) = env.build(&["-D", &format!("{}:/extra", extra.display())]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let file = PathBuf::from(pkg(&v, "readbind")["files"][0].as_str().unwrap());
+    assert!(package_contains(&file, "usr/share/readbind/hello.txt"));
+}
+
+#[test]
+fn without_a_base_dir_the_configs_base_is_made_and_a_b_c_build_on_it() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b", "c"], 2);
+    let cfg = std::fs::read_to_string(env.dir.join("pkgcell.toml")).unwrap();
+    let cfg = format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n\n{cfg}", crate::base::test_base_tarball().display());
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let mut c = env.cmd(&["build", "--json"]);
+    c.env_remove("PKGCELL_BASE_DIR");
+    let o = output(&mut c);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for n in ["a", "b", "c"] {
+        assert_eq!(status(&v, n), "built", "{v:#}");
+    }
+    // The records name the managed base.
+    let ls: Value = serde_json::from_str(&ok(env.run(&["store", "ls", "--json"]))).unwrap();
+    let bases = ok(env.run(&["base", "list", "--json"]));
+    let base_id = ls["records"][0]["base_id"].as_str().unwrap().to_owned();
+    assert!(bases.contains(&base_id), "{base_id} not in {bases}");
+}
+
+#[test]
+fn laptop_mode_takes_the_base_from_the_users_defaults() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let xdg = d.join("xdg");
+    std::fs::create_dir_all(xdg.join("pkgcell")).unwrap();
+    let defaults = format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n", crate::base::test_base_tarball().display());
+    std::fs::write(xdg.join("pkgcell/config.toml"), defaults).unwrap();
+    let o = output(
+        pkgcell()
+            .arg("build")
+            .current_dir(&dir)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env_remove("PKGCELL_BASE_DIR"),
+    );
+    let out = ok(o);
+    assert!(out.contains("1 built"), "{out}");
+    assert!(dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists());
+}
+
+#[test]
+fn independent_packages_build_at_the_same_time_with_j_2() {
+    let env = Env::new();
+    env.config(&["slow", "slow2"], 1);
+    let (code, v, o) = env.build(&["-j", "2"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "slow"), "built");
+    assert_eq!(status(&v, "slow2"), "built");
+    let err = stderr(&o);
+    let first_built = err.find(": built").unwrap();
+    assert!(err.find("==> slow: started").unwrap() < first_built && err.find("==> slow2: started").unwrap() < first_built, "{err}");
+}
+
+#[test]
+fn naming_packages_builds_them_and_what_they_need_only() {
+    let env = Env::new();
+    env.git_repo();
+    env.config(&["a", "b", "netuser"], 2);
+    let (code, v, o) = env.build(&["b"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let names: Vec<&str> = v["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let o = env.run(&["build", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("no [pkgbuilds] entry named nosuch"), "{}", text(&o));
+}
