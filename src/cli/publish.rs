@@ -28,15 +28,22 @@ impl From<DescVersionArg> for publish::DescVersion {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The publish directory; the repository goes to DIR/ARCH/.
+    /// The publish directory; the repository goes to DIR/ARCH/ (default:
+    /// `[repo] publish` of the config).
     #[arg(long, value_name = "DIR")]
-    to: PathBuf,
-    /// Repository name: `[NAME]` in pacman.conf, NAME.db on disk.
+    to: Option<PathBuf>,
+    /// Repository name: `[NAME]` in pacman.conf, NAME.db on disk (default:
+    /// `[repo] name` of the config).
     #[arg(long, value_name = "NAME")]
-    repo: String,
-    /// Architecture directory (packages must be for it or `any`).
-    #[arg(long, value_name = "ARCH", default_value = std::env::consts::ARCH)]
-    arch: String,
+    repo: Option<String>,
+    /// Architecture directory (packages must be for it or `any`; default:
+    /// `[repo] arch` of the config, else the host's).
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    /// The config (default pkgcell.toml); used when no FILE_OR_DIR is given:
+    /// then the newest build of each `[pkgbuilds]` entry in the store is published.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Versions of each package to keep as files (the newest is in the db).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     keep: u32,
@@ -126,17 +133,58 @@ pub struct RepoRemoveArgs {
 
 
 pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let repo = publish::RepoName::new(&args.repo)?;
-    let mut settings = publish::PublishSettings::new(repo, args.arch, args.to);
+    // Without package files, publish the store's newest builds of the config.
+    let from_config = args.inputs.is_empty() && args.remove.is_empty() || args.config.is_some();
+    let config = if from_config {
+        let path = args.config.clone().unwrap_or_else(|| PathBuf::from("pkgcell.toml"));
+        Some(pkgcell::config::Config::load(&path).with_context(|| {
+            format!("no package files given, so publishing the builds of {}", path.display())
+        })?)
+    } else {
+        None
+    };
+    let repo_name = match (&args.repo, &config) {
+        (Some(r), _) => r.clone(),
+        (None, Some(c)) => c.repo.name.clone(),
+        (None, None) => anyhow::bail!("--repo NAME is needed when publishing files without a config"),
+    };
+    let dir = match (&args.to, &config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => c.repo.publish.clone(),
+        (None, None) => anyhow::bail!("--to DIR is needed when publishing files without a config"),
+    };
+    let arch = match (&args.arch, &config) {
+        (Some(a), _) => a.clone(),
+        (None, Some(c)) => c.repo.arch.to_string(),
+        (None, None) => std::env::consts::ARCH.to_owned(),
+    };
+    let repo = publish::RepoName::new(&repo_name)?;
+    let mut settings = publish::PublishSettings::new(repo, arch, dir);
     settings.keep = args.keep as usize;
-    settings.sign = args.sign.map(publish::SignKey::new);
+    settings.sign = args.sign.or_else(|| config.as_ref().and_then(|c| c.repo.sign.clone())).map(publish::SignKey::new);
     settings.desc_version = args.desc_version.into();
     let publisher = publish::Publisher::new(settings)?;
-    let inputs = publish::PackageInput::collect(&args.inputs)?;
-    let report = publisher
+    let mut stage_dir = None;
+    let inputs = match &config {
+        Some(c) if args.inputs.is_empty() => {
+            let home = pkgcell::home::Home::from_env()?;
+            let store = pkgcell::store::Store::at(home.store());
+            let wanted: Vec<String> = c.pkgbuilds.iter().map(|p| p.name.to_string()).collect();
+            let records = publish::from_store::newest_records(&store, &wanted)?;
+            let stage = home.tmp().join(format!("publish-{}", std::process::id()));
+            let inputs = publish::from_store::stage(&store, &records, &stage)?;
+            stage_dir = Some(stage);
+            inputs
+        }
+        _ => publish::PackageInput::collect(&args.inputs)?,
+    };
+    let result = publisher
         .publish(&inputs, &args.remove)
-        .with_context(|| format!("publishing to {}", publisher.arch_dir().display()))?;
-    print_report(&report, args.json)
+        .with_context(|| format!("publishing to {}", publisher.arch_dir().display()));
+    if let Some(stage) = stage_dir {
+        let _ = std::fs::remove_dir_all(stage);
+    }
+    print_report(&result?, args.json)
 }
 
 pub fn run_repo_add(args: RepoAddArgs) -> anyhow::Result<ExitCode> {

@@ -21,6 +21,7 @@
 mod desc;
 mod error;
 mod fsops;
+pub mod from_store;
 mod package;
 mod pkginfo;
 mod repo;

@@ -480,3 +480,67 @@ fn naming_packages_builds_them_and_what_they_need_only() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("no [pkgbuilds] entry named nosuch"), "{}", text(&o));
 }
+
+/// The whole pipeline: build A and B (B depends on A), `pkgcell publish`
+/// the store's builds as the config's repository, and real pacman installs
+/// B with its dependency A from it (issue 3: publish from the store).
+#[test]
+fn built_packages_are_published_from_the_store_and_pacman_installs_them() {
+    let e = Env::new();
+    e.git_repo();
+    e.config(&["a", "b"], 2);
+    let (code, v, o) = e.build(&[]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+
+    let o = e.run(&["publish", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let arch_dir = e.dir.join("repo/x86_64");
+    for f in ["pkgcell.db", "pkgcell.db.tar.zst", "pkgcell.files", "a-1.0-1-any.pkg.tar.zst", "b-1.0-1-any.pkg.tar.zst"] {
+        assert!(arch_dir.join(f).is_file(), "{f} missing; report {report:#}");
+    }
+
+    // A second publish with nothing new builds nothing and changes nothing.
+    let o = e.run(&["publish", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // pacman, rootless, as a client of the published repository.
+    let client = e.dir.join("client");
+    for d in ["root", "db", "cache"] {
+        std::fs::create_dir_all(client.join(d)).unwrap();
+    }
+    let conf = client.join("pacman.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[options]\nArchitecture = x86_64\nSigLevel = Never\nCacheDir = {}\nLogFile = {}\n\n[pkgcell]\nServer = file://{}\n",
+            client.join("cache").display(),
+            client.join("pacman.log").display(),
+            arch_dir.display()
+        ),
+    )
+    .unwrap();
+    let pacman = |args: &[&str]| {
+        let mut c = Command::new("unshare");
+        c.args(["--map-root-user", "pacman", "--noconfirm", "--root"])
+            .arg(client.join("root"))
+            .arg("--dbpath")
+            .arg(client.join("db"))
+            .arg("--config")
+            .arg(&conf)
+            .args(args);
+        ok(output(&mut c))
+    };
+    pacman(&["-Sy"]);
+    pacman(&["-S", "b"]);
+    let q = pacman(&["-Q"]);
+    assert!(q.contains("a 1.0-1") && q.contains("b 1.0-1"), "{q}");
+    assert!(client.join("root/usr/share/b/content.txt").is_file());
+
+    // Without a build in the store, publish says what to do.
+    let other = TestDir::new();
+    std::fs::write(other.join("pkgcell.toml"), "[pkgbuilds]\nnone = { path = \"x\" }\n").unwrap();
+    let o = output(pkgcell().arg("publish").current_dir(other.path()).env("PKGCELL_HOME", other.join("home")));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("run `pkgcell build` first"), "{}", text(&o));
+}
