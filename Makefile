@@ -36,8 +36,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 demo: deps release
-	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \
-	$(AS_USER) env PKGCELL_TEST_BASE=$$base $(CURDIR)/scripts/demo $(CURDIR)/target/release/pkgcell
+	$(AS_USER) $(CURDIR)/scripts/demo $(CURDIR)/target/release/pkgcell
 
 bench: deps release
 	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \

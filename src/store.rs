@@ -269,8 +269,10 @@ impl Store {
             return Ok(());
         }
         tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
-        let mut perm = tmp.as_file().metadata().map_err(io_err("stat", tmp.path()))?.permissions();
-        perm.set_readonly(true);
+        // Read-only for everyone: the store's directory keeps it private,
+        // and a published repository can hard-link the file as it is (a
+        // web server reading it runs as another user).
+        let perm = std::os::unix::fs::PermissionsExt::from_mode(0o444);
         tmp.as_file().set_permissions(perm).map_err(io_err("chmod", tmp.path()))?;
         let dir = dst.parent().expect("objects have a parent");
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;

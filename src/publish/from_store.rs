@@ -68,8 +68,14 @@ pub fn stage(store: &Store, records: &[Record], stage: &Path) -> Result<Vec<Pack
             }
             let dst = stage.join(&out.name);
             let src = store.object_path(&out.blake3);
-            if std::fs::hard_link(&src, &dst).is_err() {
+            // A hard link shares the object's mode: only when others may read it.
+            let world_readable = std::fs::metadata(&src)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o004 != 0)
+                .unwrap_or(false);
+            if !world_readable || std::fs::hard_link(&src, &dst).is_err() {
                 std::fs::copy(&src, &dst).map_err(err(&dst))?;
+                let perm = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+                std::fs::set_permissions(&dst, perm).map_err(err(&dst))?;
             }
             inputs.push(PackageInput::new(dst));
         }

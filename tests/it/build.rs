@@ -500,6 +500,11 @@ fn built_packages_are_published_from_the_store_and_pacman_installs_them() {
         assert!(arch_dir.join(f).is_file(), "{f} missing; report {report:#}");
     }
 
+    // Package files are readable by a web server running as another user.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(arch_dir.join("a-1.0-1-any.pkg.tar.zst")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o444, 0o444, "mode {mode:o}");
+
     // A second publish with nothing new builds nothing and changes nothing.
     let o = e.run(&["publish", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
