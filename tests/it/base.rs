@@ -215,8 +215,9 @@ fn a_command_base_from_make_test_base_builds_hello_with_makepkg() {
 #[test]
 fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     let e = Env::new();
-    // A package holding a minimal userland copied from the test base:
-    // shells, coreutils and the libraries they need.
+    // A package repackaging the test base's userland that makepkg needs
+    // (shells, coreutils, makepkg, pacman, fakeroot, bsdtar, ...) and the
+    // libraries they load.
     let pkg = e.dir.join("testroot");
     std::fs::create_dir(&pkg).unwrap();
     std::fs::write(pkg.join("PKGBUILD"), TESTROOT_PKGBUILD).unwrap();
@@ -273,6 +274,25 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "2", "pkgcell base preparation 1"], "{out}");
     let o = run_on(&root, &["--uid", "1000", "--gid", "1000"], "id -u");
     assert_eq!(ok(o).trim(), "1000");
+
+    // And a PKGBUILD builds on it: `pkgcell build` in laptop mode, on this base.
+    let pkgdir = e.dir.join("greeting");
+    std::fs::create_dir(&pkgdir).unwrap();
+    std::fs::write(
+        pkgdir.join("PKGBUILD"),
+        "pkgname=greeting\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\noptions=(!strip)\n\
+         package() { mkdir -p \"$pkgdir/usr/share/greeting\"; echo hi > \"$pkgdir/usr/share/greeting/hi\"; }\n",
+    )
+    .unwrap();
+    let o = output(
+        pkgcell()
+            .args(["build", "--base", &id])
+            .current_dir(&pkgdir)
+            .env("PKGCELL_HOME", e.home())
+            .env("XDG_CONFIG_HOME", e.dir.join("xdg")),
+    );
+    assert!(o.status.success(), "build on the pacman base failed\n{}", text(&o));
+    assert!(pkgdir.join("greeting-1-1-any.pkg.tar.zst").is_file(), "{}", text(&o));
 }
 
 const TESTROOT_PKGBUILD: &str = r#"pkgname=testroot
@@ -291,12 +311,28 @@ package() {
     ln -s usr/bin sbin
     ln -s usr/lib lib
     ln -s usr/lib64 lib64
-    for b in dash bash cat chown cp grep head id ln ls mkdir mv rm sed stat tail touch true; do
-        cp -L "/usr/bin/$b" usr/bin/
-        ldd "/usr/bin/$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' >> "$srcdir/libs"
+    # The files of the Debian packages makepkg needs (but their docs), then
+    # every library their programs load.
+    for p in bash dash coreutils sed grep gawk findutils libarchive-tools fakeroot libfakeroot zstd makepkg pacman-package-manager util-linux \
+             xz-utils gzip tar diffutils; do
+        dpkg -L "$p"
+    done | grep -v -e '^/usr/share/doc' -e '^/usr/share/man' -e '^/usr/share/locale' -e '^/usr/share/info' |
+    while read -r f; do
+        [ -f "$f" ] || [ -L "$f" ] || continue
+        [ -e "./$f" ] && continue
+        mkdir -p "./$(dirname "$f")"
+        cp -P "$f" "./$f"
     done
-    ln -s dash usr/bin/sh
-    sort -u "$srcdir/libs" | while read -r l; do cp -L "$l" usr/lib/x86_64-linux-gnu/; done
+    for f in usr/bin/* usr/lib/x86_64-linux-gnu/libfakeroot/*; do
+        [ -f "$f" ] && [ ! -L "$f" ] || continue
+        ldd "/$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' >> "$srcdir/libs"
+    done
+    ln -sf dash usr/bin/sh
+    # Debian's alternatives, which dpkg -L does not list.
+    ln -sf fakeroot-sysv usr/bin/fakeroot
+    ln -sf faked-sysv usr/bin/faked
+    ln -sf gawk usr/bin/awk
+    sort -u "$srcdir/libs" | while read -r l; do [ -e "./$l" ] || cp -L "$l" usr/lib/x86_64-linux-gnu/; done
     cp -L /lib64/ld-linux-x86-64.so.2 usr/lib64/
     printf 'root:x:0:0:root:/root:/bin/sh\n' > etc/passwd
     printf 'root:x:0:\n' > etc/group
