@@ -382,6 +382,29 @@ pub fn remove(home: &Home, id: BaseId) -> Result<(), BaseError> {
     pkgcell_sandbox::remove_tree(&doomed).map_err(|source| BaseError::Sandbox { step: "removing a base", source })
 }
 
+/// Remove the bases nothing needs any more: those that no build record in
+/// `used` (base ids, as build records name them) ran on and that are not the
+/// newest base of their source (what [`resolve`] would pick). Called by
+/// `pkgcell store gc` after it dropped old records; returns the removed ids.
+pub fn gc(home: &Home, used: &std::collections::BTreeSet<String>) -> Result<Vec<BaseId>, BaseError> {
+    let all = list(home)?;
+    // `list` is sorted by creation time: the last of each source wins.
+    let mut newest: std::collections::BTreeMap<String, BaseId> = std::collections::BTreeMap::new();
+    for b in &all {
+        newest.insert(b.record.source_key.to_string(), b.id);
+    }
+    let mut removed = Vec::new();
+    for b in all {
+        let id = b.id;
+        if used.contains(&id.to_string()) || newest.values().any(|n| *n == id) {
+            continue;
+        }
+        remove(home, id)?;
+        removed.push(id);
+    }
+    Ok(removed)
+}
+
 fn read_record(dir: &Path) -> Result<BaseRecord, BaseError> {
     let path = dir.join("base.json");
     let text = std::fs::read(&path).map_err(BaseError::io("read", &path))?;

@@ -93,9 +93,15 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
         }
         StoreCommand::Gc { keep, json } => {
             let report = store.gc(keep.max(1), &BTreeSet::new())?;
-            let layers = pkgcell::build::gc_layers(&home, &store.records()?)?;
+            let kept = store.records()?;
+            let layers = pkgcell::build::gc_layers(&home, &kept)?;
+            let used: BTreeSet<String> = kept.iter().map(|r| r.base_id.clone()).collect();
+            let bases: Vec<String> = pkgcell::base::gc(&home, &used)?.iter().map(ToString::to_string).collect();
             if json {
-                serde_json::to_writer(&mut out, &serde_json::json!({"version": 1, "gc": report, "layers": layers}))?;
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases}),
+                )?;
                 writeln!(out)?;
             } else {
                 for r in &report.records {
@@ -103,11 +109,12 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 }
                 writeln!(
                     out,
-                    "{} records and {} objects ({} bytes) dropped; {} dependency layers removed",
+                    "{} records and {} objects ({} bytes) dropped; {} dependency layers and {} bases removed",
                     report.records.len(),
                     report.objects,
                     report.bytes,
-                    layers
+                    layers,
+                    bases.len()
                 )?;
             }
             Ok(ExitCode::SUCCESS)

@@ -424,3 +424,54 @@ fn bad_tarballs_failing_commands_and_missing_configs_are_clear_errors() {
     assert!(e.listed().is_empty());
     assert!(e.leftovers().is_empty(), "failed creates left {:?}", e.leftovers());
 }
+
+/// `base update` makes a new base when the package set changed; the old one
+/// stays while it is the newest or a build record needs it, and `store gc`
+/// removes it once neither holds (issue 4).
+#[test]
+fn store_gc_removes_a_base_replaced_by_update_that_no_build_needs() {
+    let e = Env::new();
+    // A command source whose package set changes with a counter file: the
+    // test base, plus one fake installed package `gen` at version N.
+    let counter = e.path().join("counter");
+    std::fs::write(&counter, "1").unwrap();
+    let script = e.path().join("make-base.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "set -e\nmkdir -p \"$PKGCELL_BASE_OUT.d\"\ntar --zstd -xf {tarball} -C \"$PKGCELL_BASE_OUT.d\" 2>/dev/null || true\n\
+             n=$(cat {counter})\nd=\"$PKGCELL_BASE_OUT.d/var/lib/pacman/local/gen-$n-1\"\nmkdir -p \"$d\"\n\
+             printf '%%NAME%%\\ngen\\n\\n%%VERSION%%\\n%s-1\\n\\n' \"$n\" > \"$d/desc\"\n: > \"$d/files\"\n\
+             tar --zstd -C \"$PKGCELL_BASE_OUT.d\" -cf \"$PKGCELL_BASE_OUT\" .\n",
+            tarball = test_base_tarball().display(),
+            counter = counter.display()
+        ),
+    )
+    .unwrap();
+    e.config(&format!("[base]\nsource = \"command\"\ncommand = \"sh {}\"\n", script.display()));
+    let first = e.create();
+    assert!(e.show(&first)["packages"].to_string().contains("\"gen\""), "{}", e.show(&first));
+
+    // Nothing needs the first base but it is the newest: gc keeps it.
+    let o = e.pkgcell(&["store", "gc", "--json"]);
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!(v["bases"], serde_json::json!([]), "{v:#}");
+
+    // The package set changes: update makes a second base; the first stays.
+    std::fs::write(&counter, "2").unwrap();
+    let o = e.pkgcell(&["base", "update", "--json"]);
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    let second = v["base"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let mut listed = e.listed();
+    listed.sort();
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    assert_eq!(listed, both);
+
+    // Now the first is neither the newest nor named by a build record.
+    let o = e.pkgcell(&["store", "gc", "--json"]);
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!(v["bases"], serde_json::json!([first]), "{v:#}");
+    assert_eq!(e.listed(), vec![second]);
+}
