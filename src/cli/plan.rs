@@ -111,22 +111,36 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let base = args.base.base(&home, || Ok(Some(config.clone())))?;
     let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
     let synced = sync::sync(&config, &home, mode);
+    let store = pkgcell::store::Store::at(home.store());
     let opts = PlanOptions { base, home, parse_timeout: args.base.timeout()? };
     let plan = plan::plan(&config, synced, &opts)?;
+    // Which pkgids are built already: the store answers, plan does not know it.
+    let built: Vec<bool> = plan
+        .packages
+        .iter()
+        .map(|p| p.pkgid.as_ref().is_some_and(|id| matches!(store.record(id), Ok(Some(_)))))
+        .collect();
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut stdout, &plan)?;
+        let mut v = serde_json::to_value(&plan)?;
+        if let Some(pkgs) = v.get_mut("packages").and_then(|p| p.as_array_mut()) {
+            for (p, built) in pkgs.iter_mut().zip(&built) {
+                p["built"] = serde_json::Value::Bool(*built);
+            }
+        }
+        serde_json::to_writer(&mut stdout, &v)?;
         writeln!(stdout)?;
     } else {
-        print_table(&mut stdout, &plan)?;
+        print_table(&mut stdout, &plan, &built)?;
     }
     Ok(if plan.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn print_table(w: &mut impl Write, plan: &plan::Plan) -> std::io::Result<()> {
+fn print_table(w: &mut impl Write, plan: &plan::Plan, built: &[bool]) -> std::io::Result<()> {
     let mut rows = vec![["PKGBASE", "VERSION", "TREE-ID", "PKGID", "WAVE", "STATUS"].map(String::from)];
-    for p in &plan.packages {
+    for (p, built) in plan.packages.iter().zip(built) {
         let status = match &p.status {
+            Status::ToBuild if *built => "built (in the store)".to_owned(),
             Status::ToBuild => "to build".to_owned(),
             Status::Blocked { by } => format!("blocked by {}", by.join(", ")),
             Status::Error { stage, message } => format!("error ({stage}): {message}"),

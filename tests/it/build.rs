@@ -492,6 +492,13 @@ fn built_packages_are_published_from_the_store_and_pacman_installs_them() {
     let (code, v, o) = e.build(&[]);
     assert_eq!(code, 0, "{v:#}\n{}", text(&o));
 
+    // plan now says they are built (their pkgids are in the store).
+    let o = e.run(&["plan", "--json", "--offline"]);
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}\n{}", text(&o)));
+    assert!(plan["packages"].as_array().unwrap().iter().all(|p| p["built"] == true), "{plan:#}");
+    let table = stdout(&e.run(&["plan", "--offline"]));
+    assert_eq!(table.matches("built (in the store)").count(), 2, "{table}");
+
     let o = e.run(&["publish", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
