@@ -1,0 +1,177 @@
+//! `pkgcell repro`: flags into a [`Target`] and build options with no
+//! network, the report on stdout (text or `--json`), exit 0 reproducible,
+//! 1 not, 2 could not check.
+//!
+//! The config (or laptop-mode directory) and base are found as `build`
+//! finds them: the rebuild needs the PKGBUILD of the recorded pkgid, which
+//! only the config knows where to find.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use pkgcell::build::{BuildOptions, KeepFailed};
+use pkgcell::home::Home;
+use pkgcell::ids::PkgId;
+use pkgcell::repro::{self, FileReport, Report, Target, Verdict};
+use pkgcell::store::Store;
+use pkgcell_sandbox::Network;
+
+use super::build::{Common, Mode};
+
+/// Rebuild a package pkgcell built, with no network, and compare the bytes.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 reproducible, 1 not reproducible, 2 could not check (usage, setup, \
+a package version of the .BUILDINFO not available, or the rebuild failed).\n\
+With $REBUILDERD_OUTDIR set, the rebuilt files are written there (see docs/repro.md).")]
+pub struct ReproArgs {
+    /// A package file pkgcell built (FILE.pkg.tar.zst), or a pkgid in the store.
+    #[arg(value_name = "FILE|PKGID")]
+    target: String,
+    /// Write the rebuilt package files here, under the original names,
+    /// whether or not they match (default: $REBUILDERD_OUTDIR, if set).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout (see docs/repro.md).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
+    match check(&args) {
+        Ok((report, written)) => {
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                let mut v = serde_json::to_value(&report)?;
+                v["output"] = serde_json::json!(written);
+                serde_json::to_writer(&mut out, &v)?;
+                writeln!(out)?;
+            } else {
+                print_report(&mut out, &report)?;
+            }
+            Ok(if report.reproducible { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Err(e) if args.json => {
+            // A scheduler reading --json gets an object in every case.
+            let v = serde_json::json!({"version": repro::REPRO_JSON_VERSION, "error": format!("{e:#}")});
+            println!("{v}");
+            eprintln!("pkgcell: error: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Everything up to the report; an error means "could not check".
+fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
+    let target = parse_target(&args.target)?;
+    let output = args.output.clone().or_else(|| std::env::var_os("REBUILDERD_OUTDIR").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let home = Home::from_env()?;
+    let store = Store::at(home.store());
+    let found = repro::find(&store, &target)?;
+    let mode = args.common.config()?;
+    let config = match &mode {
+        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+    };
+    let base = args.common.base(&home, config)?;
+    eprintln!(
+        "==> rebuilding {} with no network, SOURCE_DATE_EPOCH={}",
+        found.record.pkgid, found.buildinfo.builddate
+    );
+    let plan = args.common.plan(config, &home, &base)?;
+    let opts = BuildOptions {
+        home: home.clone(),
+        base,
+        // The point of the check: whatever the config says, no network.
+        network: Network::Loopback,
+        timeout: config.build.timeout,
+        jobs: 1,
+        keep_failed: KeepFailed::No,
+        arch: config.repo.arch.to_string(),
+        binds: Vec::new(),
+        home_binds: Default::default(),
+    };
+    let tmp = home.tmp();
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let dest = tempfile::Builder::new().prefix("repro-out-").tempdir_in(&tmp).context("cannot make a directory for the rebuild")?;
+    let reports = home.root().join("repro").join(found.record.pkgid.to_string());
+    let report = repro::check(&found, &plan, &opts, dest.path(), &reports)?;
+    let written = match &output {
+        Some(dir) => write_output(dir, &report)?,
+        None => Vec::new(),
+    };
+    Ok((report, written))
+}
+
+/// A path to an existing file (or one that looks like a package) is a
+/// file; anything else must be a pkgid.
+fn parse_target(s: &str) -> anyhow::Result<Target> {
+    let p = Path::new(s);
+    if p.is_file() || s.contains(".pkg.tar") {
+        let abs = std::path::absolute(p).with_context(|| format!("cannot resolve {s}"))?;
+        anyhow::ensure!(abs.is_file(), "{} is not a file", abs.display());
+        return Ok(Target::File(abs));
+    }
+    let id: PkgId = s.parse().with_context(|| format!("{s} is neither a package file nor a pkgid"))?;
+    Ok(Target::PkgId(id))
+}
+
+/// Copy each rebuilt file to `dir` under its original name (rebuilderd
+/// compares them itself, so mismatches are written too).
+fn write_output(dir: &Path, report: &Report) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = Vec::new();
+    for f in &report.files {
+        if let Some(r) = &f.rebuilt {
+            let dst = dir.join(&f.name);
+            std::fs::copy(&r.path, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
+            written.push(dst);
+        }
+    }
+    Ok(written)
+}
+
+fn print_report(w: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    for f in &report.files {
+        match f.verdict {
+            Verdict::Reproducible => writeln!(w, "REPRODUCIBLE      {}", f.name)?,
+            Verdict::NotReproducible => {
+                writeln!(w, "NOT REPRODUCIBLE  {}", f.name)?;
+                print_differences(w, f)?;
+            }
+        }
+    }
+    writeln!(w, "log: {}", report.log.display())
+}
+
+fn print_differences(w: &mut impl Write, f: &FileReport) -> std::io::Result<()> {
+    let Some(rebuilt) = &f.rebuilt else {
+        return writeln!(w, "    the rebuild made no file of that name");
+    };
+    writeln!(w, "    original {} bytes, blake3 {}", f.original.size, f.original.blake3)?;
+    writeln!(w, "    rebuilt  {} bytes, blake3 {}", rebuilt.size, rebuilt.blake3)?;
+    if f.members.is_empty() {
+        writeln!(w, "    every member is the same: only the archive's order or compression differs")?;
+    }
+    let side = |m: &Option<repro::Member>| match m {
+        Some(m) => format!("{} bytes {} mode {:o} mtime {}", m.size, short(&m.blake3.to_string()), m.mode, m.mtime),
+        None => "absent".to_owned(),
+    };
+    for m in &f.members {
+        writeln!(w, "    differs: {}", m.path)?;
+        writeln!(w, "        original: {}", side(&m.original))?;
+        writeln!(w, "        rebuilt:  {}", side(&m.rebuilt))?;
+    }
+    if let Some(d) = &f.diffoscope {
+        writeln!(w, "    diffoscope: {}", d.display())?;
+    }
+    Ok(())
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(16)]
+}

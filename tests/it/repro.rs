@@ -1,0 +1,170 @@
+//! `pkgcell repro` for real (issue 7): a package built by `pkgcell build`
+//! over the test base is rebuilt with no network at its recorded
+//! SOURCE_DATE_EPOCH and compared byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/repro");
+
+/// A test directory with a config of the named fixtures and its own home.
+struct Env {
+    dir: TestDir,
+}
+
+impl Env {
+    fn new(names: &[&str]) -> Env {
+        let dir = TestDir::new();
+        let mut config = String::from("[pkgbuilds]\n");
+        for n in names {
+            let dst = dir.join("pkgs").join(n);
+            std::fs::create_dir_all(&dst).unwrap();
+            std::fs::copy(Path::new(FIXTURES).join(n).join("PKGBUILD"), dst.join("PKGBUILD")).unwrap();
+            config.push_str(&format!("{n} = {{ path = \"pkgs/{n}\" }}\n"));
+        }
+        std::fs::write(dir.join("pkgcell.toml"), config).unwrap();
+        Env { dir }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = pkgcell();
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("PKGCELL_HOME", self.dir.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base())
+            .env_remove("REBUILDERD_OUTDIR");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        output(&mut self.cmd(args))
+    }
+
+    /// Build `name`; its pkgid, its package file (in the store) and the
+    /// file's name.
+    fn build(&self, name: &str) -> (String, PathBuf, String) {
+        let o = self.run(&["build", "--json", name]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+        assert_eq!(o.status.code(), Some(0), "{v:#}\n{}", text(&o));
+        let p = &v["packages"][0];
+        (
+            p["pkgid"].as_str().unwrap().to_owned(),
+            PathBuf::from(p["files"][0].as_str().unwrap()),
+            p["outputs"][0]["name"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn records(&self) -> usize {
+        std::fs::read_dir(self.dir.join("home/store/records")).unwrap().count()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn a_package_without_timestamps_is_reproducible_rebuilt_with_no_network_and_not_stored() {
+    let env = Env::new(&["same"]);
+    let (pkgid, file, name) = env.build("same");
+    let original = std::fs::read(&file).unwrap();
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("REPRODUCIBLE      {name}")), "{out}");
+    // The rebuild's log header names its network: loopback only.
+    let log = out.lines().find_map(|l| l.strip_prefix("log: ")).unwrap_or_else(|| panic!("no log line in {out}"));
+    let header = std::fs::read_to_string(log).unwrap();
+    assert!(header.lines().next().unwrap().contains("network Loopback"), "{header}");
+    // The rebuild is not the record: still one, and the file is untouched.
+    assert_eq!(env.records(), 1);
+    assert_eq!(std::fs::read(&file).unwrap(), original);
+}
+
+#[test]
+fn a_package_file_with_output_writes_the_rebuild_under_the_original_name_and_json_says_reproducible() {
+    let env = Env::new(&["same"]);
+    let (pkgid, stored, name) = env.build("same");
+    // The file as a user has it: a copy outside the store.
+    let file = env.dir.join(&name);
+    std::fs::copy(&stored, &file).unwrap();
+    let outdir = env.dir.join("out");
+
+    let o = env.run(&["repro", "--json", "--output", outdir.to_str().unwrap(), file.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["pkgid"], pkgid.as_str());
+    assert_eq!(v["reproducible"], true, "{v:#}");
+    assert_eq!(v["files"][0]["name"], name.as_str());
+    assert_eq!(v["files"][0]["verdict"], "reproducible");
+    assert_eq!(v["files"][0]["original"]["path"], file.to_str().unwrap());
+    let written = outdir.join(&name);
+    assert_eq!(v["output"][0], written.to_str().unwrap());
+    assert_eq!(std::fs::read(&written).unwrap(), std::fs::read(&file).unwrap());
+}
+
+#[test]
+fn a_package_that_embeds_the_build_time_is_not_reproducible_and_the_differing_member_is_named() {
+    let env = Env::new(&["stamp"]);
+    let (pkgid, file, name) = env.build("stamp");
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("NOT REPRODUCIBLE  {name}")), "{out}");
+    assert!(out.contains("differs: usr/share/stamp/stamp.txt"), "{out}");
+    assert!(!out.contains("differs: usr/share/stamp/same.txt"), "{out}");
+
+    // rebuilderd's way: REBUILDERD_OUTDIR set, the mismatching rebuild is
+    // still written under the original name; --json names the member.
+    let outdir = env.dir.join("rebuilderd-out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    let o = output(env.cmd(&["repro", "--json", file.to_str().unwrap()]).env("REBUILDERD_OUTDIR", &outdir));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["reproducible"], false);
+    let f = &v["files"][0];
+    assert_eq!(f["verdict"], "not_reproducible");
+    let members: Vec<&str> = f["members"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
+    assert!(members.contains(&"usr/share/stamp/stamp.txt"), "{f:#}");
+    assert!(f["members"][0]["original"]["blake3"].is_string() && f["members"][0]["rebuilt"]["size"].is_number(), "{f:#}");
+    let written = outdir.join(&name);
+    assert!(written.is_file(), "no {}", written.display());
+    assert_ne!(std::fs::read(&written).unwrap(), std::fs::read(&file).unwrap());
+    assert_eq!(env.records(), 1);
+}
+
+#[test]
+fn a_buildinfo_naming_package_versions_that_are_not_available_cannot_be_checked_and_lists_them_all() {
+    let env = Env::new(&["same"]);
+    let (pkgid, _, _) = env.build("same");
+    // The record's .BUILDINFO now says the build root had two packages
+    // that neither the base nor the store has.
+    let path = env.dir.join(format!("home/store/records/{pkgid}.json"));
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let info = record["buildinfo"].as_str().unwrap().to_owned();
+    assert!(info.contains("\ninstalled = "), "{info}");
+    record["buildinfo"] = Value::from(info + "installed = ghost-9.9-1-x86_64\ninstalled = phantom-0.1-2-any\n");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("2 installed package versions are not available"), "{err}");
+    assert!(err.contains("ghost-9.9-1-x86_64") && err.contains("phantom-0.1-2-any"), "{err}");
+    // Nothing was rebuilt.
+    assert!(!stdout(&o).contains("REPRODUCIBLE"));
+}
+
+#[test]
+fn a_pkgid_that_is_not_in_the_store_cannot_be_checked() {
+    let env = Env::new(&["same"]);
+    let o = env.run(&["repro", "same-0000000000000000000000000000000000000000-00000000000000000000000000000000"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}
