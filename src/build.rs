@@ -648,6 +648,23 @@ pub fn rebuild(
     Ok(Rebuilt { files: copied?, log })
 }
 
+/// The dependency set a build of the planned entry `name` would install
+/// now, as [`Record::deps`] lines (`<pkgname> <blake3>`, sorted): the
+/// packages of the entries it needs, from their records in the store.
+pub fn dep_lines(plan: &Plan, name: &str, store: &Store) -> Result<Vec<String>, BuildError> {
+    let p = plan.packages.iter().find(|p| p.name == name).ok_or_else(|| BuildError::NotPlanned(name.to_owned()))?;
+    let mut lines = Vec::new();
+    for (entry, pkgname) in &p.installs {
+        let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
+        let id = plan.packages.iter().find(|q| q.name == *entry).and_then(|q| q.pkgid.as_ref()).ok_or_else(missing)?;
+        let rec = store.record(id)?.ok_or_else(missing)?;
+        let out = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(missing)?;
+        lines.push(format!("{pkgname} {}", out.blake3));
+    }
+    lines.sort();
+    Ok(lines)
+}
+
 /// The package files of a record's dependency lines (`<pkgname> <blake3>`),
 /// found by hash among the outputs of the store's records.
 fn outputs_of_deps(store: &Store, deps: &[String]) -> Result<Vec<(String, Output)>, BuildError> {

@@ -16,6 +16,11 @@
 //! 4. compare every output file byte for byte and, for a differing one,
 //!    each member of the two archives (path, size, hash, mode, mtime, link).
 //!
+//! [`twice`] needs no record: it builds a planned entry twice, the second
+//! time with a varied environment ([`Variation`]), and when the outputs
+//! differ, builds again to tell a build that is not deterministic by
+//! itself from one that depends on a variation, and names the variation.
+//!
 //! This module runs no sandbox itself and prints nothing; the CLI prints
 //! the [`Report`].
 //!
@@ -417,7 +422,7 @@ pub fn check(found: &Found, plan: &Plan, opts: &BuildOptions, dest: &Path, repor
     })?;
     let menv = MakepkgEnv { epoch: Some(info.builddate), ..MakepkgEnv::default() };
     let rebuilt = build::rebuild(plan, &entry.name, &found.record.deps, opts, &menv, "check", dest).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
-    let files = compare(&found.originals, &rebuilt.files, reports)?;
+    let files = compare(&found.originals, &rebuilt.files, Some(reports))?;
     Ok(Report {
         version: REPRO_JSON_VERSION,
         pkgid: pkgid.clone(),
@@ -428,10 +433,10 @@ pub fn check(found: &Found, plan: &Plan, opts: &BuildOptions, dest: &Path, repor
     })
 }
 
-/// Compare each original with the rebuilt file of the same name; a
-/// diffoscope report per differing file goes into `reports` when
+/// Compare each original with the rebuilt file of the same name; with
+/// `reports`, a diffoscope report per differing file goes there when
 /// diffoscope is on PATH.
-pub fn compare(originals: &[(String, PathBuf)], rebuilt: &[PathBuf], reports: &Path) -> Result<Vec<FileReport>, ReproError> {
+pub fn compare(originals: &[(String, PathBuf)], rebuilt: &[PathBuf], reports: Option<&Path>) -> Result<Vec<FileReport>, ReproError> {
     let mut out = Vec::new();
     for (name, path) in originals {
         let original = FileSide::of(path)?;
@@ -452,10 +457,143 @@ pub fn compare(originals: &[(String, PathBuf)], rebuilt: &[PathBuf], reports: &P
             .filter(|p| a.get(*p) != b.get(*p))
             .map(|p| MemberDiff { path: p.clone(), original: a.get(p).cloned(), rebuilt: b.get(p).cloned() })
             .collect();
-        let diffoscope = diffoscope(path, twin, &reports.join(format!("{name}.diffoscope.txt")));
+        let diffoscope = reports.and_then(|r| diffoscope(path, twin, &r.join(format!("{name}.diffoscope.txt"))));
         out.push(FileReport { name: name.clone(), verdict: Verdict::NotReproducible, original, rebuilt: Some(side), members, diffoscope });
     }
     Ok(out)
+}
+
+/// One thing `--twice` varies between its two builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variation {
+    /// The host name inside (`pkgcell` / `pkgcell-twice`).
+    Hostname,
+    /// `TZ` (`UTC` / `XST-13`, a POSIX zone that needs no tzdata).
+    TimeZone,
+    /// `LANG` (`C.UTF-8` / `C`).
+    Locale,
+    /// The umask (022 / 002).
+    Umask,
+}
+
+impl Variation {
+    /// Every variation, in the order they are tried alone.
+    pub const ALL: [Variation; 4] = [Variation::Hostname, Variation::TimeZone, Variation::Locale, Variation::Umask];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variation::Hostname => "hostname",
+            Variation::TimeZone => "time zone",
+            Variation::Locale => "locale",
+            Variation::Umask => "umask",
+        }
+    }
+
+    fn apply(self, env: &mut MakepkgEnv) {
+        match self {
+            Variation::Hostname => env.hostname = "pkgcell-twice".into(),
+            Variation::TimeZone => env.tz = "XST-13".into(),
+            Variation::Locale => env.lang = "C".into(),
+            Variation::Umask => env.umask = Some(0o002),
+        }
+    }
+}
+
+/// The environment of the first `--twice` build (and of the control).
+fn reference_env() -> MakepkgEnv {
+    MakepkgEnv { umask: Some(0o022), ..MakepkgEnv::default() }
+}
+
+/// The result of `--twice`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwiceReport {
+    /// [`REPRO_JSON_VERSION`].
+    pub version: u32,
+    /// The pkgid built.
+    pub pkgid: PkgId,
+    /// Whether the two builds are the same.
+    pub reproducible: bool,
+    /// What the second build varied (besides its build directory, which
+    /// always differs).
+    pub varied: Vec<Variation>,
+    /// The first build's files against the second's.
+    pub files: Vec<FileReport>,
+    /// When they differ: a third build with nothing varied also differs
+    /// from the first, so the build is not deterministic by itself (time,
+    /// randomness, ordering), whatever the environment.
+    pub nondeterministic: bool,
+    /// When they differ and the build is deterministic: the variations
+    /// that, alone, change the output.
+    pub matters: Vec<Variation>,
+    /// The logs of every build made, in order.
+    pub logs: Vec<PathBuf>,
+}
+
+/// Build the planned entry `name` twice, the second time with every
+/// [`Variation`], and compare; when they differ, find out why with more
+/// builds (one with nothing varied, then one per variation). Both builds
+/// use the PKGBUILD's own SOURCE_DATE_EPOCH and the dependency set a build
+/// would install now (the entries it needs must be in the store). Nothing
+/// is stored; `work` holds the builds.
+pub fn twice(plan: &Plan, name: &str, opts: &BuildOptions, work: &Path, reports: &Path) -> Result<TwiceReport, ReproError> {
+    let store = Store::at(opts.home.store());
+    let entry = plan.packages.iter().find(|p| p.name == name);
+    let pkgid = entry
+        .and_then(|p| p.pkgid.clone())
+        .ok_or_else(|| ReproError::Rebuild(Box::new(BuildError::NotPlanned(name.to_owned()))))?;
+    let deps = build::dep_lines(plan, name, &store).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
+    let mut logs = Vec::new();
+    let mut n = 0;
+    let mut build_with = |menv: &MakepkgEnv, tag: &str| -> Result<Vec<PathBuf>, ReproError> {
+        n += 1;
+        let dest = work.join(format!("{n}-{}", tag.replace(' ', "-")));
+        let r = build::rebuild(plan, name, &deps, opts, menv, &format!("twice-{n}"), &dest).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
+        logs.push(r.log);
+        Ok(r.files)
+    };
+    let named = |files: &[PathBuf]| -> Vec<(String, PathBuf)> {
+        files.iter().map(|f| (f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), f.clone())).collect()
+    };
+    let same = |a: &[PathBuf], b: &[PathBuf]| -> Result<bool, ReproError> {
+        Ok(compare(&named(a), b, None)?.iter().all(|f| f.verdict == Verdict::Reproducible) && a.len() == b.len())
+    };
+
+    let reference = reference_env();
+    let first = build_with(&reference, "reference")?;
+    let mut varied_env = reference.clone();
+    for v in Variation::ALL {
+        v.apply(&mut varied_env);
+    }
+    let second = build_with(&varied_env, "varied")?;
+    let files = compare(&named(&first), &second, Some(reports))?;
+    let reproducible = files.iter().all(|f| f.verdict == Verdict::Reproducible) && first.len() == second.len();
+    let (mut nondeterministic, mut matters) = (false, Vec::new());
+    if !reproducible {
+        let control = build_with(&reference, "control")?;
+        nondeterministic = !same(&first, &control)?;
+        if !nondeterministic {
+            for v in Variation::ALL {
+                let mut one = reference.clone();
+                v.apply(&mut one);
+                let alone = build_with(&one, v.name())?;
+                if !same(&first, &alone)? {
+                    matters.push(v);
+                }
+            }
+        }
+    }
+    Ok(TwiceReport {
+        version: REPRO_JSON_VERSION,
+        pkgid,
+        reproducible,
+        varied: Variation::ALL.to_vec(),
+        files,
+        nondeterministic,
+        matters,
+        logs,
+    })
 }
 
 /// Run diffoscope on the host, if it is installed; the report's path.

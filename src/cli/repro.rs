@@ -27,9 +27,15 @@ use super::build::{Common, Mode};
 a package version of the .BUILDINFO not available, or the rebuild failed).\n\
 With $REBUILDERD_OUTDIR set, the rebuilt files are written there (see docs/repro.md).")]
 pub struct ReproArgs {
-    /// A package file pkgcell built (FILE.pkg.tar.zst), or a pkgid in the store.
-    #[arg(value_name = "FILE|PKGID")]
+    /// A package file pkgcell built (FILE.pkg.tar.zst), or a pkgid in the
+    /// store; with --twice, a [pkgbuilds] entry.
+    #[arg(value_name = "FILE|PKGID|PKG")]
     target: String,
+    /// Build the [pkgbuilds] entry PKG twice, the second time with another
+    /// hostname, time zone, locale, umask and build directory, and compare;
+    /// when they differ, name the variation that matters.
+    #[arg(long, conflicts_with = "output")]
+    twice: bool,
     /// Write the rebuilt package files here, under the original names,
     /// whether or not they match (default: $REBUILDERD_OUTDIR, if set).
     #[arg(long, value_name = "DIR")]
@@ -42,6 +48,9 @@ pub struct ReproArgs {
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
+    if args.twice {
+        return twice(&args);
+    }
     match check(&args) {
         Ok((report, written)) => {
             let mut out = std::io::stdout().lock();
@@ -83,18 +92,7 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         found.record.pkgid, found.buildinfo.builddate
     );
     let plan = args.common.plan(config, &home, &base)?;
-    let opts = BuildOptions {
-        home: home.clone(),
-        base,
-        // The point of the check: whatever the config says, no network.
-        network: Network::Loopback,
-        timeout: config.build.timeout,
-        jobs: 1,
-        keep_failed: KeepFailed::No,
-        arch: config.repo.arch.to_string(),
-        binds: Vec::new(),
-        home_binds: Default::default(),
-    };
+    let opts = rebuild_options(&home, base, config);
     let tmp = home.tmp();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let dest = tempfile::Builder::new().prefix("repro-out-").tempdir_in(&tmp).context("cannot make a directory for the rebuild")?;
@@ -105,6 +103,67 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         None => Vec::new(),
     };
     Ok((report, written))
+}
+
+/// `--twice`: the two builds' report, exit 0 same, 1 different, 2 error.
+fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let mode = args.common.config()?;
+    let config = match &mode {
+        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+    };
+    let base = args.common.base(&home, config)?;
+    let plan = args.common.plan(config, &home, &base)?;
+    let opts = rebuild_options(&home, base, config);
+    let tmp = home.tmp();
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let work = tempfile::Builder::new().prefix("repro-twice-").tempdir_in(&tmp).context("cannot make a directory for the builds")?;
+    let name = &args.target;
+    eprintln!("==> building {name} twice with no network, the second time varying hostname, time zone, locale, umask and build directory");
+    let reports = home.root().join("repro").join(format!("{name}-twice"));
+    let report = repro::twice(&plan, name, &opts, work.path(), &reports)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for f in &report.files {
+            match f.verdict {
+                Verdict::Reproducible => writeln!(out, "REPRODUCIBLE      {}", f.name)?,
+                Verdict::NotReproducible => {
+                    writeln!(out, "NOT REPRODUCIBLE  {}", f.name)?;
+                    print_differences(&mut out, f)?;
+                }
+            }
+        }
+        if report.nondeterministic {
+            writeln!(out, "a third build with nothing varied differs too: the build is not deterministic by itself (time, randomness, ordering)")?;
+        } else if !report.reproducible {
+            let names: Vec<&str> = report.matters.iter().map(|v| v.name()).collect();
+            if names.is_empty() {
+                writeln!(out, "no variation alone changes the output: it takes several together")?;
+            } else {
+                writeln!(out, "the variation that matters: {}", names.join(", "))?;
+            }
+        }
+    }
+    Ok(if report.reproducible { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Build options of a check: the config's, but never the network.
+fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &pkgcell::config::Config) -> BuildOptions {
+    BuildOptions {
+        home: home.clone(),
+        base,
+        // The point of the check: whatever the config says, no network.
+        network: Network::Loopback,
+        timeout: config.build.timeout,
+        jobs: 1,
+        keep_failed: KeepFailed::No,
+        arch: config.repo.arch.to_string(),
+        binds: Vec::new(),
+        home_binds: Default::default(),
+    }
 }
 
 /// A path to an existing file (or one that looks like a package) is a

@@ -168,3 +168,41 @@ fn a_pkgid_that_is_not_in_the_store_cannot_be_checked() {
     let o = env.run(&["repro", "same-0000000000000000000000000000000000000000-00000000000000000000000000000000"]);
     assert_eq!(code(&o), 2, "{}", text(&o));
 }
+
+#[test]
+fn twice_finds_a_deterministic_package_reproducible_under_every_variation() {
+    let env = Env::new(&["same"]);
+    let o = env.run(&["repro", "--twice", "--json", "same"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["reproducible"], true, "{v:#}");
+    assert_eq!(v["varied"], serde_json::json!(["hostname", "time_zone", "locale", "umask"]));
+    assert_eq!(v["logs"].as_array().unwrap().len(), 2, "{v:#}");
+    // Nothing went into the store.
+    assert!(!env.dir.join("home/store/records").exists() || env.records() == 0);
+}
+
+#[test]
+fn twice_names_the_hostname_as_the_variation_that_matters() {
+    let env = Env::new(&["host"]);
+    let o = env.run(&["repro", "--twice", "host"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains("NOT REPRODUCIBLE  host-1.0-1-any.pkg.tar.zst"), "{out}");
+    assert!(out.contains("differs: usr/share/host/host.txt"), "{out}");
+    assert!(out.contains("the variation that matters: hostname\n"), "{out}");
+}
+
+#[test]
+fn twice_says_a_package_stamped_with_the_time_is_not_deterministic_by_itself() {
+    let env = Env::new(&["stamp"]);
+    let o = env.run(&["repro", "--twice", "--json", "stamp"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["reproducible"], false);
+    assert_eq!(v["nondeterministic"], true, "{v:#}");
+    assert_eq!(v["matters"], serde_json::json!([]));
+    // First, varied, control: no build per variation once the control differs.
+    assert_eq!(v["logs"].as_array().unwrap().len(), 3, "{v:#}");
+}
