@@ -257,8 +257,7 @@ pub fn find(store: &Store, target: &Target) -> Result<Found, ReproError> {
             Ok(Found { record, buildinfo, originals })
         }
         Target::File(path) => {
-            let data = fs::read(path).map_err(io_err("read", path))?;
-            let hash = Blake3::of(&data);
+            let hash = FileSide::of(path)?.blake3;
             let text = buildinfo_of(path)?;
             let buildinfo = BuildInfo::parse(&text, &path.display().to_string())?;
             let records = store.records()?;
@@ -341,9 +340,12 @@ pub struct FileSide {
 }
 
 impl FileSide {
+    /// Hash the file as it streams by: packages can be large.
     fn of(path: &Path) -> Result<FileSide, ReproError> {
-        let data = fs::read(path).map_err(io_err("read", path))?;
-        Ok(FileSide { path: path.to_owned(), size: data.len() as u64, blake3: Blake3::of(&data) })
+        let mut file = File::open(path).map_err(io_err("open", path))?;
+        let mut hasher = blake3::Hasher::new();
+        let size = io::copy(&mut file, &mut hasher).map_err(io_err("read", path))?;
+        Ok(FileSide { path: path.to_owned(), size, blake3: Blake3::from_bytes(*hasher.finalize().as_bytes()) })
     }
 }
 

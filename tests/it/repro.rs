@@ -206,3 +206,33 @@ fn twice_says_a_package_stamped_with_the_time_is_not_deterministic_by_itself() {
     // First, varied, control: no build per variation once the control differs.
     assert_eq!(v["logs"].as_array().unwrap().len(), 3, "{v:#}");
 }
+
+/// `src` with one member added at the end: another file, the same .BUILDINFO.
+fn repack_with_extra_member(src: &Path, dst: &Path) {
+    let mut ar = tar::Archive::new(zstd::Decoder::new(std::fs::File::open(src).unwrap()).unwrap());
+    let out = zstd::Encoder::new(std::fs::File::create(dst).unwrap(), 3).unwrap();
+    let mut b = tar::Builder::new(out);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let (mut h, p) = (e.header().clone(), e.path().unwrap().into_owned());
+        b.append_data(&mut h, p, &mut e).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(6);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "usr/share/same/added.txt", &b"added\n"[..]).unwrap();
+    b.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn a_repacked_copy_is_found_by_its_buildinfo_and_the_added_member_is_named() {
+    let env = Env::new(&["same"]);
+    let (_, stored, name) = env.build("same");
+    let copy = env.dir.join(&name);
+    repack_with_extra_member(&stored, &copy);
+    let o = env.run(&["repro", copy.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("NOT REPRODUCIBLE  {name}")), "{out}");
+    assert!(out.contains("differs: usr/share/same/added.txt") && out.contains("rebuilt:  absent"), "{out}");
+}
