@@ -6,6 +6,8 @@
 //! finds them: the rebuild needs the PKGBUILD of the recorded pkgid, which
 //! only the config knows where to find.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +17,9 @@ use clap::Args;
 use pkgcell::build::{BuildOptions, KeepFailed};
 use pkgcell::home::Home;
 use pkgcell::ids::PkgId;
-use pkgcell::repro::{self, FileReport, Report, Target, Verdict};
+use pkgcell::config::{Config, Location};
+use pkgcell::plan::Plan;
+use pkgcell::repro::{self, FileReport, Found, Report, Target, Verdict};
 use pkgcell::store::Store;
 use pkgcell_sandbox::Network;
 
@@ -91,10 +95,16 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         "==> rebuilding {} with no network, SOURCE_DATE_EPOCH={}",
         found.record.pkgid, found.buildinfo.builddate
     );
-    let plan = args.common.plan(config, &home, &base)?;
-    let opts = rebuild_options(&home, base, config);
     let tmp = home.tmp();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let scratch = tempfile::Builder::new().prefix("repro-src-").tempdir_in(&tmp).context("cannot make a scratch directory")?;
+    let mut plan = args.common.plan(config, &home, &base)?;
+    if !plan.packages.iter().any(|p| p.pkgid.as_ref() == Some(&found.record.pkgid))
+        && let Some(copy) = without_outputs(config, &plan, &found, scratch.path())?
+    {
+        plan = args.common.plan(&copy, &home, &base)?;
+    }
+    let opts = rebuild_options(&home, base, config);
     let dest = tempfile::Builder::new().prefix("repro-out-").tempdir_in(&tmp).context("cannot make a directory for the rebuild")?;
     let reports = home.root().join("repro").join(found.record.pkgid.to_string());
     let report = repro::check(&found, &plan, &opts, dest.path(), &reports)?;
@@ -103,6 +113,59 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         None => Vec::new(),
     };
     Ok((report, written))
+}
+
+/// Package files left in a path source (laptop mode copies them next to
+/// the PKGBUILD) change its tree-id, and so the pkgid. The config again,
+/// with each path entry of the record's pkgbase replaced by a copy of its
+/// directory without the record's package files (and their signatures);
+/// `None` when there is no such entry.
+fn without_outputs(config: &Config, plan: &Plan, found: &Found, scratch: &Path) -> anyhow::Result<Option<Config>> {
+    let pkgbase = found.record.pkgid.pkgbase().to_string();
+    let mut skip: BTreeSet<OsString> = BTreeSet::new();
+    for o in &found.record.outputs {
+        skip.insert(o.name.clone().into());
+        skip.insert(format!("{}.sig", o.name).into());
+    }
+    let mut copy = config.clone();
+    let mut changed = false;
+    for entry in &mut copy.pkgbuilds {
+        let same_base = plan.packages.iter().any(|p| p.name == entry.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
+        let Location::Path { dir } = &mut entry.location else { continue };
+        if !same_base {
+            continue;
+        }
+        let dst = scratch.join(entry.name.to_string());
+        copy_tree(dir, &dst, &skip)?;
+        *dir = dst;
+        changed = true;
+    }
+    Ok(changed.then_some(copy))
+}
+
+/// Copy a PKGBUILD directory (files, their modes, symlinks, `.git` left
+/// out as the tree-id leaves it out), without the top-level names in `skip`.
+fn copy_tree(src: &Path, dst: &Path, skip: &BTreeSet<OsString>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
+    for e in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
+        let e = e.with_context(|| format!("cannot read {}", src.display()))?;
+        let name = e.file_name();
+        if skip.contains(&name) || name == ".git" {
+            continue;
+        }
+        let (from, to) = (e.path(), dst.join(&name));
+        let kind = e.file_type().with_context(|| format!("cannot stat {}", from.display()))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&from).with_context(|| format!("cannot read {}", from.display()))?;
+            std::os::unix::fs::symlink(target, &to).with_context(|| format!("cannot create {}", to.display()))?;
+        } else if kind.is_dir() {
+            copy_tree(&from, &to, &BTreeSet::new())?;
+        } else {
+            // fs::copy keeps the mode bits, and the executable bit is part of the tree-id.
+            std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `--twice`: the two builds' report, exit 0 same, 1 different, 2 error.
@@ -151,7 +214,7 @@ fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Build options of a check: the config's, but never the network.
-fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &pkgcell::config::Config) -> BuildOptions {
+fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config) -> BuildOptions {
     BuildOptions {
         home: home.clone(),
         base,

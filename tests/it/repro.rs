@@ -236,3 +236,25 @@ fn a_repacked_copy_is_found_by_its_buildinfo_and_the_added_member_is_named() {
     assert!(out.contains(&format!("NOT REPRODUCIBLE  {name}")), "{out}");
     assert!(out.contains("differs: usr/share/same/added.txt") && out.contains("rebuilt:  absent"), "{out}");
 }
+
+#[test]
+fn laptop_mode_checks_the_package_left_next_to_the_pkgbuild() {
+    let d = TestDir::new();
+    let dir = d.join("same");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(Path::new(FIXTURES).join("same/PKGBUILD"), dir.join("PKGBUILD")).unwrap();
+    let run = |args: &[&str]| {
+        output(
+            pkgcell()
+                .args(args)
+                .current_dir(&dir)
+                .env("PKGCELL_HOME", d.join("home"))
+                .env("PKGCELL_BASE_DIR", test_base())
+                .env_remove("REBUILDERD_OUTDIR"),
+        )
+    };
+    ok(run(&["build"]));
+    let o = run(&["repro", "same-1.0-1-any.pkg.tar.zst"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stdout(&o).contains("REPRODUCIBLE      same-1.0-1-any.pkg.tar.zst"), "{}", text(&o));
+}
