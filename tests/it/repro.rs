@@ -258,3 +258,22 @@ fn laptop_mode_checks_the_package_left_next_to_the_pkgbuild() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(stdout(&o).contains("REPRODUCIBLE      same-1.0-1-any.pkg.tar.zst"), "{}", text(&o));
 }
+
+#[test]
+fn the_rebuild_has_no_network_even_when_the_config_gives_builds_the_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let env = Env::new(&["netcheck"]);
+    let pkgbuild = env.dir.join("pkgs/netcheck/PKGBUILD");
+    let filled = std::fs::read_to_string(&pkgbuild).unwrap().replace("@PORT@", &port.to_string());
+    std::fs::write(&pkgbuild, filled).unwrap();
+    std::fs::write(env.dir.join("pkgcell.toml"), "[build]\nnetwork = true\n\n[pkgbuilds]\nnetcheck = { path = \"pkgs/netcheck\" }\n").unwrap();
+    let (pkgid, _, _) = env.build("netcheck");
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("the rebuild failed") && err.contains("makepkg failed"), "{err}");
+    assert!(err.contains("/dev/tcp/127.0.0.1"), "the log tail shows the refused connection: {err}");
+}
