@@ -410,7 +410,7 @@ pub fn check(found: &Found, plan: &Plan, opts: &BuildOptions, dest: &Path, repor
     if !missing.is_empty() {
         return Err(ReproError::Unavailable(missing));
     }
-    let entry = plan.packages.iter().find(|p| p.pkgid.as_ref() == Some(pkgid)).ok_or_else(|| {
+    let entry = planned_entry(plan, pkgid).ok_or_else(|| {
         let same: Vec<String> = plan
             .packages
             .iter()
@@ -432,6 +432,17 @@ pub fn check(found: &Found, plan: &Plan, opts: &BuildOptions, dest: &Path, repor
         reproducible: files.iter().all(|f| f.verdict == Verdict::Reproducible),
         files,
         log: rebuilt.log,
+    })
+}
+
+/// The plan entry that builds `pkgid`'s PKGBUILD: the one with that pkgid,
+/// else one with its pkgbase and tree-id (its dependencies changed since,
+/// which does not matter: the rebuild installs the record's own set).
+pub fn planned_entry<'a>(plan: &'a Plan, pkgid: &PkgId) -> Option<&'a crate::plan::PlannedPackage> {
+    plan.packages.iter().find(|p| p.pkgid.as_ref() == Some(pkgid)).or_else(|| {
+        plan.packages.iter().find(|p| {
+            p.pkgid.as_ref().is_some_and(|i| i.pkgbase() == pkgid.pkgbase() && i.tree_id() == pkgid.tree_id())
+        })
     })
 }
 

@@ -149,11 +149,15 @@ impl Common {
     }
 
     pub(super) fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
+        let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
+        self.plan_synced(config, home, base, sync::sync(config, home, mode))
+    }
+
+    /// Plan what `sync` gave (repro pins an older commit of an entry).
+    pub(super) fn plan_synced(&self, config: &Config, home: &Home, base: &build::Base, synced: Vec<sync::Synced>) -> anyhow::Result<Plan> {
         if self.parse_timeout == 0 {
             bail!("--parse-timeout must be at least 1 second");
         }
-        let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
-        let synced = sync::sync(config, home, mode);
         let opts = PlanOptions { base: base.root.clone(), home: home.clone(), parse_timeout: Duration::from_secs(self.parse_timeout) };
         Ok(plan::plan(config, synced, &opts)?)
     }

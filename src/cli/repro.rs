@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 
 use anyhow::Context;
 use clap::Args;
@@ -21,6 +21,7 @@ use pkgcell::config::{Config, Location};
 use pkgcell::plan::Plan;
 use pkgcell::repro::{self, FileReport, Found, Report, Target, Verdict};
 use pkgcell::store::Store;
+use pkgcell::sync::{self, SyncMode};
 use pkgcell_sandbox::Network;
 
 use super::build::{Common, Mode};
@@ -99,10 +100,18 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let scratch = tempfile::Builder::new().prefix("repro-src-").tempdir_in(&tmp).context("cannot make a scratch directory")?;
     let mut plan = args.common.plan(config, &home, &base)?;
-    if !plan.packages.iter().any(|p| p.pkgid.as_ref() == Some(&found.record.pkgid))
+    let pkgid = &found.record.pkgid;
+    if repro::planned_entry(&plan, pkgid).is_none()
         && let Some(copy) = without_outputs(config, &plan, &found, scratch.path())?
     {
         plan = args.common.plan(&copy, &home, &base)?;
+    }
+    if repro::planned_entry(&plan, pkgid).is_none() {
+        // A git entry that moved on: pin the commit whose tree is the recorded one.
+        let mut synced = sync::sync(config, &home, SyncMode::Offline);
+        if pin_recorded_tree(&mut synced, &plan, pkgid)? {
+            plan = args.common.plan_synced(config, &home, &base, synced)?;
+        }
     }
     let opts = rebuild_options(&home, base, config);
     let dest = tempfile::Builder::new().prefix("repro-out-").tempdir_in(&tmp).context("cannot make a directory for the rebuild")?;
@@ -166,6 +175,52 @@ fn copy_tree(src: &Path, dst: &Path, skip: &BTreeSet<OsString>) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// For each git entry of `pkgid`'s pkgbase, look through its mirror's
+/// history for a commit whose tree (at the entry's subtree) is the
+/// recorded tree-id, and make that the entry's commit. Whether one was found.
+fn pin_recorded_tree(synced: &mut [sync::Synced], plan: &Plan, pkgid: &PkgId) -> anyhow::Result<bool> {
+    let want = pkgid.tree_id().to_string();
+    let pkgbase = pkgid.pkgbase().to_string();
+    let mut pinned = false;
+    for s in synced.iter_mut() {
+        let same_base = plan.packages.iter().any(|p| p.name == s.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
+        let Ok(sync::Checkout::Git { repo, commit, subtree, .. }) = &mut s.checkout else { continue };
+        if !same_base {
+            continue;
+        }
+        let git = |args: &[&str], input: Option<&str>| -> anyhow::Result<String> {
+            let mut c = std::process::Command::new("git");
+            c.arg("--git-dir").arg(&*repo).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+            let mut child = c.spawn().context("cannot run git")?;
+            if let Some(text) = input {
+                child.stdin.take().expect("piped").write_all(text.as_bytes()).context("cannot write to git")?;
+            }
+            let o = child.wait_with_output().context("cannot run git")?;
+            anyhow::ensure!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let commits = git(&["rev-list", "--all"], None)?;
+        let path = subtree.as_ref().map(|p| p.to_string_lossy().trim_end_matches('/').to_owned());
+        // One git process for every commit: `<commit>:<subtree>` names the
+        // tree there, and --batch-check prints its id (or "missing").
+        let queries: String = commits
+            .lines()
+            .map(|c| match &path {
+                Some(p) if !p.is_empty() => format!("{c}:{p}\n"),
+                Some(_) | None => format!("{c}^{{tree}}\n"),
+            })
+            .collect();
+        let answers = git(&["cat-file", "--batch-check=%(objectname)"], Some(&queries))?;
+        if let Some((c, _)) = commits.lines().zip(answers.lines()).find(|(_, t)| *t == want) {
+            tracing::info!(commit = c, tree = %want, "rebuilding an older commit");
+            *commit = c.to_owned();
+            pinned = true;
+        }
+    }
+    Ok(pinned)
 }
 
 /// `--twice`: the two builds' report, exit 0 same, 1 different, 2 error.

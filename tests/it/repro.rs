@@ -277,3 +277,32 @@ fn the_rebuild_has_no_network_even_when_the_config_gives_builds_the_network() {
     assert!(err.contains("the rebuild failed") && err.contains("makepkg failed"), "{err}");
     assert!(err.contains("/dev/tcp/127.0.0.1"), "the log tail shows the refused connection: {err}");
 }
+
+#[test]
+fn a_git_entry_that_moved_on_is_rebuilt_from_the_commit_with_the_recorded_tree() {
+    let env = Env::new(&[]);
+    let repo = env.dir.join("repo");
+    std::fs::create_dir_all(repo.join("pkgs/same")).unwrap();
+    std::fs::copy(Path::new(FIXTURES).join("same/PKGBUILD"), repo.join("pkgs/same/PKGBUILD")).unwrap();
+    let git = |args: &[&str]| {
+        let o = output(Command::new("git").arg("-C").arg(&repo).args(["-c", "user.name=t", "-c", "user.email=t@t"]).args(args));
+        assert!(o.status.success(), "git {args:?}\n{}", text(&o));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    let cfg = format!("[pkgbuilds]\nsame = {{ url = \"file://{}\", subtree = \"pkgs/same\" }}\n", repo.display());
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let (pkgid, _, name) = env.build("same");
+
+    // The PKGBUILD changes upstream: the plan now has another tree.
+    let pb = repo.join("pkgs/same/PKGBUILD");
+    std::fs::write(&pb, std::fs::read_to_string(&pb).unwrap() + "# changed\n").unwrap();
+    git(&["commit", "-q", "-am", "two"]);
+    let plan: Value = serde_json::from_slice(&env.run(&["plan", "--json"]).stdout).unwrap();
+    assert_ne!(plan["packages"][0]["pkgid"], pkgid.as_str(), "{plan:#}");
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stdout(&o).contains(&format!("REPRODUCIBLE      {name}")), "{}", text(&o));
+}
