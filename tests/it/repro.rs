@@ -306,3 +306,16 @@ fn a_git_entry_that_moved_on_is_rebuilt_from_the_commit_with_the_recorded_tree()
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(stdout(&o).contains(&format!("REPRODUCIBLE      {name}")), "{}", text(&o));
 }
+
+#[test]
+fn a_package_built_with_a_dependency_of_the_config_is_rebuilt_on_the_same_dependency_set() {
+    let env = Env::new(&["replib", "repapp"]);
+    let (pkgid, _, name) = env.build("repapp");
+    let record: Value = serde_json::from_slice(&std::fs::read(env.dir.join(format!("home/store/records/{pkgid}.json"))).unwrap()).unwrap();
+    assert!(record["deps"][0].as_str().unwrap().starts_with("replib "), "{record:#}");
+    assert!(record["buildinfo"].as_str().unwrap().contains("installed = replib-1.0-1-any"), "{record:#}");
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stdout(&o).contains(&format!("REPRODUCIBLE      {name}")), "{}", text(&o));
+}
