@@ -111,6 +111,28 @@ pub enum KeepFailed {
     Yes,
 }
 
+/// The environment makepkg runs in that a reproducibility check varies or
+/// pins (see [`crate::repro`]). `Default` is what `build` uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MakepkgEnv {
+    /// SOURCE_DATE_EPOCH; `None`: the PKGBUILD's commit time (or mtime).
+    pub epoch: Option<u64>,
+    /// The host name inside.
+    pub hostname: String,
+    /// `TZ`.
+    pub tz: String,
+    /// `LANG`.
+    pub lang: String,
+    /// The umask makepkg starts with; `None` leaves the sandbox's.
+    pub umask: Option<u32>,
+}
+
+impl Default for MakepkgEnv {
+    fn default() -> Self {
+        MakepkgEnv { epoch: None, hostname: "pkgcell".into(), tz: "UTC".into(), lang: "C.UTF-8".into(), umask: None }
+    }
+}
+
 /// Settings of a build run.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -250,6 +272,15 @@ pub enum BuildError {
         /// The package name.
         pkgname: String,
     },
+    /// A package file that the original build installed is no longer in the store.
+    #[error("dependency {line} of the original build is not in the store")]
+    MissingDependencyFile {
+        /// The record's line: `<pkgname> <blake3>`.
+        line: String,
+    },
+    /// The entry is not in the plan, or its plan failed.
+    #[error("{0} is not planned (see `pkgcell plan`)")]
+    NotPlanned(String),
     /// makepkg succeeded but wrote no package.
     #[error("makepkg wrote no package file; log: {}", .0.display())]
     NoOutputs(PathBuf),
@@ -521,9 +552,9 @@ fn build_one(
 
     split(&mut timings.deps);
     step("makepkg");
-    let dir = BuildDir::new(&opts.home, job.pkgid).map_err(no_log)?;
+    let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid).map_err(no_log)?;
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
-    let result = run_makepkg(job, opts, &dir, layer.as_deref(), &fetched, &log_path);
+    let result = run_makepkg(job, opts, &dir, layer.as_deref(), &fetched, &log_path, &MakepkgEnv::default());
     let outputs = match result {
         Ok(outputs) => outputs,
         Err(e) => {
@@ -563,12 +594,117 @@ fn build_one(
     Ok((PackageStatus::Built, record, Some(log_path), Some(seconds)))
 }
 
+/// What a [`rebuild`] made.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    /// Its package files, in the directory asked for.
+    pub files: Vec<PathBuf>,
+    /// Its build log.
+    pub log: PathBuf,
+}
+
+/// Build the planned entry `name` again as [`build_plan`] would, but in
+/// the environment `menv`, on exactly the dependency set `deps` (the lines
+/// of a [`Record::deps`]), and with the package files copied into `dest`
+/// instead of the store: nothing is recorded, no lock is taken. `tag`
+/// names the log (`<pkgid>.repro-<tag>.log`). For [`crate::repro`].
+pub fn rebuild(
+    plan: &Plan,
+    name: &str,
+    deps: &[String],
+    opts: &BuildOptions,
+    menv: &MakepkgEnv,
+    tag: &str,
+    dest: &Path,
+) -> Result<Rebuilt, BuildError> {
+    let p = plan.packages.iter().find(|p| p.name == name).ok_or_else(|| BuildError::NotPlanned(name.to_owned()))?;
+    let (Some(pkgid), Some(checkout), Some(srcinfo)) = (&p.pkgid, &p.checkout, &p.srcinfo) else {
+        return Err(BuildError::NotPlanned(name.to_owned()));
+    };
+    let span = tracing::info_span!("rebuild", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid, tag);
+    let _enter = span.enter();
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
+    let store = Store::at(opts.home.store());
+    // Sources come from the cache; only what it lacks is downloaded, on
+    // the host, before the build (which has no network).
+    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone());
+    let fetched = fetcher.fetch(&fetch::sources_of(srcinfo, &opts.arch))?;
+    let dep_outputs = outputs_of_deps(&store, deps)?;
+    let layer = dep_layer(opts, &store, &job, &dep_outputs).map_err(|f| f.0)?;
+    let dir = BuildDir::new(&opts.home, DirKind::Repro, pkgid)?;
+    let log = opts.home.logs().join(pkgid.pkgbase().to_string()).join(format!("{pkgid}.repro-{tag}.log"));
+    let made = run_makepkg(&job, opts, &dir, layer.as_deref(), &fetched, &log, menv);
+    let copied = made.and_then(|files| {
+        fs::create_dir_all(dest).map_err(io_err("create", dest))?;
+        let mut out = Vec::new();
+        for f in files {
+            let dst = dest.join(f.file_name().expect("package files have names"));
+            fs::copy(&f, &dst).map_err(io_err("copy", &f))?;
+            out.push(dst);
+        }
+        Ok(out)
+    });
+    dir.finish(KeepFailed::No, &opts.home, pkgid);
+    Ok(Rebuilt { files: copied?, log })
+}
+
+/// The dependency set a build of the planned entry `name` would install
+/// now, as [`Record::deps`] lines (`<pkgname> <blake3>`, sorted): the
+/// packages of the entries it needs, from their records in the store.
+pub fn dep_lines(plan: &Plan, name: &str, store: &Store) -> Result<Vec<String>, BuildError> {
+    let p = plan.packages.iter().find(|p| p.name == name).ok_or_else(|| BuildError::NotPlanned(name.to_owned()))?;
+    let mut lines = Vec::new();
+    for (entry, pkgname) in &p.installs {
+        let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
+        let id = plan.packages.iter().find(|q| q.name == *entry).and_then(|q| q.pkgid.as_ref()).ok_or_else(missing)?;
+        let rec = store.record(id)?.ok_or_else(missing)?;
+        let out = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(missing)?;
+        lines.push(format!("{pkgname} {}", out.blake3));
+    }
+    lines.sort();
+    Ok(lines)
+}
+
+/// The package files of a record's dependency lines (`<pkgname> <blake3>`),
+/// found by hash among the outputs of the store's records.
+fn outputs_of_deps(store: &Store, deps: &[String]) -> Result<Vec<(String, Output)>, BuildError> {
+    if deps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records = store.records()?;
+    let mut out = Vec::new();
+    for line in deps {
+        let (pkgname, hash) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        let found = records
+            .iter()
+            .flat_map(|r| &r.outputs)
+            .find(|o| o.blake3.to_string() == hash && store.object_path(&o.blake3).exists());
+        match found {
+            Some(o) => out.push((pkgname.to_owned(), o.clone())),
+            None => return Err(BuildError::MissingDependencyFile { line: line.clone() }),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// The pkgname of a package file name `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.*`.
-fn pkgname_of(file: &str) -> Option<&str> {
+pub fn pkgname_of(file: &str) -> Option<&str> {
     let stem = &file[..file.find(".pkg.tar")?];
     let mut it = stem.rsplitn(4, '-');
     let (_arch, _rel, _ver) = (it.next()?, it.next()?, it.next()?);
     it.next()
+}
+
+/// Whose scratch directory it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirKind {
+    /// A build, which holds the pkgid's lock: other directories of the
+    /// pkgid are leftovers of killed builds and are removed.
+    Build,
+    /// A repro rebuild, which takes no lock (it may run next to a build of
+    /// the same pkgid) and so leaves other directories alone.
+    Repro,
 }
 
 /// The scratch directory of one build: overlay upper and work, pkgdest,
@@ -578,13 +714,17 @@ struct BuildDir {
 }
 
 impl BuildDir {
-    fn new(home: &Home, pkgid: &PkgId) -> Result<BuildDir, BuildError> {
+    fn new(home: &Home, kind: DirKind, pkgid: &PkgId) -> Result<BuildDir, BuildError> {
         let tmp = home.tmp();
         fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         // We hold the pkgid's lock: any other directory of this pkgid was
         // left by a build that was killed.
-        let prefix = format!("build-{}-", pkgid.short());
-        if let Ok(rd) = fs::read_dir(&tmp) {
+        let word = match kind {
+            DirKind::Build => "build",
+            DirKind::Repro => "repro",
+        };
+        let prefix = format!("{word}-{}-", pkgid.short());
+        if let (Ok(rd), DirKind::Build) = (fs::read_dir(&tmp), kind) {
             for e in rd.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&prefix) {
                     tracing::info!(path = %e.path().display(), "removing the directory of an interrupted build");
@@ -783,8 +923,9 @@ fn run_makepkg(
     layer: Option<&Path>,
     fetched: &[Fetched],
     log: &Path,
+    menv: &MakepkgEnv,
 ) -> Result<Vec<PathBuf>, BuildError> {
-    let (startdir, epoch) = match job.checkout {
+    let (startdir, tree_epoch) = match job.checkout {
         Checkout::Dir { dir } => {
             let pkgbuild = dir.join("PKGBUILD");
             let mtime = fs::metadata(&pkgbuild).and_then(|m| m.modified()).map_err(io_err("stat", &pkgbuild))?;
@@ -792,6 +933,7 @@ fn run_makepkg(
         }
         Checkout::Git { repo, commit, subtree, .. } => export_git(repo, commit, subtree.as_deref(), &dir.root.join("startdir"))?,
     };
+    let epoch = menv.epoch.unwrap_or(tree_epoch);
     let srcdest = dir.root.join("srcdest");
     let mut mounts = vec![
         Mount::Bind { src: startdir, dst: "/startdir".into(), access: Access::ReadOnly },
@@ -820,13 +962,20 @@ fn run_makepkg(
     lowers.push(opts.base.root.clone());
     // makepkg, then the .BUILDINFO next to the packages (it is inside them
     // too, but reading it here needs no archive tool on the host).
-    let script = "makepkg --noconfirm --noprogressbar --holdver || exit $?\n\
-                  for f in /build/*/pkg/*/.BUILDINFO; do cp \"$f\" /pkgdest/.BUILDINFO; break; done\n";
+    let mut script = String::new();
+    if let Some(mask) = menv.umask {
+        script.push_str(&format!("umask {mask:03o}\n"));
+    }
+    script.push_str(
+        "makepkg --noconfirm --noprogressbar --holdver || exit $?\n\
+         for f in /build/*/pkg/*/.BUILDINFO; do cp \"$f\" /pkgdest/.BUILDINFO; break; done\n",
+    );
     let mut spec = Spec::new(
         Root::Overlay { lowers, upper: Upper::Dir { upper: dir.root.join("upper"), work: dir.root.join("work") } },
-        vec!["sh".into(), "-c".into(), script.into()],
+        vec!["sh".into(), "-c".into(), script],
     );
     spec.mounts = mounts;
+    spec.hostname = menv.hostname.clone();
     spec.network = opts.network;
     spec.uid = BUILD_UID;
     spec.gid = BUILD_UID;
@@ -847,8 +996,8 @@ fn run_makepkg(
     for (k, v) in [
         ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("HOME", home),
-        ("LANG", "C.UTF-8"),
-        ("TZ", "UTC"),
+        ("LANG", menv.lang.as_str()),
+        ("TZ", menv.tz.as_str()),
         ("BUILDDIR", "/build"),
         ("PKGDEST", "/pkgdest"),
         ("SRCDEST", "/srcdest"),

@@ -5,6 +5,7 @@ mod base;
 mod build;
 mod plan;
 mod publish;
+mod repro;
 mod run;
 mod store;
 
@@ -48,6 +49,8 @@ enum Command {
     Fetch(build::FetchArgs),
     /// Look at and maintain the content-addressed store of build outputs.
     Store(store::StoreArgs),
+    /// Rebuild a package pkgcell built, with no network, and compare the bytes.
+    Repro(Box<repro::ReproArgs>),
 }
 
 pub fn main() -> ExitCode {
@@ -95,5 +98,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::build(*args),
         Command::Fetch(args) => build::fetch(args),
         Command::Store(args) => store::store(args),
+        Command::Repro(args) => repro::repro(*args),
     }
 }

@@ -13,5 +13,6 @@ pub mod home;
 pub mod ids;
 pub mod plan;
 pub mod publish;
+pub mod repro;
 pub mod store;
 pub mod sync;

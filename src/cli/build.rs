@@ -87,7 +87,7 @@ pub struct FetchArgs {
 }
 
 /// A config, and whether it stands for the PKGBUILD of the current directory.
-enum Mode {
+pub(super) enum Mode {
     Config(Config),
     Laptop { config: Config, dir: PathBuf },
 }
@@ -100,7 +100,7 @@ fn user_defaults() -> Option<PathBuf> {
 }
 
 impl Common {
-    fn config(&self) -> anyhow::Result<Mode> {
+    pub(super) fn config(&self) -> anyhow::Result<Mode> {
         let path = self.config.clone().unwrap_or_else(|| PathBuf::from(config::FILE_NAME));
         if path.exists() || self.config.is_some() {
             return Ok(Mode::Config(Config::load(&path)?));
@@ -133,7 +133,7 @@ impl Common {
 
     /// The base, in the order plan uses: --base ID, --base-dir DIR,
     /// $PKGCELL_BASE_DIR, the config's [base] (made when missing).
-    fn base(&self, home: &Home, config: &Config) -> anyhow::Result<build::Base> {
+    pub(super) fn base(&self, home: &Home, config: &Config) -> anyhow::Result<build::Base> {
         if let Some(id) = &self.base {
             let b = pkgcell::base::find(home, id)?;
             return Ok(build::Base { id: b.id.to_string(), root: b.root });
@@ -148,12 +148,16 @@ impl Common {
         Ok(build::base_of_dir(&dir)?)
     }
 
-    fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
+    pub(super) fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
+        let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
+        self.plan_synced(config, home, base, sync::sync(config, home, mode))
+    }
+
+    /// Plan what `sync` gave (repro pins an older commit of an entry).
+    pub(super) fn plan_synced(&self, config: &Config, home: &Home, base: &build::Base, synced: Vec<sync::Synced>) -> anyhow::Result<Plan> {
         if self.parse_timeout == 0 {
             bail!("--parse-timeout must be at least 1 second");
         }
-        let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
-        let synced = sync::sync(config, home, mode);
         let opts = PlanOptions { base: base.root.clone(), home: home.clone(), parse_timeout: Duration::from_secs(self.parse_timeout) };
         Ok(plan::plan(config, synced, &opts)?)
     }

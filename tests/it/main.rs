@@ -6,6 +6,7 @@ mod makepkg;
 mod pkgutil;
 mod plan;
 mod publish;
+mod repro;
 mod sandbox;
 mod store;
 mod util;

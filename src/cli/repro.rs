@@ -1,0 +1,354 @@
+//! `pkgcell repro`: flags into a [`Target`] and build options with no
+//! network, the report on stdout (text or `--json`), exit 0 reproducible,
+//! 1 not, 2 could not check.
+//!
+//! The config (or laptop-mode directory) and base are found as `build`
+//! finds them: the rebuild needs the PKGBUILD of the recorded pkgid, which
+//! only the config knows where to find.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+
+use anyhow::Context;
+use clap::Args;
+use pkgcell::build::{BuildOptions, KeepFailed};
+use pkgcell::home::Home;
+use pkgcell::ids::PkgId;
+use pkgcell::config::{Config, Location};
+use pkgcell::plan::Plan;
+use pkgcell::repro::{self, FileReport, Found, Report, Target, Verdict};
+use pkgcell::store::Store;
+use pkgcell::sync::{self, SyncMode};
+use pkgcell_sandbox::Network;
+
+use super::build::{Common, Mode};
+
+/// Rebuild a package pkgcell built, with no network, and compare the bytes.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 reproducible, 1 not reproducible, 2 could not check (usage, setup, \
+a package version of the .BUILDINFO not available, or the rebuild failed).\n\
+With $REBUILDERD_OUTDIR set, the rebuilt files are written there (see docs/repro.md).")]
+pub struct ReproArgs {
+    /// A package file pkgcell built (FILE.pkg.tar.zst), or a pkgid in the
+    /// store; with --twice, a [pkgbuilds] entry.
+    #[arg(value_name = "FILE|PKGID|PKG")]
+    target: String,
+    /// Build the [pkgbuilds] entry PKG twice, the second time with another
+    /// hostname, time zone, locale, umask and build directory, and compare;
+    /// when they differ, name the variation that matters.
+    #[arg(long, conflicts_with = "output")]
+    twice: bool,
+    /// Write the rebuilt package files here, under the original names,
+    /// whether or not they match (default: $REBUILDERD_OUTDIR, if set).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout (see docs/repro.md).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
+    if args.twice {
+        return twice(&args);
+    }
+    match check(&args) {
+        Ok((report, written)) => {
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                let mut v = serde_json::to_value(&report)?;
+                v["output"] = serde_json::json!(written);
+                serde_json::to_writer(&mut out, &v)?;
+                writeln!(out)?;
+            } else {
+                print_report(&mut out, &report)?;
+            }
+            Ok(if report.reproducible { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Err(e) if args.json => {
+            // A scheduler reading --json gets an object in every case.
+            let v = serde_json::json!({"version": repro::REPRO_JSON_VERSION, "error": format!("{e:#}")});
+            println!("{v}");
+            eprintln!("pkgcell: error: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Everything up to the report; an error means "could not check".
+fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
+    let target = parse_target(&args.target)?;
+    let output = args.output.clone().or_else(|| std::env::var_os("REBUILDERD_OUTDIR").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let home = Home::from_env()?;
+    let store = Store::at(home.store());
+    let found = repro::find(&store, &target)?;
+    let mode = args.common.config()?;
+    let config = match &mode {
+        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+    };
+    let base = args.common.base(&home, config)?;
+    eprintln!(
+        "==> rebuilding {} with no network, SOURCE_DATE_EPOCH={}",
+        found.record.pkgid, found.buildinfo.builddate
+    );
+    let tmp = home.tmp();
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let scratch = tempfile::Builder::new().prefix("repro-src-").tempdir_in(&tmp).context("cannot make a scratch directory")?;
+    let mut plan = args.common.plan(config, &home, &base)?;
+    let pkgid = &found.record.pkgid;
+    if repro::planned_entry(&plan, pkgid).is_none()
+        && let Some(copy) = without_outputs(config, &plan, &found, scratch.path())?
+    {
+        plan = args.common.plan(&copy, &home, &base)?;
+    }
+    if repro::planned_entry(&plan, pkgid).is_none() {
+        // A git entry that moved on: pin the commit whose tree is the recorded one.
+        let mut synced = sync::sync(config, &home, SyncMode::Offline);
+        if pin_recorded_tree(&mut synced, &plan, pkgid)? {
+            plan = args.common.plan_synced(config, &home, &base, synced)?;
+        }
+    }
+    let opts = rebuild_options(&home, base, config);
+    let dest = tempfile::Builder::new().prefix("repro-out-").tempdir_in(&tmp).context("cannot make a directory for the rebuild")?;
+    let reports = home.root().join("repro").join(found.record.pkgid.to_string());
+    let report = repro::check(&found, &plan, &opts, dest.path(), &reports)?;
+    let written = match &output {
+        Some(dir) => write_output(dir, &report)?,
+        None => Vec::new(),
+    };
+    Ok((report, written))
+}
+
+/// Package files left in a path source (laptop mode copies them next to
+/// the PKGBUILD) change its tree-id, and so the pkgid. The config again,
+/// with each path entry of the record's pkgbase replaced by a copy of its
+/// directory without the record's package files (and their signatures);
+/// `None` when there is no such entry.
+fn without_outputs(config: &Config, plan: &Plan, found: &Found, scratch: &Path) -> anyhow::Result<Option<Config>> {
+    let pkgbase = found.record.pkgid.pkgbase().to_string();
+    let mut skip: BTreeSet<OsString> = BTreeSet::new();
+    for o in &found.record.outputs {
+        skip.insert(o.name.clone().into());
+        skip.insert(format!("{}.sig", o.name).into());
+    }
+    let mut copy = config.clone();
+    let mut changed = false;
+    for entry in &mut copy.pkgbuilds {
+        let same_base = plan.packages.iter().any(|p| p.name == entry.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
+        let Location::Path { dir } = &mut entry.location else { continue };
+        if !same_base {
+            continue;
+        }
+        let dst = scratch.join(entry.name.to_string());
+        copy_tree(dir, &dst, &skip)?;
+        *dir = dst;
+        changed = true;
+    }
+    Ok(changed.then_some(copy))
+}
+
+/// Copy a PKGBUILD directory (files, their modes, symlinks, `.git` left
+/// out as the tree-id leaves it out), without the top-level names in `skip`.
+fn copy_tree(src: &Path, dst: &Path, skip: &BTreeSet<OsString>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
+    for e in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
+        let e = e.with_context(|| format!("cannot read {}", src.display()))?;
+        let name = e.file_name();
+        if skip.contains(&name) || name == ".git" {
+            continue;
+        }
+        let (from, to) = (e.path(), dst.join(&name));
+        let kind = e.file_type().with_context(|| format!("cannot stat {}", from.display()))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&from).with_context(|| format!("cannot read {}", from.display()))?;
+            std::os::unix::fs::symlink(target, &to).with_context(|| format!("cannot create {}", to.display()))?;
+        } else if kind.is_dir() {
+            copy_tree(&from, &to, &BTreeSet::new())?;
+        } else {
+            // fs::copy keeps the mode bits, and the executable bit is part of the tree-id.
+            std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// For each git entry of `pkgid`'s pkgbase, look through its mirror's
+/// history for a commit whose tree (at the entry's subtree) is the
+/// recorded tree-id, and make that the entry's commit. Whether one was found.
+fn pin_recorded_tree(synced: &mut [sync::Synced], plan: &Plan, pkgid: &PkgId) -> anyhow::Result<bool> {
+    let want = pkgid.tree_id().to_string();
+    let pkgbase = pkgid.pkgbase().to_string();
+    let mut pinned = false;
+    for s in synced.iter_mut() {
+        let same_base = plan.packages.iter().any(|p| p.name == s.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
+        let Ok(sync::Checkout::Git { repo, commit, subtree, .. }) = &mut s.checkout else { continue };
+        if !same_base {
+            continue;
+        }
+        let git = |args: &[&str], input: Option<&str>| -> anyhow::Result<String> {
+            let mut c = std::process::Command::new("git");
+            c.arg("--git-dir").arg(&*repo).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+            let mut child = c.spawn().context("cannot run git")?;
+            if let Some(text) = input {
+                child.stdin.take().expect("piped").write_all(text.as_bytes()).context("cannot write to git")?;
+            }
+            let o = child.wait_with_output().context("cannot run git")?;
+            anyhow::ensure!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let commits = git(&["rev-list", "--all"], None)?;
+        let path = subtree.as_ref().map(|p| p.to_string_lossy().trim_end_matches('/').to_owned());
+        // One git process for every commit: `<commit>:<subtree>` names the
+        // tree there, and --batch-check prints its id (or "missing").
+        let queries: String = commits
+            .lines()
+            .map(|c| match &path {
+                Some(p) if !p.is_empty() => format!("{c}:{p}\n"),
+                Some(_) | None => format!("{c}^{{tree}}\n"),
+            })
+            .collect();
+        let answers = git(&["cat-file", "--batch-check=%(objectname)"], Some(&queries))?;
+        if let Some((c, _)) = commits.lines().zip(answers.lines()).find(|(_, t)| *t == want) {
+            tracing::info!(commit = c, tree = %want, "rebuilding an older commit");
+            *commit = c.to_owned();
+            pinned = true;
+        }
+    }
+    Ok(pinned)
+}
+
+/// `--twice`: the two builds' report, exit 0 same, 1 different, 2 error.
+fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let mode = args.common.config()?;
+    let config = match &mode {
+        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+    };
+    let base = args.common.base(&home, config)?;
+    let plan = args.common.plan(config, &home, &base)?;
+    let opts = rebuild_options(&home, base, config);
+    let tmp = home.tmp();
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let work = tempfile::Builder::new().prefix("repro-twice-").tempdir_in(&tmp).context("cannot make a directory for the builds")?;
+    let name = &args.target;
+    eprintln!("==> building {name} twice with no network, the second time varying hostname, time zone, locale, umask and build directory");
+    let reports = home.root().join("repro").join(format!("{name}-twice"));
+    let report = repro::twice(&plan, name, &opts, work.path(), &reports)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for f in &report.files {
+            match f.verdict {
+                Verdict::Reproducible => writeln!(out, "REPRODUCIBLE      {}", f.name)?,
+                Verdict::NotReproducible => {
+                    writeln!(out, "NOT REPRODUCIBLE  {}", f.name)?;
+                    print_differences(&mut out, f)?;
+                }
+            }
+        }
+        if report.nondeterministic {
+            writeln!(out, "a third build with nothing varied differs too: the build is not deterministic by itself (time, randomness, ordering)")?;
+        } else if !report.reproducible {
+            let names: Vec<&str> = report.matters.iter().map(|v| v.name()).collect();
+            if names.is_empty() {
+                writeln!(out, "no variation alone changes the output: it takes several together")?;
+            } else {
+                writeln!(out, "the variation that matters: {}", names.join(", "))?;
+            }
+        }
+    }
+    Ok(if report.reproducible { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Build options of a check: the config's, but never the network.
+fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config) -> BuildOptions {
+    BuildOptions {
+        home: home.clone(),
+        base,
+        // The point of the check: whatever the config says, no network.
+        network: Network::Loopback,
+        timeout: config.build.timeout,
+        jobs: 1,
+        keep_failed: KeepFailed::No,
+        arch: config.repo.arch.to_string(),
+        binds: Vec::new(),
+        home_binds: Default::default(),
+    }
+}
+
+/// A path to an existing file (or one that looks like a package) is a
+/// file; anything else must be a pkgid.
+fn parse_target(s: &str) -> anyhow::Result<Target> {
+    let p = Path::new(s);
+    if p.is_file() || s.contains(".pkg.tar") {
+        let abs = std::path::absolute(p).with_context(|| format!("cannot resolve {s}"))?;
+        anyhow::ensure!(abs.is_file(), "{} is not a file", abs.display());
+        return Ok(Target::File(abs));
+    }
+    let id: PkgId = s.parse().with_context(|| format!("{s} is neither a package file nor a pkgid"))?;
+    Ok(Target::PkgId(id))
+}
+
+/// Copy each rebuilt file to `dir` under its original name (rebuilderd
+/// compares them itself, so mismatches are written too).
+fn write_output(dir: &Path, report: &Report) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = Vec::new();
+    for f in &report.files {
+        if let Some(r) = &f.rebuilt {
+            let dst = dir.join(&f.name);
+            std::fs::copy(&r.path, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
+            written.push(dst);
+        }
+    }
+    Ok(written)
+}
+
+fn print_report(w: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    for f in &report.files {
+        match f.verdict {
+            Verdict::Reproducible => writeln!(w, "REPRODUCIBLE      {}", f.name)?,
+            Verdict::NotReproducible => {
+                writeln!(w, "NOT REPRODUCIBLE  {}", f.name)?;
+                print_differences(w, f)?;
+            }
+        }
+    }
+    writeln!(w, "log: {}", report.log.display())
+}
+
+fn print_differences(w: &mut impl Write, f: &FileReport) -> std::io::Result<()> {
+    let Some(rebuilt) = &f.rebuilt else {
+        return writeln!(w, "    the rebuild made no file of that name");
+    };
+    writeln!(w, "    original {} bytes, blake3 {}", f.original.size, f.original.blake3)?;
+    writeln!(w, "    rebuilt  {} bytes, blake3 {}", rebuilt.size, rebuilt.blake3)?;
+    if f.members.is_empty() {
+        writeln!(w, "    every member is the same: only the archive's order or compression differs")?;
+    }
+    let side = |m: &Option<repro::Member>| match m {
+        Some(m) => format!("{} bytes {} mode {:o} mtime {}", m.size, short(&m.blake3.to_string()), m.mode, m.mtime),
+        None => "absent".to_owned(),
+    };
+    for m in &f.members {
+        writeln!(w, "    differs: {}", m.path)?;
+        writeln!(w, "        original: {}", side(&m.original))?;
+        writeln!(w, "        rebuilt:  {}", side(&m.rebuilt))?;
+    }
+    if let Some(d) = &f.diffoscope {
+        writeln!(w, "    diffoscope: {}", d.display())?;
+    }
+    Ok(())
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(16)]
+}

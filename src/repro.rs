@@ -1,0 +1,687 @@
+//! Repro: does a package pkgcell built come out byte for byte the same when
+//! it is built again, with no network?
+//!
+//! Input: a [`Target`] (a pkgid in the store, or a package file whose
+//! record the store has), the [`Plan`] of the config that built it and the
+//! [`BuildOptions`] of the rebuild. Steps:
+//!
+//! 1. find the build record ([`find`]): by pkgid, by the file's BLAKE3
+//!    hash, or by its .BUILDINFO (pkgbase, version, `pkgbuild_sha256sum`);
+//! 2. read the .BUILDINFO and check that every `installed` package version
+//!    is at hand (in the base, or among the packages the original build
+//!    installed from the store); all missing ones are reported at once;
+//! 3. rebuild the planned entry with that pkgid ([`crate::build::rebuild`])
+//!    at SOURCE_DATE_EPOCH = `builddate`, on the same dependency set, with
+//!    no network, into a temporary directory: the store is not touched;
+//! 4. compare every output file byte for byte and, for a differing one,
+//!    each member of the two archives (path, size, hash, mode, mtime, link).
+//!
+//! [`twice`] needs no record: it builds a planned entry twice, the second
+//! time with a varied environment ([`Variation`]), and when the outputs
+//! differ, builds again to tell a build that is not deterministic by
+//! itself from one that depends on a variation, and names the variation.
+//!
+//! This module runs no sandbox itself and prints nothing; the CLI prints
+//! the [`Report`].
+//!
+//! The .BUILDINFO is parsed here rather than with the `alpm-buildinfo`
+//! crate, for the reason docs/publish.md gives for `alpm-pkginfo`: its typed
+//! `packager` field rejects makepkg's default `Unknown Packager` (see the
+//! test `alpm_buildinfo_does_not_fit`). Only a few fields are needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::build::{self, BuildError, BuildOptions, MakepkgEnv};
+use crate::ids::{Blake3, PkgId};
+use crate::plan::Plan;
+use crate::store::{Record, Store, StoreError};
+
+/// Version of the `--json` form of a [`Report`].
+pub const REPRO_JSON_VERSION: u32 = 1;
+
+/// The build directory and start directory of every pkgcell build.
+const BUILDDIR: &str = "/build";
+const STARTDIR: &str = "/startdir";
+
+/// What to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The outputs of a build record of the store.
+    PkgId(PkgId),
+    /// A package file that pkgcell built.
+    File(PathBuf),
+}
+
+/// Why a check could not be made (exit 2; a difference is not an error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReproError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No record of that pkgid.
+    #[error("{0} is not in the store (see `pkgcell store ls`)")]
+    UnknownPkgId(Box<PkgId>),
+    /// No record produced that file, nor one with its .BUILDINFO.
+    #[error("no build record in the store made {} (pkgbase {pkgbase}, version {pkgver})", path.display())]
+    UnknownFile {
+        /// The file.
+        path: PathBuf,
+        /// Its .BUILDINFO's pkgbase.
+        pkgbase: String,
+        /// Its .BUILDINFO's pkgver.
+        pkgver: String,
+    },
+    /// A file could not be read.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A .BUILDINFO lacks a field or has a bad value.
+    #[error("bad .BUILDINFO of {what}: {problem}")]
+    BadBuildInfo {
+        /// Whose.
+        what: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The package was not built the way pkgcell builds.
+    #[error("{what} was built with {field} = {found}, pkgcell builds with {expected}")]
+    ForeignBuild {
+        /// Whose.
+        what: String,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        found: String,
+        /// pkgcell's.
+        expected: &'static str,
+    },
+    /// Packages of the original build environment are not at hand.
+    #[error("cannot make the build environment: {} installed package versions are not available: {}", .0.len(), .0.join(", "))]
+    Unavailable(Vec<String>),
+    /// The config has no PKGBUILD with that pkgid (its tree or its
+    /// dependencies changed, or it is not listed).
+    #[error("the config plans no PKGBUILD with pkgid {pkgid} (planned for {}: {planned})", pkgid.pkgbase())]
+    NotInPlan {
+        /// The pkgid of the record.
+        pkgid: Box<PkgId>,
+        /// What the plan has for that pkgbase.
+        planned: String,
+    },
+    /// The rebuild failed.
+    #[error("the rebuild failed")]
+    Rebuild(#[source] Box<BuildError>),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ReproError + 'a {
+    move |source| ReproError::Io { action, path: path.to_owned(), source }
+}
+
+/// The fields of a .BUILDINFO (BUILDINFO(5)) that a rebuild needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// `pkgbase`.
+    pub pkgbase: String,
+    /// `pkgver`: the full version, `[epoch:]pkgver-pkgrel`.
+    pub pkgver: String,
+    /// `pkgbuild_sha256sum`.
+    pub pkgbuild_sha256sum: String,
+    /// `builddate`: the SOURCE_DATE_EPOCH of the build.
+    pub builddate: u64,
+    /// `builddir`.
+    pub builddir: String,
+    /// `startdir`.
+    pub startdir: String,
+    /// `installed`: `<pkgname>-<pkgver>-<pkgrel>-<arch>` of each package of
+    /// the build root.
+    pub installed: Vec<String>,
+}
+
+impl BuildInfo {
+    /// Parse the `key = value` lines of a .BUILDINFO; `what` names it in errors.
+    ///
+    /// ```
+    /// let b = pkgcell::repro::BuildInfo::parse("format = 2\npkgbase = a\npkgver = 1-1\nbuilddate = 7\ninstalled = z-1-1-any\n", "a").unwrap();
+    /// assert_eq!((b.builddate, b.installed.len()), (7, 1));
+    /// ```
+    pub fn parse(text: &str, what: &str) -> Result<BuildInfo, ReproError> {
+        let bad = |problem: String| ReproError::BadBuildInfo { what: what.to_owned(), problem };
+        let mut b = BuildInfo::default();
+        let mut date = None;
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once(" = ") else { continue };
+            let v = v.trim().to_owned();
+            match k.trim() {
+                "pkgbase" => b.pkgbase = v,
+                "pkgver" => b.pkgver = v,
+                "pkgbuild_sha256sum" => b.pkgbuild_sha256sum = v,
+                "builddate" => date = Some(v.parse().map_err(|_| bad(format!("builddate {v:?} is not a number")))?),
+                "builddir" => b.builddir = v,
+                "startdir" => b.startdir = v,
+                "installed" => b.installed.push(v),
+                _ => {}
+            }
+        }
+        b.builddate = date.ok_or_else(|| bad("no builddate".into()))?;
+        if b.pkgbase.is_empty() || b.pkgver.is_empty() {
+            return Err(bad("no pkgbase or pkgver".into()));
+        }
+        Ok(b)
+    }
+}
+
+/// One member of a package archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// Its size in bytes.
+    pub size: u64,
+    /// BLAKE3 of its content.
+    pub blake3: Blake3,
+    /// Its mode bits.
+    pub mode: u32,
+    /// Its mtime.
+    pub mtime: u64,
+    /// Its link target, for links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// The members of a .pkg.tar.zst, by path.
+pub fn members(path: &Path) -> Result<BTreeMap<String, Member>, ReproError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let zst = zstd::Decoder::new(file).map_err(io_err("decompress", path))?;
+    let mut ar = tar::Archive::new(zst);
+    let mut out = BTreeMap::new();
+    for e in ar.entries().map_err(io_err("read the archive", path))? {
+        let mut e = e.map_err(io_err("read the archive", path))?;
+        let name = e.path().map_err(io_err("read the archive", path))?.to_string_lossy().into_owned();
+        let link = e.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned());
+        let (mode, mtime) = (e.header().mode().unwrap_or(0), e.header().mtime().unwrap_or(0));
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).map_err(io_err("read the archive", path))?;
+        out.insert(name, Member { size: data.len() as u64, blake3: Blake3::of(&data), mode, mtime, link });
+    }
+    Ok(out)
+}
+
+/// The .BUILDINFO text inside a package file.
+pub fn buildinfo_of(path: &Path) -> Result<String, ReproError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let zst = zstd::Decoder::new(file).map_err(io_err("decompress", path))?;
+    let mut ar = tar::Archive::new(zst);
+    for e in ar.entries().map_err(io_err("read the archive", path))? {
+        let mut e = e.map_err(io_err("read the archive", path))?;
+        if e.path().is_ok_and(|p| p == Path::new(".BUILDINFO")) {
+            let mut s = String::new();
+            e.read_to_string(&mut s).map_err(io_err("read .BUILDINFO of", path))?;
+            return Ok(s);
+        }
+    }
+    Err(ReproError::BadBuildInfo { what: path.display().to_string(), problem: "the package has no .BUILDINFO".into() })
+}
+
+/// A build to check: its record, its .BUILDINFO, and the original files.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The record of the original build.
+    pub record: Record,
+    /// Its .BUILDINFO (of the file given, or of the record).
+    pub buildinfo: BuildInfo,
+    /// The original package files: (file name, path).
+    pub originals: Vec<(String, PathBuf)>,
+}
+
+/// Find the record of `target` in the store.
+pub fn find(store: &Store, target: &Target) -> Result<Found, ReproError> {
+    let objects = |r: &Record| -> Vec<(String, PathBuf)> {
+        r.outputs.iter().map(|o| (o.name.clone(), store.object_path(&o.blake3))).collect()
+    };
+    match target {
+        Target::PkgId(id) => {
+            let record = store.record(id)?.ok_or_else(|| ReproError::UnknownPkgId(Box::new(id.clone())))?;
+            let buildinfo = BuildInfo::parse(&record.buildinfo, &format!("the record of {id}"))?;
+            let originals = objects(&record);
+            Ok(Found { record, buildinfo, originals })
+        }
+        Target::File(path) => {
+            let hash = FileSide::of(path)?.blake3;
+            let text = buildinfo_of(path)?;
+            let buildinfo = BuildInfo::parse(&text, &path.display().to_string())?;
+            let records = store.records()?;
+            let by_hash = records.iter().find(|r| r.outputs.iter().any(|o| o.blake3 == hash));
+            // A copy that was changed since (re-signed, repacked) is found
+            // by what its .BUILDINFO says; the newest such build wins.
+            let by_info = || {
+                records
+                    .iter()
+                    .filter(|r| {
+                        BuildInfo::parse(&r.buildinfo, "").is_ok_and(|b| {
+                            b.pkgbase == buildinfo.pkgbase
+                                && b.pkgver == buildinfo.pkgver
+                                && b.pkgbuild_sha256sum == buildinfo.pkgbuild_sha256sum
+                        })
+                    })
+                    .max_by_key(|r| r.started)
+            };
+            let record = by_hash.or_else(by_info).cloned().ok_or_else(|| ReproError::UnknownFile {
+                path: path.clone(),
+                pkgbase: buildinfo.pkgbase.clone(),
+                pkgver: buildinfo.pkgver.clone(),
+            })?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut originals = objects(&record);
+            match originals.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = path.clone(),
+                None => originals.push((name, path.clone())),
+            }
+            Ok(Found { record, buildinfo, originals })
+        }
+    }
+}
+
+/// The `installed` entries of `info` that are neither in the base (its
+/// pacman database) nor among the package files the record installed
+/// (found in the store by hash).
+pub fn unavailable(info: &BuildInfo, base_root: &Path, record: &Record, store: &Store) -> Result<Vec<String>, ReproError> {
+    let mut have: BTreeSet<String> = BTreeSet::new();
+    let db = base_root.join("var/lib/pacman/local");
+    for e in fs::read_dir(&db).map_err(io_err("read", &db))?.flatten() {
+        let Ok(desc) = fs::read_to_string(e.path().join("desc")) else { continue };
+        let field = |k: &str| desc.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
+        have.insert(format!("{}-{}-{}", field("%NAME%"), field("%VERSION%"), field("%ARCH%")));
+    }
+    if !record.deps.is_empty() {
+        let hashes: BTreeSet<&str> = record.deps.iter().filter_map(|l| l.split_once(' ').map(|(_, h)| h)).collect();
+        for r in store.records()? {
+            for o in &r.outputs {
+                if hashes.contains(o.blake3.to_string().as_str()) && store.object_path(&o.blake3).exists() {
+                    // `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.*` is what
+                    // `installed` names, plus the extension.
+                    have.insert(o.name[..o.name.find(".pkg.tar").unwrap_or(o.name.len())].to_owned());
+                }
+            }
+        }
+    }
+    Ok(info.installed.iter().filter(|i| !have.contains(*i)).cloned().collect())
+}
+
+/// Whether a file or a member came out the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Byte for byte the same.
+    Reproducible,
+    /// Different, or missing from the rebuild.
+    NotReproducible,
+}
+
+/// One side of a compared file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileSide {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its BLAKE3 hash.
+    pub blake3: Blake3,
+}
+
+impl FileSide {
+    /// Hash the file as it streams by: packages can be large.
+    fn of(path: &Path) -> Result<FileSide, ReproError> {
+        let mut file = File::open(path).map_err(io_err("open", path))?;
+        let mut hasher = blake3::Hasher::new();
+        let size = io::copy(&mut file, &mut hasher).map_err(io_err("read", path))?;
+        Ok(FileSide { path: path.to_owned(), size, blake3: Blake3::from_bytes(*hasher.finalize().as_bytes()) })
+    }
+}
+
+/// A member that differs between the original and the rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberDiff {
+    /// Its path in the archive.
+    pub path: String,
+    /// The original's, if it has it.
+    pub original: Option<Member>,
+    /// The rebuild's, if it has it.
+    pub rebuilt: Option<Member>,
+}
+
+/// The comparison of one output file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// The package file name.
+    pub name: String,
+    /// The outcome.
+    pub verdict: Verdict,
+    /// The original file.
+    pub original: FileSide,
+    /// The rebuilt file (none when the rebuild made no file of that name).
+    pub rebuilt: Option<FileSide>,
+    /// The members that differ (empty when the files are equal, or when
+    /// only the archive's order or compression differs).
+    pub members: Vec<MemberDiff>,
+    /// The diffoscope report, when diffoscope is installed and they differ.
+    pub diffoscope: Option<PathBuf>,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// [`REPRO_JSON_VERSION`].
+    pub version: u32,
+    /// The pkgid rebuilt.
+    pub pkgid: PkgId,
+    /// The SOURCE_DATE_EPOCH of the rebuild (the original `builddate`).
+    pub source_date_epoch: u64,
+    /// Whether every file is reproducible.
+    pub reproducible: bool,
+    /// One entry per original file.
+    pub files: Vec<FileReport>,
+    /// The rebuild's log.
+    pub log: PathBuf,
+}
+
+/// Rebuild `found` as the plan entry with its pkgid, into `dest`, and
+/// compare. `opts.network` should be loopback: the caller decides.
+pub fn check(found: &Found, plan: &Plan, opts: &BuildOptions, dest: &Path, reports: &Path) -> Result<Report, ReproError> {
+    let info = &found.buildinfo;
+    let pkgid = &found.record.pkgid;
+    let what = pkgid.to_string();
+    for (field, found_value, expected) in [("builddir", &info.builddir, BUILDDIR), ("startdir", &info.startdir, STARTDIR)] {
+        if found_value != expected {
+            return Err(ReproError::ForeignBuild { what, field, found: found_value.clone(), expected });
+        }
+    }
+    let missing = unavailable(info, &opts.base.root, &found.record, &Store::at(opts.home.store()))?;
+    if !missing.is_empty() {
+        return Err(ReproError::Unavailable(missing));
+    }
+    let entry = planned_entry(plan, pkgid).ok_or_else(|| {
+        let same: Vec<String> = plan
+            .packages
+            .iter()
+            .filter(|p| p.pkgbase.as_deref() == Some(pkgid.pkgbase().to_string().as_str()))
+            .map(|p| p.pkgid.as_ref().map_or_else(|| format!("{} (not planned)", p.name), |i| i.to_string()))
+            .collect();
+        ReproError::NotInPlan {
+            pkgid: Box::new(pkgid.clone()),
+            planned: if same.is_empty() { "nothing".into() } else { same.join(", ") },
+        }
+    })?;
+    let menv = MakepkgEnv { epoch: Some(info.builddate), ..MakepkgEnv::default() };
+    let rebuilt = build::rebuild(plan, &entry.name, &found.record.deps, opts, &menv, "check", dest).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
+    let files = compare(&found.originals, &rebuilt.files, Some(reports))?;
+    Ok(Report {
+        version: REPRO_JSON_VERSION,
+        pkgid: pkgid.clone(),
+        source_date_epoch: info.builddate,
+        reproducible: files.iter().all(|f| f.verdict == Verdict::Reproducible),
+        files,
+        log: rebuilt.log,
+    })
+}
+
+/// The plan entry that builds `pkgid`'s PKGBUILD: the one with that pkgid,
+/// else one with its pkgbase and tree-id (its dependencies changed since,
+/// which does not matter: the rebuild installs the record's own set).
+pub fn planned_entry<'a>(plan: &'a Plan, pkgid: &PkgId) -> Option<&'a crate::plan::PlannedPackage> {
+    plan.packages.iter().find(|p| p.pkgid.as_ref() == Some(pkgid)).or_else(|| {
+        plan.packages.iter().find(|p| {
+            p.pkgid.as_ref().is_some_and(|i| i.pkgbase() == pkgid.pkgbase() && i.tree_id() == pkgid.tree_id())
+        })
+    })
+}
+
+/// Compare each original with the rebuilt file of the same name; with
+/// `reports`, a diffoscope report per differing file goes there when
+/// diffoscope is on PATH.
+pub fn compare(originals: &[(String, PathBuf)], rebuilt: &[PathBuf], reports: Option<&Path>) -> Result<Vec<FileReport>, ReproError> {
+    let mut out = Vec::new();
+    for (name, path) in originals {
+        let original = FileSide::of(path)?;
+        let twin = rebuilt.iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == *name));
+        let Some(twin) = twin else {
+            out.push(FileReport { name: name.clone(), verdict: Verdict::NotReproducible, original, rebuilt: None, members: Vec::new(), diffoscope: None });
+            continue;
+        };
+        let side = FileSide::of(twin)?;
+        if side.blake3 == original.blake3 {
+            out.push(FileReport { name: name.clone(), verdict: Verdict::Reproducible, original, rebuilt: Some(side), members: Vec::new(), diffoscope: None });
+            continue;
+        }
+        let (a, b) = (members(path)?, members(twin)?);
+        let paths: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let members = paths
+            .into_iter()
+            .filter(|p| a.get(*p) != b.get(*p))
+            .map(|p| MemberDiff { path: p.clone(), original: a.get(p).cloned(), rebuilt: b.get(p).cloned() })
+            .collect();
+        let diffoscope = reports.and_then(|r| diffoscope(path, twin, &r.join(format!("{name}.diffoscope.txt"))));
+        out.push(FileReport { name: name.clone(), verdict: Verdict::NotReproducible, original, rebuilt: Some(side), members, diffoscope });
+    }
+    Ok(out)
+}
+
+/// One thing `--twice` varies between its two builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variation {
+    /// The host name inside (`pkgcell` / `pkgcell-twice`).
+    Hostname,
+    /// `TZ` (`UTC` / `XST-13`, a POSIX zone that needs no tzdata).
+    TimeZone,
+    /// `LANG` (`C.UTF-8` / `C`).
+    Locale,
+    /// The umask (022 / 002).
+    Umask,
+}
+
+impl Variation {
+    /// Every variation, in the order they are tried alone.
+    pub const ALL: [Variation; 4] = [Variation::Hostname, Variation::TimeZone, Variation::Locale, Variation::Umask];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variation::Hostname => "hostname",
+            Variation::TimeZone => "time zone",
+            Variation::Locale => "locale",
+            Variation::Umask => "umask",
+        }
+    }
+
+    fn apply(self, env: &mut MakepkgEnv) {
+        match self {
+            Variation::Hostname => env.hostname = "pkgcell-twice".into(),
+            Variation::TimeZone => env.tz = "XST-13".into(),
+            Variation::Locale => env.lang = "C".into(),
+            Variation::Umask => env.umask = Some(0o002),
+        }
+    }
+}
+
+/// The environment of the first `--twice` build (and of the control).
+fn reference_env() -> MakepkgEnv {
+    MakepkgEnv { umask: Some(0o022), ..MakepkgEnv::default() }
+}
+
+/// The result of `--twice`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwiceReport {
+    /// [`REPRO_JSON_VERSION`].
+    pub version: u32,
+    /// The pkgid built.
+    pub pkgid: PkgId,
+    /// Whether the two builds are the same.
+    pub reproducible: bool,
+    /// What the second build varied (besides its build directory, which
+    /// always differs).
+    pub varied: Vec<Variation>,
+    /// The first build's files against the second's.
+    pub files: Vec<FileReport>,
+    /// When they differ: a third build with nothing varied also differs
+    /// from the first, so the build is not deterministic by itself (time,
+    /// randomness, ordering), whatever the environment.
+    pub nondeterministic: bool,
+    /// When they differ and the build is deterministic: the variations
+    /// that, alone, change the output.
+    pub matters: Vec<Variation>,
+    /// The logs of every build made, in order.
+    pub logs: Vec<PathBuf>,
+}
+
+/// Build the planned entry `name` twice, the second time with every
+/// [`Variation`], and compare; when they differ, find out why with more
+/// builds (one with nothing varied, then one per variation). Both builds
+/// use the PKGBUILD's own SOURCE_DATE_EPOCH and the dependency set a build
+/// would install now (the entries it needs must be in the store). Nothing
+/// is stored; `work` holds the builds.
+pub fn twice(plan: &Plan, name: &str, opts: &BuildOptions, work: &Path, reports: &Path) -> Result<TwiceReport, ReproError> {
+    let store = Store::at(opts.home.store());
+    let entry = plan.packages.iter().find(|p| p.name == name);
+    let pkgid = entry
+        .and_then(|p| p.pkgid.clone())
+        .ok_or_else(|| ReproError::Rebuild(Box::new(BuildError::NotPlanned(name.to_owned()))))?;
+    let deps = build::dep_lines(plan, name, &store).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
+    let mut logs = Vec::new();
+    let mut n = 0;
+    let mut build_with = |menv: &MakepkgEnv, tag: &str| -> Result<Vec<PathBuf>, ReproError> {
+        n += 1;
+        let dest = work.join(format!("{n}-{}", tag.replace(' ', "-")));
+        let r = build::rebuild(plan, name, &deps, opts, menv, &format!("twice-{n}"), &dest).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
+        logs.push(r.log);
+        Ok(r.files)
+    };
+    let named = |files: &[PathBuf]| -> Vec<(String, PathBuf)> {
+        files.iter().map(|f| (f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), f.clone())).collect()
+    };
+    let same = |a: &[PathBuf], b: &[PathBuf]| -> Result<bool, ReproError> {
+        Ok(compare(&named(a), b, None)?.iter().all(|f| f.verdict == Verdict::Reproducible) && a.len() == b.len())
+    };
+
+    let reference = reference_env();
+    let first = build_with(&reference, "reference")?;
+    let mut varied_env = reference.clone();
+    for v in Variation::ALL {
+        v.apply(&mut varied_env);
+    }
+    let second = build_with(&varied_env, "varied")?;
+    let files = compare(&named(&first), &second, Some(reports))?;
+    let reproducible = files.iter().all(|f| f.verdict == Verdict::Reproducible) && first.len() == second.len();
+    let (mut nondeterministic, mut matters) = (false, Vec::new());
+    if !reproducible {
+        let control = build_with(&reference, "control")?;
+        nondeterministic = !same(&first, &control)?;
+        if !nondeterministic {
+            for v in Variation::ALL {
+                let mut one = reference.clone();
+                v.apply(&mut one);
+                let alone = build_with(&one, v.name())?;
+                if !same(&first, &alone)? {
+                    matters.push(v);
+                }
+            }
+        }
+    }
+    Ok(TwiceReport {
+        version: REPRO_JSON_VERSION,
+        pkgid,
+        reproducible,
+        varied: Variation::ALL.to_vec(),
+        files,
+        nondeterministic,
+        matters,
+        logs,
+    })
+}
+
+/// Run diffoscope on the host, if it is installed; the report's path.
+fn diffoscope(a: &Path, b: &Path, report: &Path) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("diffoscope").is_file()));
+    if !found {
+        return None;
+    }
+    fs::create_dir_all(report.parent()?).ok()?;
+    // diffoscope exits 1 when the files differ, which they do here.
+    let status = Command::new("diffoscope").arg("--text").arg(report).arg(a).arg(b).status();
+    match status {
+        Ok(s) if s.code().is_some_and(|c| c <= 1) && report.exists() => Some(report.to_owned()),
+        Ok(_) | Err(_) => {
+            tracing::warn!(report = %report.display(), "diffoscope failed");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A .BUILDINFO as makepkg wrote it in a pkgcell build on the test base.
+    const MAKEPKG: &str = "format = 2\n\
+        pkgname = same\n\
+        pkgbase = same\n\
+        pkgver = 1.0-1\n\
+        pkgarch = any\n\
+        pkgbuild_sha256sum = ffb2996192ac3c364c5822d099267dfeb971f9f964c27f2d701d3892681badcf\n\
+        packager = Unknown Packager\n\
+        builddate = 1795435496\n\
+        builddir = /build\n\
+        startdir = /startdir\n\
+        buildtool = pkgcell\n\
+        buildtoolver = 0.1.0\n\
+        buildenv = !distcc\n\
+        buildenv = color\n\
+        buildenv = !ccache\n\
+        buildenv = check\n\
+        buildenv = !sign\n\
+        options = strip\n\
+        options = docs\n\
+        options = libtool\n\
+        options = staticlibs\n\
+        options = emptydirs\n\
+        options = zipman\n\
+        options = purge\n\
+        options = !debug\n\
+        options = !lto\n\
+        installed = debian-toolchain-12-1-x86_64\n";
+
+    #[test]
+    fn the_fields_a_rebuild_needs_are_read() {
+        let b = BuildInfo::parse(MAKEPKG, "t").unwrap();
+        assert_eq!(b.pkgbase, "same");
+        assert_eq!(b.pkgver, "1.0-1");
+        assert_eq!(b.builddate, 1_795_435_496);
+        assert_eq!((b.builddir.as_str(), b.startdir.as_str()), (BUILDDIR, STARTDIR));
+        assert_eq!(b.pkgbuild_sha256sum.len(), 64);
+        assert_eq!(b.installed, ["debian-toolchain-12-1-x86_64"]);
+        assert!(matches!(BuildInfo::parse("pkgbase = a\n", "t"), Err(ReproError::BadBuildInfo { .. })));
+        assert!(matches!(BuildInfo::parse("pkgbase = a\npkgver = 1-1\nbuilddate = x\n", "t"), Err(ReproError::BadBuildInfo { .. })));
+    }
+
+    /// Why the .BUILDINFO is parsed here (see the module docs): when this
+    /// fails, alpm-buildinfo reads makepkg's output and can replace
+    /// [`BuildInfo::parse`].
+    #[test]
+    fn alpm_buildinfo_does_not_fit() {
+        use std::str::FromStr;
+        let err = alpm_buildinfo::BuildInfo::from_str(MAKEPKG).expect_err("alpm-buildinfo now reads makepkg's .BUILDINFO");
+        let fixed = MAKEPKG.replace("packager = Unknown Packager", "packager = Some One <one@example.org>");
+        assert!(alpm_buildinfo::BuildInfo::from_str(&fixed).is_ok(), "not (only) the packager: {err}");
+    }
+}
