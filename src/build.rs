@@ -37,6 +37,7 @@ use serde::Serialize;
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::home::Home;
 use crate::ids::{Blake3, PkgId};
+use crate::local::LocalPackage;
 use crate::plan::{Plan, Status};
 use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
@@ -156,6 +157,80 @@ pub struct BuildOptions {
     pub home_binds: BTreeMap<String, Vec<PathBuf>>,
     /// Extra binds into every makepkg sandbox (`-d`/`-D`).
     pub binds: Vec<Mount>,
+    /// Package files installed into every build's dependency layer before
+    /// its dependencies (`-I`).
+    pub local: Vec<LocalPackage>,
+    /// Whether dependency layers are reused or made afresh (`-c`).
+    pub layers: LayerMode,
+    /// Memory and process limits of the fetch, dependency layer and makepkg sandboxes.
+    pub limits: Limits,
+}
+
+/// Whether a build reuses the cached dependency layer of its set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LayerMode {
+    /// Reuse it when it is there (it is keyed by content).
+    #[default]
+    Reuse,
+    /// Make a fresh one and put it in the cache's place (`-c`, as
+    /// makechrootpkg's `-c`): later builds reuse the fresh one; a build
+    /// still running on the old one keeps it (its overlay holds it) until
+    /// `store gc` removes it.
+    Fresh,
+}
+
+/// Per-build resource limits, applied as rlimits to every process of the
+/// fetch, dependency layer and makepkg sandboxes (no cgroup: see docs/build.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory of each process, in bytes (RLIMIT_DATA: heap and private
+    /// writable mappings).
+    pub memory: Option<u64>,
+    /// Processes at once of the sandbox's user, in its sandbox (RLIMIT_NPROC,
+    /// which the kernel counts per user namespace and uid, so one build's
+    /// processes never count against another's limit).
+    pub pids: Option<u64>,
+}
+
+impl Limits {
+    /// The rlimits that carry these limits.
+    pub fn rlimits(&self) -> Vec<Rlimit> {
+        let mut out = Vec::new();
+        if let Some(m) = self.memory {
+            out.push(Rlimit { resource: RlimitResource::Data, limit: m });
+        }
+        if let Some(p) = self.pids {
+            out.push(Rlimit { resource: RlimitResource::Processes, limit: p });
+        }
+        out
+    }
+
+    /// A hint for a failed sandbox whose log shows that a limit was hit.
+    fn hint(&self, log: &str) -> Option<String> {
+        let log = log.to_ascii_lowercase();
+        let any = |needles: &[&str]| needles.iter().any(|n| log.contains(n));
+        if let Some(m) = self.memory
+            && any(&["cannot allocate", "out of memory", "memory exhausted", "bad_alloc", "memoryerror", "xmalloc", "xrealloc"])
+        {
+            return Some(format!("memory allocation failed: over the memory limit of {} per process ([build] memory, --memory)", size_text(m)));
+        }
+        if let Some(p) = self.pids
+            && any(&["cannot fork", "fork: retry", "fork: resource temporarily unavailable", "cannot create thread", "resource temporarily unavailable"])
+        {
+            return Some(format!("fork failed: over the process limit of {p} ([build] pids, --pids)"));
+        }
+        None
+    }
+}
+
+/// Bytes as the config writes them: `4G`, `512M`, or `65536K`.
+fn size_text(b: u64) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    format!("{b} bytes")
 }
 
 /// What happened to one package.
@@ -204,6 +279,20 @@ pub struct PackageResult {
     pub reason: Option<String>,
     /// Wall time of the build in this run, in seconds.
     pub seconds: Option<f64>,
+    /// Peak resident memory of the largest process of makepkg, in KiB
+    /// (of the build that made it, for a cached one).
+    pub peak_memory_kib: Option<u64>,
+    /// The dependency layer the build ran on, when it needed one.
+    pub layer: Option<LayerUse>,
+}
+
+/// The dependency layer of a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerUse {
+    /// Its key: the directory under `$PKGCELL_HOME/layers`.
+    pub key: String,
+    /// Whether this build made it (false: reused from the cache).
+    pub made: bool,
 }
 
 /// Progress of a run, for display.
@@ -354,6 +443,8 @@ pub fn build_plan(
         log: None,
         reason: Some(reason),
         seconds: None,
+        peak_memory_kib: None,
+        layer: None,
     };
     // Plan errors fail their entry here; blocked entries are decided by the
     // scheduler below like any dependent of a failure.
@@ -367,7 +458,7 @@ pub fn build_plan(
     let pkgids: BTreeMap<String, PkgId> =
         plan.packages.iter().filter_map(|p| p.pkgid.clone().map(|id| (p.name.clone(), id))).collect();
     let store = Store::at(opts.home.store());
-    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone());
+    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone()).with_rlimits(opts.limits.rlimits());
 
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, PackageResult)>();
@@ -452,6 +543,8 @@ fn build_entry(
         log: None,
         reason: None,
         seconds: None,
+        peak_memory_kib: None,
+        layer: None,
     };
     let (Some(pkgid), Some(checkout), Some(srcinfo)) = (&p.pkgid, &p.checkout, &p.srcinfo) else {
         result.reason = Some("not planned".into());
@@ -462,8 +555,10 @@ fn build_entry(
     let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
     let step = |s| on_event(Event::Step { name: &p.name, step: s });
     match build_one(&job, opts, store, fetcher, pkgids, &step) {
-        Ok((status, record, log, seconds)) => {
+        Ok(Built { status, record, log, seconds, layer }) => {
             result.status = status;
+            result.peak_memory_kib = record.peak_memory_kib;
+            result.layer = layer;
             result.files = record
                 .outputs
                 .iter()
@@ -504,7 +599,14 @@ struct Job<'a> {
     installs: &'a [(String, String)],
 }
 
-type Built = (PackageStatus, Record, Option<PathBuf>, Option<f64>);
+/// A build that ended well: built or cached.
+struct Built {
+    status: PackageStatus,
+    record: Record,
+    log: Option<PathBuf>,
+    seconds: Option<f64>,
+    layer: Option<LayerUse>,
+}
 
 /// A failed build and its log, when it got that far (boxed: errors are large).
 type Failure = Box<(BuildError, Option<PathBuf>)>;
@@ -522,7 +624,7 @@ fn build_one(
     step("waiting for lock");
     let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
     if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
-        return Ok((PackageStatus::Cached, r, None, None));
+        return Ok(Built { status: PackageStatus::Cached, record: r, log: None, seconds: None, layer: None });
     }
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -554,9 +656,9 @@ fn build_one(
     step("makepkg");
     let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid).map_err(no_log)?;
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
-    let result = run_makepkg(job, opts, &dir, layer.as_deref(), &fetched, &log_path, &MakepkgEnv::default());
-    let outputs = match result {
-        Ok(outputs) => outputs,
+    let result = run_makepkg(job, opts, &dir, layer.as_ref(), &fetched, &log_path, &MakepkgEnv::default());
+    let (outputs, peak_memory_kib) = match result {
+        Ok(made) => made,
         Err(e) => {
             dir.finish(opts.keep_failed, &opts.home, job.pkgid);
             return Err(Box::new((e, Some(log_path))));
@@ -584,6 +686,8 @@ fn build_one(
         log,
         base_id: opts.base.id.clone(),
         deps: dep_lines,
+        local: opts.local.iter().map(LocalPackage::line).collect(),
+        peak_memory_kib: Some(peak_memory_kib),
         started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         seconds,
         timings,
@@ -591,7 +695,8 @@ fn build_one(
     };
     store.put_record(&record).map_err(|e| with_log(e.into()))?;
     dir.finish(KeepFailed::No, &opts.home, job.pkgid);
-    Ok((PackageStatus::Built, record, Some(log_path), Some(seconds)))
+    let layer = layer.map(|l| LayerUse { key: l.key, made: l.made });
+    Ok(Built { status: PackageStatus::Built, record, log: Some(log_path), seconds: Some(seconds), layer })
 }
 
 /// What a [`rebuild`] made.
@@ -627,14 +732,14 @@ pub fn rebuild(
     let store = Store::at(opts.home.store());
     // Sources come from the cache; only what it lacks is downloaded, on
     // the host, before the build (which has no network).
-    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone());
+    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone()).with_rlimits(opts.limits.rlimits());
     let fetched = fetcher.fetch(&fetch::sources_of(srcinfo, &opts.arch))?;
     let dep_outputs = outputs_of_deps(&store, deps)?;
     let layer = dep_layer(opts, &store, &job, &dep_outputs).map_err(|f| f.0)?;
     let dir = BuildDir::new(&opts.home, DirKind::Repro, pkgid)?;
     let log = opts.home.logs().join(pkgid.pkgbase().to_string()).join(format!("{pkgid}.repro-{tag}.log"));
-    let made = run_makepkg(&job, opts, &dir, layer.as_deref(), &fetched, &log, menv);
-    let copied = made.and_then(|files| {
+    let made = run_makepkg(&job, opts, &dir, layer.as_ref(), &fetched, &log, menv);
+    let copied = made.and_then(|(files, _)| {
         fs::create_dir_all(dest).map_err(io_err("create", dest))?;
         let mut out = Vec::new();
         for f in files {
@@ -786,26 +891,41 @@ fn remove_dir(path: &Path) -> Result<(), BuildError> {
     pkgcell_sandbox::remove_tree(path).map_err(|source| BuildError::Sandbox { what: "removing a build directory", source })
 }
 
-/// The dependency layer for `deps` (None when nothing is installed): made
-/// once per (base, set of package files), under a lock, by pacman -U as root
-/// inside over the base, with its upper on disk.
+/// A dependency layer ready to be a lower of a build.
+#[derive(Debug, Clone)]
+struct Layer {
+    /// Its upper directory: the lower of the build.
+    upper: PathBuf,
+    /// Its key (directory name under `layers/`).
+    key: String,
+    /// Whether this build made it.
+    made: bool,
+}
+
+/// The dependency layer for `deps` and the -I files (None when nothing is
+/// installed): made once per (base, -I files, set of package files), under
+/// a lock, by pacman -U as root inside over the base, with its upper on
+/// disk. With [`LayerMode::Fresh`] a ready layer is made again, next to
+/// the cached one, and swapped into its place.
 fn dep_layer(
     opts: &BuildOptions,
     store: &Store,
     job: &Job<'_>,
     deps: &[(String, Output)],
-) -> Result<Option<PathBuf>, Failure> {
+) -> Result<Option<Layer>, Failure> {
     let no_log = |e: BuildError| Box::new((e, None));
-    if deps.is_empty() {
+    if deps.is_empty() && opts.local.is_empty() {
         return Ok(None);
     }
     let lines: Vec<String> = deps.iter().map(|(n, o)| format!("{n} {}", o.blake3)).collect();
-    let key = layer_key(&opts.base.id, &lines);
+    let local: Vec<String> = opts.local.iter().map(LocalPackage::line).collect();
+    let key = layer_key(&opts.base.id, &local, &lines);
     let layers = opts.home.layers();
     let dir = layers.join(&key);
     let ready = dir.join("ready");
-    if ready.exists() {
-        return Ok(Some(dir.join("upper")));
+    let reuse = |made| Ok(Some(Layer { upper: dir.join("upper"), key: key.clone(), made }));
+    if opts.layers == LayerMode::Reuse && ready.exists() {
+        return reuse(false);
     }
     fs::create_dir_all(&layers).map_err(|e| no_log(io_err("create", &layers)(e)))?;
     let lock_path = layers.join(format!("{key}.lock"));
@@ -816,14 +936,31 @@ fn dep_layer(
         .open(&lock_path)
         .map_err(|e| no_log(io_err("open", &lock_path)(e)))?;
     lock.lock().map_err(|e| no_log(io_err("lock", &lock_path)(e)))?;
-    if ready.exists() {
-        return Ok(Some(dir.join("upper")));
+    let fresh = ready.exists();
+    if opts.layers == LayerMode::Reuse && fresh {
+        return reuse(false);
     }
-    // A half-made layer of a killed run.
-    remove_dir(&dir).map_err(no_log)?;
-    let pkgs = dir.join("pkgs");
+    // A ready layer that must be made again is made beside it (builds may be
+    // running on it); otherwise in place, over what a killed run left.
+    let target = if fresh { layers.join(format!("{key}.fresh")) } else { dir.clone() };
+    remove_dir(&target).map_err(no_log)?;
+    let pkgs = target.join("pkgs");
     fs::create_dir_all(&pkgs).map_err(|e| no_log(io_err("create", &pkgs)(e)))?;
+    let mut spec = Spec::new(
+        Root::Overlay {
+            lowers: vec![opts.base.root.clone()],
+            upper: Upper::Dir { upper: target.join("upper"), work: target.join("work") },
+        },
+        Vec::new(),
+    );
     let mut argv: Vec<String> = ["pacman", "-U", "--noconfirm", "--noprogressbar"].map(String::from).to_vec();
+    // The -I files first, each bound read-only, in the same transaction as
+    // the dependencies so either may need the other.
+    for (i, l) in opts.local.iter().enumerate() {
+        let dst = PathBuf::from(format!("/pkgcell/local/{i}/{}", l.file_name));
+        spec.mounts.push(Mount::Bind { src: l.path.clone(), dst: dst.clone(), access: Access::ReadOnly });
+        argv.push(dst.display().to_string());
+    }
     for (_, o) in deps {
         let dst = pkgs.join(&o.name);
         let src = store.object_path(&o.blake3);
@@ -833,31 +970,56 @@ fn dep_layer(
         argv.push(format!("/pkgcell/pkgs/{}", o.name));
     }
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.deps.log", job.pkgid));
-    let mut spec = Spec::new(
-        Root::Overlay {
-            lowers: vec![opts.base.root.clone()],
-            upper: Upper::Dir { upper: dir.join("upper"), work: dir.join("work") },
-        },
-        argv,
-    );
-    spec.mounts.push(Mount::Bind { src: pkgs.clone(), dst: "/pkgcell/pkgs".into(), access: Access::ReadOnly });
+    spec.argv = argv;
+    spec.mounts.insert(0, Mount::Bind { src: pkgs.clone(), dst: "/pkgcell/pkgs".into(), access: Access::ReadOnly });
     spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     spec.env.insert("HOME".into(), "/root".into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));
-    let (ok, status, tail) = run_logged(spec, &log_path, "installing dependencies", &format!("pkgcell: dependency layer {key} for {}\n", job.pkgid)).map_err(|e| Box::new((e, Some(log_path.clone()))))?;
-    if !ok {
-        return Err(Box::new((BuildError::DepLayer { status, log: log_path.clone(), tail }, Some(log_path))));
+    spec.rlimits.extend(opts.limits.rlimits());
+    let what = if fresh { "made afresh (-c)" } else { "made" };
+    let header = format!("pkgcell: dependency layer {key} for {}, {what}\n", job.pkgid);
+    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits)
+        .map_err(|e| Box::new((e, Some(log_path.clone()))))?;
+    if !ran.ok {
+        return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
     }
     let _ = fs::remove_dir_all(&pkgs);
-    fs::write(&ready, "").map_err(|e| no_log(io_err("write", &ready)(e)))?;
-    Ok(Some(dir.join("upper")))
+    let target_ready = target.join("ready");
+    fs::write(&target_ready, "").map_err(|e| no_log(io_err("write", &target_ready)(e)))?;
+    if fresh {
+        swap_in(&layers, &key).map_err(no_log)?;
+    }
+    tracing::info!(key, fresh, "dependency layer made");
+    reuse(true)
 }
 
-/// The name of the dependency layer of a base and a set of installed
-/// packages (`<pkgname> <blake3>` lines, sorted, as in [`Record::deps`]).
-fn layer_key(base_id: &str, deps: &[String]) -> String {
+/// Put `layers/<key>.fresh` in the place of `layers/<key>` in one step
+/// (renameat2 RENAME_EXCHANGE: the path always names a ready layer), then
+/// move the old one aside as `<key>.old-<time>`. A build still running on
+/// the old one keeps it: its overlay holds the old directories, and `store
+/// gc` (run when no build is running) removes them.
+fn swap_in(layers: &Path, key: &str) -> Result<(), BuildError> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let (fresh, live) = (layers.join(format!("{key}.fresh")), layers.join(key));
+    renameat2(AT_FDCWD, &fresh, AT_FDCWD, &live, RenameFlags::RENAME_EXCHANGE)
+        .map_err(|e| BuildError::Io { action: "swap a fresh dependency layer into", path: live.clone(), source: e.into() })?;
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let old = layers.join(format!("{key}.old-{nanos}"));
+    fs::rename(&fresh, &old).map_err(io_err("rename", &fresh))
+}
+
+/// The name of the dependency layer of a base, the -I files (`<file name>
+/// <blake3>` lines, in order) and a set of installed packages
+/// (`<pkgname> <blake3>` lines, sorted, as in [`Record::deps`]).
+fn layer_key(base_id: &str, local: &[String], deps: &[String]) -> String {
     let mut key = format!("base {base_id}\n");
+    // Without -I files the key is what it was before -I existed.
+    for l in local {
+        key.push_str("local ");
+        key.push_str(l);
+        key.push('\n');
+    }
     for l in deps {
         key.push_str(l);
         key.push('\n');
@@ -870,7 +1032,7 @@ fn layer_key(base_id: &str, deps: &[String]) -> String {
 /// is running: a layer being made has no record yet.
 pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
     let needed: BTreeSet<String> =
-        keep.iter().filter(|r| !r.deps.is_empty()).map(|r| layer_key(&r.base_id, &r.deps)).collect();
+        keep.iter().filter(|r| !r.deps.is_empty() || !r.local.is_empty()).map(|r| layer_key(&r.base_id, &r.local, &r.deps)).collect();
     let layers = home.layers();
     let rd = match fs::read_dir(&layers) {
         Ok(rd) => rd,
@@ -889,8 +1051,20 @@ pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
     Ok(removed)
 }
 
-/// Run a sandbox with its stdout and stderr to `log`; (success, status text, log tail).
-fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str) -> Result<(bool, String, String), BuildError> {
+/// How a sandbox run with its output to a log went.
+struct Ran {
+    /// It exited with 0.
+    ok: bool,
+    /// Its exit status, and a hint when the log shows a limit was hit.
+    status: String,
+    /// The log's last lines.
+    tail: String,
+    /// Peak resident memory of its largest process, in KiB.
+    peak_memory_kib: u64,
+}
+
+/// Run a sandbox with its stdout and stderr to `log`.
+fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str, limits: &Limits) -> Result<Ran, BuildError> {
     let dir = log.parent().expect("logs have a parent");
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let file = fs::File::options().create(true).truncate(true).read(true).write(true).open(log).map_err(io_err("create", log))?;
@@ -903,7 +1077,7 @@ fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str) -> Resul
         .stderr(Stdio::from(err))
         .run()
         .map_err(|source| BuildError::Sandbox { what, source })?;
-    let status = match outcome.status {
+    let mut status = match outcome.status {
         pkgcell_sandbox::Status::TimedOut => "timed out".to_owned(),
         s => format!("exit status {}", s.exit_code()),
     };
@@ -912,19 +1086,24 @@ fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str) -> Resul
     let _ = reader.read_to_string(&mut text);
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-    Ok((outcome.status.success(), status, tail))
+    let ok = outcome.status.success();
+    if !ok && let Some(hint) = limits.hint(&text[header.len().min(text.len())..]) {
+        status.push_str(", ");
+        status.push_str(&hint);
+    }
+    Ok(Ran { ok, status, tail, peak_memory_kib: outcome.peak_memory_kib })
 }
 
-/// makepkg in the sandbox; the package files it wrote.
+/// makepkg in the sandbox; the package files it wrote and its peak memory (KiB).
 fn run_makepkg(
     job: &Job<'_>,
     opts: &BuildOptions,
     dir: &BuildDir,
-    layer: Option<&Path>,
+    layer: Option<&Layer>,
     fetched: &[Fetched],
     log: &Path,
     menv: &MakepkgEnv,
-) -> Result<Vec<PathBuf>, BuildError> {
+) -> Result<(Vec<PathBuf>, u64), BuildError> {
     let (startdir, tree_epoch) = match job.checkout {
         Checkout::Dir { dir } => {
             let pkgbuild = dir.join("PKGBUILD");
@@ -958,7 +1137,7 @@ fn run_makepkg(
             }
         }
     }
-    let mut lowers: Vec<PathBuf> = layer.into_iter().map(Path::to_owned).collect();
+    let mut lowers: Vec<PathBuf> = layer.into_iter().map(|l| l.upper.clone()).collect();
     lowers.push(opts.base.root.clone());
     // makepkg, then the .BUILDINFO next to the packages (it is inside them
     // too, but reading it here needs no archive tool on the host).
@@ -1018,17 +1197,20 @@ fn run_makepkg(
     spec.env.insert("PKGCELL_MAKE_JOBS".into(), (cores / opts.jobs.max(1)).max(1).to_string());
     // No core dumps: a crashing test suite would fill the upper with them.
     spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
+    spec.rlimits.extend(opts.limits.rlimits());
     let header = format!(
-        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\n\n",
+        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: memory {} per process, processes {}\n\n",
         env!("CARGO_PKG_VERSION"),
         job.pkgid,
         opts.base.id,
         opts.network,
-        layer.map_or("none".into(), |l| l.display().to_string()),
+        layer.map_or("none".into(), |l| format!("{} ({})", l.upper.display(), if l.made { "made" } else { "reused" })),
+        opts.limits.memory.map_or("unlimited".into(), size_text),
+        opts.limits.pids.map_or("unlimited".into(), |p| p.to_string()),
     );
-    let (ok, status, tail) = run_logged(spec, log, "makepkg", &header)?;
-    if !ok {
-        return Err(BuildError::Makepkg { status, log: log.to_owned(), tail });
+    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits)?;
+    if !ran.ok {
+        return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }
     let pkgdest = dir.pkgdest();
     let mut files: Vec<PathBuf> = fs::read_dir(&pkgdest)
@@ -1041,7 +1223,7 @@ fn run_makepkg(
     if files.is_empty() {
         return Err(BuildError::NoOutputs(log.to_owned()));
     }
-    Ok(files)
+    Ok((files, ran.peak_memory_kib))
 }
 
 /// Export the tree of a git source into `dst`; (dst, commit time).

@@ -146,6 +146,11 @@ pub struct BuildConfig {
     pub dephash: DephashMode,
     /// Time limit of one build.
     pub timeout: Duration,
+    /// Memory limit of each process of a build, in bytes (RLIMIT_DATA).
+    pub memory: Option<u64>,
+    /// Process limit of a build: processes of its user inside its sandbox
+    /// (RLIMIT_NPROC, counted per user namespace).
+    pub pids: Option<u64>,
 }
 
 /// Which dependencies go into a pkgid's dephash.
@@ -244,6 +249,8 @@ struct RawBuild {
     network: Option<bool>,
     dephash: Option<DephashMode>,
     timeout: Option<Spanned<String>>,
+    memory: Option<Spanned<String>>,
+    pids: Option<Spanned<i64>>,
 }
 
 #[derive(Debug)]
@@ -358,11 +365,21 @@ impl Config {
                 )
             })?,
         };
+        let memory = match &raw.build.memory {
+            None => None,
+            Some(m) => Some(parse_size(m.get_ref()).map_err(|why| invalid(Some(m.span()), format!("memory {:?}: {why}", m.get_ref())))?),
+        };
+        let pids = match &raw.build.pids {
+            None => None,
+            Some(p) => Some(check_pids(*p.get_ref()).map_err(|why| invalid(Some(p.span()), format!("pids = {}: {why}", p.get_ref())))?),
+        };
         let build = BuildConfig {
             jobs: raw.build.jobs.unwrap_or(NonZeroUsize::MIN),
             network: raw.build.network.unwrap_or(false),
             dephash: raw.build.dephash.unwrap_or(DephashMode::Strict),
             timeout,
+            memory,
+            pids,
         };
 
         let mut pkgbuilds = Vec::new();
@@ -487,6 +504,43 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (num.is_empty() && total > 0).then(|| Duration::from_secs(total))
 }
 
+/// The smallest memory limit taken: below it pacman and makepkg cannot start.
+pub const MIN_MEMORY: u64 = 16 << 20;
+
+/// The smallest process limit taken: makepkg alone runs a few at once.
+pub const MIN_PIDS: u64 = 16;
+
+/// A memory size: `"4G"`, `"512M"`, `"64K"`, `"1T"` (binary multiples,
+/// an optional `B` or `iB` after the unit, any case) or plain bytes;
+/// at least [`MIN_MEMORY`]. Err says what is wrong.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err("not a size like \"4G\", \"512M\" or \"65536K\"".into()),
+    };
+    let n: u64 = num.parse().map_err(|_| "not a size like \"4G\", \"512M\" or \"65536K\"".to_owned())?;
+    let bytes = n.checked_mul(1 << shift).ok_or_else(|| "too large".to_owned())?;
+    if bytes < MIN_MEMORY {
+        return Err(format!("below the minimum of {}M (pacman and makepkg need more)", MIN_MEMORY >> 20));
+    }
+    Ok(bytes)
+}
+
+/// A process limit: at least [`MIN_PIDS`].
+pub fn check_pids(n: i64) -> Result<u64, String> {
+    match u64::try_from(n) {
+        Ok(n) if n >= MIN_PIDS => Ok(n),
+        _ => Err(format!("must be at least {MIN_PIDS} (makepkg alone runs a few processes at once)")),
+    }
+}
+
 /// What `pkgcell init` writes.
 pub const STARTER: &str = r#"# pkgcell.toml: the PKGBUILDs pkgcell builds and the repository it publishes.
 # Every key is optional; the values shown are the defaults unless marked "example".
@@ -510,6 +564,8 @@ jobs = 1                     # builds at the same time
 network = false              # builds reach no network unless true
 dephash = "strict"           # "strict" | "loose" | "none": what a pkgid's dephash covers
 timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
+# memory = "4G"              # example: memory of each process of a build (default: no limit)
+# pids = 512                 # example: processes of a build at once (default: no limit)
 
 [pkgbuilds]
 # One entry per PKGBUILD (examples):
@@ -590,7 +646,12 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
 
     #[test]
     fn the_starter_config_parses() {
-        parse(STARTER).unwrap();
+        let c = parse(STARTER).unwrap();
+        assert_eq!((c.build.memory, c.build.pids), (None, None));
+        // Its commented limits are valid when uncommented.
+        let text = STARTER.replace("# memory = ", "memory = ").replace("# pids = ", "pids = ");
+        let c = parse(&text).unwrap();
+        assert_eq!((c.build.memory, c.build.pids), (Some(4 << 30), Some(512)));
     }
 
     #[test]
@@ -642,6 +703,36 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         let (line, msg) = error("[base]\n\nsignatures = \"never\"\n");
         assert_eq!(line, 3);
         assert!(msg.contains("`check` or `skip`"), "{msg}");
+    }
+
+    #[test]
+    fn memory_and_pids_limits() {
+        let c = parse("[build]\nmemory = \"4G\"\npids = 512\n").unwrap();
+        assert_eq!(c.build.memory, Some(4 << 30));
+        assert_eq!(c.build.pids, Some(512));
+        let c = parse("").unwrap();
+        assert_eq!((c.build.memory, c.build.pids), (None, None));
+        let (line, msg) = error("[build]\njobs = 1\nmemory = \"lots\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("memory \"lots\"") && msg.contains("not a size"), "{msg}");
+        let (line, msg) = error("[build]\n\npids = 0\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("at least 16"), "{msg}");
+        let (line, msg) = error("[build]\npids = \"many\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("65536k"), Ok(64 << 20));
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
+        assert_eq!(parse_size("33554432"), Ok(32 << 20));
+        for bad in ["", "G", "4X", "-4G", "4.5G", "1M", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use pkgcell_sandbox::{Access, Mount, Network, Root, Sandbox, Spec, Upper};
+use pkgcell_sandbox::{Access, Mount, Network, Rlimit, Root, Sandbox, Spec, Upper};
 
 use crate::home::Home;
 use crate::ids::Blake3;
@@ -248,12 +248,20 @@ fn last_component(s: &str) -> String {
 pub struct Fetcher {
     home: Home,
     base: PathBuf,
+    rlimits: Vec<Rlimit>,
 }
 
 impl Fetcher {
     /// A fetcher for `home`, running its downloads over the base root `base`.
     pub fn new(home: Home, base: PathBuf) -> Fetcher {
-        Fetcher { home, base }
+        Fetcher { home, base, rlimits: Vec::new() }
+    }
+
+    /// The same, with these resource limits on every download (the build's
+    /// memory and process limits).
+    pub fn with_rlimits(mut self, rlimits: Vec<Rlimit>) -> Fetcher {
+        self.rlimits = rlimits;
+        self
     }
 
     /// Fetch every remote source of `entries`; local ones are skipped.
@@ -394,6 +402,7 @@ impl Fetcher {
         spec.env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
         spec.cwd = "/".into();
         spec.timeout = Some(std::time::Duration::from_secs(3600));
+        spec.rlimits = self.rlimits.clone();
         let log = tempfile::tempfile().map_err(io_err("create a temporary file in", Path::new("/tmp")))?;
         let log2 = log.try_clone().map_err(io_err("duplicate", Path::new("a temporary file")))?;
         let outcome = Sandbox::new(spec)

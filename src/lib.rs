@@ -11,6 +11,7 @@ pub mod config;
 pub mod fetch;
 pub mod home;
 pub mod ids;
+pub mod local;
 pub mod plan;
 pub mod publish;
 pub mod repro;

@@ -102,6 +102,13 @@ pub struct Record {
     /// What was installed for the build, besides the base: one line per
     /// package (`<name> <file blake3>`), sorted.
     pub deps: Vec<String>,
+    /// Local package files installed before `deps` (`-I FILE`): one line
+    /// per file (`<file name> <file blake3>`), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<String>,
+    /// Peak resident memory of the largest process of makepkg's sandbox, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_kib: Option<u64>,
     /// Unix time the build started, in seconds.
     pub started: u64,
     /// Wall time of the build, in seconds.
@@ -502,6 +509,8 @@ mod tests {
             log,
             base_id: "b".into(),
             deps: vec![],
+            local: vec![],
+            peak_memory_kib: None,
             started,
             seconds: 1.0,
             timings: Timings::default(),

@@ -178,6 +178,10 @@ pub enum RlimitResource {
     Core,
     /// RLIMIT_CPU: CPU time, seconds.
     Cpu,
+    /// RLIMIT_DATA: data segment and private writable mappings (heap,
+    /// anonymous mmap), bytes; unlike RLIMIT_AS it ignores reserved but
+    /// inaccessible address space.
+    Data,
     /// RLIMIT_FSIZE: largest file, bytes.
     FileSize,
     /// RLIMIT_NOFILE: open files.

@@ -351,6 +351,7 @@ pub(crate) fn setrlimit(resource: crate::spec::RlimitResource, limit: u64) -> Sy
         R::AddressSpace => Resource::RLIMIT_AS,
         R::Core => Resource::RLIMIT_CORE,
         R::Cpu => Resource::RLIMIT_CPU,
+        R::Data => Resource::RLIMIT_DATA,
         R::FileSize => Resource::RLIMIT_FSIZE,
         R::OpenFiles => Resource::RLIMIT_NOFILE,
         R::Processes => Resource::RLIMIT_NPROC,

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pkgcell::build::{self, BuildOptions, Event, KeepFailed, PackageResult, PackageStatus};
+use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus};
 use pkgcell::config::{self, Config};
 use pkgcell::fetch::{self, Fetcher};
 use pkgcell::home::Home;
+use pkgcell::local::LocalPackage;
 use pkgcell::plan::{self, Plan, PlanOptions, Status};
 use pkgcell::store::Store;
 use pkgcell::sync::{self, SyncMode};
@@ -71,8 +72,30 @@ pub struct BuildArgs {
     /// Bind a host directory read-only into every build (as makechrootpkg -D).
     #[arg(short = 'D', long = "ro-bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_ro)]
     binds_ro: Vec<pkgcell_sandbox::Mount>,
+    /// Install this package file (.pkg.tar.zst) into every build before its
+    /// dependencies (as makechrootpkg -I; repeatable). Part of every pkgid.
+    #[arg(short = 'I', long = "install", value_name = "FILE")]
+    install: Vec<PathBuf>,
+    /// Make fresh dependency layers instead of reusing the cached ones (as
+    /// makechrootpkg -c); later builds reuse the fresh ones.
+    #[arg(short = 'c', long)]
+    clean: bool,
+    /// Memory limit of each process of a build, e.g. 4G (default: [build] memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// Processes of a build at once (default: [build] pids).
+    #[arg(long, value_name = "N", value_parser = parse_pids)]
+    pids: Option<u64>,
     #[command(flatten)]
     common: Common,
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    config::parse_size(s)
+}
+
+fn parse_pids(s: &str) -> Result<u64, String> {
+    config::check_pids(s.parse().map_err(|_| format!("{s:?} is not a number"))?)
 }
 
 /// Download the sources of PKGBUILDs into the cache.
@@ -149,21 +172,40 @@ impl Common {
     }
 
     pub(super) fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
+        self.plan_with(config, home, base, &[])
+    }
+
+    /// Plan with the -I files `local` installed into every build.
+    pub(super) fn plan_with(&self, config: &Config, home: &Home, base: &build::Base, local: &[LocalPackage]) -> anyhow::Result<Plan> {
         let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
-        self.plan_synced(config, home, base, sync::sync(config, home, mode))
+        self.plan_synced(config, home, base, sync::sync(config, home, mode), local)
     }
 
     /// Plan what `sync` gave (repro pins an older commit of an entry).
-    pub(super) fn plan_synced(&self, config: &Config, home: &Home, base: &build::Base, synced: Vec<sync::Synced>) -> anyhow::Result<Plan> {
+    pub(super) fn plan_synced(
+        &self,
+        config: &Config,
+        home: &Home,
+        base: &build::Base,
+        synced: Vec<sync::Synced>,
+        local: &[LocalPackage],
+    ) -> anyhow::Result<Plan> {
         if self.parse_timeout == 0 {
             bail!("--parse-timeout must be at least 1 second");
         }
-        let opts = PlanOptions { base: base.root.clone(), home: home.clone(), parse_timeout: Duration::from_secs(self.parse_timeout) };
+        let opts = PlanOptions {
+            base: base.root.clone(),
+            home: home.clone(),
+            parse_timeout: Duration::from_secs(self.parse_timeout),
+            local: local.to_vec(),
+        };
         Ok(plan::plan(config, synced, &opts)?)
     }
 }
 
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    // -I files are checked before anything starts.
+    let local = args.install.iter().map(|p| LocalPackage::read(p)).collect::<Result<Vec<_>, _>>()?;
     let mode = args.common.config()?;
     let config = match &mode {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
@@ -175,7 +217,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         bail!("-j must be at least 1");
     }
     eprintln!("==> planning {} entries on base {}", config.pkgbuilds.len(), base.id);
-    let plan = args.common.plan(config, &home, &base)?;
+    let plan = args.common.plan_with(config, &home, &base, &local)?;
     let opts = BuildOptions {
         home: home.clone(),
         base,
@@ -191,6 +233,9 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .filter(|e| !e.home_binds.is_empty())
             .map(|e| (e.name.to_string(), e.home_binds.clone()))
             .collect(),
+        local,
+        layers: if args.clean { LayerMode::Fresh } else { LayerMode::Reuse },
+        limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
     };
     let progress = Progress::new(true);
     let finished = std::sync::atomic::AtomicBool::new(false);
@@ -245,6 +290,8 @@ fn json_of(r: &PackageResult) -> serde_json::Value {
         "log": r.log,
         "reason": r.reason,
         "seconds": r.seconds,
+        "peak_memory_kib": r.peak_memory_kib,
+        "layer": r.layer,
     })
 }
 
@@ -392,7 +439,8 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     let base = args.common.base(&home, config)?;
     let plan = args.common.plan(config, &home, &base)?;
-    let fetcher = Fetcher::new(home, base.root.clone());
+    let limits = Limits { memory: config.build.memory, pids: config.build.pids };
+    let fetcher = Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits());
     let mut failed = false;
     for p in &plan.packages {
         if !args.packages.is_empty() && !args.packages.contains(&p.name) {

@@ -112,7 +112,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
     let synced = sync::sync(&config, &home, mode);
     let store = pkgcell::store::Store::at(home.store());
-    let opts = PlanOptions { base, home, parse_timeout: args.base.timeout()? };
+    let opts = PlanOptions { base, home, parse_timeout: args.base.timeout()?, local: Vec::new() };
     let plan = plan::plan(&config, synced, &opts)?;
     // Which pkgids are built already: the store answers, plan does not know it.
     let built: Vec<bool> = plan

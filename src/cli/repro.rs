@@ -110,7 +110,7 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         // A git entry that moved on: pin the commit whose tree is the recorded one.
         let mut synced = sync::sync(config, &home, SyncMode::Offline);
         if pin_recorded_tree(&mut synced, &plan, pkgid)? {
-            plan = args.common.plan_synced(config, &home, &base, synced)?;
+            plan = args.common.plan_synced(config, &home, &base, synced, &[])?;
         }
     }
     let opts = rebuild_options(&home, base, config);
@@ -281,6 +281,9 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config) -> 
         arch: config.repo.arch.to_string(),
         binds: Vec::new(),
         home_binds: Default::default(),
+        local: Vec::new(),
+        layers: Default::default(),
+        limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
     }
 }
 

@@ -75,7 +75,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
     /// A resource limit for the command, soft = hard (repeatable): nofile,
-    /// nproc, as (bytes), fsize (bytes), cpu (seconds), core, stack.
+    /// nproc, as (bytes), data (bytes), fsize (bytes), cpu (seconds), core, stack.
     #[arg(long, value_name = "NAME=N", value_parser = parse_rlimit)]
     rlimit: Vec<Rlimit>,
     /// Map only your own id (to 0), even if you have a subordinate range.
@@ -152,11 +152,12 @@ fn parse_rlimit(s: &str) -> Result<Rlimit, String> {
         "as" => RlimitResource::AddressSpace,
         "core" => RlimitResource::Core,
         "cpu" => RlimitResource::Cpu,
+        "data" => RlimitResource::Data,
         "fsize" => RlimitResource::FileSize,
         "nofile" => RlimitResource::OpenFiles,
         "nproc" => RlimitResource::Processes,
         "stack" => RlimitResource::Stack,
-        other => return Err(format!("unknown resource {other:?} (as, core, cpu, fsize, nofile, nproc, stack)")),
+        other => return Err(format!("unknown resource {other:?} (as, core, cpu, data, fsize, nofile, nproc, stack)")),
     };
     let limit = value.parse().map_err(|_| format!("{value:?} is not a number"))?;
     Ok(Rlimit { resource, limit })

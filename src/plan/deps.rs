@@ -37,6 +37,8 @@ pub enum Origin {
     Pkgbuild(usize),
     /// Already in pkgcell's own repository (not read yet).
     Repo,
+    /// A package file given with `-I`, by its index.
+    Local(usize),
 }
 
 /// The base's package database could not be read.

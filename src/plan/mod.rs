@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::config::{Config, DephashMode, PkgbuildEntry};
 use crate::home::Home;
 use crate::ids::{DepHash, PkgId, TreeId};
+use crate::local::LocalPackage;
 use crate::sync::{Checkout, Synced};
 use deps::{Origin, Provider};
 use srcinfo::{ParseJob, Parser, TreeSource};
@@ -55,6 +56,9 @@ pub struct PlanOptions {
     pub home: Home,
     /// Time limit for sourcing one PKGBUILD.
     pub parse_timeout: Duration,
+    /// Package files installed into every build (`-I`): providers, and part
+    /// of every dephash.
+    pub local: Vec<LocalPackage>,
 }
 
 /// The plan: one entry per `[pkgbuilds]` entry.
@@ -250,6 +254,17 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     }
 
     let mut providers = deps::read_base_db(&opts.base)?;
+    // -I files go in before the config's PKGBUILDs: asked for by name, they
+    // win over an entry that builds the same package.
+    for (k, l) in opts.local.iter().enumerate() {
+        providers.push(Provider {
+            name: l.name.clone(),
+            version: l.version.clone(),
+            provides: l.provides.clone(),
+            depends: l.depends.clone(),
+            origin: Origin::Local(k),
+        });
+    }
     for (i, n) in nodes.iter().enumerate() {
         for m in n.iter().flat_map(|n| &n.packages) {
             providers.push(Provider {
@@ -317,6 +332,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
             .filter(|p| p.origin != Origin::Pkgbuild(i))
             .map(|p| match p.origin {
                 Origin::Base | Origin::Repo => format!("installed {} {}", p.name, p.version),
+                Origin::Local(k) => format!("local {}", opts.local[k].line()),
                 Origin::Pkgbuild(j) => format!(
                     "built {} {}",
                     p.name,
@@ -324,6 +340,8 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
                 ),
             })
             .collect();
+        // Every -I file is installed into every build, needed or not.
+        lines.extend(opts.local.iter().map(|l| format!("local {}", l.line())));
         lines.sort();
         lines.dedup();
         let canonical = lines.iter().fold(String::new(), |acc, l| acc + l + "\n");
