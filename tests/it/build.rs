@@ -556,3 +556,262 @@ fn built_packages_are_published_from_the_store_and_pacman_installs_them() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("run `pkgcell build` first"), "{}", text(&o));
 }
+
+/// `pkgcell build --json ARGS` in a laptop directory: exit code, the parsed
+/// object and the output.
+fn laptop_build(d: &TestDir, dir: &Path, args: &[&str]) -> (i32, Value, Output) {
+    let o = output(
+        pkgcell()
+            .arg("build")
+            .arg("--json")
+            .args(args)
+            .current_dir(dir)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base()),
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    (o.status.code().unwrap(), v, o)
+}
+
+/// Remove the package files a laptop build left next to the PKGBUILD, so the
+/// next run sees the same tree.
+fn remove_packages(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().contains(".pkg.tar") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+}
+
+/// (tree-id, dephash) of a pkgid `<pkgbase>-<tree-id>-<dephash>`.
+fn pkgid_parts(id: &str) -> (String, String) {
+    let mut it = id.rsplitn(3, '-');
+    let dephash = it.next().unwrap().to_owned();
+    (it.next().unwrap().to_owned(), dephash)
+}
+
+#[test]
+fn install_flag_puts_a_local_package_into_the_build_and_its_hash_into_the_pkgid_and_layer() {
+    use crate::pkgutil::{TestPackage, makepkg};
+    let d = TestDir::new();
+    let dir = d.join("needslocal");
+    copy_fixture("build/needslocal", &dir);
+    let one = makepkg(&TestPackage::new("localdep"), &d.join("work"), &d.join("out"));
+    let two = makepkg(&TestPackage { pkgrel: 2, ..TestPackage::new("localdep") }, &d.join("work"), &d.join("out"));
+    let (one, two) = (one.display().to_string(), two.display().to_string());
+
+    // Without -I nothing provides localdep.
+    let (code, v, o) = laptop_build(&d, &dir, &[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    let p = &v["packages"][0];
+    assert_eq!(p["status"], "failed", "{v:#}");
+    assert!(p["reason"].as_str().unwrap().contains("nothing provides localdep"), "{v:#}");
+
+    // With -I it is installed before the build: build() reads its files.
+    let (code, v, o) = laptop_build(&d, &dir, &["-I", &one]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let first = v["packages"][0].clone();
+    assert_eq!(first["status"], "built", "{v:#}");
+    let log = std::fs::read_to_string(first["log"].as_str().unwrap()).unwrap();
+    assert!(log.lines().any(|l| l == "1.0-1"), "build() did not see localdep 1.0-1:\n{log}");
+    assert_eq!(first["layer"]["made"], true, "{v:#}");
+    remove_packages(&dir);
+
+    // Another file: the same tree, another dephash, another layer.
+    let (code, v, o) = laptop_build(&d, &dir, &["--install", &two]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let second = v["packages"][0].clone();
+    assert_eq!(second["status"], "built", "{v:#}");
+    let log = std::fs::read_to_string(second["log"].as_str().unwrap()).unwrap();
+    assert!(log.lines().any(|l| l == "1.0-2"), "build() did not see localdep 1.0-2:\n{log}");
+    let (t1, h1) = pkgid_parts(first["pkgid"].as_str().unwrap());
+    let (t2, h2) = pkgid_parts(second["pkgid"].as_str().unwrap());
+    assert_eq!(t1, t2, "the tree did not change");
+    assert_ne!(h1, h2, "another -I file must give another dephash");
+    assert_ne!(first["layer"]["key"], second["layer"]["key"]);
+    remove_packages(&dir);
+
+    // The first file again: its pkgid is in the store.
+    let (code, v, o) = laptop_build(&d, &dir, &["-I", &one]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(v["packages"][0]["status"], "cached", "{v:#}");
+    assert_eq!(v["packages"][0]["pkgid"], first["pkgid"]);
+
+    // A missing file and a file that is not a package: usage errors, before anything starts.
+    let run = |file: &str| {
+        output(
+            pkgcell()
+                .args(["build", "-I", file])
+                .current_dir(&dir)
+                .env("PKGCELL_HOME", d.join("home"))
+                .env("PKGCELL_BASE_DIR", test_base()),
+        )
+    };
+    let o = run("gone-1.0-1-x86_64.pkg.tar.zst");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("cannot read the package file") && stderr(&o).contains("gone-1.0-1"), "{}", text(&o));
+    assert!(!stderr(&o).contains("planning"), "it started: {}", text(&o));
+    let notes = d.join("notes-1.0-1-x86_64.pkg.tar.zst");
+    std::fs::write(&notes, "not a package\n").unwrap();
+    let o = run(&notes.display().to_string());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("is not a pacman package"), "{}", text(&o));
+}
+
+/// The inode of a dependency layer's upper directory.
+fn layer_inode(env: &Env, key: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(env.dir.join("home/layers").join(key).join("upper")).unwrap().ino()
+}
+
+/// Layers moved aside by -c, waiting for `store gc`.
+fn old_layers(env: &Env) -> Vec<String> {
+    std::fs::read_dir(env.dir.join("home/layers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".old-"))
+        .collect()
+}
+
+/// Change a package's tree (a comment in its PKGBUILD), so its pkgid is new.
+fn touch_tree(env: &Env, name: &str, n: u32) {
+    let pb = env.dir.join("pkgs").join(name).join("PKGBUILD");
+    let mut text = std::fs::read_to_string(&pb).unwrap();
+    text.push_str(&format!("# change {n}\n"));
+    std::fs::write(&pb, text).unwrap();
+}
+
+#[test]
+fn clean_flag_makes_a_fresh_dependency_layer_that_later_builds_reuse_while_a_running_build_keeps_the_old_one() {
+    let env = Env::new();
+    env.config(&["a", "holda", "usesa"], 1);
+    let (code, v, o) = env.build(&["a", "usesa"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let layer = pkg(&v, "usesa")["layer"].clone();
+    assert_eq!(layer["made"], true, "{v:#}");
+    let key = layer["key"].as_str().unwrap().to_owned();
+    let first = layer_inode(&env, &key);
+
+    // Without -c the cached layer is reused.
+    touch_tree(&env, "usesa", 1);
+    let (code, v, o) = env.build(&["usesa"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "usesa"), "built");
+    assert_eq!(pkg(&v, "usesa")["layer"], serde_json::json!({"key": key, "made": false}));
+    assert_eq!(layer_inode(&env, &key), first);
+
+    // holda runs on the cached layer (it sleeps, then reads from it) while
+    // -c makes a fresh one and swaps it in.
+    let holder = env.cmd(&["build", "--json", "holda"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while processes_with("sleep 7.319").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(90), "holda never reached build()");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    touch_tree(&env, "usesa", 2);
+    let (code, v, o) = env.build(&["-c", "usesa"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(pkg(&v, "usesa")["layer"], serde_json::json!({"key": key, "made": true}));
+    let fresh = layer_inode(&env, &key);
+    assert_ne!(fresh, first, "-c did not make a new layer");
+    let pkgid = pkg(&v, "usesa")["pkgid"].as_str().unwrap().to_owned();
+    let deps_log = std::fs::read_to_string(env.dir.join("home/logs/usesa").join(format!("{pkgid}.deps.log"))).unwrap();
+    assert!(deps_log.contains("made afresh (-c)"), "{deps_log}");
+    assert_eq!(old_layers(&env).len(), 1, "the old layer is kept for running builds");
+    assert!(!processes_with("sleep 7.319").is_empty(), "holda finished before the swap: the test proves nothing");
+    let o = holder.wait_with_output().unwrap();
+    assert!(o.status.success(), "the build on the old layer broke\n{}", text(&o));
+    let hv: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(pkg(&hv, "holda")["layer"], serde_json::json!({"key": key, "made": false}));
+
+    // Later builds reuse the fresh layer; gc removes the old one.
+    touch_tree(&env, "usesa", 3);
+    let (code, v, o) = env.build(&["usesa"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(pkg(&v, "usesa")["layer"]["made"], false);
+    assert_eq!(layer_inode(&env, &key), fresh);
+    ok(env.run(&["store", "gc"]));
+    assert!(old_layers(&env).is_empty(), "{:?}", old_layers(&env));
+    assert_eq!(layer_inode(&env, &key), fresh);
+}
+
+#[test]
+fn a_build_over_the_memory_limit_fails_and_names_the_limit_and_peak_memory_is_recorded() {
+    let env = Env::new();
+    env.pkg("a");
+    env.pkg("bigalloc");
+    std::fs::write(
+        env.dir.join("pkgcell.toml"),
+        "[build]\nmemory = \"256M\"\n\n[pkgbuilds]\na = { path = \"pkgs/a\" }\nbigalloc = { path = \"pkgs/bigalloc\" }\n",
+    )
+    .unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    assert_eq!(status(&v, "bigalloc"), "failed", "{v:#}");
+    let r = pkg(&v, "bigalloc")["reason"].as_str().unwrap();
+    assert!(r.contains("memory limit of 256M per process") && r.contains("--memory"), "{r}");
+    assert!(r.contains("memory exhausted"), "the log tail shows dd's error: {r}");
+
+    // Under the limit a build works, and its peak memory is reported and recorded.
+    assert_eq!(status(&v, "a"), "built", "{v:#}");
+    let peak = pkg(&v, "a")["peak_memory_kib"].as_u64().unwrap();
+    assert!(peak > 100 && peak < 256 * 1024, "{peak}");
+    let ls: Value = serde_json::from_str(&ok(env.run(&["store", "ls", "--json"]))).unwrap();
+    assert_eq!(ls["records"][0]["peak_memory_kib"].as_u64(), Some(peak));
+
+    // --memory overrides the config: with room enough, bigalloc gets past dd.
+    let (_, v, o) = env.build(&["--memory", "2G", "bigalloc"]);
+    assert_eq!(status(&v, "bigalloc"), "built", "{}", text(&o));
+}
+
+#[test]
+fn a_fork_bomb_over_the_pids_limit_fails_names_the_limit_and_does_not_touch_other_sandboxes() {
+    let env = Env::new();
+    env.config(&["forkbomb"], 1);
+    let bomb = env.cmd(&["build", "--json", "--pids", "32"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while processes_with("sleep 21.377").len() < 20 {
+        assert!(t.elapsed() < Duration::from_secs(90), "the fork bomb never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // While it holds all it may have, another sandbox of the same build user
+    // (the same ids outside) with the same limit starts 25 processes at once:
+    // the kernel counts them per sandbox (user namespace), not per user.
+    let o = run_sh(
+        &["--uid", "1000", "--gid", "1000", "--rlimit", "nproc=32"],
+        "i=0; while [ $i -lt 25 ]; do sleep 1.5 & i=$((i+1)); done; wait; echo started 25",
+    );
+    assert!(ok(o).contains("started 25"));
+    let held = processes_with("sleep 21.377").len();
+    assert!((20..32).contains(&held), "the bomb held {held} processes meanwhile");
+
+    let o = bomb.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = pkg(&v, "forkbomb")["reason"].as_str().unwrap();
+    assert!(r.contains("process limit of 32") && r.contains("--pids"), "{r}");
+    assert!(processes_with("sleep 21.377").is_empty(), "left behind: {:?}", processes_with("sleep 21.377"));
+}
+
+#[test]
+fn bad_limits_are_errors_naming_the_line_or_the_flag() {
+    let env = Env::new();
+    env.pkg("a");
+    std::fs::write(env.dir.join("pkgcell.toml"), "[build]\njobs = 1\nmemory = \"lots\"\n\n[pkgbuilds]\na = { path = \"pkgs/a\" }\n").unwrap();
+    let o = env.run(&["build"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("pkgcell.toml:3: memory \"lots\": not a size"), "{}", text(&o));
+
+    std::fs::write(env.dir.join("pkgcell.toml"), "[build]\npids = 2\n\n[pkgbuilds]\na = { path = \"pkgs/a\" }\n").unwrap();
+    let o = env.run(&["build"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("pkgcell.toml:2: pids = 2: must be at least 16"), "{}", text(&o));
+
+    std::fs::write(env.dir.join("pkgcell.toml"), "[pkgbuilds]\na = { path = \"pkgs/a\" }\n").unwrap();
+    for (flag, value, says) in [("--memory", "lots", "not a size"), ("--pids", "0", "at least 16")] {
+        let o = env.run(&["build", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(stderr(&o).contains(says), "{}", text(&o));
+    }
+}
