@@ -172,11 +172,22 @@ pub enum LayerMode {
     /// Reuse it when it is there (it is keyed by content).
     #[default]
     Reuse,
-    /// Make a fresh one and put it in the cache's place (`-c`, as
+    /// Reuse only a layer made at or after this time (the start of the
+    /// run), else make a fresh one and put it in the cache's place (`-c`, as
     /// makechrootpkg's `-c`): later builds reuse the fresh one; a build
     /// still running on the old one keeps it (its overlay holds it) until
     /// `store gc` removes it.
-    Fresh,
+    Fresh(SystemTime),
+}
+
+impl LayerMode {
+    /// Whether the layer whose `ready` marker is at `ready` may be used.
+    fn usable(&self, ready: &Path) -> bool {
+        match self {
+            LayerMode::Reuse => ready.exists(),
+            LayerMode::Fresh(since) => fs::metadata(ready).and_then(|m| m.modified()).is_ok_and(|t| t >= *since),
+        }
+    }
 }
 
 /// Per-build resource limits, applied as rlimits to every process of the
@@ -924,7 +935,7 @@ fn dep_layer(
     let dir = layers.join(&key);
     let ready = dir.join("ready");
     let reuse = |made| Ok(Some(Layer { upper: dir.join("upper"), key: key.clone(), made }));
-    if opts.layers == LayerMode::Reuse && ready.exists() {
+    if opts.layers.usable(&ready) {
         return reuse(false);
     }
     fs::create_dir_all(&layers).map_err(|e| no_log(io_err("create", &layers)(e)))?;
@@ -936,10 +947,10 @@ fn dep_layer(
         .open(&lock_path)
         .map_err(|e| no_log(io_err("open", &lock_path)(e)))?;
     lock.lock().map_err(|e| no_log(io_err("lock", &lock_path)(e)))?;
-    let fresh = ready.exists();
-    if opts.layers == LayerMode::Reuse && fresh {
+    if opts.layers.usable(&ready) {
         return reuse(false);
     }
+    let fresh = ready.exists();
     // A ready layer that must be made again is made beside it (builds may be
     // running on it); otherwise in place, over what a killed run left.
     let target = if fresh { layers.join(format!("{key}.fresh")) } else { dir.clone() };

@@ -234,7 +234,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|e| (e.name.to_string(), e.home_binds.clone()))
             .collect(),
         local,
-        layers: if args.clean { LayerMode::Fresh } else { LayerMode::Reuse },
+        layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
         limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
     };
     let progress = Progress::new(true);

@@ -734,6 +734,15 @@ fn clean_flag_makes_a_fresh_dependency_layer_that_later_builds_reuse_while_a_run
     ok(env.run(&["store", "gc"]));
     assert!(old_layers(&env).is_empty(), "{:?}", old_layers(&env));
     assert_eq!(layer_inode(&env, &key), fresh);
+
+    // Two builds of one -c run with the same set: the layer is made once.
+    touch_tree(&env, "usesa", 4);
+    touch_tree(&env, "holda", 4);
+    let (code, v, o) = env.build(&["-c", "usesa", "holda"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let made: Vec<&Value> = ["usesa", "holda"].iter().map(|n| &pkg(&v, n)["layer"]["made"]).collect();
+    assert!(made.contains(&&Value::Bool(true)) && made.contains(&&Value::Bool(false)), "{v:#}");
+    assert_ne!(layer_inode(&env, &key), fresh);
 }
 
 #[test]
