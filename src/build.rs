@@ -237,7 +237,7 @@ impl Limits {
 /// Bytes as the config writes them: `4G`, `512M`, or `65536K`.
 fn size_text(b: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if b >= 1 << shift && b % (1 << shift) == 0 {
+        if b >= 1 << shift && b.is_multiple_of(1 << shift) {
             return format!("{}{unit}", b >> shift);
         }
     }
@@ -1299,6 +1299,39 @@ mod tests {
         assert_eq!(pkgname_of("hello-1.0-1-x86_64.pkg.tar.zst"), Some("hello"));
         assert_eq!(pkgname_of("my-lib-2:1.0.r3-2-any.pkg.tar.gz"), Some("my-lib"));
         assert_eq!(pkgname_of("x.tar"), None);
+    }
+
+    #[test]
+    fn limits_become_rlimits_and_failures_that_hit_them_name_them() {
+        assert!(Limits::default().rlimits().is_empty());
+        let l = Limits { memory: Some(256 << 20), pids: Some(64) };
+        assert_eq!(
+            l.rlimits(),
+            [
+                Rlimit { resource: RlimitResource::Data, limit: 256 << 20 },
+                Rlimit { resource: RlimitResource::Processes, limit: 64 }
+            ]
+        );
+        let hint = l.hint("dd: memory exhausted\n").unwrap();
+        assert!(hint.contains("memory limit of 256M per process"), "{hint}");
+        let hint = l.hint("sh: 0: Cannot fork\n").unwrap();
+        assert!(hint.contains("process limit of 64"), "{hint}");
+        assert_eq!(l.hint("error: test failed\n"), None);
+        // No limit set: no hint, whatever the log says.
+        assert_eq!(Limits::default().hint("memory exhausted, Cannot fork"), None);
+        assert_eq!(size_text(4 << 30), "4G");
+        assert_eq!(size_text(1536 << 20), "1536M");
+        assert_eq!(size_text(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn layer_keys_without_local_files_are_as_before_and_local_files_change_them() {
+        let deps = ["a 00".to_owned()];
+        let before = Blake3::of(b"base B\na 00\n").to_string()[..32].to_owned();
+        assert_eq!(layer_key("B", &[], &deps), before);
+        let one = layer_key("B", &["x.pkg.tar.zst 11".into()], &deps);
+        let two = layer_key("B", &["x.pkg.tar.zst 22".into()], &deps);
+        assert!(one != before && one != two);
     }
 
     #[test]
