@@ -824,3 +824,24 @@ fn bad_limits_are_errors_naming_the_line_or_the_flag() {
         assert!(stderr(&o).contains(says), "{}", text(&o));
     }
 }
+
+#[test]
+fn with_a_config_install_files_go_into_every_package_of_the_run() {
+    use crate::pkgutil::{TestPackage, makepkg};
+    let env = Env::new();
+    env.config(&["a", "needslocal"], 1);
+    let file = makepkg(&TestPackage::new("localdep"), &env.dir.join("work"), &env.dir.join("out")).display().to_string();
+    let (code, v, o) = env.build(&["a"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let without = pkg(&v, "a")["pkgid"].as_str().unwrap().to_owned();
+
+    let (code, v, o) = env.build(&["-I", &file]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "needslocal"), "built", "{v:#}");
+    // a needs nothing, yet the file is installed into its build too: another pkgid.
+    assert_eq!(status(&v, "a"), "built", "{v:#}");
+    assert_ne!(pkg(&v, "a")["pkgid"].as_str().unwrap(), without);
+    let ls: Value = serde_json::from_str(&ok(env.run(&["store", "ls", "--json"]))).unwrap();
+    let with_local = ls["records"].as_array().unwrap().iter().filter(|r| r["local"][0].as_str().is_some_and(|l| l.starts_with("localdep-1.0-1-x86_64.pkg.tar.zst "))).count();
+    assert_eq!(with_local, 2, "{ls:#}");
+}
