@@ -6,6 +6,7 @@ mod makepkg;
 mod pkgutil;
 mod plan;
 mod publish;
+mod rebuilderd;
 mod repro;
 mod sandbox;
 mod store;
