@@ -9,5 +9,6 @@ mod publish;
 mod rebuilderd;
 mod repro;
 mod sandbox;
+mod shard;
 mod store;
 mod util;
