@@ -5,7 +5,9 @@
 //! `$REBUILDERD_OUTDIR` with the download (docs/rebuilderd.md).
 //!
 //! `rebuilderd-worker build` exits 0 whatever the verdict; the verdict is
-//! in its log lines (env_logger, on stderr), which these tests read.
+//! in its log lines (env_logger, on stderr), which these tests read. The
+//! last test runs a `rebuilderd` daemon on loopback with one worker
+//! (scripts/install-rebuilderd) and reads the verdicts with `rebuildctl`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
