@@ -459,7 +459,7 @@ fn build_entry(
     };
     let span = tracing::info_span!("build", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps };
     let step = |s| on_event(Event::Step { name: &p.name, step: s });
     match build_one(&job, opts, store, fetcher, pkgids, &step) {
         Ok((status, record, log, seconds)) => {
@@ -623,7 +623,7 @@ pub fn rebuild(
     };
     let span = tracing::info_span!("rebuild", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid, tag);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps };
     let store = Store::at(opts.home.store());
     // Sources come from the cache; only what it lacks is downloaded, on
     // the host, before the build (which has no network).
@@ -654,7 +654,7 @@ pub fn rebuild(
 pub fn dep_lines(plan: &Plan, name: &str, store: &Store) -> Result<Vec<String>, BuildError> {
     let p = plan.packages.iter().find(|p| p.name == name).ok_or_else(|| BuildError::NotPlanned(name.to_owned()))?;
     let mut lines = Vec::new();
-    for (entry, pkgname) in &p.installs {
+    for (entry, pkgname) in &p.built_deps {
         let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
         let id = plan.packages.iter().find(|q| q.name == *entry).and_then(|q| q.pkgid.as_ref()).ok_or_else(missing)?;
         let rec = store.record(id)?.ok_or_else(missing)?;
