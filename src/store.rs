@@ -100,8 +100,14 @@ pub struct Record {
     /// The base the build ran on (see `build::base_id`).
     pub base_id: String,
     /// What was installed for the build, besides the base: one line per
-    /// package (`<name> <file blake3>`), sorted.
+    /// package file, sorted: `<name> <file blake3>` for a package of the
+    /// store, `<name> sha256:<hex> <file name>` for one of a repository
+    /// (kept in the shared package cache).
     pub deps: Vec<String>,
+    /// What the dependency layer's pacman database holds beyond the base,
+    /// read after it was made: `<name> <version>` lines, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub installed: Vec<String>,
     /// Unix time the build started, in seconds.
     pub started: u64,
     /// Wall time of the build, in seconds.
@@ -502,6 +508,7 @@ mod tests {
             log,
             base_id: "b".into(),
             deps: vec![],
+            installed: vec![],
             started,
             seconds: 1.0,
             timings: Timings::default(),

@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn gzip_zstd_and_plain_databases_are_read() {
         let desc = "%FILENAME%\ncm-3.1-1-x86_64.pkg.tar.zst\n\n%NAME%\ncm\n\n%VERSION%\n3.1-1\n\n\
-                    %SHA256SUM%\nabc123\n\n%DEPENDS%\nlibx>=2\n\n%PROVIDES%\ncmake-ish=3\n";
+                    %SHA256SUM%\nABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n\n%DEPENDS%\nlibx>=2\n\n%PROVIDES%\ncmake-ish=3\n";
         let tar = db_with(&[("cm-3.1-1/desc", desc), ("nofile-1-1/desc", "%NAME%\nnofile\n%VERSION%\n1-1\n")]);
         let d = tempfile::tempdir().unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -206,7 +206,7 @@ mod tests {
             assert_eq!(ps.len(), 1, "{name}: the entry without a file is skipped");
             let p = &ps[0];
             assert_eq!((p.name.as_ref(), p.version.to_string().as_str()), ("cm", "3.1-1"));
-            assert_eq!(p.file.as_ref().unwrap().sha256, "abc123");
+            assert_eq!(p.file.as_ref().unwrap().sha256, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
             assert_eq!(p.depends.len(), 1);
             assert_eq!(p.origin, Origin::Sync(0));
         }
