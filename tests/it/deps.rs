@@ -306,3 +306,34 @@ fn a_dependency_found_only_in_the_published_repo_is_installed_from_it() {
     let plan: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}\n{}", text(&o)));
     assert_eq!(install(&plan, "user", "ownlib")["from"], serde_json::json!({"kind": "pkgbuild", "entry": "ownlib"}));
 }
+
+/// The recorded dependency set is what pacman installed: a database whose
+/// version does not match the package file (same bytes, so the sha256
+/// check passes) is caught when the layer's pacman database is read.
+#[test]
+fn a_layer_that_holds_another_version_than_planned_is_a_clear_error() {
+    let e = SyncEnv::new();
+    e.publish(&TestPackage { arch: "any", ..TestPackage::new("synctool") }, "1");
+    e.sync();
+    let db = e.base.join("var/lib/pacman/sync/testsync.db");
+    let x = e.dir.join("db-edit");
+    std::fs::create_dir_all(&x).unwrap();
+    let o = output(Command::new("tar").arg("-xzf").arg(&db).arg("-C").arg(&x));
+    assert!(o.status.success(), "{}", text(&o));
+    let desc = x.join("synctool-1.0-1/desc");
+    let t = std::fs::read_to_string(&desc).unwrap().replace("%VERSION%\n1.0-1\n", "%VERSION%\n1.5-1\n");
+    std::fs::write(&desc, t).unwrap();
+    std::fs::remove_file(&db).unwrap();
+    let o = output(Command::new("tar").arg("-czf").arg(&db).arg("-C").arg(&x).arg("synctool-1.0-1"));
+    assert!(o.status.success(), "{}", text(&o));
+    e.pkgbuild("u1", "synctool");
+    e.config(&["u1"], 1);
+
+    let (_, plan, _) = e.json(&["plan", "--json", "--offline"]);
+    assert_eq!(install(&plan, "u1", "synctool")["version"], "1.5-1");
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 1, "{v:#}\n{}", text(&o));
+    let reason = entry(&v, "u1")["reason"].as_str().unwrap();
+    assert!(reason.contains("planned synctool 1.5-1, installed synctool 1.0-1"), "{reason}");
+    assert!(std::fs::read_dir(e.dir.join("home/store/records")).map_or(true, |mut d| d.next().is_none()), "nothing recorded");
+}
