@@ -572,22 +572,15 @@ impl DepFile {
     }
 }
 
-/// The package files of repositories that `packages` installs, fetched into
-/// the shared package cache (with the network, in the fetch sandbox): a
-/// sync repository's from its servers, pkgcell's own repository's from its
-/// directory.
+/// The package files of repositories that `packages` installs, fetched
+/// into the shared package cache ([`Fetcher::fetch_packages`]).
 fn fetch_repo_deps(fetcher: &Fetcher, home: &Home, packages: &[Install]) -> Result<Vec<DepFile>, FetchError> {
     let mut out = Vec::new();
-    for p in packages {
-        let (repo, servers, filename, sha256) = match &p.from {
-            InstallFrom::Base | InstallFrom::Pkgbuild { .. } => continue,
-            InstallFrom::Sync { repo, servers, filename, sha256 } => (repo, servers.clone(), filename, sha256),
-            InstallFrom::Repo { repo, dir, filename, sha256 } => {
-                (repo, vec![format!("file://{}", dir.display())], filename, sha256)
-            }
-        };
-        fetcher.fetch_package(repo, &servers, filename, sha256)?;
-        out.push(DepFile::of_cache(home, &p.name, &p.version, filename, sha256));
+    for (i, _) in fetcher.fetch_packages(packages)? {
+        let p = &packages[i];
+        if let InstallFrom::Sync { filename, sha256, .. } | InstallFrom::Repo { filename, sha256, .. } = &p.from {
+            out.push(DepFile::of_cache(home, &p.name, &p.version, filename, sha256));
+        }
     }
     Ok(out)
 }

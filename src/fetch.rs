@@ -433,6 +433,27 @@ impl Fetcher {
         Err(last)
     }
 
+    /// The package files of repositories that a planned build installs
+    /// ([`crate::plan::Install`]), into the shared package cache: a sync
+    /// repository's from its servers, pkgcell's own repository's from its
+    /// directory (a `file://` server). Returns, per such install, its index
+    /// in `installs` and the cached file.
+    pub fn fetch_packages(&self, installs: &[crate::plan::Install]) -> Result<Vec<(usize, PathBuf)>, FetchError> {
+        use crate::plan::InstallFrom;
+        let mut out = Vec::new();
+        for (i, p) in installs.iter().enumerate() {
+            let (repo, servers, filename, sha256) = match &p.from {
+                InstallFrom::Base | InstallFrom::Pkgbuild { .. } => continue,
+                InstallFrom::Sync { repo, servers, filename, sha256 } => (repo, servers.clone(), filename, sha256),
+                InstallFrom::Repo { repo, dir, filename, sha256 } => {
+                    (repo, vec![format!("file://{}", dir.display())], filename, sha256)
+                }
+            };
+            out.push((i, self.fetch_package(repo, &servers, filename, sha256)?));
+        }
+        Ok(out)
+    }
+
     fn fetch_git(&self, e: &SourceEntry, url: &str) -> Result<PathBuf, FetchError> {
         let vcs = self.home.sources().join("vcs");
         fs::create_dir_all(&vcs).map_err(io_err("create", &vcs))?;
