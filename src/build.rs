@@ -5,12 +5,16 @@
 //!
 //! 1. take the pkgid's lock in the store; if the store has a record of the
 //!    pkgid, it is *cached* and nothing runs;
-//! 2. fetch its remote sources into the cache ([`crate::fetch`]);
-//! 3. find the packages of other entries it installs in the store and make
-//!    (or reuse) the *dependency layer* for that set: an overlay upper
-//!    directory on disk in which root inside ran `pacman -U` over the base;
-//!    it is made once per set (`layers/<hash of base id and files>`) and is
-//!    a read-only lower of every later build with that set;
+//! 2. fetch its remote sources into the cache, and the repository packages
+//!    it installs into the shared package cache ([`crate::fetch`]);
+//! 3. find the packages of other entries it installs in the store (and the
+//!    packages of repositories, fetched in step 2 into the shared package
+//!    cache) and make (or reuse) the *dependency layer* for that set: an
+//!    overlay upper directory on disk in which root inside ran `pacman -U`
+//!    of exactly those files over the base, offline; it is made once per set
+//!    (`layers/<hash of base id and files>`) and is a read-only lower of
+//!    every later build with that set. Its pacman database is then checked
+//!    against the plan, so that the pkgid's dephash is what was installed;
 //! 4. run makepkg as the build user (uid 1000) over base + layer + a fresh
 //!    upper, with no network unless asked: PKGBUILD dir read-only at
 //!    /startdir, sources read-only at /srcdest, BUILDDIR=/build, packages to
@@ -278,7 +282,7 @@ pub enum BuildError {
     /// The dependency layer's pacman database does not hold what was planned.
     #[error(
         "the dependency layer {} holds other packages than planned: planned {expected}, installed {got}; \
-         remove the layer and build again", layer.display()
+         does the repository database match its package files?", layer.display()
     )]
     LayerMismatch {
         /// The layer's upper directory.

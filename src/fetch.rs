@@ -12,6 +12,10 @@
 //!   (`sources/vcs/<blake3 of the URL>.git`, heads and tags only) and updated
 //!   on each fetch.
 //! - Local sources (no `://`) live in the PKGBUILD's directory: no fetch.
+//! - Package files of repositories that a build installs (sync repositories
+//!   of the base, pkgcell's own repository) go to the shared package cache
+//!   (`cache/pkg/<file name>`), checked against the database's SHA-256
+//!   ([`Fetcher::fetch_packages`]).
 //!
 //! Downloads land in a temp directory and are renamed into place, so the
 //! cache never holds a partial file; a flock per cache entry makes
