@@ -5,12 +5,16 @@
 //!
 //! 1. take the pkgid's lock in the store; if the store has a record of the
 //!    pkgid, it is *cached* and nothing runs;
-//! 2. fetch its remote sources into the cache ([`crate::fetch`]);
-//! 3. find the packages of other entries it installs in the store and make
-//!    (or reuse) the *dependency layer* for that set: an overlay upper
-//!    directory on disk in which root inside ran `pacman -U` over the base;
-//!    it is made once per set (`layers/<hash of base id and files>`) and is
-//!    a read-only lower of every later build with that set;
+//! 2. fetch its remote sources into the cache, and the repository packages
+//!    it installs into the shared package cache ([`crate::fetch`]);
+//! 3. find the packages of other entries it installs in the store (and the
+//!    packages of repositories, fetched in step 2 into the shared package
+//!    cache) and make (or reuse) the *dependency layer* for that set: an
+//!    overlay upper directory on disk in which root inside ran `pacman -U`
+//!    of exactly those files over the base, offline; it is made once per set
+//!    (`layers/<hash of base id and files>`) and is a read-only lower of
+//!    every later build with that set. Its pacman database is then checked
+//!    against the plan, so that the pkgid's dephash is what was installed;
 //! 4. run makepkg as the build user (uid 1000) over base + layer + a fresh
 //!    upper, with no network unless asked: PKGBUILD dir read-only at
 //!    /startdir, sources read-only at /srcdest, BUILDDIR=/build, packages to
@@ -38,7 +42,7 @@ use crate::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::home::Home;
 use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
-use crate::plan::{Plan, Status};
+use crate::plan::{Install, InstallFrom, Plan, Status};
 use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
@@ -364,6 +368,30 @@ pub enum BuildError {
         /// Its last lines.
         tail: String,
     },
+    /// A package file of a repository does not have the SHA-256 its
+    /// database states.
+    #[error("dependency file {} does not match its repository database: sha256 expected {expected}, got {got}", path.display())]
+    DepChecksum {
+        /// The file.
+        path: PathBuf,
+        /// The database's `%SHA256SUM%`.
+        expected: String,
+        /// What the file has.
+        got: String,
+    },
+    /// The dependency layer's pacman database does not hold what was planned.
+    #[error(
+        "the dependency layer {} holds other packages than planned: planned {expected}, installed {got}; \
+         does the repository database match its package files?", layer.display()
+    )]
+    LayerMismatch {
+        /// The layer's upper directory.
+        layer: PathBuf,
+        /// Planned `<name> <version>`, comma-separated.
+        expected: String,
+        /// Found `<name> <version>`, comma-separated.
+        got: String,
+    },
     /// A package of another entry that this build installs is not in the store.
     #[error("dependency {pkgname} (built by {entry}) is not in the store")]
     MissingDependency {
@@ -563,7 +591,7 @@ fn build_entry(
     };
     let span = tracing::info_span!("build", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs };
     let step = |s| on_event(Event::Step { name: &p.name, step: s });
     match build_one(&job, opts, store, fetcher, pkgids, &step) {
         Ok(Built { status, record, log, seconds, layer }) => {
@@ -608,6 +636,63 @@ struct Job<'a> {
     checkout: &'a Checkout,
     srcinfo: &'a str,
     installs: &'a [(String, String)],
+    packages: &'a [Install],
+}
+
+/// A package file the dependency layer installs.
+#[derive(Debug, Clone)]
+struct DepFile {
+    /// Its pkgname.
+    pkgname: String,
+    /// Its version, as its pacman database entry must say.
+    version: String,
+    /// Its file name (pacman -U reads the format from it).
+    filename: String,
+    /// Where it is.
+    src: PathBuf,
+    /// The SHA-256 its copy must have (files of a repository database).
+    sha256: Option<String>,
+    /// Its [`Record::deps`] line.
+    line: String,
+}
+
+impl DepFile {
+    /// A package file of the store.
+    fn of_store(store: &Store, pkgname: &str, o: &Output) -> DepFile {
+        DepFile {
+            pkgname: pkgname.to_owned(),
+            version: version_of(&o.name).unwrap_or_default().to_owned(),
+            filename: o.name.clone(),
+            src: store.object_path(&o.blake3),
+            sha256: None,
+            line: format!("{pkgname} {}", o.blake3),
+        }
+    }
+
+    /// A package file of a repository, in the shared package cache.
+    fn of_cache(home: &Home, pkgname: &str, version: &str, filename: &str, sha256: &str) -> DepFile {
+        DepFile {
+            pkgname: pkgname.to_owned(),
+            version: version.to_owned(),
+            filename: filename.to_owned(),
+            src: home.package_cache().join(filename),
+            sha256: Some(sha256.to_owned()),
+            line: format!("{pkgname} sha256:{sha256} {filename}"),
+        }
+    }
+}
+
+/// The package files of repositories that `packages` installs, fetched
+/// into the shared package cache ([`Fetcher::fetch_packages`]).
+fn fetch_repo_deps(fetcher: &Fetcher, home: &Home, packages: &[Install]) -> Result<Vec<DepFile>, FetchError> {
+    let mut out = Vec::new();
+    for (i, _) in fetcher.fetch_packages(packages)? {
+        let p = &packages[i];
+        if let InstallFrom::Sync { filename, sha256, .. } | InstallFrom::Repo { filename, sha256, .. } = &p.from {
+            out.push(DepFile::of_cache(home, &p.name, &p.version, filename, sha256));
+        }
+    }
+    Ok(out)
 }
 
 /// A build that ended well: built or cached.
@@ -648,20 +733,24 @@ fn build_one(
         lap = Instant::now();
     };
     let fetched = fetcher.fetch(&fetch::sources_of(job.srcinfo, &opts.arch)).map_err(|e| no_log(e.into()))?;
+    let mut deps = fetch_repo_deps(fetcher, &opts.home, job.packages).map_err(|e| no_log(e.into()))?;
 
     split(&mut timings.fetch);
     step("deps");
-    let mut deps: Vec<(String, Output)> = Vec::new();
     for (entry, pkgname) in job.installs {
         let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
         let id = pkgids.get(entry).ok_or_else(|| no_log(missing()))?;
         let rec = store.record(id).map_err(|e| no_log(e.into()))?.ok_or_else(|| no_log(missing()))?;
         let out = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(|| no_log(missing()))?;
-        deps.push((pkgname.clone(), out.clone()));
+        deps.push(DepFile::of_store(store, pkgname, out));
     }
-    deps.sort_by(|a, b| a.0.cmp(&b.0));
-    let dep_lines: Vec<String> = deps.iter().map(|(n, o)| format!("{n} {}", o.blake3)).collect();
-    let layer = dep_layer(opts, store, job, &deps)?;
+    deps.sort_by(|a, b| a.line.cmp(&b.line));
+    let dep_lines: Vec<String> = deps.iter().map(|d| d.line.clone()).collect();
+    let layer = dep_layer(opts, job, &deps)?;
+    let installed = match &layer {
+        Some(layer) => check_layer(&layer.upper, &opts.base.root, &deps, &opts.local).map_err(no_log)?,
+        None => Vec::new(),
+    };
 
     split(&mut timings.deps);
     step("makepkg");
@@ -699,6 +788,7 @@ fn build_one(
         deps: dep_lines,
         local: opts.local.iter().map(LocalPackage::line).collect(),
         peak_memory_kib: Some(peak_memory_kib),
+        installed,
         started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         seconds,
         timings,
@@ -739,14 +829,17 @@ pub fn rebuild(
     };
     let span = tracing::info_span!("rebuild", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid, tag);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs };
     let store = Store::at(opts.home.store());
     // Sources come from the cache; only what it lacks is downloaded, on
     // the host, before the build (which has no network).
     let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone()).with_rlimits(opts.limits.rlimits());
     let fetched = fetcher.fetch(&fetch::sources_of(srcinfo, &opts.arch))?;
-    let dep_outputs = outputs_of_deps(&store, deps)?;
-    let layer = dep_layer(opts, &store, &job, &dep_outputs).map_err(|f| f.0)?;
+    let dep_files = dep_files_of_lines(&opts.home, &store, deps)?;
+    let layer = dep_layer(opts, &job, &dep_files).map_err(|f| f.0)?;
+    if let Some(layer) = &layer {
+        check_layer(&layer.upper, &opts.base.root, &dep_files, &opts.local)?;
+    }
     let dir = BuildDir::new(&opts.home, DirKind::Repro, pkgid)?;
     let log = opts.home.logs().join(pkgid.pkgbase().to_string()).join(format!("{pkgid}.repro-{tag}.log"));
     let made = run_makepkg(&job, opts, &dir, layer.as_ref(), &fetched, &log, menv);
@@ -765,43 +858,92 @@ pub fn rebuild(
 }
 
 /// The dependency set a build of the planned entry `name` would install
-/// now, as [`Record::deps`] lines (`<pkgname> <blake3>`, sorted): the
-/// packages of the entries it needs, from their records in the store.
+/// now, as [`Record::deps`] lines (sorted): the packages of the entries it
+/// needs, from their records in the store, and those of repositories.
 pub fn dep_lines(plan: &Plan, name: &str, store: &Store) -> Result<Vec<String>, BuildError> {
     let p = plan.packages.iter().find(|p| p.name == name).ok_or_else(|| BuildError::NotPlanned(name.to_owned()))?;
     let mut lines = Vec::new();
-    for (entry, pkgname) in &p.installs {
+    for (entry, pkgname) in &p.built_deps {
         let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
         let id = plan.packages.iter().find(|q| q.name == *entry).and_then(|q| q.pkgid.as_ref()).ok_or_else(missing)?;
         let rec = store.record(id)?.ok_or_else(missing)?;
         let out = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(missing)?;
         lines.push(format!("{pkgname} {}", out.blake3));
     }
+    for i in &p.installs {
+        if let InstallFrom::Sync { filename, sha256, .. } | InstallFrom::Repo { filename, sha256, .. } = &i.from {
+            lines.push(format!("{} sha256:{sha256} {filename}", i.name));
+        }
+    }
     lines.sort();
     Ok(lines)
 }
 
-/// The package files of a record's dependency lines (`<pkgname> <blake3>`),
-/// found by hash among the outputs of the store's records.
-fn outputs_of_deps(store: &Store, deps: &[String]) -> Result<Vec<(String, Output)>, BuildError> {
+/// The package files of a record's dependency lines: `<pkgname> <blake3>`
+/// found by hash among the outputs of the store's records,
+/// `<pkgname> sha256:<hex> <file>` in the shared package cache.
+fn dep_files_of_lines(home: &Home, store: &Store, deps: &[String]) -> Result<Vec<DepFile>, BuildError> {
     if deps.is_empty() {
         return Ok(Vec::new());
     }
     let records = store.records()?;
     let mut out = Vec::new();
     for line in deps {
-        let (pkgname, hash) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        let mut words = line.split(' ');
+        let (pkgname, hash, file) = (words.next().unwrap_or(""), words.next().unwrap_or(""), words.next());
+        if let (Some(sha256), Some(filename)) = (hash.strip_prefix("sha256:"), file) {
+            let d = DepFile::of_cache(home, pkgname, version_of(filename).unwrap_or_default(), filename, sha256);
+            if !d.src.is_file() || filename.contains('/') {
+                return Err(BuildError::MissingDependencyFile { line: line.clone() });
+            }
+            out.push(d);
+            continue;
+        }
         let found = records
             .iter()
             .flat_map(|r| &r.outputs)
             .find(|o| o.blake3.to_string() == hash && store.object_path(&o.blake3).exists());
         match found {
-            Some(o) => out.push((pkgname.to_owned(), o.clone())),
+            Some(o) => out.push(DepFile::of_store(store, pkgname, o)),
             None => return Err(BuildError::MissingDependencyFile { line: line.clone() }),
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| a.line.cmp(&b.line));
     Ok(out)
+}
+
+/// Check that the dependency layer's pacman database holds exactly the
+/// planned packages beyond the base (name and version), so that what the
+/// dephash says is what is installed; the `<name> <version>` lines found.
+fn check_layer(upper: &Path, base: &Path, deps: &[DepFile], local_pkgs: &[LocalPackage]) -> Result<Vec<String>, BuildError> {
+    let local = upper.join("var/lib/pacman/local");
+    let in_base = |entry: &std::ffi::OsStr| base.join("var/lib/pacman/local").join(entry).join("desc").exists();
+    let mut got: Vec<String> = Vec::new();
+    for e in fs::read_dir(&local).map_err(io_err("read", &local))?.flatten() {
+        let Ok(text) = fs::read_to_string(e.path().join("desc")) else { continue };
+        if in_base(&e.file_name()) {
+            continue;
+        }
+        let field = |k: &str| text.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
+        got.push(format!("{} {}", field("%NAME%"), field("%VERSION%")));
+    }
+    got.sort();
+    let mut expected: Vec<String> = deps.iter().map(|d| format!("{} {}", d.pkgname, d.version)).collect();
+    expected.extend(local_pkgs.iter().map(|l| format!("{} {}", l.name, l.version)));
+    expected.sort();
+    expected.dedup();
+    if got != expected {
+        return Err(BuildError::LayerMismatch { layer: upper.to_owned(), expected: expected.join(", "), got: got.join(", ") });
+    }
+    Ok(got)
+}
+
+/// The version (`[epoch:]pkgver-pkgrel`) of a package file name.
+fn version_of(file: &str) -> Option<&str> {
+    let stem = &file[..file.find(".pkg.tar")?];
+    let name = pkgname_of(file)?;
+    let rest = stem.get(name.len() + 1..)?;
+    Some(&rest[..rest.rfind('-')?])
 }
 
 /// The pkgname of a package file name `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.*`.
@@ -920,15 +1062,14 @@ struct Layer {
 /// the cached one, and swapped into its place.
 fn dep_layer(
     opts: &BuildOptions,
-    store: &Store,
     job: &Job<'_>,
-    deps: &[(String, Output)],
+    deps: &[DepFile],
 ) -> Result<Option<Layer>, Failure> {
     let no_log = |e: BuildError| Box::new((e, None));
     if deps.is_empty() && opts.local.is_empty() {
         return Ok(None);
     }
-    let lines: Vec<String> = deps.iter().map(|(n, o)| format!("{n} {}", o.blake3)).collect();
+    let lines: Vec<String> = deps.iter().map(|d| d.line.clone()).collect();
     let local: Vec<String> = opts.local.iter().map(LocalPackage::line).collect();
     let key = layer_key(&opts.base.id, &local, &lines);
     let layers = opts.home.layers();
@@ -972,13 +1113,19 @@ fn dep_layer(
         spec.mounts.push(Mount::Bind { src: l.path.clone(), dst: dst.clone(), access: Access::ReadOnly });
         argv.push(dst.display().to_string());
     }
-    for (_, o) in deps {
-        let dst = pkgs.join(&o.name);
-        let src = store.object_path(&o.blake3);
-        if fs::hard_link(&src, &dst).is_err() {
-            fs::copy(&src, &dst).map_err(|e| no_log(io_err("copy", &src)(e)))?;
+    for d in deps {
+        let dst = pkgs.join(&d.filename);
+        if fs::hard_link(&d.src, &dst).is_err() {
+            fs::copy(&d.src, &dst).map_err(|e| no_log(io_err("copy", &d.src)(e)))?;
         }
-        argv.push(format!("/pkgcell/pkgs/{}", o.name));
+        // The copy is what pacman installs: check it, not the source.
+        if let Some(expected) = &d.sha256 {
+            let got = fetch::sha256_of(&dst).map_err(|e| no_log(io_err("read", &dst)(e)))?;
+            if got != *expected {
+                return Err(no_log(BuildError::DepChecksum { path: d.src.clone(), expected: expected.clone(), got }));
+            }
+        }
+        argv.push(format!("/pkgcell/pkgs/{}", d.filename));
     }
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.deps.log", job.pkgid));
     spec.argv = argv;
@@ -1296,6 +1443,8 @@ mod tests {
 
     #[test]
     fn pkgnames_are_read_from_package_file_names() {
+        assert_eq!(version_of("my-lib-2:1.0.r3-2-any.pkg.tar.gz"), Some("2:1.0.r3-2"));
+        assert_eq!(version_of("x.tar"), None);
         assert_eq!(pkgname_of("hello-1.0-1-x86_64.pkg.tar.zst"), Some("hello"));
         assert_eq!(pkgname_of("my-lib-2:1.0.r3-2-any.pkg.tar.gz"), Some("my-lib"));
         assert_eq!(pkgname_of("x.tar"), None);

@@ -12,6 +12,10 @@
 //!   (`sources/vcs/<blake3 of the URL>.git`, heads and tags only) and updated
 //!   on each fetch.
 //! - Local sources (no `://`) live in the PKGBUILD's directory: no fetch.
+//! - Package files of repositories that a build installs (sync repositories
+//!   of the base, pkgcell's own repository) go to the shared package cache
+//!   (`cache/pkg/<file name>`), checked against the database's SHA-256
+//!   ([`Fetcher::fetch_packages`]).
 //!
 //! Downloads land in a temp directory and are renamed into place, so the
 //! cache never holds a partial file; a flock per cache entry makes
@@ -148,6 +152,29 @@ pub enum FetchError {
         expected: String,
         /// What the download has.
         got: String,
+    },
+    /// A package file from a repository does not have the SHA-256 its
+    /// database states (the file is not kept).
+    #[error("package file {filename} from {url} does not match the {repo} database: sha256 expected {expected}, got {got}")]
+    PackageChecksum {
+        /// The repository.
+        repo: String,
+        /// The package file name.
+        filename: String,
+        /// Where it came from.
+        url: String,
+        /// The database's `%SHA256SUM%`.
+        expected: String,
+        /// What the download has.
+        got: String,
+    },
+    /// A repository names no server to download its packages from.
+    #[error("the {repo} repository has no Server in the base's pacman.conf to download {filename} from")]
+    NoServer {
+        /// The repository.
+        repo: String,
+        /// The package file name.
+        filename: String,
     },
     /// The download or the git mirror failed.
     #[error("cannot download {filename} from {url}: {tail}")]
@@ -358,6 +385,87 @@ impl Fetcher {
         Ok(key)
     }
 
+    /// The package file `filename` of repository `repo` in the shared
+    /// package cache (`$PKGCELL_HOME/cache/pkg`), downloaded from the first
+    /// of `servers` that has it with the SHA-256 `sha256` (the database's
+    /// `%SHA256SUM%`) unless the cache holds it already. Single flight: a
+    /// lock per file name, and the cache is checked again under it, so
+    /// concurrent builds (threads or processes) download it once. A file is
+    /// written to a temp file, checked and renamed into place, so the cache
+    /// never holds a partial or unchecked file.
+    #[tracing::instrument(skip(self, servers, sha256))]
+    pub fn fetch_package(&self, repo: &str, servers: &[String], filename: &str, sha256: &str) -> Result<PathBuf, FetchError> {
+        let cache = self.home.package_cache();
+        let path = cache.join(filename);
+        if sha256_of(&path).is_ok_and(|got| got == sha256) {
+            return Ok(path);
+        }
+        let locks = self.home.root().join("cache/pkg-locks");
+        fs::create_dir_all(&locks).map_err(io_err("create", &locks))?;
+        let lock_path = locks.join(format!("{filename}.lock"));
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err("open", &lock_path))?;
+        lock.lock().map_err(io_err("lock", &lock_path))?;
+        if sha256_of(&path).is_ok_and(|got| got == sha256) {
+            return Ok(path);
+        }
+        fs::create_dir_all(&cache).map_err(io_err("create", &cache))?;
+        let mut last = FetchError::NoServer { repo: repo.to_owned(), filename: filename.to_owned() };
+        for server in servers {
+            let url = format!("{server}/{filename}");
+            tracing::info!(url, "downloading a package");
+            // A temp directory in the cache's own file system, so the rename is atomic.
+            let tmp = tempfile::Builder::new().prefix(".part-").tempdir_in(&cache).map_err(io_err("create a directory in", &cache))?;
+            let mut mounts = vec![Mount::Bind { src: tmp.path().to_owned(), dst: "/out".into(), access: Access::ReadWrite }];
+            if let Some(p) = server.strip_prefix("file://") {
+                mounts.push(Mount::Bind { src: p.into(), dst: p.into(), access: Access::ReadOnly });
+            }
+            let script = "curl -gqb '' -fL --retry 3 --retry-delay 1 -o /out/file \"$1\"".to_owned();
+            let out = self.run(vec!["sh".into(), "-c".into(), script, "sh".into(), url.clone()], mounts, &url)?;
+            if !out.0 {
+                last = FetchError::Download { filename: filename.to_owned(), url, tail: tail(&out.1, 5) };
+                continue;
+            }
+            let file = tmp.path().join("file");
+            let got = sha256_of(&file).map_err(io_err("read", &file))?;
+            if got != sha256 {
+                last = FetchError::PackageChecksum {
+                    repo: repo.to_owned(),
+                    filename: filename.to_owned(),
+                    url,
+                    expected: sha256.to_owned(),
+                    got,
+                };
+                continue;
+            }
+            File::open(&file).and_then(|f| f.sync_all()).map_err(io_err("fsync", &file))?;
+            fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io_err("chmod", &file))?;
+            fs::rename(&file, &path).map_err(io_err("rename into", &path))?;
+            return Ok(path);
+        }
+        Err(last)
+    }
+
+    /// The package files of repositories that a planned build installs
+    /// ([`crate::plan::Install`]), into the shared package cache: a sync
+    /// repository's from its servers, pkgcell's own repository's from its
+    /// directory (a `file://` server). Returns, per such install, its index
+    /// in `installs` and the cached file.
+    pub fn fetch_packages(&self, installs: &[crate::plan::Install]) -> Result<Vec<(usize, PathBuf)>, FetchError> {
+        use crate::plan::InstallFrom;
+        let mut out = Vec::new();
+        for (i, p) in installs.iter().enumerate() {
+            let (repo, servers, filename, sha256) = match &p.from {
+                InstallFrom::Base | InstallFrom::Local { .. } | InstallFrom::Pkgbuild { .. } => continue,
+                InstallFrom::Sync { repo, servers, filename, sha256 } => (repo, servers.clone(), filename, sha256),
+                InstallFrom::Repo { repo, dir, filename, sha256 } => {
+                    (repo, vec![format!("file://{}", dir.display())], filename, sha256)
+                }
+            };
+            out.push((i, self.fetch_package(repo, &servers, filename, sha256)?));
+        }
+        Ok(out)
+    }
+
     fn fetch_git(&self, e: &SourceEntry, url: &str) -> Result<PathBuf, FetchError> {
         let vcs = self.home.sources().join("vcs");
         fs::create_dir_all(&vcs).map_err(io_err("create", &vcs))?;
@@ -416,6 +524,22 @@ impl Fetcher {
         io::Read::read_to_string(&mut f, &mut text).map_err(io_err("read", Path::new("a temporary file")))?;
         Ok((outcome.status.success(), text))
     }
+}
+
+/// The SHA-256 of a file, lowercase hex.
+pub fn sha256_of(path: &Path) -> io::Result<String> {
+    use sha2::Digest;
+    let mut f = File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The last `n` lines of `text`, joined with " | " for one-line messages.

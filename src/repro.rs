@@ -294,7 +294,8 @@ pub fn find(store: &Store, target: &Target) -> Result<Found, ReproError> {
 
 /// The `installed` entries of `info` that are neither in the base (its
 /// pacman database) nor among the package files the record installed
-/// (found in the store by hash).
+/// (found in the store by hash, or named by their file in the shared
+/// package cache for packages of repositories).
 pub fn unavailable(info: &BuildInfo, base_root: &Path, record: &Record, store: &Store) -> Result<Vec<String>, ReproError> {
     let mut have: BTreeSet<String> = BTreeSet::new();
     let db = base_root.join("var/lib/pacman/local");
@@ -302,6 +303,17 @@ pub fn unavailable(info: &BuildInfo, base_root: &Path, record: &Record, store: &
         let Ok(desc) = fs::read_to_string(e.path().join("desc")) else { continue };
         let field = |k: &str| desc.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
         have.insert(format!("{}-{}-{}", field("%NAME%"), field("%VERSION%"), field("%ARCH%")));
+    }
+    // Package files of repositories: `<name> sha256:<hex> <file>`, kept in
+    // the shared package cache (see build::dep_files_of_lines).
+    for line in &record.deps {
+        let mut w = line.split(' ');
+        if let (Some(_), Some(h), Some(file)) = (w.next(), w.next(), w.next())
+            && h.starts_with("sha256:")
+            && let Some(stem) = file.find(".pkg.tar").map(|i| &file[..i])
+        {
+            have.insert(stem.to_owned());
+        }
     }
     if !record.deps.is_empty() {
         let hashes: BTreeSet<&str> = record.deps.iter().filter_map(|l| l.split_once(' ').map(|(_, h)| h)).collect();

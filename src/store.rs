@@ -100,7 +100,9 @@ pub struct Record {
     /// The base the build ran on (see `build::base_id`).
     pub base_id: String,
     /// What was installed for the build, besides the base: one line per
-    /// package (`<name> <file blake3>`), sorted.
+    /// package file, sorted: `<name> <file blake3>` for a package of the
+    /// store, `<name> sha256:<hex> <file name>` for one of a repository
+    /// (kept in the shared package cache).
     pub deps: Vec<String>,
     /// Local package files installed before `deps` (`-I FILE`): one line
     /// per file (`<file name> <file blake3>`), in the order given.
@@ -109,6 +111,10 @@ pub struct Record {
     /// Peak resident memory of the largest process of makepkg's sandbox, in KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_kib: Option<u64>,
+    /// What the dependency layer's pacman database holds beyond the base,
+    /// read after it was made: `<name> <version>` lines, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub installed: Vec<String>,
     /// Unix time the build started, in seconds.
     pub started: u64,
     /// Wall time of the build, in seconds.
@@ -511,6 +517,7 @@ mod tests {
             deps: vec![],
             local: vec![],
             peak_memory_kib: None,
+            installed: vec![],
             started,
             seconds: 1.0,
             timings: Timings::default(),

@@ -271,15 +271,39 @@ impl SourceRecord {
 }
 
 /// The id of a base made from the source with `source_key` that holds
-/// `packages`.
-pub fn base_id(source_key: &Blake3, packages: &[Package], prepare_version: u32) -> BaseId {
+/// `packages` and the synced databases `sync` (`(file name, hash)`: plan
+/// resolves dependencies against them, so a base whose sync databases
+/// changed is another base; a base without any keeps the id it had before
+/// they counted).
+pub fn base_id(source_key: &Blake3, packages: &[Package], sync: &[(String, Blake3)], prepare_version: u32) -> BaseId {
     let mut text = format!("pkgcell base\nprepare {prepare_version}\nsource {source_key}\n");
     let mut sorted: Vec<&Package> = packages.iter().collect();
     sorted.sort();
     for p in sorted {
         text.push_str(&format!("installed {} {}\n", p.name, p.version));
     }
+    let mut sync: Vec<&(String, Blake3)> = sync.iter().collect();
+    sync.sort();
+    for (name, hash) in sync {
+        text.push_str(&format!("sync {name} {hash}\n"));
+    }
     BaseId::of(text.as_bytes())
+}
+
+/// The synced databases of a base root (`var/lib/pacman/sync/*.db`) and
+/// their hashes.
+fn sync_dbs(root: &Path) -> Result<Vec<(String, Blake3)>, BaseError> {
+    let dir = root.join("var/lib/pacman/sync");
+    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".db") && e.path().is_file() {
+            let data = std::fs::read(e.path()).map_err(|source| BaseError::Io { what: "read", path: e.path(), source })?;
+            out.push((name, Blake3::of(&data)));
+        }
+    }
+    Ok(out)
 }
 
 /// The newest ready base made from the configured source, made first when
@@ -457,7 +481,7 @@ fn make_in(home: &Home, config: &BaseConfig, source: SourceRecord, tmp: &Path) -
     source::run_logged(prepare::spec(&root, made.pacman_conf.as_deref(), made.keyring), "preparing the base", &tmp.join("prepare.log"), &[])?;
     let packages = installed_packages(&root)?;
     let source_key = source.key();
-    let id = base_id(&source_key, &packages, PREPARE_VERSION);
+    let id = base_id(&source_key, &packages, &sync_dbs(&root)?, PREPARE_VERSION);
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let record = BaseRecord {
         version: BASE_JSON_VERSION,
@@ -545,11 +569,14 @@ mod tests {
     #[test]
     fn the_id_covers_packages_and_preparation_but_not_their_order() {
         let key = Blake3::of(b"src");
-        let a = base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], 1);
-        assert_eq!(a, base_id(&key, &[pkg("b", "2-1"), pkg("a", "1-1")], 1));
-        assert_ne!(a, base_id(&key, &[pkg("a", "1-2"), pkg("b", "2-1")], 1));
-        assert_ne!(a, base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], 2));
-        assert_ne!(a, base_id(&Blake3::of(b"other"), &[pkg("a", "1-1"), pkg("b", "2-1")], 1));
+        let a = base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], &[], 1);
+        assert_eq!(a, base_id(&key, &[pkg("b", "2-1"), pkg("a", "1-1")], &[], 1));
+        assert_ne!(a, base_id(&key, &[pkg("a", "1-2"), pkg("b", "2-1")], &[], 1));
+        assert_ne!(a, base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], &[], 2));
+        assert_ne!(a, base_id(&Blake3::of(b"other"), &[pkg("a", "1-1"), pkg("b", "2-1")], &[], 1));
+        let synced = base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], &[("extra.db".into(), Blake3::of(b"1"))], 1);
+        assert_ne!(a, synced, "the sync databases count");
+        assert_ne!(synced, base_id(&key, &[pkg("a", "1-1"), pkg("b", "2-1")], &[("extra.db".into(), Blake3::of(b"2"))], 1));
     }
 
     #[test]
@@ -574,7 +601,7 @@ mod tests {
         let key = Blake3::of(b"k");
         let r = BaseRecord {
             version: BASE_JSON_VERSION,
-            id: base_id(&key, &[], 1),
+            id: base_id(&key, &[], &[], 1),
             source: SourceRecord::Command { command: "make-base $PKGCELL_BASE_OUT".into(), dir: "/cfg".into() },
             source_key: key,
             prepare_version: 1,

@@ -456,8 +456,11 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let sources = fetch::sources_of(srcinfo, &config.repo.arch.to_string());
-        match fetcher.fetch(&sources) {
-            Ok(got) => println!("==> {}: {} sources fetched", p.name, got.len()),
+        match fetcher.fetch(&sources).and_then(|got| Ok((got, fetcher.fetch_packages(&p.installs)?))) {
+            Ok((got, pkgs)) if pkgs.is_empty() => println!("==> {}: {} sources fetched", p.name, got.len()),
+            Ok((got, pkgs)) => {
+                println!("==> {}: {} sources and {} repository packages fetched", p.name, got.len(), pkgs.len())
+            }
             Err(e) => {
                 eprintln!("==> {}: failed: {}", p.name, build::error_chain(&e));
                 failed = true;

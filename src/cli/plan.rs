@@ -159,11 +159,30 @@ fn print_table(w: &mut impl Write, plan: &plan::Plan, built: &[bool]) -> std::io
         ]);
     }
     let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    for r in &rows {
+    for (i, r) in rows.iter().enumerate() {
         for (c, width) in widths.iter().enumerate() {
             write!(w, "{:<width$}  ", r[c])?;
         }
         writeln!(w, "{}", r[5])?;
+        // Where what the build installs comes from (the base's own packages left out).
+        let Some(p) = i.checked_sub(1).map(|i| &plan.packages[i]) else { continue };
+        let from: Vec<String> = p
+            .installs
+            .iter()
+            .filter_map(|d| {
+                let whence = match &d.from {
+                    plan::InstallFrom::Base => return None,
+                    plan::InstallFrom::Local { path } => format!("-I {}", path.display()),
+                    plan::InstallFrom::Pkgbuild { entry } => format!("entry {entry}"),
+                    plan::InstallFrom::Repo { repo, .. } => format!("repo {repo}"),
+                    plan::InstallFrom::Sync { repo, .. } => format!("sync {repo}"),
+                };
+                Some(format!("{} {} ({whence})", d.name, d.version))
+            })
+            .collect();
+        if !from.is_empty() {
+            writeln!(w, "    installs {}", from.join(", "))?;
+        }
     }
     writeln!(w, "{} packages; {} parsed, {} from cache", plan.packages.len(), plan.parsed, plan.cached)
 }

@@ -2,11 +2,16 @@
 //! pacman's rules for versions (vercmp, from alpm-types) and `provides`.
 //!
 //! Providers come from the base's installed packages (its pacman local
-//! database), from the PKGBUILDs of the config, and later from pkgcell's own
-//! repository ([`Origin::Repo`], not filled yet: issue 5 leaves the hook).
-//! As `makepkg -s` does, a dependency already satisfied by an installed
-//! package of the base is taken from the base; otherwise a package of that
-//! name, then a package providing it.
+//! database), from the PKGBUILDs of the config, from pkgcell's own
+//! published repository and from the base's sync repositories (see
+//! [`super::repodb`]). Precedence, tier by tier ([`resolve`]): installed in
+//! the base (as `makepkg -s` does: nothing to install); a package file given
+//! with `-I` (the user asked for exactly that file); a PKGBUILD of the
+//! config (it is what the repository will hold next, so it wins over a
+//! published copy); pkgcell's own repository (as a custom repository
+//! listed first in a user's pacman.conf); the sync repositories in
+//! pacman.conf order. Within a tier, a package of that name wins over one
+//! that only provides it.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,6 +31,20 @@ pub struct Provider {
     pub depends: Vec<RelationOrSoname>,
     /// Where it comes from.
     pub origin: Origin,
+    /// Its package file, for providers from a repository database.
+    pub file: Option<PackageFile>,
+}
+
+/// The package file of a provider from a repository database, pinned by
+/// the database's `%SHA256SUM%`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageFile {
+    /// The repository (`[extra]`, or the published repository's name).
+    pub repo: String,
+    /// `%FILENAME%`.
+    pub filename: String,
+    /// `%SHA256SUM%`, lowercase hex.
+    pub sha256: String,
 }
 
 /// Where a provider comes from.
@@ -35,10 +54,25 @@ pub enum Origin {
     Base,
     /// Built from the config's PKGBUILD with this index.
     Pkgbuild(usize),
-    /// Already in pkgcell's own repository (not read yet).
+    /// In pkgcell's own published repository.
     Repo,
     /// A package file given with `-I`, by its index.
     Local(usize),
+    /// In the base's sync repository with this index (pacman.conf order).
+    Sync(usize),
+}
+
+impl Origin {
+    /// The precedence tier: lower wins (see the module docs).
+    fn tier(self) -> usize {
+        match self {
+            Origin::Base => 0,
+            Origin::Local(_) => 1,
+            Origin::Pkgbuild(_) => 2,
+            Origin::Repo => 3,
+            Origin::Sync(i) => 4 + i,
+        }
+    }
 }
 
 /// The base's package database could not be read.
@@ -73,15 +107,19 @@ pub fn read_base_db(base: &Path) -> Result<Vec<Provider>, DbError> {
         let desc = e.path().join("desc");
         let Ok(text) = std::fs::read_to_string(&desc) else { continue };
         match parse_desc(&text) {
-            Some(p) => out.push(p),
+            Some((p, _)) => out.push(p),
             None => tracing::warn!(path = %desc.display(), "skipping a package database entry without a valid name and version"),
         }
     }
     Ok(out)
 }
 
-fn parse_desc(text: &str) -> Option<Provider> {
+/// A `desc` file (local or sync database) as a provider with
+/// [`Origin::Base`], and its `%FILENAME%` and `%SHA256SUM%` when both are there.
+pub(crate) fn parse_desc(text: &str) -> Option<(Provider, Option<(String, String)>)> {
     let mut name = None;
+    let mut filename = None;
+    let mut sha256 = None;
     let mut version = None;
     let mut provides = Vec::new();
     let mut depends = Vec::new();
@@ -97,6 +135,8 @@ fn parse_desc(text: &str) -> Option<Provider> {
         match section {
             "%NAME%" => name = Name::new(line).ok(),
             "%VERSION%" => version = FullVersion::from_str(line).ok(),
+            "%FILENAME%" => filename = Some(line.to_owned()),
+            "%SHA256SUM%" => sha256 = Some(line.to_ascii_lowercase()),
             "%PROVIDES%" | "%DEPENDS%" => match RelationOrSoname::from_str(line) {
                 Ok(r) if section == "%PROVIDES%" => provides.push(r),
                 Ok(r) => depends.push(r),
@@ -105,7 +145,14 @@ fn parse_desc(text: &str) -> Option<Provider> {
             _ => {}
         }
     }
-    Some(Provider { name: name?, version: version?, provides, depends, origin: Origin::Base })
+    let p = Provider { name: name?, version: version?, provides, depends, origin: Origin::Base, file: None };
+    // A file name that is not a plain name could send a download or an
+    // install outside its directory.
+    let file = match (filename, sha256) {
+        (Some(f), Some(s)) if !f.contains('/') && !f.starts_with('.') && s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some((f, s)),
+        _ => None,
+    };
+    Some((p, file))
 }
 
 /// Whether `p` satisfies the dependency `dep`, by pacman's rules: its own
@@ -140,16 +187,17 @@ pub fn satisfies(p: &Provider, dep: &RelationOrSoname) -> bool {
     }
 }
 
-/// The provider of `dep` among `providers`: the base first (already
-/// installed), then a package of that name, then one that provides it.
+/// The provider of `dep` among `providers`: the best tier (base, config
+/// PKGBUILDs, own repository, sync repositories in order) that has one;
+/// within it, a package of that name before one that provides it.
 pub fn resolve<'a>(providers: &'a [Provider], dep: &RelationOrSoname) -> Option<&'a Provider> {
-    let ok: Vec<&Provider> = providers.iter().filter(|p| satisfies(p, dep)).collect();
-    let by_name = |p: &&&Provider| matches!(dep, RelationOrSoname::Relation(r) if r.name == p.name);
-    ok.iter()
-        .find(|p| p.origin == Origin::Base)
-        .or_else(|| ok.iter().find(by_name))
-        .or_else(|| ok.first())
-        .copied()
+    let by_name = |p: &Provider| matches!(dep, RelationOrSoname::Relation(r) if r.name == p.name);
+    providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| satisfies(p, dep))
+        .min_by_key(|(i, p)| (p.origin.tier(), !by_name(p), *i))
+        .map(|(_, p)| p)
 }
 
 #[cfg(test)]
@@ -163,6 +211,7 @@ mod tests {
             provides: provides.iter().map(|p| p.parse().unwrap()).collect(),
             depends: Vec::new(),
             origin,
+            file: None,
         }
     }
 
@@ -208,11 +257,30 @@ mod tests {
     }
 
     #[test]
+    fn pkgbuilds_win_over_the_own_repo_which_wins_over_sync_repos_in_order() {
+        let mut ps = vec![
+            prov("cm", "3-1", &[], Origin::Sync(1)),
+            prov("cm", "2-1", &[], Origin::Sync(0)),
+            prov("cm-alt", "1-1", &["cm=9"], Origin::Sync(0)),
+        ];
+        let pick = |ps: &[Provider]| resolve(ps, &dep("cm")).map(|p| (p.version.to_string(), p.origin));
+        assert_eq!(pick(&ps), Some(("2-1".into(), Origin::Sync(0))), "the first sync repo, by name");
+        assert_eq!(resolve(&ps, &dep("cm>5")).unwrap().name.as_ref(), "cm-alt");
+        ps.push(prov("cm", "1-1", &[], Origin::Repo));
+        assert_eq!(pick(&ps), Some(("1-1".into(), Origin::Repo)));
+        ps.push(prov("cm", "0.5-1", &[], Origin::Pkgbuild(3)));
+        assert_eq!(pick(&ps), Some(("0.5-1".into(), Origin::Pkgbuild(3))));
+        ps.push(prov("tool", "1-1", &["cm"], Origin::Base));
+        assert_eq!(pick(&ps).unwrap().1, Origin::Base);
+    }
+
+    #[test]
     fn desc_files_are_read_leniently() {
         let p = parse_desc(
             "%NAME%\ndebian-toolchain\n\n%VERSION%\n12-1\n\n%PACKAGER%\nno email\n\n%PROVIDES%\nglibc=2.36\nmake=4.3\n\n",
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(p.name.as_ref(), "debian-toolchain");
         assert!(satisfies(&p, &dep("glibc>=2.17")));
         assert!(parse_desc("%NAME%\nx\n").is_none());

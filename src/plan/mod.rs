@@ -11,6 +11,7 @@
 //! those that need it; the others are still planned.
 
 pub mod deps;
+pub mod repodb;
 pub mod srcinfo;
 pub mod treeid;
 
@@ -45,6 +46,9 @@ pub enum PlanError {
     /// The base's package database could not be read.
     #[error(transparent)]
     Db(#[from] deps::DbError),
+    /// A repository database (sync or own) could not be read.
+    #[error(transparent)]
+    RepoDb(#[from] repodb::RepoDbError),
 }
 
 /// Settings of a plan run.
@@ -113,7 +117,61 @@ pub struct PlannedPackage {
     /// Packages of other entries its build installs, as (entry name,
     /// pkgname), for the build stage (not part of the JSON).
     #[serde(skip)]
-    pub installs: Vec<(String, String)>,
+    pub built_deps: Vec<(String, String)>,
+    /// Every package its build installs (depends, makedepends and
+    /// checkdepends, transitively), by name, with where it comes from.
+    pub installs: Vec<Install>,
+}
+
+/// A package a build installs, and where from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Install {
+    /// Its name.
+    pub name: String,
+    /// Its version (for a config PKGBUILD, the one it states).
+    pub version: String,
+    /// Where it comes from.
+    pub from: InstallFrom,
+}
+
+/// Where an installed package comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum InstallFrom {
+    /// Already installed in the base: nothing to do.
+    Base,
+    /// A package file given with `-I` (installed into every build).
+    Local {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Built from this `[pkgbuilds]` entry (its package file in the store).
+    Pkgbuild {
+        /// The entry.
+        entry: String,
+    },
+    /// pkgcell's own published repository.
+    Repo {
+        /// The repository name.
+        repo: String,
+        /// The directory holding its db and package files.
+        dir: PathBuf,
+        /// The package file.
+        filename: String,
+        /// Its SHA-256, from the db.
+        sha256: String,
+    },
+    /// A sync repository of the base.
+    Sync {
+        /// The repository name.
+        repo: String,
+        /// Its servers (pacman.conf order).
+        servers: Vec<String>,
+        /// The package file.
+        filename: String,
+        /// Its SHA-256, from the db.
+        sha256: String,
+    },
 }
 
 /// Where a PKGBUILD comes from.
@@ -195,6 +253,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
             status: Status::ToBuild,
             checkout: s.checkout.as_ref().ok().cloned(),
             srcinfo: None,
+            built_deps: Vec::new(),
             installs: Vec::new(),
         };
         let tree = match s.checkout {
@@ -263,6 +322,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
             provides: l.provides.clone(),
             depends: l.depends.clone(),
             origin: Origin::Local(k),
+            file: None,
         });
     }
     for (i, n) in nodes.iter().enumerate() {
@@ -273,21 +333,52 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
                 provides: m.provides.clone(),
                 depends: m.dependencies.clone(),
                 origin: Origin::Pkgbuild(i),
+                file: None,
             });
         }
     }
-    // TODO(issue 5): add the packages of pkgcell's own repository as
-    // providers with Origin::Repo once publish can list them.
+    // pkgcell's own published repository, then the base's sync repositories.
+    let own_dir = config.repo.publish.join(arch.to_string());
+    providers.extend(repodb::read_own(&own_dir, &config.repo.name)?);
+    let sync_repos = repodb::sync_repos(&opts.base, &arch.to_string(), crate::base::PKGCELL_REPO_NAME);
+    providers.extend(repodb::read_sync(&opts.base, &sync_repos)?);
+    let install_of = |p: &Provider, out: &[PlannedPackage]| Install {
+        name: p.name.to_string(),
+        version: p.version.to_string(),
+        from: match (p.origin, &p.file) {
+            (Origin::Base, _) => InstallFrom::Base,
+            (Origin::Local(k), _) => InstallFrom::Local { path: opts.local[k].path.clone() },
+            (Origin::Pkgbuild(j), _) => InstallFrom::Pkgbuild { entry: out[j].name.clone() },
+            (Origin::Repo, Some(f)) => InstallFrom::Repo {
+                repo: f.repo.clone(),
+                dir: own_dir.clone(),
+                filename: f.filename.clone(),
+                sha256: f.sha256.clone(),
+            },
+            (Origin::Sync(r), Some(f)) => InstallFrom::Sync {
+                repo: f.repo.clone(),
+                servers: sync_repos[r].servers.clone(),
+                filename: f.filename.clone(),
+                sha256: f.sha256.clone(),
+            },
+            (Origin::Repo | Origin::Sync(_), None) => unreachable!("repository providers carry their file"),
+        },
+    };
 
     // Edges: i needs j when a package of j is installed for i's build,
     // directly or as a run-time dependency of one that is.
     let mut needs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); out.len()];
     let mut install_sets: Vec<Vec<(usize, String)>> = vec![Vec::new(); out.len()];
+    let mut install_lists: Vec<Vec<Install>> = vec![Vec::new(); out.len()];
     for i in 0..out.len() {
         let Some(n) = &nodes[i] else { continue };
         let roots: Vec<&RelationOrSoname> = n.depends.iter().chain(&n.makedepends).chain(&n.checkdepends).collect();
         match closure(&providers, i, &roots) {
             Ok(set) => {
+                let mut list: Vec<Install> =
+                    set.iter().filter(|p| p.origin != Origin::Pkgbuild(i)).map(|p| install_of(p, &out)).collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                install_lists[i] = list;
                 let mut installs: Vec<(usize, String)> = set
                     .iter()
                     .filter_map(|p| match p.origin {
@@ -310,7 +401,8 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     }
     for i in 0..out.len() {
         out[i].after = needs[i].iter().map(|&j| out[j].name.clone()).collect();
-        out[i].installs = install_sets[i].iter().map(|(j, n)| (out[*j].name.clone(), n.clone())).collect();
+        out[i].built_deps = install_sets[i].iter().map(|(j, n)| (out[*j].name.clone(), n.clone())).collect();
+        out[i].installs = std::mem::take(&mut install_lists[i]);
     }
 
     order(&mut out, &needs);
@@ -330,10 +422,22 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
         let mut lines: Vec<String> = set
             .iter()
             .filter(|p| p.origin != Origin::Pkgbuild(i))
-            .map(|p| match p.origin {
-                Origin::Base | Origin::Repo => format!("installed {} {}", p.name, p.version),
-                Origin::Local(k) => format!("local {}", opts.local[k].line()),
-                Origin::Pkgbuild(j) => format!(
+            .map(|p| match (p.origin, &p.file) {
+                (Origin::Base, _) => format!("installed {} {}", p.name, p.version),
+                (Origin::Local(k), _) => format!("local {}", opts.local[k].line()),
+                // The file's hash too: a package rebuilt without a version
+                // bump is another dependency.
+                (Origin::Repo, f) => {
+                    format!("repo {} {} {}", p.name, p.version, f.as_ref().map_or("", |f| f.sha256.as_str()))
+                }
+                (Origin::Sync(_), f) => format!(
+                    "sync {} {} {} {}",
+                    f.as_ref().map_or("", |f| f.repo.as_str()),
+                    p.name,
+                    p.version,
+                    f.as_ref().map_or("", |f| f.sha256.as_str())
+                ),
+                (Origin::Pkgbuild(j), _) => format!(
                     "built {} {}",
                     p.name,
                     pkgids[j].as_ref().expect("dependencies come in earlier waves")
@@ -377,10 +481,16 @@ fn closure<'a>(providers: &'a [Provider], me: usize, roots: &[&RelationOrSoname]
             continue;
         }
         found.push(p);
-        // What the base has installed comes with its dependencies already.
-        if let Origin::Pkgbuild(j) = p.origin
-            && j != me
-        {
+        // What the base has installed comes with its dependencies already;
+        // anything else is installed with its run-time dependencies.
+        let follow = match p.origin {
+            Origin::Base => false,
+            Origin::Pkgbuild(j) => j != me,
+            // A -I file is installed with pacman -U too: its dependencies
+            // must be there as well.
+            Origin::Local(_) | Origin::Repo | Origin::Sync(_) => true,
+        };
+        if follow {
             let mut next = chain.clone();
             next.push(p.name.to_string());
             stack.extend(p.depends.iter().map(|d| (d, next.clone())));

@@ -2,6 +2,7 @@
 
 mod base;
 mod build;
+mod deps;
 mod makepkg;
 mod pkgutil;
 mod plan;
