@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use toml::Spanned;
 
+use crate::s3::{AddressStyle, S3Settings, S3Url};
+
 /// The file name looked for in the current directory.
 pub const FILE_NAME: &str = "pkgcell.toml";
 
@@ -75,6 +77,18 @@ pub struct Config {
     pub build: BuildConfig,
     /// `[pkgbuilds]`, sorted by name.
     pub pkgbuilds: Vec<PkgbuildEntry>,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[s3]`: where the S3 service is, for `[store] remote` and `publish --to s3://`.
+    pub s3: S3Settings,
+}
+
+/// `[store]`: the build store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreConfig {
+    /// A remote store shared by several machines: builds are looked up
+    /// there before building and uploaded there after.
+    pub remote: Option<S3Url>,
 }
 
 /// `[repo]`: the pacman repository pkgcell publishes.
@@ -212,6 +226,24 @@ struct RawConfig {
     build: RawBuild,
     #[serde(default)]
     pkgbuilds: BTreeMap<Spanned<String>, Spanned<RawSource>>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    s3: RawS3,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    remote: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    endpoint: Option<Spanned<String>>,
+    region: Option<String>,
+    path_style: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -443,7 +475,23 @@ impl Config {
             };
             pkgbuilds.push(entry);
         }
-        Ok(Config { repo, base: BaseConfig { source }, build, pkgbuilds })
+        let store = StoreConfig {
+            remote: match &raw.store.remote {
+                None => None,
+                Some(r) => Some(r.get_ref().parse::<S3Url>().map_err(|e| invalid(Some(r.span()), e.to_string()))?),
+            },
+        };
+        if let Some(e) = &raw.s3.endpoint
+            && !(e.get_ref().starts_with("http://") || e.get_ref().starts_with("https://"))
+        {
+            return Err(invalid(Some(e.span()), format!("endpoint {:?} must be an http:// or https:// URL", e.get_ref())));
+        }
+        let s3 = S3Settings {
+            endpoint: raw.s3.endpoint.map(Spanned::into_inner),
+            region: raw.s3.region,
+            style: raw.s3.path_style.map(|p| if p { AddressStyle::Path } else { AddressStyle::VirtualHost }),
+        };
+        Ok(Config { repo, base: BaseConfig { source }, build, pkgbuilds, store, s3 })
     }
 
     /// Write the commented starter config to `path`; refuses to overwrite.
@@ -567,6 +615,15 @@ timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # memory = "4G"              # example: memory of each process of a build (default: no limit)
 # pids = 512                 # example: processes of a build at once (default: no limit)
 
+[store]
+# remote = "s3://bucket/pkgcell-store"  # example: a store shared by several machines
+
+[s3]                         # the S3 service of `[store] remote` and `publish --to s3://`
+# endpoint = "http://127.0.0.1:9000"  # example; else AWS_ENDPOINT_URL, else AWS
+# region = "us-east-1"       # else AWS_REGION / AWS_DEFAULT_REGION
+# path_style = true          # true with an endpoint (bucket in the path), false for AWS
+# credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)
+
 [pkgbuilds]
 # One entry per PKGBUILD (examples):
 # hello = { path = "pkgs/hello" }                  # a directory, read in place
@@ -668,7 +725,7 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
 
         let (line, msg) = error("\n[biuld]\n");
         assert_eq!(line, 2);
-        assert!(msg.contains("`repo`, `base`, `build`, `pkgbuilds`"), "{msg}");
+        assert!(msg.contains("`repo`, `base`, `build`, `pkgbuilds`, `store`, `s3`"), "{msg}");
     }
 
     #[test]
@@ -733,6 +790,24 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         for bad in ["", "G", "4X", "-4G", "4.5G", "1M", "99999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_remote_store_and_s3_settings_are_checked() {
+        let c = parse("[store]\nremote = \"s3://bucket/pfx/\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\n").unwrap();
+        assert_eq!(c.store.remote.as_ref().map(|u| u.to_string()).as_deref(), Some("s3://bucket/pfx"));
+        assert_eq!(c.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.s3.style, Some(AddressStyle::Path));
+        assert_eq!(parse("").unwrap().store.remote, None);
+        let (line, msg) = error("[store]\n\nremote = \"/srv/store\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("s3://BUCKET"), "{msg}");
+        let (line, msg) = error("[s3]\nendpoint = \"127.0.0.1:9000\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("http://"), "{msg}");
+        let (line, msg) = error("[s3]\nregoin = \"x\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("`endpoint`, `region`, `path_style`"), "{msg}");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod ids;
 pub mod local;
 pub mod plan;
 pub mod publish;
+pub mod remote;
 pub mod repro;
+pub mod s3;
 pub mod store;
 pub mod sync;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use pkgcell::publish;
+use pkgcell::s3::{S3Client, S3Url};
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum DescVersionArg {
@@ -29,8 +30,10 @@ impl From<DescVersionArg> for publish::DescVersion {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The publish directory; the repository goes to DIR/ARCH/ (default:
-    /// `[repo] publish` of the config).
-    #[arg(long, value_name = "DIR")]
+    /// `[repo] publish` of the config). Or `s3://BUCKET/PREFIX`: published
+    /// into `$PKGCELL_HOME/s3-mirror/BUCKET/PREFIX/`, then uploaded to
+    /// PREFIX/ARCH/ (endpoint and region from `[s3]` or AWS_*).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     to: Option<PathBuf>,
     /// Repository name: `[NAME]` in pacman.conf, NAME.db on disk (default:
     /// `[repo] name` of the config).
@@ -148,7 +151,17 @@ pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         (None, Some(c)) => c.repo.name.clone(),
         (None, None) => anyhow::bail!("--repo NAME is needed when publishing files without a config"),
     };
+    // An s3:// destination is published locally as usual, into a mirror
+    // kept between runs (so the next publish is incremental), then uploaded.
+    let s3_dest = match args.to.as_deref().and_then(|p| p.to_str()).filter(|t| S3Url::is_s3(t)) {
+        Some(t) => Some(t.parse::<S3Url>()?),
+        None => None,
+    };
     let dir = match (&args.to, &config) {
+        (Some(_), _) if s3_dest.is_some() => {
+            let url = s3_dest.as_ref().expect("checked");
+            pkgcell::home::Home::from_env()?.root().join("s3-mirror").join(url.bucket()).join(url.prefix())
+        }
         (Some(d), _) => d.clone(),
         (None, Some(c)) => c.repo.publish.clone(),
         (None, None) => anyhow::bail!("--to DIR is needed when publishing files without a config"),
@@ -159,7 +172,15 @@ pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         (None, None) => std::env::consts::ARCH.to_owned(),
     };
     let repo = publish::RepoName::new(&repo_name)?;
-    let mut settings = publish::PublishSettings::new(repo, arch, dir);
+    // Checked (credentials, endpoint) before anything is written.
+    let s3 = match &s3_dest {
+        Some(url) => {
+            let settings = config.as_ref().map(|c| c.s3.clone()).unwrap_or_default();
+            Some(S3Client::new(url, &settings)?)
+        }
+        None => None,
+    };
+    let mut settings = publish::PublishSettings::new(repo.clone(), arch.clone(), dir);
     settings.keep = args.keep as usize;
     settings.sign = args.sign.or_else(|| config.as_ref().and_then(|c| c.repo.sign.clone())).map(publish::SignKey::new);
     settings.desc_version = args.desc_version.into();
@@ -184,7 +205,40 @@ pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     if let Some(stage) = stage_dir {
         let _ = std::fs::remove_dir_all(stage);
     }
-    print_report(&result?, args.json)
+    let report = result?;
+    let upload = match (&s3, &s3_dest) {
+        (Some(client), Some(url)) => {
+            let dest = url.join(&arch);
+            let up = publish::upload::upload(client, &publisher.arch_dir(), &dest, &repo)
+                .with_context(|| format!("uploading {} to {dest}", publisher.arch_dir().display()))?;
+            Some(up)
+        }
+        _ => None,
+    };
+    print_publish_report(&report, upload.as_ref(), args.json)
+}
+
+fn print_publish_report(
+    report: &publish::Report,
+    upload: Option<&publish::upload::UploadReport>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(up) = upload else { return print_report(report, json) };
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("version".into(), 1.into());
+            map.insert("s3".into(), serde_json::to_value(up)?);
+        }
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_report(report, false)?;
+    for op in &up.operations {
+        eprintln!("{op}");
+    }
+    eprintln!("{}: {} sent ({} bytes), {} unchanged, {} deleted", up.target, up.puts, up.bytes, up.unchanged, up.deletes);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_repo_add(args: RepoAddArgs) -> anyhow::Result<ExitCode> {

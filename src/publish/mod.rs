@@ -26,6 +26,7 @@ mod package;
 mod pkginfo;
 mod repo;
 mod sign;
+pub mod upload;
 
 use std::{
     collections::{BTreeMap, HashMap},
