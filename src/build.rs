@@ -32,7 +32,7 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, Upper};
@@ -43,6 +43,7 @@ use crate::home::Home;
 use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, InstallFrom, Plan, Status};
+use crate::remote::{RemoteError, RemoteStore};
 use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
@@ -168,6 +169,8 @@ pub struct BuildOptions {
     pub layers: LayerMode,
     /// Memory and process limits of the fetch, dependency layer and makepkg sandboxes.
     pub limits: Limits,
+    /// A remote store: looked up before building, uploaded to after.
+    pub remote: Option<Arc<RemoteStore>>,
 }
 
 /// Whether a build reuses the cached dependency layer of its set.
@@ -256,6 +259,8 @@ pub enum PackageStatus {
     Built,
     /// Its pkgid was already in the store.
     Cached,
+    /// Its pkgid was in the remote store, and was downloaded, not built.
+    Downloaded,
     /// Its plan, fetch or build failed.
     Failed,
     /// Not built because something it needs failed or was skipped.
@@ -422,6 +427,12 @@ pub enum BuildError {
         /// git's message.
         message: String,
     },
+    /// The remote store could not be asked for the pkgid.
+    #[error("cannot look the package up in the remote store")]
+    Remote(#[source] RemoteError),
+    /// The build is in the local store, but could not be uploaded.
+    #[error("built and stored locally, but not uploaded to the remote store (the next build run retries)")]
+    RemoteUpload(#[source] RemoteError),
     /// A file of the build could not be read or written.
     #[error("cannot {action} {}", path.display())]
     Io {
@@ -535,7 +546,10 @@ pub fn build_plan(
                         continue;
                     }
                     let ready = needs.iter().all(|j| {
-                        matches!(results.get(j).map(|r| r.status), Some(PackageStatus::Built | PackageStatus::Cached))
+                        matches!(
+                            results.get(j).map(|r| r.status),
+                            Some(PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded)
+                        )
                     });
                     if ready && running < opts.jobs.max(1) {
                         started.insert(i);
@@ -594,7 +608,7 @@ fn build_entry(
     let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs };
     let step = |s| on_event(Event::Step { name: &p.name, step: s });
     match build_one(&job, opts, store, fetcher, pkgids, &step) {
-        Ok(Built { status, record, log, seconds, layer }) => {
+        Ok(Built { status, record, log, seconds, layer, note }) => {
             result.status = status;
             result.peak_memory_kib = record.peak_memory_kib;
             result.layer = layer;
@@ -605,8 +619,14 @@ fn build_entry(
                 .collect();
             result.log = log;
             result.seconds = seconds;
-            if status == PackageStatus::Cached {
-                result.reason = Some(format!("{pkgid} is in the store (built {})", ago(record.started)));
+            match (status, note) {
+                (PackageStatus::Cached, _) => {
+                    result.reason = Some(format!("{pkgid} is in the store (built {})", ago(record.started)))
+                }
+                (PackageStatus::Downloaded, _) => {
+                    result.reason = Some(format!("{pkgid} downloaded from the remote store (built {})", ago(record.started)))
+                }
+                (_, note) => result.reason = note,
             }
         }
         Err(failure) => {
@@ -702,6 +722,8 @@ struct Built {
     log: Option<PathBuf>,
     seconds: Option<f64>,
     layer: Option<LayerUse>,
+    /// What happened on the way (a damaged remote copy).
+    note: Option<String>,
 }
 
 /// A failed build and its log, when it got that far (boxed: errors are large).
@@ -720,7 +742,32 @@ fn build_one(
     step("waiting for lock");
     let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
     if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
-        return Ok(Built { status: PackageStatus::Cached, record: r, log: None, seconds: None, layer: None });
+        // Built here earlier, perhaps when the remote store was down: share it now.
+        if let Some(remote) = &opts.remote
+            && !remote.has_record(job.pkgid).map_err(|e| no_log(BuildError::RemoteUpload(e)))?
+        {
+            step("upload");
+            remote.upload(&r, store).map_err(|e| no_log(BuildError::RemoteUpload(e)))?;
+        }
+        return Ok(Built { status: PackageStatus::Cached, record: r, log: None, seconds: None, layer: None, note: None });
+    }
+    let mut note = None;
+    if let Some(remote) = &opts.remote {
+        step("remote store");
+        match remote.fetch(job.pkgid, store) {
+            Ok(Some(r)) => {
+                return Ok(Built { status: PackageStatus::Downloaded, record: r, log: None, seconds: None, layer: None, note: None });
+            }
+            Ok(None) => {}
+            // Damage is not ours to repair by hand: build, and the upload
+            // replaces the damaged objects.
+            Err(e) if e.is_damage() => {
+                let msg = error_chain(&e);
+                tracing::warn!(error = %msg, "building locally instead");
+                note = Some(format!("built locally: {msg}"));
+            }
+            Err(e) => return Err(no_log(BuildError::Remote(e))),
+        }
     }
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -797,7 +844,11 @@ fn build_one(
     store.put_record(&record).map_err(|e| with_log(e.into()))?;
     dir.finish(KeepFailed::No, &opts.home, job.pkgid);
     let layer = layer.map(|l| LayerUse { key: l.key, made: l.made });
-    Ok(Built { status: PackageStatus::Built, record, log: Some(log_path), seconds: Some(seconds), layer })
+    if let Some(remote) = &opts.remote {
+        step("upload");
+        remote.upload(&record, store).map_err(|e| with_log(BuildError::RemoteUpload(e)))?;
+    }
+    Ok(Built { status: PackageStatus::Built, record, log: Some(log_path), seconds: Some(seconds), layer, note })
 }
 
 /// What a [`rebuild`] made.

@@ -304,6 +304,17 @@ impl S3Client {
         Ok(out)
     }
 
+    /// One listing of at most one key under `prefix`: checks the endpoint,
+    /// the bucket and the credentials.
+    pub fn probe(&self, prefix: &str) -> Result<(), S3Error> {
+        let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+        action.with_prefix(prefix);
+        action.with_max_keys(1);
+        let what = format!("list s3://{}/{prefix}", self.bucket.name());
+        let resp = self.send(self.agent.get(action.sign(SIGN_FOR).as_str()).call(), &what)?;
+        self.ok_body(resp, &what).map(drop)
+    }
+
     /// The size of `key`, or `None` when there is no such object.
     pub fn head(&self, key: &str) -> Result<Option<u64>, S3Error> {
         let action = self.bucket.head_object(Some(&self.credentials), key);

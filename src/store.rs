@@ -262,6 +262,29 @@ impl Store {
         Ok(Output { name, blake3, size })
     }
 
+    /// Put what `r` yields into the store, if its hash is `expected`;
+    /// otherwise nothing is stored and the hash found is returned.
+    pub fn put_reader_expecting(&self, r: &mut dyn Read, expected: &Blake3) -> Result<Result<(), Blake3>, StoreError> {
+        let tmp_dir = self.tmp_dir()?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = r.read(&mut buf).map_err(io_err("download into", tmp.path()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io_err("write", tmp.path()))?;
+        }
+        let found = Blake3::from_bytes(*hasher.finalize().as_bytes());
+        if &found != expected {
+            return Ok(Err(found));
+        }
+        self.commit_object(tmp, &found)?;
+        Ok(Ok(()))
+    }
+
     /// Put `data` into the store.
     pub fn put_bytes(&self, data: &[u8]) -> Result<Blake3, StoreError> {
         let h = Blake3::of(data);

@@ -20,6 +20,7 @@ use pkgcell::fetch::{self, Fetcher};
 use pkgcell::home::Home;
 use pkgcell::local::LocalPackage;
 use pkgcell::plan::{self, Plan, PlanOptions, Status};
+use pkgcell::remote::RemoteStore;
 use pkgcell::store::Store;
 use pkgcell::sync::{self, SyncMode};
 use pkgcell_sandbox::Network;
@@ -218,6 +219,15 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("==> planning {} entries on base {}", config.pkgbuilds.len(), base.id);
     let plan = args.common.plan_with(config, &home, &base, &local)?;
+    let remote = match &config.store.remote {
+        Some(url) => {
+            let r = RemoteStore::new(url.clone(), &config.s3).with_context(|| format!("remote store {url}"))?;
+            // A bad endpoint or key stops the run here, not in every build.
+            r.probe().with_context(|| format!("remote store {url}"))?;
+            Some(std::sync::Arc::new(r))
+        }
+        None => None,
+    };
     let opts = BuildOptions {
         home: home.clone(),
         base,
@@ -236,6 +246,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         local,
         layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
         limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
+        remote,
     };
     let progress = Progress::new(true);
     let finished = std::sync::atomic::AtomicBool::new(false);
@@ -309,6 +320,9 @@ fn summary(w: &mut impl Write, results: &[PackageResult]) -> std::io::Result<()>
             PackageStatus::Cached => {
                 writeln!(w, "cached   {:<16} {id}  {}", r.name, r.reason.as_deref().unwrap_or(""))?;
             }
+            PackageStatus::Downloaded => {
+                writeln!(w, "downloaded {:<14} {id}  {}", r.name, r.reason.as_deref().unwrap_or(""))?;
+            }
             PackageStatus::Failed | PackageStatus::Skipped => {
                 writeln!(w, "{:<8} {:<16} {id}  {}", status, r.name, r.reason.as_deref().unwrap_or(""))?;
             }
@@ -326,6 +340,7 @@ fn status_word(s: PackageStatus) -> &'static str {
     match s {
         PackageStatus::Built => "built",
         PackageStatus::Cached => "cached",
+        PackageStatus::Downloaded => "downloaded",
         PackageStatus::Failed => "failed",
         PackageStatus::Skipped => "skipped",
     }
@@ -379,7 +394,7 @@ impl Progress {
             Event::Finished(r) => {
                 s.running.remove(&r.name);
                 match r.status {
-                    PackageStatus::Built | PackageStatus::Cached => s.done += 1,
+                    PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => s.done += 1,
                     PackageStatus::Failed | PackageStatus::Skipped => s.failed += 1,
                 }
                 let reason = match r.status {
@@ -387,7 +402,7 @@ impl Progress {
                         format!(": {}", r.reason.as_deref().unwrap_or("").lines().next().unwrap_or(""))
                     }
                     PackageStatus::Built => format!(" in {:.1}s", r.seconds.unwrap_or(0.0)),
-                    PackageStatus::Cached => String::new(),
+                    PackageStatus::Cached | PackageStatus::Downloaded => String::new(),
                 };
                 let _ = writeln!(err, "==> {}: {}{reason}", r.name, status_word(r.status));
             }

@@ -284,6 +284,8 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config) -> 
         local: Vec::new(),
         layers: Default::default(),
         limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
+        // A check rebuilds here, whatever a remote store holds.
+        remote: None,
     }
 }
 
