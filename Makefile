@@ -30,7 +30,8 @@ test-base:
 test: deps
 	$(CARGO) build --tests --bins
 	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \
-	PKGCELL_TEST_BASE=$$base $(RUNNER_VAR)=$(AS_USER) $(CARGO) test --workspace -- $(TEST_ARGS)
+	s3s=$$($(CURDIR)/scripts/install-s3s-fs) && \
+	PKGCELL_TEST_BASE=$$base PKGCELL_TEST_S3S_FS=$$s3s $(RUNNER_VAR)=$(AS_USER) $(CARGO) test --workspace -- $(TEST_ARGS)
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -102,7 +102,7 @@ pub fn upload(client: &S3Client, arch_dir: &Path, dest: &S3Url, repo: &RepoName)
     let (mut dbs, files): (Vec<_>, Vec<_>) = local.iter().partition(|(n, _)| is_db_file(repo, n));
     dbs.sort_by_key(|(n, _)| db_rank(repo, n));
 
-    let mut send = |name: &str, size: u64, report: &mut UploadReport| -> Result<(), S3Error> {
+    let send = |name: &str, size: u64, report: &mut UploadReport, sent: &mut BTreeMap<String, (u64, String)>| -> Result<(), S3Error> {
         let key = dest.key(name);
         let path = arch_dir.join(name);
         let md5 = md5_hex(&path)?;
@@ -124,12 +124,16 @@ pub fn upload(client: &S3Client, arch_dir: &Path, dest: &S3Url, repo: &RepoName)
         Ok(())
     };
     for (name, size) in &files {
-        send(name, *size, &mut report)?;
+        send(name, *size, &mut report, &mut sent)?;
     }
-    // Everything the new db names is in the bucket now.
+    // Everything the new db names is in the bucket now. Record it, so that a
+    // run that dies before the end does not make the next one send it again.
+    let mut checkpoint = manifest.clone();
+    checkpoint.extend(sent.iter().map(|(k, v)| (k.clone(), v.clone())));
+    put_manifest(client, &manifest_key, checkpoint)?;
     kill_point("s3-packages-uploaded");
     for (name, size) in &dbs {
-        send(name, *size, &mut report)?;
+        send(name, *size, &mut report, &mut sent)?;
     }
     kill_point("s3-dbs-uploaded");
     // Only now can old files go: no db in the bucket names them any more.
@@ -143,9 +147,13 @@ pub fn upload(client: &S3Client, arch_dir: &Path, dest: &S3Url, repo: &RepoName)
         report.operations.push(format!("DELETE {key}"));
         report.deletes += 1;
     }
-    let data = serde_json::to_vec(&Manifest { files: sent }).expect("a manifest serializes");
-    client.put_bytes(&manifest_key, &data)?;
+    put_manifest(client, &manifest_key, sent)?;
     Ok(report)
+}
+
+fn put_manifest(client: &S3Client, key: &str, files: BTreeMap<String, (u64, String)>) -> Result<(), S3Error> {
+    let data = serde_json::to_vec(&Manifest { files }).expect("a manifest serializes");
+    client.put_bytes(key, &data)
 }
 
 /// The name of the object that records what was sent (hidden: pacman never

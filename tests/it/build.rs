@@ -16,7 +16,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/buil
 
 /// A tiny HTTP/1.0 server on 127.0.0.1 serving the fixture files; it runs
 /// until the test process ends.
-fn http_server() -> u16 {
+pub(crate) fn http_server() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -38,18 +38,18 @@ fn http_server() -> u16 {
 }
 
 /// A test directory with a config, a state home and the test base.
-struct Env {
-    dir: TestDir,
+pub(crate) struct Env {
+    pub(crate) dir: TestDir,
     port: u16,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env { dir: TestDir::new(), port: http_server() }
     }
 
     /// Copy fixture `name` to `pkgs/<name>`, filling in @PORT@ and @REPO@.
-    fn pkg(&self, name: &str) -> PathBuf {
+    pub(crate) fn pkg(&self, name: &str) -> PathBuf {
         let dst = self.dir.join("pkgs").join(name);
         std::fs::create_dir_all(&dst).unwrap();
         for e in std::fs::read_dir(Path::new(FIXTURES).join(name)).unwrap() {
@@ -64,7 +64,7 @@ impl Env {
     }
 
     /// A local git repository with one file, for B's git source.
-    fn git_repo(&self) {
+    pub(crate) fn git_repo(&self) {
         let repo = self.dir.join("repo");
         std::fs::create_dir_all(&repo).unwrap();
         std::fs::write(repo.join("content.txt"), "content from git\n").unwrap();
@@ -78,7 +78,7 @@ impl Env {
         }
     }
 
-    fn config(&self, names: &[&str], jobs: usize) {
+    pub(crate) fn config(&self, names: &[&str], jobs: usize) {
         let mut c = format!("[build]\njobs = {jobs}\n\n[pkgbuilds]\n");
         for n in names {
             self.pkg(n);
@@ -87,7 +87,7 @@ impl Env {
         std::fs::write(self.dir.join("pkgcell.toml"), c).unwrap();
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = pkgcell();
         c.args(args)
             .current_dir(self.dir.path())
@@ -96,12 +96,12 @@ impl Env {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         output(&mut self.cmd(args))
     }
 
     /// `pkgcell build --json ARGS`: exit code and the parsed object.
-    fn build(&self, args: &[&str]) -> (i32, Value, Output) {
+    pub(crate) fn build(&self, args: &[&str]) -> (i32, Value, Output) {
         let mut a = vec!["build", "--json"];
         a.extend(args);
         let o = self.run(&a);
@@ -111,11 +111,11 @@ impl Env {
     }
 }
 
-fn pkg<'a>(v: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn pkg<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["packages"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {v:#}"))
 }
 
-fn status(v: &Value, name: &str) -> String {
+pub(crate) fn status(v: &Value, name: &str) -> String {
     pkg(v, name)["status"].as_str().unwrap().to_owned()
 }
 

@@ -9,6 +9,7 @@ mod plan;
 mod publish;
 mod rebuilderd;
 mod repro;
+mod s3;
 mod sandbox;
 mod shard;
 mod store;
