@@ -92,7 +92,8 @@ pub fn upload(client: &S3Client, arch_dir: &Path, dest: &S3Url, repo: &RepoName)
     for e in rd {
         let e = e.map_err(io("list", arch_dir))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let meta = e.metadata().map_err(io("stat", &e.path()))?;
+        // Followed: an input given as a symlink may be linked in as one.
+        let meta = std::fs::metadata(e.path()).map_err(io("stat", &e.path()))?;
         if name.starts_with('.') || !meta.is_file() {
             continue;
         }
