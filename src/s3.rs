@@ -320,6 +320,9 @@ impl S3Client {
         let action = self.bucket.head_object(Some(&self.credentials), key);
         let what = format!("HEAD {}", self.show(key));
         let resp = self.send(self.agent.head(action.sign(SIGN_FOR).as_str()).call(), &what)?;
+        // HEAD has no body to tell "no such key" from "no such bucket": a
+        // missing bucket reads as a missing object here, and the first
+        // listing or PUT names it.
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -332,11 +335,11 @@ impl S3Client {
         let action = self.bucket.get_object(Some(&self.credentials), key);
         let what = format!("GET {}", self.show(key));
         let resp = self.send(self.agent.get(action.sign(SIGN_FOR).as_str()).call(), &what)?;
-        if resp.status().as_u16() == 404 && !self.is_no_bucket_body(&resp) {
-            return Ok(None);
+        match self.check(resp, &what) {
+            Ok(resp) => Ok(Some(resp.into_body().into_reader())),
+            Err(S3Error::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
         }
-        let resp = self.check(resp, &what)?;
-        Ok(Some(resp.into_body().into_reader()))
     }
 
     /// Upload the file at `path` as `key`.
@@ -361,10 +364,10 @@ impl S3Client {
         let action = self.bucket.delete_object(Some(&self.credentials), key);
         let what = format!("DELETE {}", self.show(key));
         let resp = self.send(self.agent.delete(action.sign(SIGN_FOR).as_str()).call(), &what)?;
-        if resp.status().as_u16() == 404 && !self.is_no_bucket_body(&resp) {
-            return Ok(());
+        match self.check(resp, &what) {
+            Ok(_) | Err(S3Error::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
         }
-        self.check(resp, &what).map(drop)
     }
 
     fn show(&self, key: &str) -> String {
@@ -377,14 +380,6 @@ impl S3Client {
         what: &str,
     ) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
         r.map_err(|source| S3Error::Unreachable { endpoint: self.endpoint.clone(), what: what.to_owned(), source })
-    }
-
-    // A 404 from S3 is either "no such key" or "no such bucket"; only the
-    // body tells, and only the second is an error for head/get/delete. HEAD
-    // has no body, so a HEAD on a missing bucket reads as a missing object;
-    // the first listing or PUT then names the bucket.
-    fn is_no_bucket_body(&self, resp: &ureq::http::Response<ureq::Body>) -> bool {
-        resp.headers().get("x-amz-error-code").is_some_and(|v| v.as_bytes() == b"NoSuchBucket")
     }
 
     fn ok_body(&self, resp: ureq::http::Response<ureq::Body>, what: &str) -> Result<String, S3Error> {
@@ -407,6 +402,8 @@ impl S3Client {
         let code = xml_tag(&text, "Code").unwrap_or_else(|| text.chars().take(120).collect());
         let endpoint = self.endpoint.clone();
         let what = what.to_owned();
+        // A 404 is "no such key" or "no such bucket"; `check` turns the
+        // second into NoBucket, so callers may take any other 404 as absent.
         Err(match (status, code.as_str()) {
             (_, "NoSuchBucket") => S3Error::NoBucket { endpoint, bucket: self.bucket.name().to_owned() },
             (401 | 403, _) => S3Error::Denied { endpoint, what, status, code, region: self.bucket.region().to_owned() },
