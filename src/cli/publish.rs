@@ -176,7 +176,9 @@ pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let s3 = match &s3_dest {
         Some(url) => {
             let settings = config.as_ref().map(|c| c.s3.clone()).unwrap_or_default();
-            Some(S3Client::new(url, &settings)?)
+            let client = S3Client::new(url, &settings)?;
+            client.probe(&url.key("")).with_context(|| format!("publishing to {url}"))?;
+            Some(client)
         }
         None => None,
     };
