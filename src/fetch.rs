@@ -32,6 +32,7 @@ use std::process::Stdio;
 
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, Root, Sandbox, Spec, Upper};
 
+use crate::error::{IoPath, io_err};
 use crate::home::Home;
 use crate::ids::Blake3;
 
@@ -196,20 +197,8 @@ pub enum FetchError {
         source: pkgcell_sandbox::Error,
     },
     /// A cache file or directory could not be written.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FetchError + 'a {
-    move |source| FetchError::Io { action, path: path.to_owned(), source }
+    #[error(transparent)]
+    Io(#[from] IoPath),
 }
 
 /// The sources of a .SRCINFO for `arch`: the pkgbase section's `source`
