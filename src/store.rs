@@ -134,6 +134,17 @@ impl Record {
     pub fn objects(&self) -> impl Iterator<Item = Blake3> + '_ {
         self.outputs.iter().map(|o| o.blake3).chain(std::iter::once(self.log))
     }
+
+    /// The file names in the shared package cache that the build installed:
+    /// the `<file name>` of each `<name> sha256:<hex> <file name>` line of
+    /// `deps` (packages of the store have no such line).
+    pub fn cached_packages(&self) -> impl Iterator<Item = &str> + '_ {
+        self.deps.iter().filter_map(|line| {
+            let mut words = line.split(' ');
+            let (_, hash, file) = (words.next()?, words.next()?, words.next()?);
+            hash.starts_with("sha256:").then_some(file)
+        })
+    }
 }
 
 /// A store at a directory.
@@ -599,6 +610,19 @@ mod tests {
         assert!(s.object_path(&new.outputs[0].blake3).exists());
         assert!(s.fsck(Repair::No).unwrap().is_clean());
         assert_eq!(s.records().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn cached_packages_are_the_file_names_of_repository_deps() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let mut r = record(&s, pkgid("foo", 1), 10, b"pkg");
+        r.deps = vec![
+            format!("lib {}", Blake3::of(b"lib")),
+            "tool sha256:00ff tool-1.0-1-any.pkg.tar.zst".into(),
+            "bad sha256:00ff".into(),
+        ];
+        assert_eq!(r.cached_packages().collect::<Vec<_>>(), ["tool-1.0-1-any.pkg.tar.zst"]);
     }
 
     #[test]

@@ -342,3 +342,57 @@ fn a_layer_that_holds_another_version_than_planned_is_a_clear_error() {
     assert!(reason.contains("planned synctool 1.5-1, installed synctool 1.0-1"), "{reason}");
     assert!(std::fs::read_dir(e.dir.join("home/store/records")).map_or(true, |mut d| d.next().is_none()), "nothing recorded");
 }
+
+/// `store gc` collects the shared package cache: the package only a
+/// dropped record installed, a stray file and a `.part-*` directory left by
+/// a killed download go; the package the kept record installed and a fresh
+/// `.part-*` directory (a download that may be running) stay.
+#[test]
+fn store_gc_removes_cached_packages_no_kept_record_needs_and_stale_partial_downloads() {
+    let e = SyncEnv::new();
+    let v1 = e.publish(&TestPackage { arch: "any", ..TestPackage::new("synctool") }, "1");
+    e.sync();
+    e.pkgbuild("u1", "synctool");
+    e.config(&["u1"], 1);
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    let pkgid1 = entry(&v, "u1")["pkgid"].as_str().unwrap().to_owned();
+    let v2 = e.publish(&TestPackage { arch: "any", pkgver: "1.1", ..TestPackage::new("synctool") }, "2");
+    e.sync();
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(entry(&v, "u1")["status"], "built", "{v:#}");
+    let pkgid2 = entry(&v, "u1")["pkgid"].as_str().unwrap().to_owned();
+    assert_ne!(pkgid1, pkgid2);
+
+    let cache = e.dir.join("home/cache/pkg");
+    let (name1, name2) = (v1.file_name().unwrap().to_str().unwrap(), v2.file_name().unwrap().to_str().unwrap());
+    assert!(cache.join(name1).is_file() && cache.join(name2).is_file(), "both versions were downloaded");
+    std::fs::write(cache.join("stray-1-1-any.pkg.tar.zst"), "stray").unwrap();
+    let (stale, fresh) = (cache.join(".part-killed"), cache.join(".part-running"));
+    for d in [&stale, &fresh] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("file"), "partial").unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(&stale).unwrap().set_modified(hour_ago).unwrap();
+
+    let (code, v, o) = e.json(&["store", "gc", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["gc"]["records"], serde_json::json!([pkgid1]), "{v:#}");
+    let mut removed: Vec<&str> = v["packages"]["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    removed.sort();
+    assert_eq!(removed, ["stray-1-1-any.pkg.tar.zst", name1], "{v:#}");
+    assert_eq!(v["packages"]["partial"], 1, "{v:#}");
+    let freed = std::fs::metadata(&v1).unwrap().len() + "stray".len() as u64 + "partial".len() as u64;
+    assert_eq!(v["packages"]["bytes"], freed, "{v:#}");
+    assert!(!cache.join(name1).exists() && !cache.join("stray-1-1-any.pkg.tar.zst").exists() && !stale.exists());
+    assert_eq!(std::fs::read(cache.join(name2)).unwrap(), std::fs::read(&v2).unwrap(), "the kept record's package stays");
+    assert!(fresh.join("file").is_file(), "a fresh partial download stays");
+
+    // Nothing more to collect; the text report says so.
+    let o = e.run(&["store", "gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("0 cached packages and 0 partial downloads (0 bytes) removed"), "{}", text(&o));
+    assert!(cache.join(name2).is_file() && fresh.exists());
+}
