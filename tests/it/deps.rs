@@ -4,52 +4,20 @@
 //! server serves it, and the base (a hard-linked copy of the test base with
 //! its own pacman.conf and synced database) sees it as pacman would.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use crate::pkgutil::{TestPackage, makepkg};
-use crate::util::{TestDir, output, pkgcell, stdout, test_base, text};
-
-/// Requests per path, as the server saw them.
-type Hits = Arc<Mutex<BTreeMap<String, usize>>>;
-
-/// An HTTP/1.0 server on 127.0.0.1 serving `root`, counting requests.
-fn http_server(root: PathBuf) -> (u16, Hits) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let hits: Hits = Arc::default();
-    let h = hits.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut line = String::new();
-            let _ = BufReader::new(&s).read_line(&mut line);
-            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
-            *h.lock().unwrap().entry(path.clone()).or_default() += 1;
-            let body = if path.contains("..") { None } else { std::fs::read(root.join(&path)).ok() };
-            let _ = match body {
-                Some(b) => s
-                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
-                    .and_then(|_| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    (port, hits)
-}
+use crate::util::{Served, TestDir, output, pkgcell, pkgcell_in, serve_dir, stdout, test_base, text};
 
 /// A test with a sync repository `testsync` served over loopback HTTP and
 /// a base that has synced it.
 struct SyncEnv {
     dir: TestDir,
     port: u16,
-    hits: Hits,
+    server: Served,
     base: PathBuf,
 }
 
@@ -57,7 +25,8 @@ impl SyncEnv {
     fn new() -> SyncEnv {
         let dir = TestDir::new();
         std::fs::create_dir_all(dir.join("sync")).unwrap();
-        let (port, hits) = http_server(dir.join("sync"));
+        let server = serve_dir(dir.join("sync"));
+        let port = server.port;
         // A copy of the test base whose files are hard links (cheap); only
         // new files are written into it (etc/pacman.conf is replaced, not
         // edited), so the shared test base is never changed.
@@ -71,7 +40,7 @@ impl SyncEnv {
             format!("[options]\nArchitecture = auto\nSigLevel = Never\n\n[testsync]\nServer = http://127.0.0.1:{port}\n"),
         )
         .unwrap();
-        SyncEnv { dir, port, hits, base }
+        SyncEnv { dir, port, server, base }
     }
 
     /// Build `pkg` with makepkg and repo-add it to the served repository.
@@ -137,8 +106,7 @@ impl SyncEnv {
     }
 
     fn hits(&self, file: &Path) -> usize {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        self.hits.lock().unwrap().get(&name).copied().unwrap_or(0)
+        self.server.hits(&file.file_name().unwrap().to_string_lossy())
     }
 
     fn record(&self, pkgid: &str) -> Value {
@@ -184,7 +152,7 @@ fn a_makedepends_from_a_sync_repo_is_planned_downloaded_once_installed_offline_a
     for n in ["u1", "u2"] {
         assert_eq!(entry(&v, n)["status"], "built", "{v:#}");
     }
-    assert_eq!(e.hits(&v1), 1, "downloaded once: {:?}", e.hits.lock().unwrap());
+    assert_eq!(e.hits(&v1), 1, "downloaded once: {:?}", e.server.hits.lock().unwrap());
     let cached = e.dir.join("home/cache/pkg").join(v1.file_name().unwrap());
     assert_eq!(std::fs::read(&cached).unwrap(), std::fs::read(&v1).unwrap());
     let rec = e.record(&pkgid1);
@@ -265,15 +233,7 @@ fn a_dependency_found_only_in_the_published_repo_is_installed_from_it() {
          package() {\n  install -d \"$pkgdir/usr/share/user\"\n}\n",
     );
     let repo = "[repo]\nname = \"own\"\npublish = \"repo\"\n\n";
-    let run = |args: &[&str]| {
-        output(
-            pkgcell()
-                .args(args)
-                .current_dir(d.path())
-                .env("PKGCELL_HOME", d.join("home"))
-                .env("PKGCELL_BASE_DIR", test_base()),
-        )
-    };
+    let run = |args: &[&str]| output(pkgcell_in(d.path()).args(args));
     std::fs::write(d.join("pkgcell.toml"), format!("{repo}[pkgbuilds]\nownlib = {{ path = \"pkgs/ownlib\" }}\n")).unwrap();
     let o = run(&["build"]);
     assert!(o.status.success(), "{}", text(&o));
