@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, Upper};
 use serde::Serialize;
 
+use crate::error::{IoPath, io_err};
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::home::Home;
 use crate::ids::{Blake3, PkgId};
@@ -434,20 +435,8 @@ pub enum BuildError {
     #[error("built and stored locally, but not uploaded to the remote store (the next build run retries)")]
     RemoteUpload(#[source] RemoteError),
     /// A file of the build could not be read or written.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BuildError + 'a {
-    move |source| BuildError::Io { action, path: path.to_owned(), source }
+    #[error(transparent)]
+    Io(#[from] IoPath),
 }
 
 /// Build what `selected` names (all entries when empty) and what they
@@ -820,7 +809,7 @@ fn build_one(
         stored.push(store.put_file(f).map_err(|e| with_log(e.into()))?);
     }
     let buildinfo = fs::read_to_string(dir.pkgdest().join(".BUILDINFO")).unwrap_or_default();
-    let log_data = fs::read(&log_path).map_err(|e| with_log(io_err("read", &log_path)(e)))?;
+    let log_data = fs::read(&log_path).map_err(|e| with_log(io_err("read", &log_path)(e).into()))?;
     let log = store.put_bytes(&log_data).map_err(|e| with_log(e.into()))?;
     split(&mut timings.store);
     let seconds = clock.elapsed().as_secs_f64();
@@ -1130,15 +1119,15 @@ fn dep_layer(
     if opts.layers.usable(&ready) {
         return reuse(false);
     }
-    fs::create_dir_all(&layers).map_err(|e| no_log(io_err("create", &layers)(e)))?;
+    fs::create_dir_all(&layers).map_err(|e| no_log(io_err("create", &layers)(e).into()))?;
     let lock_path = layers.join(format!("{key}.lock"));
     let lock = fs::File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| no_log(io_err("open", &lock_path)(e)))?;
-    lock.lock().map_err(|e| no_log(io_err("lock", &lock_path)(e)))?;
+        .map_err(|e| no_log(io_err("open", &lock_path)(e).into()))?;
+    lock.lock().map_err(|e| no_log(io_err("lock", &lock_path)(e).into()))?;
     if opts.layers.usable(&ready) {
         return reuse(false);
     }
@@ -1148,7 +1137,7 @@ fn dep_layer(
     let target = if fresh { layers.join(format!("{key}.fresh")) } else { dir.clone() };
     remove_dir(&target).map_err(no_log)?;
     let pkgs = target.join("pkgs");
-    fs::create_dir_all(&pkgs).map_err(|e| no_log(io_err("create", &pkgs)(e)))?;
+    fs::create_dir_all(&pkgs).map_err(|e| no_log(io_err("create", &pkgs)(e).into()))?;
     let mut spec = Spec::new(
         Root::Overlay {
             lowers: vec![opts.base.root.clone()],
@@ -1167,11 +1156,11 @@ fn dep_layer(
     for d in deps {
         let dst = pkgs.join(&d.filename);
         if fs::hard_link(&d.src, &dst).is_err() {
-            fs::copy(&d.src, &dst).map_err(|e| no_log(io_err("copy", &d.src)(e)))?;
+            fs::copy(&d.src, &dst).map_err(|e| no_log(io_err("copy", &d.src)(e).into()))?;
         }
         // The copy is what pacman installs: check it, not the source.
         if let Some(expected) = &d.sha256 {
-            let got = fetch::sha256_of(&dst).map_err(|e| no_log(io_err("read", &dst)(e)))?;
+            let got = fetch::sha256_of(&dst).map_err(|e| no_log(io_err("read", &dst)(e).into()))?;
             if got != *expected {
                 return Err(no_log(BuildError::DepChecksum { path: d.src.clone(), expected: expected.clone(), got }));
             }
@@ -1195,7 +1184,7 @@ fn dep_layer(
     }
     let _ = fs::remove_dir_all(&pkgs);
     let target_ready = target.join("ready");
-    fs::write(&target_ready, "").map_err(|e| no_log(io_err("write", &target_ready)(e)))?;
+    fs::write(&target_ready, "").map_err(|e| no_log(io_err("write", &target_ready)(e).into()))?;
     if fresh {
         swap_in(&layers, &key).map_err(no_log)?;
     }
@@ -1212,10 +1201,10 @@ fn swap_in(layers: &Path, key: &str) -> Result<(), BuildError> {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
     let (fresh, live) = (layers.join(format!("{key}.fresh")), layers.join(key));
     renameat2(AT_FDCWD, &fresh, AT_FDCWD, &live, RenameFlags::RENAME_EXCHANGE)
-        .map_err(|e| BuildError::Io { action: "swap a fresh dependency layer into", path: live.clone(), source: e.into() })?;
+        .map_err(|e| BuildError::Io(IoPath::new("swap a fresh dependency layer into", live.clone(), e.into())))?;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let old = layers.join(format!("{key}.old-{nanos}"));
-    fs::rename(&fresh, &old).map_err(io_err("rename", &fresh))
+    Ok(fs::rename(&fresh, &old).map_err(io_err("rename", &fresh))?)
 }
 
 /// The name of the dependency layer of a base, the -I files (`<file name>
@@ -1246,7 +1235,7 @@ pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
     let rd = match fs::read_dir(&layers) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io_err("read", &layers)(e)),
+        Err(e) => return Err(io_err("read", &layers)(e).into()),
     };
     let mut removed = 0;
     for e in rd.flatten() {

@@ -24,14 +24,16 @@
 //! that cached files belong to the caller; it has the network but sees only
 //! its output directory, and git may only use file, git, http(s) and ssh.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, SystemTime};
 
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, Root, Sandbox, Spec, Upper};
 
+use crate::error::{IoPath, io_err};
 use crate::home::Home;
 use crate::ids::Blake3;
 
@@ -196,20 +198,8 @@ pub enum FetchError {
         source: pkgcell_sandbox::Error,
     },
     /// A cache file or directory could not be written.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FetchError + 'a {
-    move |source| FetchError::Io { action, path: path.to_owned(), source }
+    #[error(transparent)]
+    Io(#[from] IoPath),
 }
 
 /// The sources of a .SRCINFO for `arch`: the pkgbase section's `source`
@@ -400,7 +390,7 @@ impl Fetcher {
         if sha256_of(&path).is_ok_and(|got| got == sha256) {
             return Ok(path);
         }
-        let locks = self.home.root().join("cache/pkg-locks");
+        let locks = package_locks(&self.home);
         fs::create_dir_all(&locks).map_err(io_err("create", &locks))?;
         let lock_path = locks.join(format!("{filename}.lock"));
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err("open", &lock_path))?;
@@ -526,6 +516,85 @@ impl Fetcher {
     }
 }
 
+/// The flock(2) files of [`Fetcher::fetch_package`], one per file name.
+fn package_locks(home: &Home) -> PathBuf {
+    home.root().join("cache/pkg-locks")
+}
+
+/// A `.part-*` directory in the package cache younger than this may belong
+/// to a download that is running; an older one was left by a killed run
+/// (a download has curl's own timeouts and three retries, far below this).
+pub const PARTIAL_DOWNLOAD_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// What [`gc_package_cache`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PackageCacheGc {
+    /// Package files that no kept build record lists, by file name.
+    pub files: Vec<String>,
+    /// `.part-*` directories of interrupted downloads.
+    pub partial: usize,
+    /// Bytes freed by both.
+    pub bytes: u64,
+}
+
+/// Collect the shared package cache (`$PKGCELL_HOME/cache/pkg`): remove
+/// every package file not in `needed` (the [`crate::store::Record::cached_packages`]
+/// of the kept records) and every `.part-*` directory older than
+/// `partial_max_age`. A file whose download lock is held is kept: a fetch
+/// is writing it. Like the rest of `store gc`, run it when no build runs: a
+/// file fetched for a build that has no record yet is not needed by any.
+pub fn gc_package_cache(home: &Home, needed: &BTreeSet<String>, partial_max_age: Duration) -> Result<PackageCacheGc, FetchError> {
+    let mut report = PackageCacheGc::default();
+    let cache = home.package_cache();
+    let rd = match fs::read_dir(&cache) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => return Err(io_err("read", &cache)(e).into()),
+    };
+    let now = SystemTime::now();
+    for e in rd {
+        let e = e.map_err(io_err("read", &cache))?;
+        let (name, path) = (e.file_name().to_string_lossy().into_owned(), e.path());
+        // symlink_metadata: a link is not followed out of the cache.
+        let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
+        if meta.is_dir() && name.starts_with(".part-") {
+            let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+            if age < partial_max_age {
+                continue;
+            }
+            let bytes = fs::read_dir(&path).map(|rd| rd.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
+            fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+            report.partial += 1;
+            report.bytes += bytes;
+        } else if meta.is_file() && !needed.contains(&name) && !download_running(home, &name)? {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("remove", &path)(e).into()),
+            }
+            report.bytes += meta.len();
+            report.files.push(name);
+        }
+    }
+    report.files.sort();
+    Ok(report)
+}
+
+/// Whether a [`Fetcher::fetch_package`] holds the lock of `filename` now.
+fn download_running(home: &Home, filename: &str) -> Result<bool, FetchError> {
+    let path = package_locks(home).join(format!("{filename}.lock"));
+    let file = match File::options().write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("open", &path)(e).into()),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(false),
+        Err(fs::TryLockError::WouldBlock) => Ok(true),
+        Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e).into()),
+    }
+}
+
 /// The SHA-256 of a file, lowercase hex.
 pub fn sha256_of(path: &Path) -> io::Result<String> {
     use sha2::Digest;
@@ -585,5 +654,36 @@ mod tests {
         assert_eq!(key, PathBuf::from("/h/sources/sha256/cccc"));
         let none = SourceEntry { filename: "f".into(), kind: SourceKind::File { url: "u".into() }, sums: BTreeMap::new() };
         assert!(f.file_key(&none, "u").starts_with("/h/sources/url"));
+    }
+
+    #[test]
+    fn package_cache_gc_keeps_needed_files_running_downloads_and_fresh_parts() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        let cache = home.package_cache();
+        fs::create_dir_all(&cache).unwrap();
+        for f in ["needed-1-1-any.pkg.tar.zst", "old-1-1-any.pkg.tar.zst", "busy-1-1-any.pkg.tar.zst"] {
+            fs::write(cache.join(f), "12345").unwrap();
+        }
+        for p in [".part-stale", ".part-fresh"] {
+            fs::create_dir(cache.join(p)).unwrap();
+            fs::write(cache.join(p).join("file"), "123").unwrap();
+        }
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        File::open(cache.join(".part-stale")).unwrap().set_modified(hour_ago).unwrap();
+        fs::create_dir_all(package_locks(&home)).unwrap();
+        let lock = File::create(package_locks(&home).join("busy-1-1-any.pkg.tar.zst.lock")).unwrap();
+        lock.lock().unwrap();
+        File::create(package_locks(&home).join("old-1-1-any.pkg.tar.zst.lock")).unwrap();
+
+        let needed = BTreeSet::from(["needed-1-1-any.pkg.tar.zst".to_owned()]);
+        let report = gc_package_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        assert_eq!(report, PackageCacheGc { files: vec!["old-1-1-any.pkg.tar.zst".into()], partial: 1, bytes: 8 });
+        let mut left: Vec<String> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, [".part-fresh", "busy-1-1-any.pkg.tar.zst", "needed-1-1-any.pkg.tar.zst"]);
+        drop(lock);
+        let report = gc_package_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        assert_eq!(report.files, ["busy-1-1-any.pkg.tar.zst"]);
     }
 }

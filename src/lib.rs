@@ -8,6 +8,7 @@
 pub mod base;
 pub mod build;
 pub mod config;
+pub mod error;
 pub mod fetch;
 pub mod home;
 pub mod ids;

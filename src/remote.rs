@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::Mutex;
 
+use crate::error::IoPath;
 use crate::ids::{Blake3, PkgId};
 use crate::s3::{S3Client, S3Error, S3Settings, S3Url};
 use crate::store::{RECORD_VERSION, Record, Store, StoreError};
@@ -173,7 +174,7 @@ impl RemoteStore {
             let damaged = self.damaged.lock().expect("not poisoned").contains(&h);
             let path = store.object_path(&h);
             let size = std::fs::metadata(&path)
-                .map_err(|source| StoreError::Io { action: "stat", path: path.clone(), source })?
+                .map_err(|source| StoreError::Io(IoPath::new("stat", path.clone(), source)))?
                 .len();
             if !damaged && self.client.head(&key)? == Some(size) {
                 stats.skipped += 1;

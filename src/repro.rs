@@ -37,6 +37,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::error::{IoPath, io_err};
 use crate::build::{self, BuildError, BuildOptions, MakepkgEnv};
 use crate::ids::{Blake3, PkgId};
 use crate::plan::Plan;
@@ -79,16 +80,8 @@ pub enum ReproError {
         pkgver: String,
     },
     /// A file could not be read.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoPath),
     /// A .BUILDINFO lacks a field or has a bad value.
     #[error("bad .BUILDINFO of {what}: {problem}")]
     BadBuildInfo {
@@ -124,10 +117,6 @@ pub enum ReproError {
     /// The rebuild failed.
     #[error("the rebuild failed")]
     Rebuild(#[source] Box<BuildError>),
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ReproError + 'a {
-    move |source| ReproError::Io { action, path: path.to_owned(), source }
 }
 
 /// The fields of a .BUILDINFO (BUILDINFO(5)) that a rebuild needs.

@@ -15,12 +15,13 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use crate::error::IoPath;
 
 /// How long a signed request stays valid; each is used at once.
 const SIGN_FOR: Duration = Duration::from_secs(3600);
@@ -198,16 +199,8 @@ pub enum S3Error {
         message: String,
     },
     /// A local file could not be read or written.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoPath),
 }
 
 /// One object of a listing.
@@ -344,7 +337,7 @@ impl S3Client {
 
     /// Upload the file at `path` as `key`.
     pub fn put_file(&self, key: &str, path: &Path) -> Result<(), S3Error> {
-        let file = File::open(path).map_err(|source| S3Error::Io { action: "open", path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| IoPath::new("open", path.to_owned(), source))?;
         let action = self.bucket.put_object(Some(&self.credentials), key);
         let what = format!("PUT {}", self.show(key));
         let resp = self.send(self.agent.put(action.sign(SIGN_FOR).as_str()).send(file), &what)?;

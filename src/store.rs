@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{IoPath, io_err};
 use crate::ids::{Blake3, PkgId};
 
 /// Version of the record format (and of `store ls --json`).
@@ -34,16 +35,8 @@ pub const RECORD_VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum StoreError {
     /// A file or directory of the store could not be read or written.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoPath),
     /// A record is not valid JSON of the expected shape.
     #[error("build record {} is damaged", path.display())]
     BadRecord {
@@ -53,10 +46,6 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { action, path: path.to_owned(), source }
 }
 
 /// One output file of a build.
@@ -144,6 +133,17 @@ impl Record {
     /// Every object the record needs.
     pub fn objects(&self) -> impl Iterator<Item = Blake3> + '_ {
         self.outputs.iter().map(|o| o.blake3).chain(std::iter::once(self.log))
+    }
+
+    /// The file names in the shared package cache that the build installed:
+    /// the `<file name>` of each `<name> sha256:<hex> <file name>` line of
+    /// `deps` (packages of the store have no such line).
+    pub fn cached_packages(&self) -> impl Iterator<Item = &str> + '_ {
+        self.deps.iter().filter_map(|line| {
+            let mut words = line.split(' ');
+            let (_, hash, file) = (words.next()?, words.next()?, words.next()?);
+            hash.starts_with("sha256:").then_some(file)
+        })
     }
 }
 
@@ -312,7 +312,7 @@ impl Store {
         tmp.as_file().set_permissions(perm).map_err(io_err("chmod", tmp.path()))?;
         let dir = dst.parent().expect("objects have a parent");
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-        tmp.persist(&dst).map_err(|e| StoreError::Io { action: "rename into", path: dst.clone(), source: e.error })?;
+        tmp.persist(&dst).map_err(|e| StoreError::Io(IoPath::new("rename into", dst.clone(), e.error)))?;
         sync_dir(dir)
     }
 
@@ -346,7 +346,7 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("read", &dir)(e)),
+            Err(e) => return Err(io_err("read", &dir)(e).into()),
         }
         out.sort();
         Ok(out)
@@ -358,7 +358,7 @@ impl Store {
         let outer = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io_err("read", &dir)(e)),
+            Err(e) => return Err(io_err("read", &dir)(e).into()),
         };
         for sub in outer {
             let sub = sub.map_err(io_err("read", &dir))?;
@@ -381,7 +381,7 @@ impl Store {
         let mut perm = fs::metadata(&tmp).map_err(io_err("stat", &tmp))?.permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
         fs::set_permissions(&tmp, perm).map_err(io_err("chmod", &tmp))?;
-        fs::rename(&tmp, dst).map_err(io_err("rename into", dst))
+        Ok(fs::rename(&tmp, dst).map_err(io_err("rename into", dst))?)
     }
 
     /// Re-hash every object and check every record; with [`Repair::Yes`],
@@ -469,7 +469,7 @@ fn read_record(path: &Path) -> Result<Option<Record>, StoreError> {
     let data = match fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("read", path)(e)),
+        Err(e) => return Err(io_err("read", path)(e).into()),
     };
     serde_json::from_slice(&data).map(Some).map_err(|source| StoreError::BadRecord { path: path.to_owned(), source })
 }
@@ -478,7 +478,7 @@ fn remove_file(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove", path)(e)),
+        Err(e) => Err(io_err("remove", path)(e).into()),
     }
 }
 
@@ -506,12 +506,12 @@ pub fn write_atomic(tmp_dir: &Path, dst: &Path, data: &[u8]) -> Result<(), Store
     let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err("create a file in", tmp_dir))?;
     tmp.write_all(data).map_err(io_err("write", tmp.path()))?;
     tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
-    tmp.persist(dst).map_err(|e| StoreError::Io { action: "rename into", path: dst.to_owned(), source: e.error })?;
+    tmp.persist(dst).map_err(|e| StoreError::Io(IoPath::new("rename into", dst.to_owned(), e.error)))?;
     sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))
+    Ok(File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))?)
 }
 
 #[cfg(test)]
@@ -610,6 +610,19 @@ mod tests {
         assert!(s.object_path(&new.outputs[0].blake3).exists());
         assert!(s.fsck(Repair::No).unwrap().is_clean());
         assert_eq!(s.records().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn cached_packages_are_the_file_names_of_repository_deps() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let mut r = record(&s, pkgid("foo", 1), 10, b"pkg");
+        r.deps = vec![
+            format!("lib {}", Blake3::of(b"lib")),
+            "tool sha256:00ff tool-1.0-1-any.pkg.tar.zst".into(),
+            "bad sha256:00ff".into(),
+        ];
+        assert_eq!(r.cached_packages().collect::<Vec<_>>(), ["tool-1.0-1-any.pkg.tar.zst"]);
     }
 
     #[test]

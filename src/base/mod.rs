@@ -48,6 +48,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{IoPath, io_err};
 use crate::config::{BaseConfig, BaseSource, Signatures};
 use crate::home::Home;
 use crate::ids::{BaseId, Blake3};
@@ -66,16 +67,8 @@ const TAIL_LINES: usize = 20;
 #[non_exhaustive]
 pub enum BaseError {
     /// A file system operation failed.
-    #[error("cannot {what} {}", path.display())]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoPath),
     /// A sandbox could not be set up.
     #[error("cannot set up the sandbox for {step}")]
     Sandbox {
@@ -144,13 +137,6 @@ pub enum BaseError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-impl BaseError {
-    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BaseError {
-        let path = path.to_owned();
-        move |source| BaseError::Io { what, path, source }
-    }
 }
 
 /// A ready base.
@@ -230,7 +216,7 @@ impl SourceRecord {
         Ok(match &config.source {
             BaseSource::Pacman { packages, pacman_conf, signatures } => {
                 let path = pacman_conf.clone().unwrap_or_else(|| PathBuf::from("/etc/pacman.conf"));
-                let text = std::fs::read(&path).map_err(BaseError::io("read pacman config", &path))?;
+                let text = std::fs::read(&path).map_err(io_err("read pacman config", &path))?;
                 SourceRecord::Pacman {
                     packages: packages.clone(),
                     pacman_conf: path,
@@ -239,9 +225,9 @@ impl SourceRecord {
                 }
             }
             BaseSource::Tarball { path } => {
-                let mut f = std::fs::File::open(path).map_err(BaseError::io("open base tarball", path))?;
+                let mut f = std::fs::File::open(path).map_err(io_err("open base tarball", path))?;
                 let mut h = blake3::Hasher::new();
-                std::io::copy(&mut f, &mut h).map_err(BaseError::io("read base tarball", path))?;
+                std::io::copy(&mut f, &mut h).map_err(io_err("read base tarball", path))?;
                 SourceRecord::Tarball { path: path.clone(), blake3: Blake3::from_bytes(*h.finalize().as_bytes()) }
             }
             BaseSource::Command { command, dir } => SourceRecord::Command { command: command.clone(), dir: dir.clone() },
@@ -299,7 +285,7 @@ fn sync_dbs(root: &Path) -> Result<Vec<(String, Blake3)>, BaseError> {
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(".db") && e.path().is_file() {
-            let data = std::fs::read(e.path()).map_err(|source| BaseError::Io { what: "read", path: e.path(), source })?;
+            let data = std::fs::read(e.path()).map_err(|source| IoPath::new("read", e.path(), source))?;
             out.push((name, Blake3::of(&data)));
         }
     }
@@ -365,11 +351,11 @@ pub fn list(home: &Home) -> Result<Vec<Base>, BaseError> {
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(BaseError::Io { what: "read", path: dir, source: e }),
+        Err(e) => return Err(BaseError::Io(IoPath::new("read", dir, e))),
     };
     let mut out = Vec::new();
     for e in entries {
-        let e = e.map_err(BaseError::io("read", &dir))?;
+        let e = e.map_err(io_err("read", &dir))?;
         // Names that are no id (".tmp-*" being made, ".rm-*" being removed)
         // are not bases.
         let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<BaseId>().ok()) else { continue };
@@ -402,7 +388,7 @@ pub fn remove(home: &Home, id: BaseId) -> Result<(), BaseError> {
         return Err(BaseError::NotFound { query: id.to_string() });
     }
     let doomed = home.bases().join(format!(".rm-{}-{id}", std::process::id()));
-    std::fs::rename(&dir, &doomed).map_err(BaseError::io("move away", &dir))?;
+    std::fs::rename(&dir, &doomed).map_err(io_err("move away", &dir))?;
     pkgcell_sandbox::remove_tree(&doomed).map_err(|source| BaseError::Sandbox { step: "removing a base", source })
 }
 
@@ -431,18 +417,18 @@ pub fn gc(home: &Home, used: &std::collections::BTreeSet<String>) -> Result<Vec<
 
 fn read_record(dir: &Path) -> Result<BaseRecord, BaseError> {
     let path = dir.join("base.json");
-    let text = std::fs::read(&path).map_err(BaseError::io("read", &path))?;
+    let text = std::fs::read(&path).map_err(io_err("read", &path))?;
     serde_json::from_slice(&text).map_err(|source| BaseError::Record { path, source })
 }
 
 /// Make a base in a temporary directory, then rename it into place.
 fn make(home: &Home, config: &BaseConfig, source: SourceRecord) -> Result<Made, BaseError> {
     let bases = home.bases();
-    std::fs::create_dir_all(&bases).map_err(BaseError::io("create", &bases))?;
+    std::fs::create_dir_all(&bases).map_err(io_err("create", &bases))?;
     remove_stale(&bases);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let tmp = bases.join(format!(".tmp-{}-{nanos}", std::process::id()));
-    std::fs::create_dir(&tmp).map_err(BaseError::io("create", &tmp))?;
+    std::fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
     // Whatever happens below, a failed attempt leaves nothing behind.
     let result = make_in(home, config, source, &tmp);
     match result {
@@ -463,7 +449,7 @@ fn make(home: &Home, config: &BaseConfig, source: SourceRecord) -> Result<Made, 
                 }
                 Err(e) => {
                     drop_tree(&tmp);
-                    Err(BaseError::Io { what: "move the new base to", path: dst, source: e })
+                    Err(BaseError::Io(IoPath::new("move the new base to", dst, e)))
                 }
             }
         }
@@ -493,9 +479,9 @@ fn make_in(home: &Home, config: &BaseConfig, source: SourceRecord, tmp: &Path) -
         created,
     };
     let path = tmp.join("base.json");
-    let mut f = std::fs::File::create(&path).map_err(BaseError::io("create", &path))?;
+    let mut f = std::fs::File::create(&path).map_err(io_err("create", &path))?;
     serde_json::to_writer_pretty(&mut f, &record).map_err(|source| BaseError::Record { path: path.clone(), source })?;
-    f.write_all(b"\n").and_then(|()| f.sync_all()).map_err(BaseError::io("write", &path))?;
+    f.write_all(b"\n").and_then(|()| f.sync_all()).map_err(io_err("write", &path))?;
     Ok(record)
 }
 
@@ -506,7 +492,7 @@ pub fn installed_packages(root: &Path) -> Result<Vec<Package>, BaseError> {
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(BaseError::Io { what: "read the package database", path: dir, source: e }),
+        Err(e) => return Err(BaseError::Io(IoPath::new("read the package database", dir, e))),
     };
     let mut out = Vec::new();
     for e in entries.flatten() {

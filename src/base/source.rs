@@ -18,6 +18,7 @@ use pkgcell_sandbox::{Access, Mount, Network, Root, Sandbox, Spec};
 use super::pacman_conf::{bootstrap_conf, file_servers};
 use super::prepare::Keyring;
 use super::{BaseError, TAIL_LINES};
+use crate::error::io_err;
 use crate::config::{BaseConfig, BaseSource, Signatures};
 use crate::home::Home;
 
@@ -76,8 +77,8 @@ fn host_spec(argv: Vec<String>, ro: &[PathBuf], rw: &[PathBuf], network: Network
 /// Run a sandbox with its output in `log`. A failure whose every output
 /// line contains one of `noise` counts as success.
 pub(super) fn run_logged(spec: Spec, step: &'static str, log: &Path, noise: &[&str]) -> Result<(), BaseError> {
-    let out = File::create(log).map_err(BaseError::io("create", log))?;
-    let err = out.try_clone().map_err(BaseError::io("open", log))?;
+    let out = File::create(log).map_err(io_err("create", log))?;
+    let err = out.try_clone().map_err(io_err("open", log))?;
     let outcome = Sandbox::new(spec)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
@@ -109,10 +110,10 @@ fn failed(step: &'static str, status: String, log: &Path) -> BaseError {
 /// skipped, and a single top-level directory (`root.x86_64/` of Arch's
 /// bootstrap tarball) taken as the root.
 fn unpack(tarball: &Path, tmp: &Path, root: &Path) -> Result<(), BaseError> {
-    let tarball = std::path::absolute(tarball).map_err(BaseError::io("find", tarball))?;
+    let tarball = std::path::absolute(tarball).map_err(io_err("find", tarball))?;
     let dir = tarball.parent().map(Path::to_owned).unwrap_or_else(|| "/".into());
     let extract = tmp.join("extract");
-    std::fs::create_dir(&extract).map_err(BaseError::io("create", &extract))?;
+    std::fs::create_dir(&extract).map_err(io_err("create", &extract))?;
     let argv = ["tar", "--numeric-owner", "--same-owner", "--same-permissions", "-C"]
         .iter()
         .map(|s| s.to_string())
@@ -122,7 +123,7 @@ fn unpack(tarball: &Path, tmp: &Path, root: &Path) -> Result<(), BaseError> {
     tracing::info!(tarball = %tarball.display(), "unpacking the base tarball");
     run_logged(spec, "unpacking the base tarball", &tmp.join("unpack.log"), TAR_DEVICE_NOISE)?;
     let top = single_top_dir(&extract).unwrap_or(extract.clone());
-    std::fs::rename(&top, root).map_err(BaseError::io("move the unpacked tree to", root))?;
+    std::fs::rename(&top, root).map_err(io_err("move the unpacked tree to", root))?;
     check_root(root)
 }
 
@@ -160,8 +161,8 @@ fn check_root(root: &Path) -> Result<(), BaseError> {
 fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path) -> Result<(), BaseError> {
     let out = tmp.join("out.tar");
     let log = tmp.join("command.log");
-    let stdout = File::create(&log).map_err(BaseError::io("create", &log))?;
-    let stderr = stdout.try_clone().map_err(BaseError::io("open", &log))?;
+    let stdout = File::create(&log).map_err(io_err("create", &log))?;
+    let stderr = stdout.try_clone().map_err(io_err("open", &log))?;
     tracing::info!(command, "running the base command");
     let status = std::process::Command::new("/bin/sh")
         .arg("-c")
@@ -172,19 +173,19 @@ fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path) -> Result<(),
         .stdout(stdout)
         .stderr(stderr)
         .status()
-        .map_err(BaseError::io("run /bin/sh for the base command in", dir))?;
+        .map_err(io_err("run /bin/sh for the base command in", dir))?;
     if !status.success() {
         return Err(failed("the base command", status.to_string(), &log));
     }
     let meta = std::fs::symlink_metadata(&out)
         .map_err(|_| BaseError::NoOutput { command: command.to_owned(), out: out.clone() })?;
     if meta.is_dir() {
-        std::fs::rename(&out, root).map_err(BaseError::io("move the command's tree to", root))?;
+        std::fs::rename(&out, root).map_err(io_err("move the command's tree to", root))?;
         check_root(root)
     } else {
         unpack(&out, tmp, root)?;
         // The tarball is in the base's directory; it is not part of the base.
-        std::fs::remove_file(&out).map_err(BaseError::io("remove", &out))
+        Ok(std::fs::remove_file(&out).map_err(io_err("remove", &out))?)
     }
 }
 
@@ -219,13 +220,13 @@ fn pacstrap(
     root: &Path,
 ) -> Result<String, BaseError> {
     let conf_path = pacman_conf.unwrap_or(Path::new("/etc/pacman.conf"));
-    let text = std::fs::read_to_string(conf_path).map_err(BaseError::io("read pacman config", conf_path))?;
+    let text = std::fs::read_to_string(conf_path).map_err(io_err("read pacman config", conf_path))?;
     let conf = bootstrap_conf(&text, signatures);
     let boot_conf = tmp.join("pacman.conf");
-    std::fs::write(&boot_conf, &conf).map_err(BaseError::io("write", &boot_conf))?;
+    std::fs::write(&boot_conf, &conf).map_err(io_err("write", &boot_conf))?;
     let cache = home.package_cache();
     for d in [root.join("var/lib/pacman"), root.join("var/log"), cache.clone()] {
-        std::fs::create_dir_all(&d).map_err(BaseError::io("create", &d))?;
+        std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
     }
     // A keyring of our own for the bootstrap, populated from the host's
     // keyring packages: the host's /etc/pacman.d/gnupg belongs to the real

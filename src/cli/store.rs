@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use pkgcell::fetch;
 use pkgcell::home::Home;
 use pkgcell::store::{Repair, Store};
 
@@ -34,7 +35,7 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Drop older builds: keep the newest N records per pkgbase, the objects and dependency layers they need.
+    /// Drop older builds: keep the newest N records per pkgbase, the objects, dependency layers and cached packages they need.
     Gc {
         /// How many builds to keep per pkgbase.
         #[arg(long, value_name = "N", default_value_t = 1)]
@@ -97,10 +98,12 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
             let layers = pkgcell::build::gc_layers(&home, &kept)?;
             let used: BTreeSet<String> = kept.iter().map(|r| r.base_id.clone()).collect();
             let bases: Vec<String> = pkgcell::base::gc(&home, &used)?.iter().map(ToString::to_string).collect();
+            let needed: BTreeSet<String> = kept.iter().flat_map(|r| r.cached_packages()).map(str::to_owned).collect();
+            let packages = fetch::gc_package_cache(&home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
             if json {
                 serde_json::to_writer(
                     &mut out,
-                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases}),
+                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases, "packages": packages}),
                 )?;
                 writeln!(out)?;
             } else {
@@ -115,6 +118,16 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     report.bytes,
                     layers,
                     bases.len()
+                )?;
+                for f in &packages.files {
+                    writeln!(out, "removed cached package {f}")?;
+                }
+                writeln!(
+                    out,
+                    "{} cached packages and {} partial downloads ({} bytes) removed from the package cache",
+                    packages.files.len(),
+                    packages.partial,
+                    packages.bytes
                 )?;
             }
             Ok(ExitCode::SUCCESS)

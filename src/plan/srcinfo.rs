@@ -26,6 +26,7 @@ use std::time::Duration;
 use pkgcell_sandbox::{Access, Mount, Network, Root, Spec, Upper};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{IoPath, io_err};
 use crate::home::Home;
 use crate::ids::TreeId;
 
@@ -57,16 +58,8 @@ pub enum SrcinfoError {
         what: &'static str,
     },
     /// A file of the run or the cache could not be read or written.
-    #[error("cannot {what} {}", path.display())]
-    Io {
-        /// What was attempted.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoPath),
     /// The sandbox could not be started.
     #[error("cannot start the parse sandbox")]
     Sandbox(#[source] pkgcell_sandbox::Error),
@@ -240,7 +233,7 @@ impl Parser {
             tracing::info!(count = todo.len(), "sourcing PKGBUILDs in the sandbox");
             let fresh = self.run_batch(&todo)?;
             std::fs::create_dir_all(&cache_dir)
-                .map_err(|source| SrcinfoError::Io { what: "create", path: cache_dir.clone(), source })?;
+                .map_err(io_err("create", &cache_dir))?;
             for (job, result) in todo.iter().zip(fresh) {
                 if !matches!(result, Err(PkgbuildError::Timeout { .. })) {
                     write_cache(&cache_dir, job.tree_id, &result)?;
@@ -255,23 +248,19 @@ impl Parser {
     /// Source `jobs` in one sandbox and collect their results.
     fn run_batch(&self, jobs: &[&ParseJob]) -> Result<Vec<Result<Srcinfo, PkgbuildError>>, SrcinfoError> {
         let tmp = self.home.tmp();
-        std::fs::create_dir_all(&tmp).map_err(|source| SrcinfoError::Io { what: "create", path: tmp.clone(), source })?;
+        std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         let run = tempfile::Builder::new()
             .prefix("parse-")
             .tempdir_in(&tmp)
-            .map_err(|source| SrcinfoError::Io { what: "create a directory in", path: tmp.clone(), source })?;
-        let io = |what, path: &Path| {
-            let path = path.to_owned();
-            move |source| SrcinfoError::Io { what, path, source }
-        };
+            .map_err(io_err("create a directory in", &tmp))?;
         let (in_dir, out_dir, trees) = (run.path().join("in"), run.path().join("out"), run.path().join("trees"));
         for d in [&in_dir, &out_dir, &trees] {
-            std::fs::create_dir(d).map_err(io("create", d))?;
+            std::fs::create_dir(d).map_err(io_err("create", d))?;
         }
         // The build user inside is a subordinate id outside: it needs a
         // directory it may write to. The run directory itself stays 0700,
         // so nobody else reaches it.
-        set_mode(&out_dir, 0o777).map_err(io("chmod", &out_dir))?;
+        set_mode(&out_dir, 0o777).map_err(io_err("chmod", &out_dir))?;
 
         let mut list = String::new();
         let mut binds = Vec::new();
@@ -280,7 +269,7 @@ impl Parser {
                 TreeSource::Dir(d) => d.clone(),
                 TreeSource::Git { repo } => {
                     let d = trees.join(i.to_string());
-                    std::fs::create_dir(&d).map_err(io("create", &d))?;
+                    std::fs::create_dir(&d).map_err(io_err("create", &d))?;
                     if let Err(e) = crate::sync::export_tree(repo, &job.tree_id.to_string(), &d) {
                         tracing::warn!(error = %e, tree_id = %job.tree_id, "cannot export the tree; it will be reported as missing its PKGBUILD");
                     }
@@ -292,9 +281,9 @@ impl Parser {
             binds.push((host, inside));
         }
         let list_path = in_dir.join("list");
-        std::fs::write(&list_path, list).map_err(io("write", &list_path))?;
+        std::fs::write(&list_path, list).map_err(io_err("write", &list_path))?;
         let driver = in_dir.join("srcinfo-driver.sh");
-        std::fs::write(&driver, DRIVER).map_err(io("write", &driver))?;
+        std::fs::write(&driver, DRIVER).map_err(io_err("write", &driver))?;
 
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len()).max(1);
         let rounds = jobs.len().div_ceil(workers) as u32;
@@ -409,7 +398,7 @@ fn write_cache(dir: &Path, tree: TreeId, result: &Result<Srcinfo, PkgbuildError>
     let data = serde_json::to_vec(&entry).expect("cache entries serialize");
     std::fs::write(&tmp, data)
         .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| SrcinfoError::Io { what: "write", path, source })
+        .map_err(|source| SrcinfoError::Io(IoPath::new("write", path, source)))
 }
 
 fn log_tail(path: &Path) -> String {

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use super::fsops::kill_point;
 use super::repo::RepoName;
+use crate::error::{IoPath, io_err};
 use crate::s3::{S3Client, S3Error, S3Url};
 
 /// What an upload did, in the order it did it.
@@ -78,7 +79,7 @@ pub fn upload(client: &S3Client, arch_dir: &Path, dest: &S3Url, repo: &RepoName)
     let manifest: BTreeMap<String, (u64, String)> = match client.get(&manifest_key)? {
         Some(mut r) => {
             let mut text = String::new();
-            r.read_to_string(&mut text).map_err(|source| S3Error::Io { action: "read", path: manifest_key.clone().into(), source })?;
+            r.read_to_string(&mut text).map_err(|source| IoPath::new("read", manifest_key.clone(), source))?;
             serde_json::from_str::<Manifest>(&text).map(|m| m.files).unwrap_or_default()
         }
         None => BTreeMap::new(),
@@ -88,12 +89,12 @@ pub fn upload(client: &S3Client, arch_dir: &Path, dest: &S3Url, repo: &RepoName)
     // Top-level regular files only: hidden ones are the lock, the state and
     // temporaries; directories are the views.
     let mut local: Vec<(String, u64)> = Vec::new();
-    let rd = std::fs::read_dir(arch_dir).map_err(io("list", arch_dir))?;
+    let rd = std::fs::read_dir(arch_dir).map_err(io_err("list", arch_dir))?;
     for e in rd {
-        let e = e.map_err(io("list", arch_dir))?;
+        let e = e.map_err(io_err("list", arch_dir))?;
         let name = e.file_name().to_string_lossy().into_owned();
         // Followed: an input given as a symlink may be linked in as one.
-        let meta = std::fs::metadata(e.path()).map_err(io("stat", &e.path()))?;
+        let meta = std::fs::metadata(e.path()).map_err(io_err("stat", &e.path()))?;
         if name.starts_with('.') || !meta.is_file() {
             continue;
         }
@@ -174,11 +175,11 @@ fn is_plain_md5(etag: &str) -> bool {
 }
 
 fn md5_hex(path: &Path) -> Result<String, S3Error> {
-    let mut f = File::open(path).map_err(io("open", path))?;
+    let mut f = File::open(path).map_err(io_err("open", path))?;
     let mut h = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).map_err(io("read", path))?;
+        let n = f.read(&mut buf).map_err(io_err("read", path))?;
         if n == 0 {
             break;
         }
@@ -187,9 +188,6 @@ fn md5_hex(path: &Path) -> Result<String, S3Error> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> S3Error + 'a {
-    move |source| S3Error::Io { action, path: path.to_owned(), source }
-}
 
 #[cfg(test)]
 mod tests {

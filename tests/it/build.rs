@@ -2,8 +2,6 @@
 //! the test base, sources from local files, a loopback HTTP server and a
 //! local git repo, outputs into the store (issue 6).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,29 +12,6 @@ use crate::util::*;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/build");
 
-/// A tiny HTTP/1.0 server on 127.0.0.1 serving the fixture files; it runs
-/// until the test process ends.
-pub(crate) fn http_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut line = String::new();
-            let _ = BufReader::new(&s).read_line(&mut line);
-            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
-            let body = std::fs::read(Path::new(FIXTURES).join(&path)).ok();
-            let _ = match body {
-                Some(b) => s
-                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
-                    .and_then(|_| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    port
-}
-
 /// A test directory with a config, a state home and the test base.
 pub(crate) struct Env {
     pub(crate) dir: TestDir,
@@ -45,7 +20,7 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) fn new() -> Env {
-        Env { dir: TestDir::new(), port: http_server() }
+        Env { dir: TestDir::new(), port: serve_dir(FIXTURES).port }
     }
 
     /// Copy fixture `name` to `pkgs/<name>`, filling in @PORT@ and @REPO@.
@@ -518,31 +493,8 @@ fn built_packages_are_published_from_the_store_and_pacman_installs_them() {
 
     // pacman, rootless, as a client of the published repository.
     let client = e.dir.join("client");
-    for d in ["root", "db", "cache"] {
-        std::fs::create_dir_all(client.join(d)).unwrap();
-    }
-    let conf = client.join("pacman.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[options]\nArchitecture = x86_64\nSigLevel = Never\nCacheDir = {}\nLogFile = {}\n\n[pkgcell]\nServer = file://{}\n",
-            client.join("cache").display(),
-            client.join("pacman.log").display(),
-            arch_dir.display()
-        ),
-    )
-    .unwrap();
-    let pacman = |args: &[&str]| {
-        let mut c = Command::new("unshare");
-        c.args(["--map-root-user", "pacman", "--noconfirm", "--root"])
-            .arg(client.join("root"))
-            .arg("--dbpath")
-            .arg(client.join("db"))
-            .arg("--config")
-            .arg(&conf)
-            .args(args);
-        ok(output(&mut c))
-    };
+    let server = format!("file://{}", arch_dir.display());
+    let pacman = |args: &[&str]| ok(pacman_client(&client, "pkgcell", &server, args));
     pacman(&["-Sy"]);
     pacman(&["-S", "b"]);
     let q = pacman(&["-Q"]);

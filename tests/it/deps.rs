@@ -4,52 +4,20 @@
 //! server serves it, and the base (a hard-linked copy of the test base with
 //! its own pacman.conf and synced database) sees it as pacman would.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use crate::pkgutil::{TestPackage, makepkg};
-use crate::util::{TestDir, output, pkgcell, stdout, test_base, text};
-
-/// Requests per path, as the server saw them.
-type Hits = Arc<Mutex<BTreeMap<String, usize>>>;
-
-/// An HTTP/1.0 server on 127.0.0.1 serving `root`, counting requests.
-fn http_server(root: PathBuf) -> (u16, Hits) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let hits: Hits = Arc::default();
-    let h = hits.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut line = String::new();
-            let _ = BufReader::new(&s).read_line(&mut line);
-            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
-            *h.lock().unwrap().entry(path.clone()).or_default() += 1;
-            let body = if path.contains("..") { None } else { std::fs::read(root.join(&path)).ok() };
-            let _ = match body {
-                Some(b) => s
-                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
-                    .and_then(|_| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    (port, hits)
-}
+use crate::util::{Served, TestDir, output, pkgcell, pkgcell_in, serve_dir, stdout, test_base, text};
 
 /// A test with a sync repository `testsync` served over loopback HTTP and
 /// a base that has synced it.
 struct SyncEnv {
     dir: TestDir,
     port: u16,
-    hits: Hits,
+    server: Served,
     base: PathBuf,
 }
 
@@ -57,7 +25,8 @@ impl SyncEnv {
     fn new() -> SyncEnv {
         let dir = TestDir::new();
         std::fs::create_dir_all(dir.join("sync")).unwrap();
-        let (port, hits) = http_server(dir.join("sync"));
+        let server = serve_dir(dir.join("sync"));
+        let port = server.port;
         // A copy of the test base whose files are hard links (cheap); only
         // new files are written into it (etc/pacman.conf is replaced, not
         // edited), so the shared test base is never changed.
@@ -71,7 +40,7 @@ impl SyncEnv {
             format!("[options]\nArchitecture = auto\nSigLevel = Never\n\n[testsync]\nServer = http://127.0.0.1:{port}\n"),
         )
         .unwrap();
-        SyncEnv { dir, port, hits, base }
+        SyncEnv { dir, port, server, base }
     }
 
     /// Build `pkg` with makepkg and repo-add it to the served repository.
@@ -137,8 +106,7 @@ impl SyncEnv {
     }
 
     fn hits(&self, file: &Path) -> usize {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        self.hits.lock().unwrap().get(&name).copied().unwrap_or(0)
+        self.server.hits(&file.file_name().unwrap().to_string_lossy())
     }
 
     fn record(&self, pkgid: &str) -> Value {
@@ -184,7 +152,7 @@ fn a_makedepends_from_a_sync_repo_is_planned_downloaded_once_installed_offline_a
     for n in ["u1", "u2"] {
         assert_eq!(entry(&v, n)["status"], "built", "{v:#}");
     }
-    assert_eq!(e.hits(&v1), 1, "downloaded once: {:?}", e.hits.lock().unwrap());
+    assert_eq!(e.hits(&v1), 1, "downloaded once: {:?}", e.server.hits.lock().unwrap());
     let cached = e.dir.join("home/cache/pkg").join(v1.file_name().unwrap());
     assert_eq!(std::fs::read(&cached).unwrap(), std::fs::read(&v1).unwrap());
     let rec = e.record(&pkgid1);
@@ -265,15 +233,7 @@ fn a_dependency_found_only_in_the_published_repo_is_installed_from_it() {
          package() {\n  install -d \"$pkgdir/usr/share/user\"\n}\n",
     );
     let repo = "[repo]\nname = \"own\"\npublish = \"repo\"\n\n";
-    let run = |args: &[&str]| {
-        output(
-            pkgcell()
-                .args(args)
-                .current_dir(d.path())
-                .env("PKGCELL_HOME", d.join("home"))
-                .env("PKGCELL_BASE_DIR", test_base()),
-        )
-    };
+    let run = |args: &[&str]| output(pkgcell_in(d.path()).args(args));
     std::fs::write(d.join("pkgcell.toml"), format!("{repo}[pkgbuilds]\nownlib = {{ path = \"pkgs/ownlib\" }}\n")).unwrap();
     let o = run(&["build"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -341,4 +301,58 @@ fn a_layer_that_holds_another_version_than_planned_is_a_clear_error() {
     let reason = entry(&v, "u1")["reason"].as_str().unwrap();
     assert!(reason.contains("planned synctool 1.5-1, installed synctool 1.0-1"), "{reason}");
     assert!(std::fs::read_dir(e.dir.join("home/store/records")).map_or(true, |mut d| d.next().is_none()), "nothing recorded");
+}
+
+/// `store gc` collects the shared package cache: the package only a
+/// dropped record installed, a stray file and a `.part-*` directory left by
+/// a killed download go; the package the kept record installed and a fresh
+/// `.part-*` directory (a download that may be running) stay.
+#[test]
+fn store_gc_removes_cached_packages_no_kept_record_needs_and_stale_partial_downloads() {
+    let e = SyncEnv::new();
+    let v1 = e.publish(&TestPackage { arch: "any", ..TestPackage::new("synctool") }, "1");
+    e.sync();
+    e.pkgbuild("u1", "synctool");
+    e.config(&["u1"], 1);
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    let pkgid1 = entry(&v, "u1")["pkgid"].as_str().unwrap().to_owned();
+    let v2 = e.publish(&TestPackage { arch: "any", pkgver: "1.1", ..TestPackage::new("synctool") }, "2");
+    e.sync();
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(entry(&v, "u1")["status"], "built", "{v:#}");
+    let pkgid2 = entry(&v, "u1")["pkgid"].as_str().unwrap().to_owned();
+    assert_ne!(pkgid1, pkgid2);
+
+    let cache = e.dir.join("home/cache/pkg");
+    let (name1, name2) = (v1.file_name().unwrap().to_str().unwrap(), v2.file_name().unwrap().to_str().unwrap());
+    assert!(cache.join(name1).is_file() && cache.join(name2).is_file(), "both versions were downloaded");
+    std::fs::write(cache.join("stray-1-1-any.pkg.tar.zst"), "stray").unwrap();
+    let (stale, fresh) = (cache.join(".part-killed"), cache.join(".part-running"));
+    for d in [&stale, &fresh] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("file"), "partial").unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(&stale).unwrap().set_modified(hour_ago).unwrap();
+
+    let (code, v, o) = e.json(&["store", "gc", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["gc"]["records"], serde_json::json!([pkgid1]), "{v:#}");
+    let mut removed: Vec<&str> = v["packages"]["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    removed.sort();
+    assert_eq!(removed, ["stray-1-1-any.pkg.tar.zst", name1], "{v:#}");
+    assert_eq!(v["packages"]["partial"], 1, "{v:#}");
+    let freed = std::fs::metadata(&v1).unwrap().len() + "stray".len() as u64 + "partial".len() as u64;
+    assert_eq!(v["packages"]["bytes"], freed, "{v:#}");
+    assert!(!cache.join(name1).exists() && !cache.join("stray-1-1-any.pkg.tar.zst").exists() && !stale.exists());
+    assert_eq!(std::fs::read(cache.join(name2)).unwrap(), std::fs::read(&v2).unwrap(), "the kept record's package stays");
+    assert!(fresh.join("file").is_file(), "a fresh partial download stays");
+
+    // Nothing more to collect; the text report says so.
+    let o = e.run(&["store", "gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("0 cached packages and 0 partial downloads (0 bytes) removed"), "{}", text(&o));
+    assert!(cache.join(name2).is_file() && fresh.exists());
 }

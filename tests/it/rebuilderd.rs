@@ -10,7 +10,6 @@
 //! (scripts/install-rebuilderd) and reads the verdicts with `rebuildctl`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,37 +31,6 @@ fn worker() -> PathBuf {
     p
 }
 
-/// A tiny HTTP/1.0 server on 127.0.0.1 serving the files under `dir`, until
-/// the test process ends. It reads the whole request head before
-/// answering: closing a socket with unread input would reset the
-/// connection under the client.
-fn serve_dir(dir: PathBuf) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = r.read_line(&mut first);
-            let mut line = String::new();
-            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim_end() != "" {
-                line.clear();
-            }
-            let name = first.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
-            let inside = !name.split('/').any(|c| c == "..");
-            let body = inside.then(|| std::fs::read(dir.join(&name)).ok()).flatten();
-            let _ = match body {
-                Some(b) => s
-                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
-                    .and_then(|_| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    port
-}
-
 /// A config of repro fixtures, a state home, and a directory served over HTTP.
 struct Env {
     dir: TestDir,
@@ -72,29 +40,16 @@ struct Env {
 impl Env {
     fn new(names: &[&str]) -> Env {
         let dir = TestDir::new();
-        let mut config = String::from("[pkgbuilds]\n");
-        for n in names {
-            let dst = dir.join("pkgs").join(n);
-            std::fs::create_dir_all(&dst).unwrap();
-            std::fs::copy(Path::new(FIXTURES).join(n).join("PKGBUILD"), dst.join("PKGBUILD")).unwrap();
-            config.push_str(&format!("{n} = {{ path = \"pkgs/{n}\" }}\n"));
-        }
-        std::fs::write(dir.join("pkgcell.toml"), config).unwrap();
+        fixture_config(dir.path(), Path::new(FIXTURES), names);
         std::fs::create_dir_all(dir.join("www")).unwrap();
-        let port = serve_dir(dir.join("www"));
+        let port = serve_dir(dir.join("www")).port;
         Env { dir, port }
     }
 
     /// `pkgcell build NAME`, its package file copied to the served
     /// directory; the file's name.
     fn build_and_serve(&self, name: &str) -> String {
-        let o = output(
-            pkgcell()
-                .args(["build", "--json", name])
-                .current_dir(self.dir.path())
-                .env("PKGCELL_HOME", self.dir.join("home"))
-                .env("PKGCELL_BASE_DIR", test_base()),
-        );
+        let o = output(pkgcell_in(self.dir.path()).args(["build", "--json", name]));
         let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
         assert_eq!(o.status.code(), Some(0), "{v:#}\n{}", text(&o));
         let p = &v["packages"][0];
@@ -252,19 +207,10 @@ fn a_rebuilderd_daemon_with_one_pkgcell_worker_marks_the_published_packages_good
     let dir = &env.dir;
     let config = std::fs::read_to_string(dir.join("pkgcell.toml")).unwrap();
     std::fs::write(dir.join("pkgcell.toml"), format!("[repo]\nname = \"pkgcell\"\npublish = \"repo\"\n\n{config}")).unwrap();
-    let pkgcell_in = |args: &[&str]| {
-        output(
-            pkgcell()
-                .args(args)
-                .current_dir(dir.path())
-                .env("PKGCELL_HOME", dir.join("home"))
-                .env("PKGCELL_BASE_DIR", test_base()),
-        )
-    };
-    ok(pkgcell_in(&["build"]));
-    ok(pkgcell_in(&["publish"]));
+    ok(output(pkgcell_in(dir.path()).arg("build")));
+    ok(output(pkgcell_in(dir.path()).arg("publish")));
     assert!(dir.join("repo/x86_64/pkgcell.db").is_file());
-    let repo_port = serve_dir(dir.join("repo"));
+    let repo_port = serve_dir(dir.join("repo")).port;
 
     // The daemon, on loopback, with a signup secret for workers; its
     // database and keys in its own directory, its cookie where rebuildctl

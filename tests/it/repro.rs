@@ -19,24 +19,13 @@ struct Env {
 impl Env {
     fn new(names: &[&str]) -> Env {
         let dir = TestDir::new();
-        let mut config = String::from("[pkgbuilds]\n");
-        for n in names {
-            let dst = dir.join("pkgs").join(n);
-            std::fs::create_dir_all(&dst).unwrap();
-            std::fs::copy(Path::new(FIXTURES).join(n).join("PKGBUILD"), dst.join("PKGBUILD")).unwrap();
-            config.push_str(&format!("{n} = {{ path = \"pkgs/{n}\" }}\n"));
-        }
-        std::fs::write(dir.join("pkgcell.toml"), config).unwrap();
+        fixture_config(dir.path(), Path::new(FIXTURES), names);
         Env { dir }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = pkgcell();
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("PKGCELL_HOME", self.dir.join("home"))
-            .env("PKGCELL_BASE_DIR", test_base())
-            .env_remove("REBUILDERD_OUTDIR");
+        let mut c = pkgcell_in(self.dir.path());
+        c.args(args).env_remove("REBUILDERD_OUTDIR");
         c
     }
 

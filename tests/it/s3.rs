@@ -4,7 +4,6 @@
 //! from a loopback server over s3s-fs's directory (it keeps each object as
 //! the file ROOT/BUCKET/KEY).
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
@@ -82,48 +81,6 @@ impl Drop for S3Server {
     }
 }
 
-/// A static HTTP/1.0 server over `root` on loopback, for pacman; runs until
-/// the test process ends.
-fn http_over(root: &Path) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let root = root.to_owned();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut line = String::new();
-            let _ = BufReader::new(&s).read_line(&mut line);
-            let path = percent_decode(line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/'));
-            let body = if path.split('/').any(|c| c == "..") { None } else { std::fs::read(root.join(&path)).ok() };
-            let _ = match body {
-                Some(b) => s
-                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
-                    .and_then(|_| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    port
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(Ok(v)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `pkgcell publish --to s3://bucket/repo --repo test --arch x86_64 --json --keep 1 FILES`.
 fn publish(s3: &S3Server, home: &Path, files: &[PathBuf], kill_at: Option<&str>) -> Output {
     let mut c = pkgcell();
@@ -154,28 +111,7 @@ fn is_db(op: &str) -> bool {
 
 /// A rootless pacman whose `[test]` repository is `server`.
 fn pacman(client: &Path, server: &str, args: &[&str]) -> Output {
-    for d in ["root", "db", "cache"] {
-        std::fs::create_dir_all(client.join(d)).unwrap();
-    }
-    let conf = client.join("pacman.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[options]\nArchitecture = x86_64\nSigLevel = Never\nCacheDir = {}\nLogFile = {}\n\n[test]\nServer = {server}\n",
-            client.join("cache").display(),
-            client.join("pacman.log").display(),
-        ),
-    )
-    .unwrap();
-    let mut c = Command::new("unshare");
-    c.args(["--map-root-user", "pacman", "--noconfirm", "--root"])
-        .arg(client.join("root"))
-        .arg("--dbpath")
-        .arg(client.join("db"))
-        .arg("--config")
-        .arg(&conf)
-        .args(args);
-    output(&mut c)
+    pacman_client(client, "test", server, args)
 }
 
 #[test]
@@ -224,7 +160,7 @@ fn publishing_to_s3_sends_only_what_changed_packages_before_dbs_and_deletes_old_
     assert_eq!(o.status.signal(), Some(6), "expected an abort at the kill point\n{}", text(&o));
     assert!(s3.object("repo/x86_64/bar-1.2-1-x86_64.pkg.tar.zst").is_file());
     assert!(s3.object("repo/x86_64/bar-1.1-1-x86_64.pkg.tar.zst").is_file(), "the old file went before the db");
-    let port = http_over(&s3.root.join(BUCKET));
+    let port = serve_dir(s3.root.join(BUCKET)).port;
     let server = format!("http://127.0.0.1:{port}/repo/$arch");
     let client = t.join("client");
     ok(pacman(&client, &server, &["-Sy"]));
@@ -251,7 +187,7 @@ fn pacman_syncs_and_installs_from_a_bucket_published_with_pkgcell_over_http() {
     upload_report(&publish(&s3, &t.join("home"), &files, None));
     // The bucket's own listing agrees with the files: every object the
     // published db names exists (pacman -S downloads them all below).
-    let port = http_over(&s3.root.join(BUCKET));
+    let port = serve_dir(s3.root.join(BUCKET)).port;
     let server = format!("http://127.0.0.1:{port}/repo/$arch");
     let client = t.join("client");
     ok(pacman(&client, &server, &["-Sy"]));

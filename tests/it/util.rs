@@ -5,8 +5,12 @@
 //! needs something the host lacks says so and fails, never passes silently.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// The built binary under test.
 pub fn pkgcell_bin() -> PathBuf {
@@ -124,4 +128,124 @@ pub fn copy_fixture(name: &str, dst: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
     }
+}
+
+/// `pkgcell` run in `dir`, with its state in `dir/home` and the test base
+/// as the base directory.
+pub fn pkgcell_in(dir: &Path) -> Command {
+    let mut c = pkgcell();
+    c.current_dir(dir).env("PKGCELL_HOME", dir.join("home")).env("PKGCELL_BASE_DIR", test_base());
+    c
+}
+
+/// Write `pkgs/<name>/PKGBUILD` from `fixtures/<name>/PKGBUILD` for each of
+/// `names`, and a `pkgcell.toml` under `dir` with one entry per name.
+pub fn fixture_config(dir: &Path, fixtures: &Path, names: &[&str]) {
+    let mut config = String::from("[pkgbuilds]\n");
+    for n in names {
+        let dst = dir.join("pkgs").join(n);
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::copy(fixtures.join(n).join("PKGBUILD"), dst.join("PKGBUILD")).unwrap();
+        config.push_str(&format!("{n} = {{ path = \"pkgs/{n}\" }}\n"));
+    }
+    std::fs::write(dir.join("pkgcell.toml"), config).unwrap();
+}
+
+/// Requests per path, as a [`serve_dir`] server saw them.
+pub type Hits = Arc<Mutex<BTreeMap<String, usize>>>;
+
+/// A loopback HTTP server started by [`serve_dir`].
+pub struct Served {
+    pub port: u16,
+    pub hits: Hits,
+}
+
+impl Served {
+    /// How many times `name` (a path under the served directory) was asked for.
+    pub fn hits(&self, name: &str) -> usize {
+        self.hits.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+/// A tiny HTTP/1.0 server on 127.0.0.1 serving the files under `root`,
+/// counting requests per path, until the test process ends. It reads the
+/// whole request head before answering (closing a socket with unread input
+/// would reset the connection under the client), percent-decodes the path
+/// (pacman escapes the `:` of an epoch) and serves nothing outside
+/// `root`.
+pub fn serve_dir(root: impl Into<PathBuf>) -> Served {
+    let root = root.into();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits: Hits = Arc::default();
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let Ok(read) = s.try_clone() else { continue };
+            let mut r = BufReader::new(read);
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim_end() != "" {
+                line.clear();
+            }
+            let path = percent_decode(first.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/'));
+            *h.lock().unwrap().entry(path.clone()).or_default() += 1;
+            let inside = !path.split('/').any(|c| c == "..");
+            let body = inside.then(|| std::fs::read(root.join(&path)).ok()).flatten();
+            let _ = match body {
+                Some(b) => s
+                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
+                    .and_then(|_| s.write_all(&b)),
+                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+            };
+        }
+    });
+    Served { port, hits }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(Ok(v)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// pacman, rootless (`unshare --map-root-user`), with its root, database
+/// and cache under `client` and one repository `repo` at `server`.
+pub fn pacman_client(client: &Path, repo: &str, server: &str, args: &[&str]) -> Output {
+    for d in ["root", "db", "cache"] {
+        std::fs::create_dir_all(client.join(d)).unwrap();
+    }
+    let conf = client.join("pacman.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[options]\nArchitecture = x86_64\nSigLevel = Never\nCacheDir = {}\nLogFile = {}\n\n[{repo}]\nServer = {server}\n",
+            client.join("cache").display(),
+            client.join("pacman.log").display(),
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("unshare");
+    c.args(["--map-root-user", "pacman", "--noconfirm", "--root"])
+        .arg(client.join("root"))
+        .arg("--dbpath")
+        .arg(client.join("db"))
+        .arg("--config")
+        .arg(&conf)
+        .args(args);
+    output(&mut c)
 }

@@ -1,0 +1,51 @@
+//! Error parts shared by the stage modules.
+//!
+//! Each stage keeps its own error enum (callers branch on it); what they
+//! have in common, a failed file operation on a known path, lives here once
+//! so that every stage words it the same way.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A file system operation on `path` failed: "cannot <action> <path>", with
+/// the `io::Error` as the source.
+///
+/// Stage enums embed it as `#[error(transparent)] Io(#[from] IoPath)`, so
+/// their message is this one.
+///
+/// ```
+/// use pkgcell::error::IoPath;
+/// let e = IoPath::new("read", "/x/y", std::io::ErrorKind::NotFound.into());
+/// assert_eq!(e.to_string(), "cannot read /x/y");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}", path.display())]
+pub struct IoPath {
+    /// What was being done, as a verb phrase: "read", "rename into".
+    pub action: &'static str,
+    /// The file or directory it was done to.
+    pub path: PathBuf,
+    /// The cause.
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoPath {
+    /// An `IoPath` for `action` on `path`.
+    pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        IoPath {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// A `map_err` adapter: `fs::read(p).map_err(io_err("read", p))?` turns the
+/// `io::Error` into an [`IoPath`], and `?` into the stage's enum.
+pub(crate) fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> IoPath + 'a {
+    move |source| IoPath::new(action, path, source)
+}
