@@ -42,7 +42,7 @@ demo: deps release
 bench: deps release
 	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \
 	real=$$(mktemp -d) && chmod 755 $$real && \
-	scripts/bench-real-source $$real/zstd.tar.gz && \
+	scripts/pack-bench-source $$real/zstd.tar.gz && \
 	$(AS_USER) env PKGCELL_TEST_BASE=$$base PKGCELL_BENCH_REAL_SRC=$$real/zstd.tar.gz \
 		$(CURDIR)/scripts/bench $(CURDIR)/target/release/pkgcell; \
 	st=$$?; rm -rf $$real; exit $$st
