@@ -25,10 +25,7 @@ pub fn temp_dir() -> tempfile::TempDir {
     .expect("creating a temp dir")
 }
 
-/// The `pkgcell` binary under test.
-pub fn pkgcell() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pkgcell"))
-}
+pub use crate::util::pkgcell;
 
 /// Runs `cmd`; panics with its stdout and stderr unless it succeeds.
 pub fn ok(cmd: &mut Command) -> Output {

@@ -8,18 +8,6 @@ use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/plan");
 
-/// The test base, or `None` (with the reason printed) when tests run
-/// without one: these tests need the sandbox and a base with makepkg.
-fn base() -> Option<PathBuf> {
-    match std::env::var_os("PKGCELL_TEST_BASE") {
-        Some(b) if !b.is_empty() => Some(PathBuf::from(b)),
-        _ => {
-            eprintln!("SKIPPED: PKGCELL_TEST_BASE is not set (run through scripts/as-test-user with scripts/ensure-test-base)");
-            None
-        }
-    }
-}
-
 /// A fresh directory and state home for one test.
 struct Env {
     dir: tempfile::TempDir,
@@ -27,9 +15,10 @@ struct Env {
 }
 
 impl Env {
-    fn new() -> Option<Env> {
-        let base = base()?;
-        Some(Env { dir: tempfile::tempdir().unwrap(), base })
+    /// Fails (never skips) without the test base: these tests need the
+    /// sandbox and a base with makepkg.
+    fn new() -> Env {
+        Env { dir: tempfile::tempdir().unwrap(), base: crate::util::test_base() }
     }
 
     fn path(&self) -> &Path {
@@ -37,12 +26,11 @@ impl Env {
     }
 
     fn pkgcell(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pkgcell"))
+        crate::util::pkgcell()
             .args(args)
             .current_dir(self.path())
             .env("PKGCELL_HOME", self.path().join("home"))
             .env("PKGCELL_BASE_DIR", &self.base)
-            .env_remove("PKGCELL_LOG")
             .output()
             .unwrap()
     }
@@ -106,7 +94,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn srcinfo_is_byte_for_byte_what_makepkg_prints() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     let cases = ["split", "arch-specific", "overrides", "epoch", "vcs-fragments", "quoting", "pkgver-func"];
     let mut expected = Vec::new();
     let mut args = vec!["srcinfo".to_owned()];
@@ -142,7 +130,7 @@ fn srcinfo_is_byte_for_byte_what_makepkg_prints() {
 
 #[test]
 fn a_pkgbuild_cannot_write_outside_or_reach_the_network_while_parsed() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -174,7 +162,7 @@ pkgdesc="outside=$w1 own-dir=$w2 host-loopback=$net"
 
 #[test]
 fn broken_pkgbuilds_fail_alone_and_the_others_are_planned() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     env.pkgbuild("good", &simple("good", "1.0", "depends=(glibc)"));
     env.pkgbuild("syntax", "pkgname=(\n");
     env.pkgbuild("loop", "while :; do :; done\n");
@@ -213,7 +201,7 @@ fn broken_pkgbuilds_fail_alone_and_the_others_are_planned() {
 
 #[test]
 fn tree_id_is_the_git_tree_of_the_pkgbuild_directory() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     let repo = env.path().join("repo");
     std::fs::create_dir_all(repo.join("sub/hello")).unwrap();
     std::fs::write(repo.join("sub/hello/PKGBUILD"), simple("hello", "1.0", "")).unwrap();
@@ -256,7 +244,7 @@ fn tree_id_is_the_git_tree_of_the_pkgbuild_directory() {
 
 #[test]
 fn dependencies_order_chains_diamonds_provides_and_versions_and_cycles_are_errors() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     let pkgs: &[(&str, &str)] = &[
         // chain: a → b → c
         ("a", "depends=(b)"),
@@ -313,7 +301,7 @@ fn dependencies_order_chains_diamonds_provides_and_versions_and_cycles_are_error
 
 #[test]
 fn unchanged_tree_is_not_parsed_twice() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     env.pkgbuild("one", &simple("one", "1", ""));
     env.pkgbuild("two", &simple("two", "1", "depends=(one)"));
     env.pkgbuild("dyn", &simple("dyn", "1", "pkgver() { echo 2; }"));
@@ -340,7 +328,7 @@ fn unchanged_tree_is_not_parsed_twice() {
 
 #[test]
 fn config_errors_name_the_line_and_the_valid_keys() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     env.config("[repo]\nname = \"r\"\n\n[build]\njobs = 2\ndephsah = \"loose\"\n");
     let out = env.pkgcell(&["plan"]);
     assert_eq!(out.status.code(), Some(2));
@@ -351,7 +339,7 @@ fn config_errors_name_the_line_and_the_valid_keys() {
 
 #[test]
 fn init_writes_a_starter_config_and_refuses_to_overwrite_it() {
-    let Some(env) = Env::new() else { return };
+    let env = Env::new();
     let out = env.pkgcell(&["init"]);
     assert_eq!(out.status.code(), Some(0));
     let text = std::fs::read_to_string(env.path().join("pkgcell.toml")).unwrap();
