@@ -24,7 +24,9 @@ export TEXTDOMAIN='pacman-scripts'
 export TEXTDOMAINDIR='/usr/share/locale'
 export COMMAND_MODE='legacy'
 unset CDPATH GREP_OPTIONS
-makepkg_version=$(sed -n "s/^declare -r makepkg_version='\(.*\)'$/\1/p" /usr/bin/makepkg)
+# pkgcell passes the version it read from /usr/bin/makepkg (saves an exec).
+makepkg_version=${PKGCELL_MAKEPKG_VERSION-$(sed -n "s/^declare -r makepkg_version='\(.*\)'$/\1/p" /usr/bin/makepkg)}
+unset PKGCELL_MAKEPKG_VERSION
 declare -r makepkg_version
 declare -r confdir='/etc'
 declare -r BUILDSCRIPT='PKGBUILD'

@@ -182,6 +182,9 @@ pub struct Parser {
     base: PathBuf,
     home: Home,
     version: String,
+    /// makepkg's `makepkg_version`, read here so the driver need not run
+    /// sed for it (an exec costs ~2 ms on a VM); `None` if not found.
+    makepkg_version: Option<String>,
     timeout: Duration,
 }
 
@@ -192,14 +195,18 @@ impl Parser {
         let mut h = blake3::Hasher::new();
         h.update(env!("CARGO_PKG_VERSION").as_bytes());
         h.update(DRIVER.as_bytes());
+        let mut makepkg_version = None;
         for (what, rel) in [("/usr/bin/makepkg", "usr/bin/makepkg"), ("/etc/makepkg.conf", "etc/makepkg.conf")] {
             let data = std::fs::read(base.join(rel))
                 .map_err(|_| SrcinfoError::BaseWithoutMakepkg { base: base.to_owned(), what })?;
             h.update(&(data.len() as u64).to_le_bytes());
             h.update(&data);
+            if rel == "usr/bin/makepkg" {
+                makepkg_version = declared_version(&String::from_utf8_lossy(&data));
+            }
         }
         let version = h.finalize().to_hex()[..16].to_owned();
-        Ok(Parser { base: base.to_owned(), home, version, timeout })
+        Ok(Parser { base: base.to_owned(), home, version, makepkg_version, timeout })
     }
 
     /// The parser version: part of every cache key.
@@ -323,6 +330,9 @@ impl Parser {
         }
         // Parsing needs no network: only loopback.
         spec.network = Network::Loopback;
+        if let Some(v) = &self.makepkg_version {
+            spec.env.insert("PKGCELL_MAKEPKG_VERSION".into(), v.clone());
+        }
         spec.uid = BUILD_UID;
         spec.gid = BUILD_UID;
         spec.cwd = "/".into();
@@ -379,6 +389,16 @@ impl Parser {
     }
 }
 
+/// The `X` of the line `declare -r makepkg_version='X'` in /usr/bin/makepkg,
+/// as the driver's fallback `sed` finds it.
+fn declared_version(makepkg: &str) -> Option<String> {
+    makepkg
+        .lines()
+        .filter_map(|l| l.strip_prefix("declare -r makepkg_version='")?.strip_suffix('\''))
+        .next()
+        .map(str::to_owned)
+}
+
 fn read_cache(dir: &Path, tree: TreeId) -> Option<Result<Srcinfo, PkgbuildError>> {
     let data = std::fs::read(dir.join(format!("{tree}.json"))).ok()?;
     match serde_json::from_slice(&data).ok()? {
@@ -416,4 +436,16 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 fn run_sandbox(spec: &Spec) -> Result<pkgcell_sandbox::Status, SrcinfoError> {
     let outcome = pkgcell_sandbox::run(spec).map_err(SrcinfoError::Sandbox)?;
     Ok(outcome.status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn makepkg_version_is_read_from_its_declaration() {
+        let script = "#!/bin/bash\nmakepkg_version='not this'\ndeclare -r makepkg_version='6.0.2'\nconfdir='/etc'\n";
+        assert_eq!(declared_version(script).as_deref(), Some("6.0.2"));
+        assert_eq!(declared_version("declare -r makepkg_version=6.0.2\n"), None);
+    }
 }
