@@ -103,11 +103,15 @@ fn assert_built(o: &Output, name: &str) {
 }
 
 /// Wait until curl has written into a download's temp directory (a
-/// directory in `dir` whose name starts with `prefix`): its `file`
-/// exists once the first data arrived.
-fn wait_for_partial(dir: &Path, prefix: &str) -> PathBuf {
+/// directory in `dir` whose name starts with `prefix`): its `file` exists
+/// once the first data arrived. Meanwhile nothing may show under the
+/// cache's final names (`visible`).
+#[track_caller]
+fn wait_for_partial(dir: &Path, prefix: &str, visible: impl Fn() -> Vec<String>) -> PathBuf {
     let t = Instant::now();
     loop {
+        let v = visible();
+        assert!(v.is_empty(), "a download that is not finished shows under its cache name: {v:?}");
         let found = names(dir).into_iter().filter(|n| n.starts_with(prefix)).map(|n| dir.join(n).join("file")).find(|f| f.exists());
         if let Some(f) = found {
             return f;
@@ -195,23 +199,25 @@ fn a_pkgcell_killed_in_the_middle_of_a_download_leaves_no_partial_file_in_the_ca
     e.server.hold("src.bin");
     e.server.hold(&name);
 
+    let visible = || names(&cache).into_iter().filter(|n| !n.starts_with('.')).chain(names(&sources)).collect::<Vec<_>>();
+
     // Killed while the source is half downloaded (sources come first).
     let p = Spawned::new(&mut e.cmd(&["build"]));
-    let partial = wait_for_partial(&tmp, "fetch-");
+    let partial = wait_for_partial(&tmp, "fetch-", visible);
     p.kill();
     assert!(std::fs::metadata(&partial).map_or(0, |m| m.len()) < data.len() as u64, "the download was not cut");
-    assert!(names(&sources).is_empty(), "a cut source reached the cache: {:?}", names(&sources));
+    assert!(visible().is_empty(), "a cut source reached the cache: {:?}", visible());
 
     // The source whole this time; killed while the package is half downloaded.
     e.server.release("src.bin");
     let p = Spawned::new(&mut e.cmd(&["build"]));
-    let partial = wait_for_partial(&cache, ".part-");
+    let only_source = || visible().into_iter().filter(|n| *n != sum).collect::<Vec<_>>();
+    let partial = wait_for_partial(&cache, ".part-", only_source);
     p.kill();
     assert_eq!(e.server.hits("src.bin"), 2);
     assert_eq!(std::fs::read(sources.join(&sum)).unwrap(), data);
     assert!(std::fs::metadata(&partial).map_or(0, |m| m.len()) < std::fs::metadata(&pkg).unwrap().len(), "not cut");
-    let visible: Vec<String> = names(&cache).into_iter().filter(|n| !n.starts_with('.')).collect();
-    assert!(visible.is_empty(), "a cut package reached the cache: {visible:?}");
+    assert!(only_source().is_empty(), "a cut package reached the cache: {:?}", only_source());
 
     // The next run downloads the package again, builds, and removes what
     // the killed downloads left.
