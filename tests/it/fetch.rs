@@ -145,7 +145,7 @@ fn two_build_processes_that_need_the_same_sync_package_download_it_once() {
 
     assert_eq!(e.server.hits(&name), 1, "downloaded once: {:?}", e.server.hits.lock().unwrap());
     let cache = e.dir.join("home/cache/pkg");
-    assert_eq!(names(&cache), [name.clone()], "one file and no temp directory");
+    assert_eq!(names(&cache), [name.as_str()], "one file and no temp directory");
     assert_eq!(std::fs::read(cache.join(&name)).unwrap(), std::fs::read(&pkg).unwrap(), "complete");
 }
 
@@ -180,7 +180,7 @@ fn two_build_processes_that_need_the_same_source_download_it_once() {
 
     assert_eq!(hits(), 1, "downloaded once: {:?}", e.server.hits.lock().unwrap());
     let cached = e.dir.join("home/sources/sha256");
-    assert_eq!(names(&cached), [sum.clone()]);
+    assert_eq!(names(&cached), [sum.as_str()]);
     assert_eq!(std::fs::read(cached.join(&sum)).unwrap(), data, "complete");
     assert!(names(&e.dir.join("home/tmp")).iter().all(|n| !n.starts_with("fetch-")), "{:?}", names(&e.dir.join("home/tmp")));
 }
@@ -226,7 +226,7 @@ fn a_pkgcell_killed_in_the_middle_of_a_download_leaves_no_partial_file_in_the_ca
     assert_eq!(code, 0, "{v:#}\n{}", text(&o));
     assert_eq!(entry(&v, "k")["status"], "built", "{v:#}");
     assert_eq!((e.server.hits("src.bin"), e.server.hits(&name)), (2, 2));
-    assert_eq!(names(&cache), [name.clone()], "the killed download's temp directory is gone");
+    assert_eq!(names(&cache), [name.as_str()], "the killed download's temp directory is gone");
     assert_eq!(std::fs::read(cache.join(&name)).unwrap(), std::fs::read(&pkg).unwrap());
     assert!(names(&tmp).iter().all(|n| !n.starts_with("fetch-")), "{:?}", names(&tmp));
 }
