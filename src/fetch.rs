@@ -20,7 +20,9 @@
 //! Downloads land in a temp directory and are renamed into place, so the
 //! cache never holds a partial file; a flock per cache entry makes
 //! concurrent fetches of the same source (threads or processes) download
-//! it once. The sandbox runs as root inside (the calling user outside) so
+//! it once. A temp directory is named after its cache entry, so the next
+//! fetch of that entry (holding its lock) removes what a killed download
+//! left. The sandbox runs as root inside (the calling user outside) so
 //! that cached files belong to the caller; it has the network but sees only
 //! its output directory, and git may only use file, git, http(s) and ssh.
 
@@ -314,14 +316,16 @@ impl Fetcher {
         }
     }
 
-    fn lock(&self, key: &Path) -> Result<File, FetchError> {
+    /// The flock of a cache entry, held, and its name (which also names
+    /// the entry's temp directories).
+    fn lock(&self, key: &Path) -> Result<(File, String), FetchError> {
         let dir = self.home.sources().join("locks");
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let name = Blake3::of(key.as_os_str().as_encoded_bytes()).to_string();
         let path = dir.join(format!("{name}.lock"));
         let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
         f.lock().map_err(io_err("lock", &path))?;
-        Ok(f)
+        Ok((f, name))
     }
 
     fn fetch_file(&self, e: &SourceEntry, url: &str) -> Result<PathBuf, FetchError> {
@@ -331,14 +335,16 @@ impl Fetcher {
         }
         // Single flight: whoever holds the lock downloads; the others find
         // the file when they get the lock.
-        let _lock = self.lock(&key)?;
+        let (_lock, name) = self.lock(&key)?;
         if key.exists() {
             return Ok(key);
         }
         tracing::info!(url, file = %e.filename, "downloading");
         let tmp_root = self.home.tmp();
         fs::create_dir_all(&tmp_root).map_err(io_err("create", &tmp_root))?;
-        let tmp = tempfile::Builder::new().prefix("fetch-").tempdir_in(&tmp_root).map_err(io_err("create a directory in", &tmp_root))?;
+        let prefix = format!("fetch-{name}-");
+        remove_partial(&tmp_root, &prefix);
+        let tmp = tempfile::Builder::new().prefix(&prefix).tempdir_in(&tmp_root).map_err(io_err("create a directory in", &tmp_root))?;
         let mut script = String::from("set -e\ncurl -gqb '' -fL --retry 3 --retry-delay 1 -o /out/file \"$1\"\n");
         for a in e.sums.keys() {
             script.push_str(&format!("printf '{} '; {} /out/file\n", a.name(), a.command()));
@@ -399,12 +405,14 @@ impl Fetcher {
             return Ok(path);
         }
         fs::create_dir_all(&cache).map_err(io_err("create", &cache))?;
+        let prefix = format!(".part-{}-", &Blake3::of(filename.as_bytes()).to_string()[..32]);
+        remove_partial(&cache, &prefix);
         let mut last = FetchError::NoServer { repo: repo.to_owned(), filename: filename.to_owned() };
         for server in servers {
             let url = format!("{server}/{filename}");
             tracing::info!(url, "downloading a package");
             // A temp directory in the cache's own file system, so the rename is atomic.
-            let tmp = tempfile::Builder::new().prefix(".part-").tempdir_in(&cache).map_err(io_err("create a directory in", &cache))?;
+            let tmp = tempfile::Builder::new().prefix(&prefix).tempdir_in(&cache).map_err(io_err("create a directory in", &cache))?;
             let mut mounts = vec![Mount::Bind { src: tmp.path().to_owned(), dst: "/out".into(), access: Access::ReadWrite }];
             if let Some(p) = server.strip_prefix("file://") {
                 mounts.push(Mount::Bind { src: p.into(), dst: p.into(), access: Access::ReadOnly });
@@ -461,7 +469,7 @@ impl Fetcher {
         fs::create_dir_all(&vcs).map_err(io_err("create", &vcs))?;
         let name = format!("{}.git", &Blake3::of(url.as_bytes()).to_string()[..32]);
         let mirror = vcs.join(&name);
-        let _lock = self.lock(&mirror)?;
+        let (_lock, _) = self.lock(&mirror)?;
         // A new mirror is cloned next to its final name and renamed, so an
         // interrupted clone never looks like a mirror.
         let script = if mirror.exists() {
@@ -513,6 +521,22 @@ impl Fetcher {
         io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(io_err("read", Path::new("a temporary file")))?;
         io::Read::read_to_string(&mut f, &mut text).map_err(io_err("read", Path::new("a temporary file")))?;
         Ok((outcome.status.success(), text))
+    }
+}
+
+/// Remove the temp directories in `dir` whose names start with `prefix`:
+/// the caller holds the lock of the one cache entry they are named after,
+/// so they were left by a download that was killed. A failure only leaves
+/// them for `store gc` (package cache) or a later fetch.
+fn remove_partial(dir: &Path, prefix: &str) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            tracing::info!(path = %e.path().display(), "removing the partial download of an interrupted fetch");
+            if let Err(err) = fs::remove_dir_all(e.path()) {
+                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a partial download");
+            }
+        }
     }
 }
 

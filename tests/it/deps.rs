@@ -14,15 +14,15 @@ use crate::util::{Served, TestDir, output, pkgcell, pkgcell_in, serve_dir, stdou
 
 /// A test with a sync repository `testsync` served over loopback HTTP and
 /// a base that has synced it.
-struct SyncEnv {
-    dir: TestDir,
-    port: u16,
-    server: Served,
+pub(crate) struct SyncEnv {
+    pub(crate) dir: TestDir,
+    pub(crate) port: u16,
+    pub(crate) server: Served,
     base: PathBuf,
 }
 
 impl SyncEnv {
-    fn new() -> SyncEnv {
+    pub(crate) fn new() -> SyncEnv {
         let dir = TestDir::new();
         std::fs::create_dir_all(dir.join("sync")).unwrap();
         let server = serve_dir(dir.join("sync"));
@@ -44,7 +44,7 @@ impl SyncEnv {
     }
 
     /// Build `pkg` with makepkg and repo-add it to the served repository.
-    fn publish(&self, pkg: &TestPackage, tag: &str) -> PathBuf {
+    pub(crate) fn publish(&self, pkg: &TestPackage, tag: &str) -> PathBuf {
         let out = self.dir.join(format!("made-{tag}"));
         let file = makepkg(pkg, &self.dir.join(format!("work-{tag}")), &out);
         let dst = self.dir.join("sync").join(file.file_name().unwrap());
@@ -56,7 +56,7 @@ impl SyncEnv {
     }
 
     /// What `pacman -Sy` does to the base: its synced copy of the database.
-    fn sync(&self) {
+    pub(crate) fn sync(&self) {
         let dir = self.base.join("var/lib/pacman/sync");
         std::fs::create_dir_all(&dir).unwrap();
         let _ = std::fs::remove_file(dir.join("testsync.db"));
@@ -64,7 +64,7 @@ impl SyncEnv {
     }
 
     /// A PKGBUILD `name` in pkgs/ whose build needs `synctool` from the sync repo.
-    fn pkgbuild(&self, name: &str, makedepends: &str) {
+    pub(crate) fn pkgbuild(&self, name: &str, makedepends: &str) {
         let d = self.dir.join("pkgs").join(name);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(
@@ -81,7 +81,7 @@ impl SyncEnv {
         .unwrap();
     }
 
-    fn config(&self, names: &[&str], jobs: usize) {
+    pub(crate) fn config(&self, names: &[&str], jobs: usize) {
         let mut c = format!("[build]\njobs = {jobs}\n\n[pkgbuilds]\n");
         for n in names {
             c.push_str(&format!("{n} = {{ path = \"pkgs/{n}\" }}\n"));
@@ -89,17 +89,18 @@ impl SyncEnv {
         std::fs::write(self.dir.join("pkgcell.toml"), c).unwrap();
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        output(
-            pkgcell()
-                .args(args)
-                .current_dir(self.dir.path())
-                .env("PKGCELL_HOME", self.dir.join("home"))
-                .env("PKGCELL_BASE_DIR", &self.base),
-        )
+    /// `pkgcell ARGS` in the test directory, with its home and base.
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = pkgcell();
+        c.args(args).current_dir(self.dir.path()).env("PKGCELL_HOME", self.dir.join("home")).env("PKGCELL_BASE_DIR", &self.base);
+        c
     }
 
-    fn json(&self, args: &[&str]) -> (i32, Value, Output) {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        output(&mut self.cmd(args))
+    }
+
+    pub(crate) fn json(&self, args: &[&str]) -> (i32, Value, Output) {
         let o = self.run(args);
         let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
         (o.status.code().unwrap(), v, o)
@@ -115,7 +116,7 @@ impl SyncEnv {
     }
 }
 
-fn entry<'a>(v: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn entry<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["packages"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {v:#}"))
 }
 

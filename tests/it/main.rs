@@ -3,6 +3,7 @@
 mod base;
 mod build;
 mod deps;
+mod fetch;
 mod makepkg;
 mod pkgutil;
 mod plan;

@@ -5,12 +5,13 @@
 //! needs something the host lacks says so and fails, never passes silently.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// The built binary under test.
 pub fn pkgcell_bin() -> PathBuf {
@@ -154,10 +155,35 @@ pub fn fixture_config(dir: &Path, fixtures: &Path, names: &[&str]) {
 /// Requests per path, as a [`serve_dir`] server saw them.
 pub type Hits = Arc<Mutex<BTreeMap<String, usize>>>;
 
-/// A loopback HTTP server started by [`serve_dir`].
+/// The paths whose responses a [`serve_dir`] server holds back, and whether
+/// it has stopped holding anything (the test is over).
+#[derive(Default)]
+struct Holds {
+    state: Mutex<(BTreeSet<String>, bool)>,
+    released: Condvar,
+}
+
+impl Holds {
+    /// Wait while `path` is held.
+    fn wait(&self, path: &str) {
+        let mut st = self.state.lock().unwrap();
+        while st.0.contains(path) && !st.1 {
+            st = self.released.wait(st).unwrap();
+        }
+    }
+
+    fn is_held(&self, path: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        st.0.contains(path) && !st.1
+    }
+}
+
+/// A loopback HTTP server started by [`serve_dir`]. When it is dropped it
+/// lets every held response go, so no download hangs after a test.
 pub struct Served {
     pub port: u16,
     pub hits: Hits,
+    holds: Arc<Holds>,
 }
 
 impl Served {
@@ -165,44 +191,114 @@ impl Served {
     pub fn hits(&self, name: &str) -> usize {
         self.hits.lock().unwrap().get(name).copied().unwrap_or(0)
     }
+
+    /// From now on, a response for `name` sends its headers and the first
+    /// half of its body, then waits until [`Served::release`]: a download
+    /// that is visibly running, half written, for as long as the test needs.
+    pub fn hold(&self, name: &str) {
+        self.holds.state.lock().unwrap().0.insert(name.to_owned());
+    }
+
+    /// Let the held responses for `name` finish, and serve it whole again.
+    pub fn release(&self, name: &str) {
+        self.holds.state.lock().unwrap().0.remove(name);
+        self.holds.released.notify_all();
+    }
+
+    /// Wait until `name` was asked for at least `n` times; panics after `timeout`.
+    #[track_caller]
+    pub fn wait_for_hits(&self, name: &str, n: usize, timeout: Duration) {
+        let t = Instant::now();
+        while self.hits(name) < n {
+            assert!(t.elapsed() < timeout, "{name} was asked for {} times, not {n}, in {timeout:?}", self.hits(name));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.holds.state.lock().unwrap().1 = true;
+        self.holds.released.notify_all();
+    }
 }
 
 /// A tiny HTTP/1.0 server on 127.0.0.1 serving the files under `root`,
-/// counting requests per path, until the test process ends. It reads the
-/// whole request head before answering (closing a socket with unread input
-/// would reset the connection under the client), percent-decodes the path
-/// (pacman escapes the `:` of an epoch) and serves nothing outside
-/// `root`.
+/// counting requests per path, until the test process ends; each
+/// connection has its own thread, so a held response (see [`Served::hold`])
+/// does not hold the others. It reads the whole request head before
+/// answering (closing a socket with unread input would reset the connection
+/// under the client), percent-decodes the path (pacman escapes the `:` of
+/// an epoch) and serves nothing outside `root`.
 pub fn serve_dir(root: impl Into<PathBuf>) -> Served {
-    let root = root.into();
+    let root: Arc<PathBuf> = Arc::new(root.into());
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let hits: Hits = Arc::default();
-    let h = hits.clone();
+    let holds: Arc<Holds> = Arc::default();
+    let (h, held) = (hits.clone(), holds.clone());
     std::thread::spawn(move || {
         for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let Ok(read) = s.try_clone() else { continue };
-            let mut r = BufReader::new(read);
-            let mut first = String::new();
-            let _ = r.read_line(&mut first);
-            let mut line = String::new();
-            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim_end() != "" {
-                line.clear();
-            }
-            let path = percent_decode(first.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/'));
-            *h.lock().unwrap().entry(path.clone()).or_default() += 1;
-            let inside = !path.split('/').any(|c| c == "..");
-            let body = inside.then(|| std::fs::read(root.join(&path)).ok()).flatten();
-            let _ = match body {
-                Some(b) => s
-                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
-                    .and_then(|_| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
+            let Ok(s) = conn else { continue };
+            let (root, h, held) = (root.clone(), h.clone(), held.clone());
+            std::thread::spawn(move || serve_one(s, &root, &h, &held));
         }
     });
-    Served { port, hits }
+    Served { port, hits, holds }
+}
+
+fn serve_one(mut s: TcpStream, root: &Path, hits: &Hits, holds: &Holds) {
+    let Ok(read) = s.try_clone() else { return };
+    let mut r = BufReader::new(read);
+    let mut first = String::new();
+    let _ = r.read_line(&mut first);
+    let mut line = String::new();
+    while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim_end() != "" {
+        line.clear();
+    }
+    let path = percent_decode(first.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/'));
+    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let inside = !path.split('/').any(|c| c == "..");
+    let body = inside.then(|| std::fs::read(root.join(&path)).ok()).flatten();
+    let _ = match body {
+        Some(b) => {
+            let half = if holds.is_held(&path) { b.len() / 2 } else { b.len() };
+            s.write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes())
+                .and_then(|_| s.write_all(&b[..half]))
+                .and_then(|_| s.flush())
+                .map(|_| holds.wait(&path))
+                .and_then(|_| s.write_all(&b[half..]))
+        }
+        None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+    };
+}
+
+/// How many processes wait for the flock(2) of `path` now, as
+/// /proc/locks shows them (a blocked request is marked `->`): a process
+/// that reached a single-flight lock another one holds.
+pub fn lock_waiters(path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(path) else { return 0 };
+    let dev = m.dev();
+    let (major, minor) = (((dev >> 32) & !0xfff) | ((dev >> 8) & 0xfff), ((dev >> 12) & !0xff) | (dev & 0xff));
+    let id = format!("{major:02x}:{minor:02x}:{}", m.ino());
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    locks.lines().filter(|l| l.split_whitespace().nth(1) == Some("->") && l.split_whitespace().any(|w| w == id)).count()
+}
+
+/// Wait until a process waits for the flock of some file in `dir` (see
+/// [`lock_waiters`]), or `give_up` says so; panics after `timeout`.
+#[track_caller]
+pub fn wait_for_lock_waiter(dir: &Path, timeout: Duration, give_up: impl Fn() -> bool) {
+    let t = Instant::now();
+    loop {
+        let waiting = std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| lock_waiters(&e.path()) > 0);
+        if waiting || give_up() {
+            return;
+        }
+        assert!(t.elapsed() < timeout, "nobody waited for a lock in {} in {timeout:?}", dir.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn percent_decode(s: &str) -> String {

@@ -1,0 +1,232 @@
+//! Downloads under concurrency and kill -9: two `pkgcell build` processes on
+//! one PKGCELL_HOME (two PKGBUILDs, so two pkgids) that need the same sync
+//! package or the same source download it once, and a pkgcell killed in the
+//! middle of a download leaves no partial file under a cache name.
+//!
+//! The loopback server holds a response half sent until the test lets it
+//! go, so the downloads really overlap; the tests wait for what they can
+//! see (the server's requests, a process blocked on a lock in /proc/locks,
+//! curl's partial file), not for a time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::deps::{SyncEnv, entry};
+use crate::pkgutil::TestPackage;
+use crate::util::{text, wait_for_lock_waiter};
+
+/// Far more than any step takes; only a broken build waits this long.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A spawned pkgcell, killed and reaped if the test ends before it does
+/// (a held download would otherwise keep it running).
+struct Spawned(Option<Child>);
+
+impl Spawned {
+    fn new(cmd: &mut Command) -> Spawned {
+        Spawned(Some(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
+    }
+
+    fn finish(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The names in `dir`, sorted (none if it does not exist).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).into_iter().flatten().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// 256 KiB that no other test serves, and their SHA-256.
+fn payload() -> (Vec<u8>, String) {
+    let mut x: u32 = 0x9e37_79b9;
+    let data: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let sum = sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+    (data, sum)
+}
+
+/// PKGBUILD `name` whose one source is `path` on the test's server, with
+/// SHA-256 `sum`, and whose build needs `makedepends`.
+fn source_pkgbuild(e: &SyncEnv, name: &str, path: &str, sum: &str, makedepends: &str) {
+    let d = e.dir.join("pkgs").join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("PKGBUILD"),
+        format!(
+            "pkgname={name}\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\nmakedepends=({makedepends})\n\
+             source=(\"shared.bin::http://127.0.0.1:{port}/{path}\")\nsha256sums=({sum})\n\
+             package() {{\n  install -Dm644 shared.bin \"$pkgdir/usr/share/{name}/shared.bin\"\n}}\n",
+            port = e.port
+        ),
+    )
+    .unwrap();
+}
+
+fn assert_built(o: &Output, name: &str) {
+    assert!(o.status.success(), "{}", text(o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(o)));
+    assert_eq!(entry(&v, name)["status"], "built", "{v:#}");
+}
+
+/// Wait until curl has written into a download's temp directory (a
+/// directory in `dir` whose name starts with `prefix`): its `file` exists
+/// once the first data arrived. Meanwhile nothing may show under the
+/// cache's final names (`visible`).
+#[track_caller]
+fn wait_for_partial(dir: &Path, prefix: &str, visible: impl Fn() -> Vec<String>) -> PathBuf {
+    let t = Instant::now();
+    loop {
+        let v = visible();
+        assert!(v.is_empty(), "a download that is not finished shows under its cache name: {v:?}");
+        let found = names(dir).into_iter().filter(|n| n.starts_with(prefix)).map(|n| dir.join(n).join("file")).find(|f| f.exists());
+        if let Some(f) = found {
+            return f;
+        }
+        assert!(t.elapsed() < WAIT, "no download started in {} in {WAIT:?}: {:?}", dir.display(), names(dir));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn two_build_processes_that_need_the_same_sync_package_download_it_once() {
+    let e = SyncEnv::new();
+    let pkg = e.publish(&TestPackage { arch: "any", ..TestPackage::new("synctool") }, "1");
+    e.sync();
+    e.pkgbuild("u1", "synctool");
+    e.pkgbuild("u2", "synctool");
+    e.config(&["u1", "u2"], 1);
+    let name = file_name(&pkg);
+    e.server.hold(&name);
+
+    let p1 = Spawned::new(&mut e.cmd(&["build", "--json", "u1"]));
+    let p2 = Spawned::new(&mut e.cmd(&["build", "--json", "u2"]));
+    // One download is half done and stays so until the other process has
+    // come for the file too: it waits on the file's lock (single flight)
+    // or, if that were broken, asks the server as well.
+    e.server.wait_for_hits(&name, 1, WAIT);
+    wait_for_lock_waiter(&e.dir.join("home/cache/pkg-locks"), WAIT, || e.server.hits(&name) > 1);
+    e.server.release(&name);
+    assert_built(&p1.finish(), "u1");
+    assert_built(&p2.finish(), "u2");
+
+    assert_eq!(e.server.hits(&name), 1, "downloaded once: {:?}", e.server.hits.lock().unwrap());
+    let cache = e.dir.join("home/cache/pkg");
+    assert_eq!(names(&cache), [name.as_str()], "one file and no temp directory");
+    assert_eq!(std::fs::read(cache.join(&name)).unwrap(), std::fs::read(&pkg).unwrap(), "complete");
+}
+
+#[test]
+fn two_build_processes_that_need_the_same_source_download_it_once() {
+    let e = SyncEnv::new();
+    // The same bytes under two URLs: a source is cached, and locked, by checksum.
+    let (data, sum) = payload();
+    let paths = ["shared.bin", "copy-of-shared.bin"];
+    for p in paths {
+        std::fs::write(e.dir.join("sync").join(p), &data).unwrap();
+        e.server.hold(p);
+    }
+    source_pkgbuild(&e, "s1", paths[0], &sum, "");
+    source_pkgbuild(&e, "s2", paths[1], &sum, "");
+    e.config(&["s1", "s2"], 1);
+    let hits = || paths.iter().map(|p| e.server.hits(p)).sum::<usize>();
+
+    let p1 = Spawned::new(&mut e.cmd(&["build", "--json", "s1"]));
+    let p2 = Spawned::new(&mut e.cmd(&["build", "--json", "s2"]));
+    let t = Instant::now();
+    while hits() == 0 {
+        assert!(t.elapsed() < WAIT, "no download started in {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_for_lock_waiter(&e.dir.join("home/sources/locks"), WAIT, || hits() > 1);
+    for p in paths {
+        e.server.release(p);
+    }
+    assert_built(&p1.finish(), "s1");
+    assert_built(&p2.finish(), "s2");
+
+    assert_eq!(hits(), 1, "downloaded once: {:?}", e.server.hits.lock().unwrap());
+    let cached = e.dir.join("home/sources/sha256");
+    assert_eq!(names(&cached), [sum.as_str()]);
+    assert_eq!(std::fs::read(cached.join(&sum)).unwrap(), data, "complete");
+    assert!(names(&e.dir.join("home/tmp")).iter().all(|n| !n.starts_with("fetch-")), "{:?}", names(&e.dir.join("home/tmp")));
+}
+
+#[test]
+fn a_pkgcell_killed_in_the_middle_of_a_download_leaves_no_partial_file_in_the_caches_and_the_next_run_completes() {
+    let e = SyncEnv::new();
+    let pkg = e.publish(&TestPackage { arch: "any", ..TestPackage::new("synctool") }, "1");
+    e.sync();
+    let (data, sum) = payload();
+    std::fs::write(e.dir.join("sync/src.bin"), &data).unwrap();
+    source_pkgbuild(&e, "k", "src.bin", &sum, "synctool");
+    e.config(&["k"], 1);
+    let name = file_name(&pkg);
+    let (tmp, sources, cache) = (e.dir.join("home/tmp"), e.dir.join("home/sources/sha256"), e.dir.join("home/cache/pkg"));
+    e.server.hold("src.bin");
+    e.server.hold(&name);
+
+    let visible = || names(&cache).into_iter().filter(|n| !n.starts_with('.')).chain(names(&sources)).collect::<Vec<_>>();
+
+    // Killed while the source is half downloaded (sources come first).
+    let p = Spawned::new(&mut e.cmd(&["build"]));
+    let partial = wait_for_partial(&tmp, "fetch-", visible);
+    p.kill();
+    assert!(std::fs::metadata(&partial).map_or(0, |m| m.len()) < data.len() as u64, "the download was not cut");
+    assert!(visible().is_empty(), "a cut source reached the cache: {:?}", visible());
+
+    // The source whole this time; killed while the package is half downloaded.
+    e.server.release("src.bin");
+    let p = Spawned::new(&mut e.cmd(&["build"]));
+    let only_source = || visible().into_iter().filter(|n| *n != sum).collect::<Vec<_>>();
+    let partial = wait_for_partial(&cache, ".part-", only_source);
+    p.kill();
+    assert_eq!(e.server.hits("src.bin"), 2);
+    assert_eq!(std::fs::read(sources.join(&sum)).unwrap(), data);
+    assert!(std::fs::metadata(&partial).map_or(0, |m| m.len()) < std::fs::metadata(&pkg).unwrap().len(), "not cut");
+    assert!(only_source().is_empty(), "a cut package reached the cache: {:?}", only_source());
+
+    // The next run downloads the package again, builds, and removes what
+    // the killed downloads left.
+    e.server.release(&name);
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(entry(&v, "k")["status"], "built", "{v:#}");
+    assert_eq!((e.server.hits("src.bin"), e.server.hits(&name)), (2, 2));
+    assert_eq!(names(&cache), [name.as_str()], "the killed download's temp directory is gone");
+    assert_eq!(std::fs::read(cache.join(&name)).unwrap(), std::fs::read(&pkg).unwrap());
+    assert!(names(&tmp).iter().all(|n| !n.starts_with("fetch-")), "{:?}", names(&tmp));
+}
