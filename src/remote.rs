@@ -159,6 +159,22 @@ impl RemoteStore {
                 return Err(RemoteError::Corrupt { key: self.show(&okey), expected: h, found });
             }
         }
+        // The -I files, for a repro of the record; a record uploaded
+        // without them is still a good build.
+        for (name, h) in record.local_files() {
+            if store.object_path(&h).exists() {
+                continue;
+            }
+            let okey = self.object_key(&h);
+            let Some(mut r) = self.client.get(&okey)? else {
+                tracing::warn!(file = name, blake3 = %h, "the remote store lacks a local package file (-I) of the build: repro will need it with -I");
+                continue;
+            };
+            if let Err(found) = store.put_reader_expecting(&mut r, &h)? {
+                self.damaged.lock().expect("not poisoned").insert(h);
+                return Err(RemoteError::Corrupt { key: self.show(&okey), expected: h, found });
+            }
+        }
         store.put_record(&record)?;
         tracing::info!(remote = %self.url, "downloaded from the remote store");
         Ok(Some(record))
@@ -169,7 +185,10 @@ impl RemoteStore {
     #[tracing::instrument(skip_all, fields(pkgid = %record.pkgid))]
     pub fn upload(&self, record: &Record, store: &Store) -> Result<UploadStats, RemoteError> {
         let mut stats = UploadStats::default();
-        for h in record.objects() {
+        // The -I files the store has go too (a record made before the
+        // build stored them has none).
+        let local = record.local_files().map(|(_, h)| h).filter(|h| store.object_path(h).is_file());
+        for h in record.objects().chain(local) {
             let key = self.object_key(&h);
             let damaged = self.damaged.lock().expect("not poisoned").contains(&h);
             let path = store.object_path(&h);
