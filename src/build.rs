@@ -743,6 +743,10 @@ fn build_one(
     let no_log = |e: BuildError| Box::new((e, None));
     step("waiting for lock");
     let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
+    // Whatever comes next (cached, downloaded or built), the record names
+    // the -I files: this also puts back one that a record made before
+    // builds stored them lacks.
+    store_local(store, &opts.local).map_err(no_log)?;
     if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
         // Built here earlier, perhaps when the remote store was down: share it now.
         if let Some(remote) = &opts.remote
@@ -1122,8 +1126,8 @@ fn dep_layer(
     if deps.is_empty() && opts.local.is_empty() {
         return Ok(None);
     }
-    // Before the layer, reused or not: the record of this build names the
-    // -I files, and its objects come before it.
+    // The layer installs the store's copies (a rebuild comes here without
+    // build_one, which stores them first).
     let store = Store::at(opts.home.store());
     store_local(&store, &opts.local).map_err(no_log)?;
     let lines: Vec<String> = deps.iter().map(|d| d.line.clone()).collect();

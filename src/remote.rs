@@ -159,22 +159,8 @@ impl RemoteStore {
                 return Err(RemoteError::Corrupt { key: self.show(&okey), expected: h, found });
             }
         }
-        // The -I files, for a repro of the record; a record uploaded
-        // without them is still a good build.
-        for (name, h) in record.local_files() {
-            if store.object_path(&h).exists() {
-                continue;
-            }
-            let okey = self.object_key(&h);
-            let Some(mut r) = self.client.get(&okey)? else {
-                tracing::warn!(file = name, blake3 = %h, "the remote store lacks a local package file (-I) of the build: repro will need it with -I");
-                continue;
-            };
-            if let Err(found) = store.put_reader_expecting(&mut r, &h)? {
-                self.damaged.lock().expect("not poisoned").insert(h);
-                return Err(RemoteError::Corrupt { key: self.show(&okey), expected: h, found });
-            }
-        }
+        // The -I files are not downloaded: a build that asks for this
+        // pkgid was given them (they are in the pkgid) and has stored them.
         store.put_record(&record)?;
         tracing::info!(remote = %self.url, "downloaded from the remote store");
         Ok(Some(record))

@@ -398,4 +398,12 @@ fn a_local_package_file_missing_from_the_store_is_named_and_can_be_given_again_w
     assert_eq!(std::fs::read(&object).unwrap(), std::fs::read(&file).unwrap());
     let o = env.run(&["store", "fsck", "--no-repair"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
+
+    // Building again with the file puts it back too: the pkgid is cached.
+    std::fs::remove_file(&object).unwrap();
+    let o = env.run(&["build", "--json", "-I", file.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!((v["packages"][0]["status"].as_str(), v["packages"][0]["pkgid"].as_str()), (Some("cached"), Some(pkgid.as_str())), "{v:#}");
+    assert_eq!(std::fs::read(&object).unwrap(), std::fs::read(&file).unwrap());
 }
