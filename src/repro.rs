@@ -154,6 +154,15 @@ pub enum ReproError {
         /// The line.
         line: String,
     },
+    /// A local package file given with `-I` could not be put into the store.
+    #[error("cannot put {} (-I) into the store", path.display())]
+    PutLocal {
+        /// The file given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<BuildError>,
+    },
     /// The store's copy of a local package file cannot be used.
     #[error("the store's copy of the local package file {file_name} is damaged (run `pkgcell store fsck`, then pass the file with -I FILE)")]
     DamagedLocal {
@@ -399,7 +408,8 @@ pub fn local_packages(store: &Store, record: &Record, given: &[LocalPackage]) ->
         if !object.is_file() {
             match given.iter().find(|g| g.blake3 == hash) {
                 Some(g) => {
-                    crate::build::store_local(store, std::slice::from_ref(g)).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
+                    build::store_local(store, std::slice::from_ref(g))
+                        .map_err(|e| ReproError::PutLocal { path: g.path.clone(), source: Box::new(e) })?;
                     tracing::info!(file = file_name, blake3 = %hash, "local package file put back into the store");
                 }
                 None => {
