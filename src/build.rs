@@ -412,6 +412,19 @@ pub enum BuildError {
         /// The record's line: `<pkgname> <blake3>`.
         line: String,
     },
+    /// A `-I` file is no longer what was read and hashed before the run.
+    #[error(
+        "the package file {} (-I) changed since the run started (blake3 {expected}, now {found}); run again",
+        path.display()
+    )]
+    LocalChanged {
+        /// The file.
+        path: PathBuf,
+        /// Its hash when it was read.
+        expected: Blake3,
+        /// Its hash now.
+        found: Blake3,
+    },
     /// The entry is not in the plan, or its plan failed.
     #[error("{0} is not planned (see `pkgcell plan`)")]
     NotPlanned(String),
@@ -730,6 +743,10 @@ fn build_one(
     let no_log = |e: BuildError| Box::new((e, None));
     step("waiting for lock");
     let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
+    // Whatever comes next (cached, downloaded or built), the record names
+    // the -I files: this also puts back one that a record made before
+    // builds stored them lacks.
+    store_local(store, &opts.local).map_err(no_log)?;
     if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
         // Built here earlier, perhaps when the remote store was down: share it now.
         if let Some(remote) = &opts.remote
@@ -1109,6 +1126,10 @@ fn dep_layer(
     if deps.is_empty() && opts.local.is_empty() {
         return Ok(None);
     }
+    // The layer installs the store's copies (a rebuild comes here without
+    // build_one, which stores them first).
+    let store = Store::at(opts.home.store());
+    store_local(&store, &opts.local).map_err(no_log)?;
     let lines: Vec<String> = deps.iter().map(|d| d.line.clone()).collect();
     let local: Vec<String> = opts.local.iter().map(LocalPackage::line).collect();
     let key = layer_key(&opts.base.id, &local, &lines);
@@ -1147,10 +1168,11 @@ fn dep_layer(
     );
     let mut argv: Vec<String> = ["pacman", "-U", "--noconfirm", "--noprogressbar"].map(String::from).to_vec();
     // The -I files first, each bound read-only, in the same transaction as
-    // the dependencies so either may need the other.
+    // the dependencies so either may need the other. The store's copy, not
+    // the file given: it is the content the pkgid was hashed from.
     for (i, l) in opts.local.iter().enumerate() {
         let dst = PathBuf::from(format!("/pkgcell/local/{i}/{}", l.file_name));
-        spec.mounts.push(Mount::Bind { src: l.path.clone(), dst: dst.clone(), access: Access::ReadOnly });
+        spec.mounts.push(Mount::Bind { src: store.object_path(&l.blake3), dst: dst.clone(), access: Access::ReadOnly });
         argv.push(dst.display().to_string());
     }
     for d in deps {
@@ -1190,6 +1212,25 @@ fn dep_layer(
     }
     tracing::info!(key, fresh, "dependency layer made");
     reuse(true)
+}
+
+/// Put each `-I` file into the store as an object (read once: one already
+/// there is left alone), so that a record naming it is self-contained and
+/// `pkgcell repro` can install the very same file again. The file must
+/// still have the hash it was read with: that hash is in the pkgid.
+pub fn store_local(store: &Store, local: &[LocalPackage]) -> Result<(), BuildError> {
+    for l in local {
+        if store.object_path(&l.blake3).is_file() {
+            continue;
+        }
+        let data = fs::read(&l.path).map_err(io_err("read", &l.path))?;
+        let found = Blake3::of(&data);
+        if found != l.blake3 {
+            return Err(BuildError::LocalChanged { path: l.path.clone(), expected: l.blake3, found });
+        }
+        store.put_bytes(&data)?;
+    }
+    Ok(())
 }
 
 /// Put `layers/<key>.fresh` in the place of `layers/<key>` in one step

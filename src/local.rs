@@ -64,10 +64,18 @@ impl LocalPackage {
     /// Read and hash `path`.
     pub fn read(path: &Path) -> Result<LocalPackage, LocalPackageError> {
         let path = std::path::absolute(path).map_err(|source| LocalPackageError::Read { path: path.to_owned(), source })?;
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        LocalPackage::read_named(&path, file_name)
+    }
+
+    /// Read and hash the file at `path` (absolute) as the package file
+    /// `file_name`: a store object is named by its hash, and pacman and the
+    /// record want the package's own name.
+    pub fn read_named(path: &Path, file_name: String) -> Result<LocalPackage, LocalPackageError> {
+        let path = path.to_owned();
         let not = |why: String| LocalPackageError::NotAPackage { path: path.clone(), why };
         let data = std::fs::read(&path).map_err(|source| LocalPackageError::Read { path: path.clone(), source })?;
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !file_name.contains(".pkg.tar") {
+        if !file_name.contains(".pkg.tar") || file_name.contains('/') {
             return Err(not("its name does not end in .pkg.tar.zst".into()));
         }
         if !data.starts_with(&ZSTD_MAGIC) {

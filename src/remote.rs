@@ -159,6 +159,8 @@ impl RemoteStore {
                 return Err(RemoteError::Corrupt { key: self.show(&okey), expected: h, found });
             }
         }
+        // The -I files are not downloaded: a build that asks for this
+        // pkgid was given them (they are in the pkgid) and has stored them.
         store.put_record(&record)?;
         tracing::info!(remote = %self.url, "downloaded from the remote store");
         Ok(Some(record))
@@ -169,7 +171,10 @@ impl RemoteStore {
     #[tracing::instrument(skip_all, fields(pkgid = %record.pkgid))]
     pub fn upload(&self, record: &Record, store: &Store) -> Result<UploadStats, RemoteError> {
         let mut stats = UploadStats::default();
-        for h in record.objects() {
+        // The -I files the store has go too (a record made before the
+        // build stored them has none).
+        let local = record.local_files().map(|(_, h)| h).filter(|h| store.object_path(h).is_file());
+        for h in record.objects().chain(local) {
             let key = self.object_key(&h);
             let damaged = self.damaged.lock().expect("not poisoned").contains(&h);
             let path = store.object_path(&h);

@@ -40,6 +40,7 @@ use serde::Serialize;
 use crate::error::{IoPath, io_err};
 use crate::build::{self, BuildError, BuildOptions, MakepkgEnv};
 use crate::ids::{Blake3, PkgId};
+use crate::local::{LocalPackage, LocalPackageError};
 use crate::plan::Plan;
 use crate::store::{Record, Store, StoreError};
 
@@ -117,6 +118,60 @@ pub enum ReproError {
     /// The rebuild failed.
     #[error("the rebuild failed")]
     Rebuild(#[source] Box<BuildError>),
+    /// Local package files (`-I`) of the original build are neither in the
+    /// store nor given again.
+    #[error(
+        "the build of {pkgid} installed local package files (-I) that the store does not have: {}; \
+         pass each to repro with -I FILE (the very file: its BLAKE3 must match)",
+        missing.join(", ")
+    )]
+    MissingLocal {
+        /// The record's pkgid.
+        pkgid: Box<PkgId>,
+        /// `<file name> (blake3 <hex>)` of each.
+        missing: Vec<String>,
+    },
+    /// A file given with `-I` is none of the original build's.
+    #[error(
+        "{} (-I, blake3 {blake3}) is not a local package file of the build of {pkgid}, which installed: {installed}",
+        path.display()
+    )]
+    UnknownLocal {
+        /// The file given.
+        path: PathBuf,
+        /// Its hash.
+        blake3: Blake3,
+        /// The record's pkgid.
+        pkgid: Box<PkgId>,
+        /// The record's `local` lines, comma-separated, or "none".
+        installed: String,
+    },
+    /// A `local` line of the record does not read as `<file name> <blake3>`.
+    #[error("the record of {pkgid} has a bad local line {line:?}")]
+    BadLocalLine {
+        /// The record's pkgid.
+        pkgid: Box<PkgId>,
+        /// The line.
+        line: String,
+    },
+    /// A local package file given with `-I` could not be put into the store.
+    #[error("cannot put {} (-I) into the store", path.display())]
+    PutLocal {
+        /// The file given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<BuildError>,
+    },
+    /// The store's copy of a local package file cannot be used.
+    #[error("the store's copy of the local package file {file_name} is damaged (run `pkgcell store fsck`, then pass the file with -I FILE)")]
+    DamagedLocal {
+        /// The package file name.
+        file_name: String,
+        /// Why.
+        #[source]
+        source: LocalPackageError,
+    },
 }
 
 /// The fields of a .BUILDINFO (BUILDINFO(5)) that a rebuild needs.
@@ -284,9 +339,19 @@ pub fn find(store: &Store, target: &Target) -> Result<Found, ReproError> {
 /// The `installed` entries of `info` that are neither in the base (its
 /// pacman database) nor among the package files the record installed
 /// (found in the store by hash, or named by their file in the shared
-/// package cache for packages of repositories).
-pub fn unavailable(info: &BuildInfo, base_root: &Path, record: &Record, store: &Store) -> Result<Vec<String>, ReproError> {
+/// package cache for packages of repositories) nor among the `local`
+/// package files the rebuild installs (see [`local_packages`]).
+pub fn unavailable(
+    info: &BuildInfo,
+    base_root: &Path,
+    record: &Record,
+    store: &Store,
+    local: &[LocalPackage],
+) -> Result<Vec<String>, ReproError> {
     let mut have: BTreeSet<String> = BTreeSet::new();
+    for l in local {
+        have.insert(l.file_name[..l.file_name.find(".pkg.tar").unwrap_or(l.file_name.len())].to_owned());
+    }
     let db = base_root.join("var/lib/pacman/local");
     for e in fs::read_dir(&db).map_err(io_err("read", &db))?.flatten() {
         let Ok(desc) = fs::read_to_string(e.path().join("desc")) else { continue };
@@ -317,6 +382,54 @@ pub fn unavailable(info: &BuildInfo, base_root: &Path, record: &Record, store: &
         }
     }
     Ok(info.installed.iter().filter(|i| !have.contains(*i)).cloned().collect())
+}
+
+/// The local package files (`-I`) of `record`, in its order, as the
+/// rebuild installs them: each from the store (the build put it there), or
+/// from `given` (files passed to repro with `-I`, matched by BLAKE3), which
+/// then goes back into the store. Every file missing is named at once; a
+/// given file the build did not install is an error, not ignored.
+pub fn local_packages(store: &Store, record: &Record, given: &[LocalPackage]) -> Result<Vec<LocalPackage>, ReproError> {
+    let pkgid = || Box::new(record.pkgid.clone());
+    for g in given {
+        if !record.local.iter().any(|l| l.rsplit_once(' ').is_some_and(|(_, h)| h == g.blake3.to_string())) {
+            let installed = if record.local.is_empty() { "none".to_owned() } else { record.local.join(", ") };
+            return Err(ReproError::UnknownLocal { path: g.path.clone(), blake3: g.blake3, pkgid: pkgid(), installed });
+        }
+    }
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for line in &record.local {
+        let parsed = line.rsplit_once(' ').and_then(|(name, h)| Some((name, h.parse::<Blake3>().ok()?)));
+        let Some((file_name, hash)) = parsed else {
+            return Err(ReproError::BadLocalLine { pkgid: pkgid(), line: line.clone() });
+        };
+        let object = store.object_path(&hash);
+        if !object.is_file() {
+            match given.iter().find(|g| g.blake3 == hash) {
+                Some(g) => {
+                    build::store_local(store, std::slice::from_ref(g))
+                        .map_err(|e| ReproError::PutLocal { path: g.path.clone(), source: Box::new(e) })?;
+                    tracing::info!(file = file_name, blake3 = %hash, "local package file put back into the store");
+                }
+                None => {
+                    missing.push(format!("{file_name} (blake3 {hash})"));
+                    continue;
+                }
+            }
+        }
+        let damaged = |source| ReproError::DamagedLocal { file_name: file_name.to_owned(), source };
+        let l = LocalPackage::read_named(&object, file_name.to_owned()).map_err(damaged)?;
+        if l.blake3 != hash {
+            let why = format!("its BLAKE3 is {}, not {hash}", l.blake3);
+            return Err(damaged(LocalPackageError::NotAPackage { path: object, why }));
+        }
+        out.push(l);
+    }
+    if !missing.is_empty() {
+        return Err(ReproError::MissingLocal { pkgid: pkgid(), missing });
+    }
+    Ok(out)
 }
 
 /// Whether a file or a member came out the same.
@@ -407,7 +520,7 @@ pub fn check(found: &Found, plan: &Plan, opts: &BuildOptions, dest: &Path, repor
             return Err(ReproError::ForeignBuild { what, field, found: found_value.clone(), expected });
         }
     }
-    let missing = unavailable(info, &opts.base.root, &found.record, &Store::at(opts.home.store()))?;
+    let missing = unavailable(info, &opts.base.root, &found.record, &Store::at(opts.home.store()), &opts.local)?;
     if !missing.is_empty() {
         return Err(ReproError::Unavailable(missing));
     }

@@ -94,7 +94,9 @@ pub struct Record {
     /// (kept in the shared package cache).
     pub deps: Vec<String>,
     /// Local package files installed before `deps` (`-I FILE`): one line
-    /// per file (`<file name> <file blake3>`), in the order given.
+    /// per file (`<file name> <file blake3>`), in the order given. The
+    /// build puts each file into the store as an object (see
+    /// [`Record::local_files`]), so that repro can install it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local: Vec<String>,
     /// Peak resident memory of the largest process of makepkg's sandbox, in KiB.
@@ -135,6 +137,18 @@ impl Record {
         self.outputs.iter().map(|o| o.blake3).chain(std::iter::once(self.log))
     }
 
+    /// The `-I` files of [`Record::local`]: (file name, hash of the object
+    /// holding it). They are not among [`Record::objects`]: a record whose
+    /// local file is missing (made before the build stored them) still has
+    /// good outputs; only a repro needs the file. A line that does not
+    /// parse is skipped (the record's pkgid already covers it).
+    pub fn local_files(&self) -> impl Iterator<Item = (&str, Blake3)> + '_ {
+        self.local.iter().filter_map(|line| {
+            let (name, hash) = line.rsplit_once(' ')?;
+            Some((name, hash.parse().ok()?))
+        })
+    }
+
     /// The file names in the shared package cache that the build installed:
     /// the `<file name>` of each `<name> sha256:<hex> <file name>` line of
     /// `deps` (packages of the store have no such line).
@@ -171,6 +185,11 @@ pub struct FsckReport {
     pub bad_objects: Vec<String>,
     /// Records that cannot be read, or that name a missing or bad object.
     pub bad_records: Vec<String>,
+    /// `-I` files that a record names but the store lacks (or had bad):
+    /// `<pkgid> <file name> <blake3>`. The record stays (its outputs are
+    /// good), but `pkgcell repro` of it needs the file given again with
+    /// `-I FILE`, which puts it back.
+    pub missing_local: Vec<String>,
     /// Leftover temporary files.
     pub temp_files: usize,
 }
@@ -178,7 +197,7 @@ pub struct FsckReport {
 impl FsckReport {
     /// Whether nothing was wrong (leftover temporary files are harmless).
     pub fn is_clean(&self) -> bool {
-        self.bad_objects.is_empty() && self.bad_records.is_empty()
+        self.bad_objects.is_empty() && self.bad_records.is_empty() && self.missing_local.is_empty()
     }
 }
 
@@ -408,7 +427,14 @@ impl Store {
         for path in self.record_files()? {
             report.records += 1;
             let bad = match read_record(&path) {
-                Ok(Some(r)) => r.objects().any(|h| !good.contains(&h.to_string())),
+                Ok(Some(r)) => {
+                    for (name, h) in r.local_files() {
+                        if !good.contains(&h.to_string()) {
+                            report.missing_local.push(format!("{} {name} {h}", r.pkgid));
+                        }
+                    }
+                    r.objects().any(|h| !good.contains(&h.to_string()))
+                }
                 Ok(None) => false,
                 Err(_) => true,
             };
@@ -448,6 +474,8 @@ impl Store {
             for (i, r) in rs.into_iter().enumerate() {
                 if i < keep || pinned.contains(&r.pkgid) {
                     needed.extend(r.objects().map(|h| h.to_string()));
+                    // The -I files too: a repro of the record installs them.
+                    needed.extend(r.local_files().map(|(_, h)| h.to_string()));
                 } else {
                     remove_file(&self.record_path(&r.pkgid))?;
                     report.records.push(r.pkgid.to_string());
@@ -610,6 +638,33 @@ mod tests {
         assert!(s.object_path(&new.outputs[0].blake3).exists());
         assert!(s.fsck(Repair::No).unwrap().is_clean());
         assert_eq!(s.records().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn gc_keeps_the_local_files_of_kept_records_and_fsck_names_a_missing_one_without_dropping_the_record() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::at(d.path());
+        let kept_local = s.put_bytes(b"local package").unwrap();
+        let dropped_local = s.put_bytes(b"old local package").unwrap();
+        let mut old = record(&s, pkgid("foo", 1), 10, b"old");
+        old.local = vec![format!("dep-1-1-any.pkg.tar.zst {dropped_local}")];
+        let mut new = record(&s, pkgid("foo", 2), 20, b"new");
+        new.local = vec![format!("dep-1-2-any.pkg.tar.zst {kept_local}")];
+        for r in [&old, &new] {
+            s.put_record(r).unwrap();
+        }
+        assert_eq!(new.local_files().collect::<Vec<_>>(), [("dep-1-2-any.pkg.tar.zst", kept_local)]);
+        assert!(s.fsck(Repair::No).unwrap().is_clean());
+        s.gc(1, &BTreeSet::new()).unwrap();
+        assert!(s.object_path(&kept_local).exists(), "gc dropped the -I file of a kept record");
+        assert!(!s.object_path(&dropped_local).exists());
+
+        // The file gone (a record made before builds stored them): named, not repaired away.
+        fs::remove_file(s.object_path(&kept_local)).unwrap();
+        let report = s.fsck(Repair::Yes).unwrap();
+        assert_eq!(report.missing_local, [format!("{} dep-1-2-any.pkg.tar.zst {kept_local}", new.pkgid)]);
+        assert!(report.bad_records.is_empty() && !report.is_clean());
+        assert_eq!(s.record(&new.pkgid).unwrap(), Some(new));
     }
 
     #[test]

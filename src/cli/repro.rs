@@ -17,6 +17,7 @@ use clap::Args;
 use pkgcell::build::{BuildOptions, KeepFailed};
 use pkgcell::home::Home;
 use pkgcell::ids::PkgId;
+use pkgcell::local::LocalPackage;
 use pkgcell::config::{Config, Location};
 use pkgcell::plan::Plan;
 use pkgcell::repro::{self, FileReport, Found, Report, Target, Verdict};
@@ -48,6 +49,12 @@ pub struct ReproArgs {
     /// Print the report as one JSON object on stdout (see docs/repro.md).
     #[arg(long)]
     json: bool,
+    /// A local package file (-I) of the original build that the store lacks
+    /// (a record made before builds stored them): the very file, checked by
+    /// its BLAKE3, and put back into the store (repeatable). With --twice,
+    /// installed into both builds, as `pkgcell build -I`.
+    #[arg(short = 'I', long = "install", value_name = "FILE")]
+    install: Vec<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -83,10 +90,13 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
 /// Everything up to the report; an error means "could not check".
 fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let target = parse_target(&args.target)?;
+    let given = read_local(&args.install)?;
     let output = args.output.clone().or_else(|| std::env::var_os("REBUILDERD_OUTDIR").filter(|v| !v.is_empty()).map(PathBuf::from));
     let home = Home::from_env()?;
     let store = Store::at(home.store());
     let found = repro::find(&store, &target)?;
+    // The -I files of the original build, as it installed them: part of its pkgid.
+    let local = repro::local_packages(&store, &found.record, &given)?;
     let mode = args.common.config()?;
     let config = match &mode {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
@@ -99,21 +109,21 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let tmp = home.tmp();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let scratch = tempfile::Builder::new().prefix("repro-src-").tempdir_in(&tmp).context("cannot make a scratch directory")?;
-    let mut plan = args.common.plan(config, &home, &base)?;
+    let mut plan = args.common.plan_with(config, &home, &base, &local)?;
     let pkgid = &found.record.pkgid;
     if repro::planned_entry(&plan, pkgid).is_none()
         && let Some(copy) = without_outputs(config, &plan, &found, scratch.path())?
     {
-        plan = args.common.plan(&copy, &home, &base)?;
+        plan = args.common.plan_with(&copy, &home, &base, &local)?;
     }
     if repro::planned_entry(&plan, pkgid).is_none() {
         // A git entry that moved on: pin the commit whose tree is the recorded one.
         let mut synced = sync::sync(config, &home, SyncMode::Offline);
         if pin_recorded_tree(&mut synced, &plan, pkgid)? {
-            plan = args.common.plan_synced(config, &home, &base, synced, &[])?;
+            plan = args.common.plan_synced(config, &home, &base, synced, &local)?;
         }
     }
-    let opts = rebuild_options(&home, base, config);
+    let opts = rebuild_options(&home, base, config, local);
     let dest = tempfile::Builder::new().prefix("repro-out-").tempdir_in(&tmp).context("cannot make a directory for the rebuild")?;
     let reports = home.root().join("repro").join(found.record.pkgid.to_string());
     let report = repro::check(&found, &plan, &opts, dest.path(), &reports)?;
@@ -225,14 +235,15 @@ fn pin_recorded_tree(synced: &mut [sync::Synced], plan: &Plan, pkgid: &PkgId) ->
 
 /// `--twice`: the two builds' report, exit 0 same, 1 different, 2 error.
 fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
+    let local = read_local(&args.install)?;
     let home = Home::from_env()?;
     let mode = args.common.config()?;
     let config = match &mode {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
     };
     let base = args.common.base(&home, config)?;
-    let plan = args.common.plan(config, &home, &base)?;
-    let opts = rebuild_options(&home, base, config);
+    let plan = args.common.plan_with(config, &home, &base, &local)?;
+    let opts = rebuild_options(&home, base, config, local);
     let tmp = home.tmp();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let work = tempfile::Builder::new().prefix("repro-twice-").tempdir_in(&tmp).context("cannot make a directory for the builds")?;
@@ -268,8 +279,14 @@ fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
     Ok(if report.reproducible { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Build options of a check: the config's, but never the network.
-fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config) -> BuildOptions {
+/// The files given with -I, read and hashed before anything starts.
+fn read_local(files: &[PathBuf]) -> anyhow::Result<Vec<LocalPackage>> {
+    Ok(files.iter().map(|p| LocalPackage::read(p)).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Build options of a check: the config's, but never the network; `local`
+/// the -I files installed into the build.
+fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, local: Vec<LocalPackage>) -> BuildOptions {
     BuildOptions {
         home: home.clone(),
         base,
@@ -281,7 +298,7 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config) -> 
         arch: config.repo.arch.to_string(),
         binds: Vec::new(),
         home_binds: Default::default(),
-        local: Vec::new(),
+        local,
         layers: Default::default(),
         limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
         // A check rebuilds here, whatever a remote store holds.

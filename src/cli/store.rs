@@ -26,7 +26,8 @@ enum StoreCommand {
         json: bool,
     },
     /// Re-hash every object and check every record; repair by dropping what is bad.
-    #[command(after_help = "Exit status: 0 clean, 1 something was wrong (and was repaired unless --no-repair).")]
+    #[command(after_help = "Exit status: 0 clean, 1 something was wrong (and was repaired unless --no-repair, \
+except a missing local package file of a record, which only `pkgcell repro -I FILE` can put back).")]
     Fsck {
         /// Only report, change nothing.
         #[arg(long)]
@@ -78,6 +79,16 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 }
                 for r in &report.bad_records {
                     writeln!(out, "bad record {r}{}", if no_repair { "" } else { " (removed)" })?;
+                }
+                for l in &report.missing_local {
+                    writeln!(out, "missing local file {l}")?;
+                }
+                if !report.missing_local.is_empty() {
+                    // Nothing to repair from: only the user has the file.
+                    writeln!(
+                        out,
+                        "the records stay; `pkgcell repro -I FILE PKGID` with the very file (same BLAKE3) puts it back"
+                    )?;
                 }
                 writeln!(
                     out,

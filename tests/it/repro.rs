@@ -308,3 +308,102 @@ fn a_package_built_with_a_dependency_of_the_config_is_rebuilt_on_the_same_depend
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(stdout(&o).contains(&format!("REPRODUCIBLE      {name}")), "{}", text(&o));
 }
+
+/// Build `uselocal` with `-I` of a localdep package made by the real
+/// makepkg; the package file, the pkgid, the output's name and the record.
+fn build_with_local(env: &Env) -> (PathBuf, String, String, Value) {
+    use crate::pkgutil::{TestPackage, makepkg};
+    let file = makepkg(&TestPackage::new("localdep"), &env.dir.join("work"), &env.dir.join("local"));
+    let o = env.run(&["build", "--json", "-I", file.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    let p = &v["packages"][0];
+    assert_eq!(p["status"], "built", "{v:#}");
+    let pkgid = p["pkgid"].as_str().unwrap().to_owned();
+    let name = p["outputs"][0]["name"].as_str().unwrap().to_owned();
+    let record: Value = serde_json::from_slice(&std::fs::read(env.dir.join(format!("home/store/records/{pkgid}.json"))).unwrap()).unwrap();
+    (file, pkgid, name, record)
+}
+
+/// The store object of the record's only local line, and that line's file
+/// name and hash.
+fn local_object(env: &Env, record: &Value) -> (PathBuf, String, String) {
+    let line = record["local"][0].as_str().unwrap_or_else(|| panic!("no local line: {record:#}"));
+    let (name, hash) = line.rsplit_once(' ').unwrap();
+    (env.dir.join(format!("home/store/objects/{}/{}", &hash[..2], &hash[2..])), name.to_owned(), hash.to_owned())
+}
+
+#[test]
+fn a_package_built_with_a_local_package_file_is_rebuilt_with_that_file_from_the_store() {
+    let env = Env::new(&["uselocal"]);
+    let (file, pkgid, name, record) = build_with_local(&env);
+    assert!(record["buildinfo"].as_str().unwrap().contains("installed = localdep-1.0-1-x86_64"), "{record:#}");
+    // The build put the -I file into the store, under its BLAKE3 hash.
+    let (object, local_name, _) = local_object(&env, &record);
+    assert_eq!(local_name, file.file_name().unwrap().to_str().unwrap());
+    assert_eq!(std::fs::read(&object).unwrap(), std::fs::read(&file).unwrap());
+    // The original file is gone: repro can only take it from the store.
+    std::fs::remove_file(&file).unwrap();
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stdout(&o).contains(&format!("REPRODUCIBLE      {name}")), "{}", text(&o));
+    assert!(stderr(&o).contains(&format!("==> rebuilding {pkgid}")), "{}", text(&o));
+
+    // `store gc` keeps the object while the record is kept; fsck finds it good.
+    ok(output(&mut env.cmd(&["store", "gc"])));
+    assert!(object.is_file(), "gc dropped the -I file of a kept record");
+    let o = env.run(&["store", "fsck", "--no-repair"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
+
+#[test]
+fn a_local_package_file_missing_from_the_store_is_named_and_can_be_given_again_with_install() {
+    let env = Env::new(&["uselocal"]);
+    let (file, pkgid, name, record) = build_with_local(&env);
+    let (object, local_name, hash) = local_object(&env, &record);
+    // As a record made before -I files were stored: the object is not there.
+    std::fs::remove_file(&object).unwrap();
+
+    let o = env.run(&["repro", &pkgid]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&local_name) && err.contains(&hash), "the error names the file and its hash: {err}");
+    assert!(err.contains("-I FILE"), "the error says what to do: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!stdout(&o).contains("REPRODUCIBLE"), "{}", text(&o));
+    // --json: an object with the error, the same exit status.
+    let o = env.run(&["repro", "--json", &pkgid]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert!(v["error"].as_str().unwrap().contains(&hash), "{v:#}");
+    // fsck says so too, and cannot repair it.
+    let o = env.run(&["store", "fsck"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(stdout(&o).contains(&format!("missing local file {pkgid} {local_name} {hash}")), "{}", text(&o));
+
+    // Another package file with -I is refused: it is not the one the build installed.
+    use crate::pkgutil::{TestPackage, makepkg};
+    let other = makepkg(&TestPackage { pkgrel: 2, ..TestPackage::new("localdep") }, &env.dir.join("work"), &env.dir.join("other"));
+    let o = env.run(&["repro", "-I", other.to_str().unwrap(), &pkgid]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("is not a local package file of the build") && err.contains(&hash), "{err}");
+    assert!(!object.exists());
+
+    // The very file: repro uses it, and puts it back into the store.
+    let o = env.run(&["repro", "-I", file.to_str().unwrap(), &pkgid]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stdout(&o).contains(&format!("REPRODUCIBLE      {name}")), "{}", text(&o));
+    assert_eq!(std::fs::read(&object).unwrap(), std::fs::read(&file).unwrap());
+    let o = env.run(&["store", "fsck", "--no-repair"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+
+    // Building again with the file puts it back too: the pkgid is cached.
+    std::fs::remove_file(&object).unwrap();
+    let o = env.run(&["build", "--json", "-I", file.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!((v["packages"][0]["status"].as_str(), v["packages"][0]["pkgid"].as_str()), (Some("cached"), Some(pkgid.as_str())), "{v:#}");
+    assert_eq!(std::fs::read(&object).unwrap(), std::fs::read(&file).unwrap());
+}

@@ -380,3 +380,30 @@ fn bad_s3_settings_are_clear_errors_naming_the_endpoint_and_what_to_check() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("refused") && stderr(&o).contains("AWS_ACCESS_KEY_ID"), "{}", text(&o));
 }
+
+#[test]
+fn the_local_package_files_of_a_build_go_to_the_remote_store_with_its_record() {
+    let t = TestDir::new();
+    let s3 = S3Server::start(&t.join("s3"));
+    let env = remote_env(&s3, &["needslocal"], "store");
+    let file = makepkg(&TestPackage::new("localdep"), &env.dir.join("work"), &env.dir.join("out")).display().to_string();
+
+    let (code, v1, o) = build_as(&env, "home1", &["-I", &file]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v1, "needslocal"), "built", "{v1:#}");
+    let record = record_of(&s3, "store", &v1, "needslocal");
+    assert_whole(&s3, "store", &record);
+    let line = record["local"][0].as_str().unwrap_or_else(|| panic!("no local line: {record:#}"));
+    let h = line.rsplit_once(' ').unwrap().1;
+    let obj = s3.object(&format!("store/objects/{}/{}", &h[..2], &h[2..]));
+    assert_eq!(std::fs::read(&obj).unwrap_or_else(|e| panic!("the -I file is not in the bucket: {e}")), std::fs::read(&file).unwrap());
+
+    // Machine 2, given the same file: downloaded, and its store holds the file too.
+    let (code, v2, o) = build_as(&env, "home2", &["-I", &file]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v2, "needslocal"), "downloaded", "{v2:#}");
+    assert!(env.dir.join(format!("home2/store/objects/{}/{}", &h[..2], &h[2..])).is_file());
+    let mut fsck = env.cmd(&["store", "fsck", "--no-repair"]);
+    fsck.env("PKGCELL_HOME", env.dir.join("home2"));
+    ok(output(&mut fsck));
+}
