@@ -35,7 +35,7 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Drop older builds: keep the newest N records per pkgbase, the objects, dependency layers and cached packages they need.
+    /// Drop older builds: keep the newest N records per pkgbase, the objects, dependency layers, cached packages and sources they need.
     Gc {
         /// How many builds to keep per pkgbase.
         #[arg(long, value_name = "N", default_value_t = 1)]
@@ -100,10 +100,13 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
             let bases: Vec<String> = pkgcell::base::gc(&home, &used)?.iter().map(ToString::to_string).collect();
             let needed: BTreeSet<String> = kept.iter().flat_map(|r| r.cached_packages()).map(str::to_owned).collect();
             let packages = fetch::gc_package_cache(&home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
+            // Same grace as the package cache's partial downloads: an entry
+            // used that recently may belong to a build that has no record yet.
+            let sources = fetch::gc_source_cache(&home, &fetch::needed_sources(&home, &kept), fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
             if json {
                 serde_json::to_writer(
                     &mut out,
-                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases, "packages": packages}),
+                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases, "packages": packages, "sources": sources}),
                 )?;
                 writeln!(out)?;
             } else {
@@ -128,6 +131,28 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     packages.files.len(),
                     packages.partial,
                     packages.bytes
+                )?;
+                if !sources.unknown.is_empty() {
+                    writeln!(
+                        out,
+                        "kept every cached source: the sources of {} kept builds are unknown (their PKGBUILD parse is not in cache/srcinfo): {}",
+                        sources.unknown.len(),
+                        sources.unknown.join(" ")
+                    )?;
+                }
+                for f in &sources.files {
+                    writeln!(out, "removed cached source {f}")?;
+                }
+                for m in &sources.mirrors {
+                    writeln!(out, "removed git mirror {m}")?;
+                }
+                writeln!(
+                    out,
+                    "{} cached sources, {} git mirrors and {} partial downloads ({} bytes) removed from the source cache",
+                    sources.files.len(),
+                    sources.mirrors.len(),
+                    sources.partial,
+                    sources.bytes
                 )?;
             }
             Ok(ExitCode::SUCCESS)
