@@ -703,9 +703,21 @@ fn remove_entry(path: &Path, dir: bool) -> Result<bool, FetchError> {
 pub struct NeededSources {
     /// Cache paths ([`cache_entries`]) that some record needs.
     pub entries: BTreeSet<PathBuf>,
-    /// Records whose tree has no parse in the cache, by pkgid: their
-    /// sources are unknown, so no entry may be removed.
+    /// What has unknown sources: records whose tree has no parse in the
+    /// cache, by pkgid, and config entries ([`add_needed_by_config`]). When
+    /// there is any, no entry may be removed.
     pub unknown: Vec<String>,
+}
+
+impl NeededSources {
+    /// Add what the parses of `tree` name; `false` if it has none.
+    fn add_tree(&mut self, home: &Home, tree: crate::ids::TreeId) -> bool {
+        let parses = crate::plan::srcinfo::cached_parses(home, tree);
+        for p in &parses {
+            self.entries.extend(cache_entries(home, &sources_of_every_arch(&p.text)));
+        }
+        !parses.is_empty()
+    }
 }
 
 /// What the `records` need of the source cache. Every architecture's
@@ -713,15 +725,32 @@ pub struct NeededSources {
 pub fn needed_sources(home: &Home, records: &[crate::store::Record]) -> NeededSources {
     let mut needed = NeededSources::default();
     for r in records {
-        let parses = crate::plan::srcinfo::cached_parses(home, r.pkgid.tree_id());
-        if parses.is_empty() {
+        if !needed.add_tree(home, r.pkgid.tree_id()) {
             needed.unknown.push(r.pkgid.to_string());
-        }
-        for p in parses {
-            needed.entries.extend(cache_entries(home, &sources_of_every_arch(&p.text)));
         }
     }
     needed
+}
+
+/// Add to `needed` what the `[pkgbuilds]` of `config` need of the source
+/// cache: each entry's tree as last synced (a directory as it is now, a
+/// git entry at the commit its mirror holds; no network), by its parse in
+/// the cache. An entry that cannot be synced offline, or whose tree was not
+/// parsed since it last changed (no `pkgcell plan` or `build` since), is
+/// unknown, as `[pkgbuilds] NAME`.
+pub fn add_needed_by_config(needed: &mut NeededSources, home: &Home, config: &crate::config::Config) {
+    use crate::plan::treeid;
+    use crate::sync::{self, Checkout, SyncMode};
+    for s in sync::sync(config, home, SyncMode::Offline) {
+        let tree = match &s.checkout {
+            Ok(Checkout::Dir { dir }) => treeid::of_dir(dir).ok(),
+            Ok(Checkout::Git { repo, commit, subtree, .. }) => treeid::of_git(repo, commit, subtree.as_deref()).ok(),
+            Err(_) => None,
+        };
+        if !tree.is_some_and(|t| needed.add_tree(home, t)) {
+            needed.unknown.push(format!("[pkgbuilds] {}", s.name));
+        }
+    }
 }
 
 /// What [`gc_source_cache`] removed.
@@ -736,8 +765,8 @@ pub struct SourceCacheGc {
     pub partial: usize,
     /// Bytes freed by all of them.
     pub bytes: u64,
-    /// Kept records whose sources are unknown ([`NeededSources::unknown`]):
-    /// when there are any, no file or mirror was removed.
+    /// What has unknown sources ([`NeededSources::unknown`]): when there
+    /// is anything, no file or mirror was removed.
     pub unknown: Vec<String>,
 }
 

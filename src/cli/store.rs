@@ -3,9 +3,11 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use pkgcell::config::{self, Config};
 use pkgcell::fetch;
 use pkgcell::home::Home;
 use pkgcell::store::{Repair, Store};
@@ -43,6 +45,10 @@ enum StoreCommand {
         /// The report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Also keep the sources this config's PKGBUILDs need (default
+        /// pkgcell.toml, when it exists).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -92,7 +98,15 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        StoreCommand::Gc { keep, json } => {
+        StoreCommand::Gc { keep, json, config } => {
+            // Read first: a bad config stops gc before anything is removed.
+            let config = match config {
+                Some(path) => Some(Config::load(&path)?),
+                None => {
+                    let path = Path::new(config::FILE_NAME);
+                    if path.exists() { Some(Config::load(path)?) } else { None }
+                }
+            };
             let report = store.gc(keep.max(1), &BTreeSet::new())?;
             let kept = store.records()?;
             let layers = pkgcell::build::gc_layers(&home, &kept)?;
@@ -102,7 +116,11 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
             let packages = fetch::gc_package_cache(&home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
             // Same grace as the package cache's partial downloads: an entry
             // used that recently may belong to a build that has no record yet.
-            let sources = fetch::gc_source_cache(&home, &fetch::needed_sources(&home, &kept), fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
+            let mut needed_sources = fetch::needed_sources(&home, &kept);
+            if let Some(config) = &config {
+                fetch::add_needed_by_config(&mut needed_sources, &home, config);
+            }
+            let sources = fetch::gc_source_cache(&home, &needed_sources, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
             if json {
                 serde_json::to_writer(
                     &mut out,
@@ -135,7 +153,7 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 if !sources.unknown.is_empty() {
                     writeln!(
                         out,
-                        "kept every cached source: the sources of {} kept builds are unknown (their PKGBUILD parse is not in cache/srcinfo): {}",
+                        "kept every cached source: the sources of {} kept builds or config entries are unknown (not parsed since they last changed: run pkgcell plan; or not synced): {}",
                         sources.unknown.len(),
                         sources.unknown.join(" ")
                     )?;

@@ -245,10 +245,10 @@ fn age(path: &Path) {
 
 /// `store gc` collects the source cache: a source only a dropped build
 /// needed goes once it is unused for the grace period; a source a kept
-/// record needs stays (so the next build does not download it again), and
-/// so does everything when a kept record's sources are unknown.
+/// record or the config needs stays (so the next build does not download
+/// it again), and so does everything when some sources are unknown.
 #[test]
-fn store_gc_removes_the_sources_no_kept_record_needs() {
+fn store_gc_removes_the_sources_neither_a_kept_record_nor_the_config_needs() {
     let e = SyncEnv::new();
     let ((data1, sum1), (data2, sum2)) = (payload_of(0x1234_5679), payload_of(0x0bad_cafe));
     std::fs::write(e.dir.join("sync/v1.bin"), &data1).unwrap();
@@ -306,13 +306,39 @@ fn store_gc_removes_the_sources_no_kept_record_needs() {
     let pkgid3 = entry(&v, "s")["pkgid"].as_str().unwrap().to_owned();
     assert_eq!((e.server.hits("v1.bin"), e.server.hits("v2.bin")), (1, 1), "not downloaded again");
 
-    // Without the parse cache the kept build's sources are unknown: every
-    // cached source stays, and the report says why.
-    std::fs::remove_dir_all(e.dir.join("home/cache/srcinfo")).unwrap();
+    // A source that only the config's PKGBUILD needs (fetched, not built
+    // yet) stays with that config (pkgcell.toml of the current directory),
+    // and goes with another one.
+    let (data3, sum3) = payload_of(0x5eed_f00d);
+    std::fs::write(e.dir.join("sync/v3.bin"), &data3).unwrap();
+    source_pkgbuild(&e, "s", "v3.bin", &sum3, "");
+    let o = e.run(&["fetch"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let next = cached.join(&sum3);
+    age(&next);
     age(&new);
     let (code, v, o) = e.json(&["store", "gc", "--json"]);
     assert_eq!(code, 0, "{v:#}\n{}", text(&o));
-    assert_eq!(v["sources"]["unknown"], serde_json::json!([pkgid3]), "{v:#}");
     assert_eq!(v["sources"]["files"], serde_json::json!([]), "{v:#}");
+    assert!(next.is_file() && new.is_file());
+    std::fs::write(e.dir.join("other.toml"), "[pkgbuilds]\n").unwrap();
+    let (code, v, o) = e.json(&["store", "gc", "--config", "other.toml", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["sources"]["files"], serde_json::json!([format!("sha256/{sum3}")]), "{v:#}");
+    assert_eq!(v["sources"]["bytes"], data3.len(), "{v:#}");
+    assert_eq!(names(&cached), [sum2.as_str()], "the kept build's source stays");
+
+    // Without the parse cache the sources of the kept build and of the
+    // config's entry are unknown: every cached source stays, and the report
+    // says why.
+    std::fs::remove_dir_all(e.dir.join("home/cache/srcinfo")).unwrap();
+    let (code, v, o) = e.json(&["store", "gc", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["sources"]["unknown"], serde_json::json!([pkgid3, "[pkgbuilds] s"]), "{v:#}");
+    assert_eq!(v["sources"]["files"], serde_json::json!([]), "{v:#}");
+    assert!(new.is_file());
+    let o = e.run(&["store", "gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("kept every cached source: the sources of 2 kept builds or config entries are unknown"), "{}", text(&o));
     assert!(new.is_file());
 }
