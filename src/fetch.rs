@@ -607,6 +607,8 @@ fn package_locks(home: &Home) -> PathBuf {
 /// A `.part-*` directory in the package cache younger than this may belong
 /// to a download that is running; an older one was left by a killed run
 /// (a download has curl's own timeouts and three retries, far below this).
+/// Also the grace of [`gc_source_cache`]: a source used this recently may
+/// belong to a build that has no record yet.
 pub const PARTIAL_DOWNLOAD_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// What [`gc_package_cache`] removed.
