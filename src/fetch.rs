@@ -308,35 +308,33 @@ impl Fetcher {
     }
 
     /// The cache path of a file source: by its strongest real checksum, else by URL.
+    #[cfg(test)]
     fn file_key(&self, e: &SourceEntry, url: &str) -> PathBuf {
-        let sources = self.home.sources();
-        match e.sums.iter().find(|(a, _)| **a != Algo::Ck).or_else(|| e.sums.iter().next()) {
-            Some((a, sum)) => sources.join(a.name()).join(sum),
-            None => sources.join("url").join(Blake3::of(url.as_bytes()).to_string()),
-        }
+        file_key(&self.home, e, url)
     }
 
     /// The flock of a cache entry, held, and its name (which also names
     /// the entry's temp directories).
     fn lock(&self, key: &Path) -> Result<(File, String), FetchError> {
-        let dir = self.home.sources().join("locks");
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let name = Blake3::of(key.as_os_str().as_encoded_bytes()).to_string();
-        let path = dir.join(format!("{name}.lock"));
+        let (path, name) = entry_lock(&self.home, key);
+        let dir = path.parent().expect("locks have a parent");
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
         f.lock().map_err(io_err("lock", &path))?;
         Ok((f, name))
     }
 
     fn fetch_file(&self, e: &SourceEntry, url: &str) -> Result<PathBuf, FetchError> {
-        let key = self.file_key(e, url);
+        let key = file_key(&self.home, e, url);
         if key.exists() {
+            touch(&key);
             return Ok(key);
         }
         // Single flight: whoever holds the lock downloads; the others find
         // the file when they get the lock.
         let (_lock, name) = self.lock(&key)?;
         if key.exists() {
+            touch(&key);
             return Ok(key);
         }
         tracing::info!(url, file = %e.filename, "downloading");
@@ -465,10 +463,10 @@ impl Fetcher {
     }
 
     fn fetch_git(&self, e: &SourceEntry, url: &str) -> Result<PathBuf, FetchError> {
-        let vcs = self.home.sources().join("vcs");
+        let mirror = git_mirror(&self.home, url);
+        let vcs = mirror.parent().expect("mirrors have a parent").to_owned();
         fs::create_dir_all(&vcs).map_err(io_err("create", &vcs))?;
-        let name = format!("{}.git", &Blake3::of(url.as_bytes()).to_string()[..32]);
-        let mirror = vcs.join(&name);
+        let name = mirror.file_name().expect("mirrors have a name").to_string_lossy().into_owned();
         let (_lock, _) = self.lock(&mirror)?;
         // A new mirror is cloned next to its final name and renamed, so an
         // interrupted clone never looks like a mirror.
@@ -491,6 +489,7 @@ impl Fetcher {
             let part = vcs.join(format!("{name}.part"));
             fs::rename(&part, &mirror).map_err(io_err("rename into", &mirror))?;
         }
+        touch(&mirror);
         Ok(mirror)
     }
 
@@ -524,6 +523,66 @@ impl Fetcher {
     }
 }
 
+/// The cache path of a file source: by its strongest real checksum, else by URL.
+fn file_key(home: &Home, e: &SourceEntry, url: &str) -> PathBuf {
+    let sources = home.sources();
+    match e.sums.iter().find(|(a, _)| **a != Algo::Ck).or_else(|| e.sums.iter().next()) {
+        Some((a, sum)) => sources.join(a.name()).join(sum),
+        None => sources.join("url").join(Blake3::of(url.as_bytes()).to_string()),
+    }
+}
+
+/// The bare mirror of the git source `url`.
+fn git_mirror(home: &Home, url: &str) -> PathBuf {
+    home.sources().join("vcs").join(format!("{}.git", &Blake3::of(url.as_bytes()).to_string()[..32]))
+}
+
+/// The flock file of the cache entry `key`, and its name (which also names
+/// the entry's temp directories, `tmp/fetch-<name>-*`).
+fn entry_lock(home: &Home, key: &Path) -> (PathBuf, String) {
+    let name = Blake3::of(key.as_os_str().as_encoded_bytes()).to_string();
+    (home.sources().join("locks").join(format!("{name}.lock")), name)
+}
+
+/// The cache entries (under `$PKGCELL_HOME/sources`) that fetching
+/// `entries` uses: a file by checksum (or URL), a git mirror by URL.
+pub fn cache_entries(home: &Home, entries: &[SourceEntry]) -> Vec<PathBuf> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            SourceKind::Local => None,
+            SourceKind::File { url } => Some(file_key(home, e, url)),
+            SourceKind::Git { url } => Some(git_mirror(home, url)),
+        })
+        .collect()
+}
+
+/// The sources of a .SRCINFO for every architecture it names: `source`
+/// and every `source_<arch>` (for a caller that does not know the
+/// architecture a build used, and must not miss a source).
+pub fn sources_of_every_arch(srcinfo: &str) -> Vec<SourceEntry> {
+    let arches: BTreeSet<&str> = srcinfo
+        .lines()
+        .take_while(|l| !l.trim().starts_with("pkgname ="))
+        .filter_map(|l| l.trim().split_once(" = ")?.0.strip_prefix("source_"))
+        .collect();
+    let mut out = sources_of(srcinfo, "");
+    let general = out.len();
+    for arch in arches {
+        // sources_of lists the general entries first.
+        out.extend(sources_of(srcinfo, arch).into_iter().skip(general));
+    }
+    out
+}
+
+/// Set a cache entry's modification time to now: [`gc_source_cache`] takes
+/// it as the entry's last use. A failure only makes the entry look older.
+fn touch(path: &Path) {
+    if let Err(err) = File::open(path).and_then(|f| f.set_modified(SystemTime::now())) {
+        tracing::warn!(path = %path.display(), error = %err, "cannot mark a cached source as used");
+    }
+}
+
 /// Remove the temp directories in `dir` whose names start with `prefix`:
 /// the caller holds the lock of the one cache entry they are named after,
 /// so they were left by a download that was killed. A failure only leaves
@@ -548,6 +607,8 @@ fn package_locks(home: &Home) -> PathBuf {
 /// A `.part-*` directory in the package cache younger than this may belong
 /// to a download that is running; an older one was left by a killed run
 /// (a download has curl's own timeouts and three retries, far below this).
+/// Also the grace of [`gc_source_cache`]: a source used this recently may
+/// belong to a build that has no record yet.
 pub const PARTIAL_DOWNLOAD_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// What [`gc_package_cache`] removed.
@@ -569,33 +630,18 @@ pub struct PackageCacheGc {
 /// file fetched for a build that has no record yet is not needed by any.
 pub fn gc_package_cache(home: &Home, needed: &BTreeSet<String>, partial_max_age: Duration) -> Result<PackageCacheGc, FetchError> {
     let mut report = PackageCacheGc::default();
-    let cache = home.package_cache();
-    let rd = match fs::read_dir(&cache) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
-        Err(e) => return Err(io_err("read", &cache)(e).into()),
-    };
     let now = SystemTime::now();
-    for e in rd {
-        let e = e.map_err(io_err("read", &cache))?;
-        let (name, path) = (e.file_name().to_string_lossy().into_owned(), e.path());
-        // symlink_metadata: a link is not followed out of the cache.
-        let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
+    for (name, path, meta) in list(&home.package_cache())? {
         if meta.is_dir() && name.starts_with(".part-") {
-            let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
-            if age < partial_max_age {
+            if age(&meta, now) < partial_max_age {
                 continue;
             }
-            let bytes = fs::read_dir(&path).map(|rd| rd.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
-            fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
-            report.partial += 1;
-            report.bytes += bytes;
-        } else if meta.is_file() && !needed.contains(&name) && !download_running(home, &name)? {
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("remove", &path)(e).into()),
+            let bytes = tree_bytes(&path);
+            if remove_entry(&path, true)? {
+                report.partial += 1;
+                report.bytes += bytes;
             }
+        } else if meta.is_file() && !needed.contains(&name) && !download_running(home, &name)? && remove_entry(&path, false)? {
             report.bytes += meta.len();
             report.files.push(name);
         }
@@ -607,16 +653,210 @@ pub fn gc_package_cache(home: &Home, needed: &BTreeSet<String>, partial_max_age:
 /// Whether a [`Fetcher::fetch_package`] holds the lock of `filename` now.
 fn download_running(home: &Home, filename: &str) -> Result<bool, FetchError> {
     let path = package_locks(home).join(format!("{filename}.lock"));
-    let file = match File::options().write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err("open", &path)(e).into()),
-    };
-    match file.try_lock() {
-        Ok(()) => Ok(false),
-        Err(fs::TryLockError::WouldBlock) => Ok(true),
-        Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e).into()),
+    // No lock file: no download ever ran (and none is worth a new file).
+    if !path.exists() {
+        return Ok(false);
     }
+    Ok(try_lock(&path)?.is_none())
+}
+
+/// Take the flock at `path` without waiting, making the file if missing:
+/// `None` when another process holds it (a fetch is running).
+fn try_lock(path: &Path) -> Result<Option<File>, FetchError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    }
+    let file = File::options().create(true).truncate(false).write(true).open(path).map_err(io_err("open", path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(io_err("lock", path)(e).into()),
+    }
+}
+
+/// How long ago `meta`'s file was last modified (zero if in the future).
+fn age(meta: &fs::Metadata, now: SystemTime) -> Duration {
+    meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default()
+}
+
+/// The bytes of the files under `path` (or of `path` itself), links not followed.
+fn tree_bytes(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_bytes(&e.path())).sum()).unwrap_or(0)
+}
+
+/// Remove a file or a directory tree; `false` if it was already gone.
+fn remove_entry(path: &Path, dir: bool) -> Result<bool, FetchError> {
+    let r = if dir { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("remove", path)(e).into()),
+    }
+}
+
+/// The source cache entries that kept build records need, from the parse
+/// cache (a record's pkgid names its tree, and the parse of that tree its
+/// sources and checksums).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NeededSources {
+    /// Cache paths ([`cache_entries`]) that some record needs.
+    pub entries: BTreeSet<PathBuf>,
+    /// What has unknown sources: records whose tree has no parse in the
+    /// cache, by pkgid, and config entries ([`add_needed_by_config`]). When
+    /// there is any, no entry may be removed.
+    pub unknown: Vec<String>,
+}
+
+impl NeededSources {
+    /// Add what the parses of `tree` name; `false` if it has none.
+    fn add_tree(&mut self, home: &Home, tree: crate::ids::TreeId) -> bool {
+        let parses = crate::plan::srcinfo::cached_parses(home, tree);
+        for p in &parses {
+            self.entries.extend(cache_entries(home, &sources_of_every_arch(&p.text)));
+        }
+        !parses.is_empty()
+    }
+}
+
+/// What the `records` need of the source cache. Every architecture's
+/// sources count (a record does not say which one it was built for).
+pub fn needed_sources(home: &Home, records: &[crate::store::Record]) -> NeededSources {
+    let mut needed = NeededSources::default();
+    for r in records {
+        if !needed.add_tree(home, r.pkgid.tree_id()) {
+            needed.unknown.push(r.pkgid.to_string());
+        }
+    }
+    needed
+}
+
+/// Add to `needed` what the `[pkgbuilds]` of `config` need of the source
+/// cache: each entry's tree as last synced (a directory as it is now, a
+/// git entry at the commit its mirror holds; no network), by its parse in
+/// the cache. An entry that cannot be synced offline, or whose tree was not
+/// parsed since it last changed (no `pkgcell plan` or `build` since), is
+/// unknown, as `[pkgbuilds] NAME`.
+pub fn add_needed_by_config(needed: &mut NeededSources, home: &Home, config: &crate::config::Config) {
+    use crate::plan::treeid;
+    use crate::sync::{self, Checkout, SyncMode};
+    for s in sync::sync(config, home, SyncMode::Offline) {
+        let tree = match &s.checkout {
+            Ok(Checkout::Dir { dir }) => treeid::of_dir(dir).ok(),
+            Ok(Checkout::Git { repo, commit, subtree, .. }) => treeid::of_git(repo, commit, subtree.as_deref()).ok(),
+            Err(_) => None,
+        };
+        if !tree.is_some_and(|t| needed.add_tree(home, t)) {
+            needed.unknown.push(format!("[pkgbuilds] {}", s.name));
+        }
+    }
+}
+
+/// What [`gc_source_cache`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCacheGc {
+    /// Cached source files, as `<algo>/<sum>` or `url/<hash>` under `sources/`.
+    pub files: Vec<String>,
+    /// git mirrors, as `vcs/<hash>.git` under `sources/`.
+    pub mirrors: Vec<String>,
+    /// Temp directories of interrupted downloads (`tmp/fetch-*`) and clones
+    /// (`sources/vcs/*.git.part`).
+    pub partial: usize,
+    /// Bytes freed by all of them.
+    pub bytes: u64,
+    /// What has unknown sources ([`NeededSources::unknown`]): when there
+    /// is anything, no file or mirror was removed.
+    pub unknown: Vec<String>,
+}
+
+/// Collect the source cache (`$PKGCELL_HOME/sources`): remove every file
+/// (`<algo>/<sum>`, `url/<hash>`) and git mirror (`vcs/<hash>.git`) that is
+/// not in `needed`, and every temp directory of an interrupted download or
+/// clone. Nothing is removed that was used (fetched, or found in the cache
+/// by a fetch) less than `max_age` ago, nor anything whose flock is held (a
+/// fetch is running); the lock is held while the entry is removed. When
+/// some record's sources are unknown, only temp directories go. The
+/// PKGBUILD repositories (`sources/git`) and lock files are left alone.
+pub fn gc_source_cache(home: &Home, needed: &NeededSources, max_age: Duration) -> Result<SourceCacheGc, FetchError> {
+    let mut report = SourceCacheGc { unknown: needed.unknown.clone(), ..SourceCacheGc::default() };
+    let collect = needed.unknown.is_empty();
+    let now = SystemTime::now();
+    let sources = home.sources();
+    let mut dirs: Vec<&str> = Algo::ALL.iter().map(|a| a.name()).collect();
+    dirs.extend(["url", "vcs"]);
+    for sub in dirs {
+        let dir = sources.join(sub);
+        for (name, path, meta) in list(&dir)? {
+            // What the entry is, and the cache entry whose lock guards it.
+            let (key, is_partial) = match (sub, meta.is_dir()) {
+                ("vcs", true) if name.ends_with(".git") => (path.clone(), false),
+                ("vcs", true) => match name.strip_suffix(".part") {
+                    Some(mirror) if mirror.ends_with(".git") => (dir.join(mirror), true),
+                    _ => continue,
+                },
+                ("vcs", false) | (_, true) => continue,
+                (_, false) => (path.clone(), false),
+            };
+            if (!is_partial && (!collect || needed.entries.contains(&key))) || age(&meta, now) < max_age {
+                continue;
+            }
+            let Some(_lock) = try_lock(&entry_lock(home, &key).0)? else { continue };
+            let bytes = tree_bytes(&path);
+            if !remove_entry(&path, meta.is_dir())? {
+                continue;
+            }
+            report.bytes += bytes;
+            match (is_partial, meta.is_dir()) {
+                (true, _) => report.partial += 1,
+                (false, true) => report.mirrors.push(format!("{sub}/{name}")),
+                (false, false) => report.files.push(format!("{sub}/{name}")),
+            }
+        }
+    }
+    // `tmp/fetch-<lock name>-*`: a download's temp directory, named after
+    // the lock of its entry.
+    let tmp = home.tmp();
+    for (name, path, meta) in list(&tmp)? {
+        let Some(lock_name) = name.strip_prefix("fetch-").and_then(|n| n.get(..64)) else { continue };
+        if !meta.is_dir() || age(&meta, now) < max_age {
+            continue;
+        }
+        let Some(_lock) = try_lock(&sources.join("locks").join(format!("{lock_name}.lock")))? else { continue };
+        let bytes = tree_bytes(&path);
+        if remove_entry(&path, true)? {
+            report.bytes += bytes;
+            report.partial += 1;
+        }
+    }
+    report.files.sort();
+    report.mirrors.sort();
+    Ok(report)
+}
+
+/// The entries of `dir` (none if it does not exist): name, path, and
+/// metadata of the entry itself (a link is not followed out of the cache).
+fn list(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, FetchError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", dir)(e).into()),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(io_err("read", dir))?;
+        let path = e.path();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(io_err("stat", &path)(err).into()),
+        };
+        out.push((e.file_name().to_string_lossy().into_owned(), path, meta));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// The SHA-256 of a file, lowercase hex.
@@ -678,6 +918,110 @@ mod tests {
         assert_eq!(key, PathBuf::from("/h/sources/sha256/cccc"));
         let none = SourceEntry { filename: "f".into(), kind: SourceKind::File { url: "u".into() }, sums: BTreeMap::new() };
         assert!(f.file_key(&none, "u").starts_with("/h/sources/url"));
+    }
+
+    #[test]
+    fn sources_of_every_arch_has_each_arch_specific_source_once_besides_the_general_ones() {
+        let t = "pkgbase = x\n\tsource = a.c\n\tsource_x86_64 = https://h.invalid/x\n\tsource_aarch64 = https://h.invalid/y\n\tsha256sums_aarch64 = 00ff\n\npkgname = x\n";
+        let mut names: Vec<String> = sources_of_every_arch(t).into_iter().map(|e| e.filename).collect();
+        names.sort();
+        assert_eq!(names, ["a.c", "x", "y"]);
+        let home = Home::at("/h");
+        let keys = cache_entries(&home, &sources_of_every_arch(t));
+        assert!(keys.contains(&PathBuf::from("/h/sources/sha256/00ff")), "{keys:?}");
+        assert_eq!(keys.len(), 2, "the local source has no cache entry: {keys:?}");
+    }
+
+    /// A source cache with one entry of each kind; every entry is an hour
+    /// old unless said otherwise.
+    fn source_cache(home: &Home) -> BTreeMap<&'static str, PathBuf> {
+        let s = home.sources();
+        let entries = BTreeMap::from([
+            ("needed", s.join("sha256/aaaa")),
+            ("old", s.join("sha256/bbbb")),
+            ("fresh", s.join("b2/cccc")),
+            ("busy", s.join("url/dddd")),
+            ("mirror", s.join("vcs/0123.git")),
+            ("needed-mirror", s.join("vcs/4567.git")),
+            ("clone", s.join("vcs/89ab.git.part")),
+            ("pkgbuilds", s.join("git/cdef.git")),
+        ]);
+        for (what, p) in &entries {
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if p.extension().is_some_and(|x| x == "git" || x == "part") {
+                fs::create_dir_all(p.join("objects")).unwrap();
+                fs::write(p.join("objects/pack"), "1234567").unwrap();
+            } else {
+                fs::write(p, "12345").unwrap();
+            }
+            if *what != "fresh" {
+                let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+                File::open(p).unwrap().set_modified(hour_ago).unwrap();
+            }
+        }
+        entries
+    }
+
+    #[test]
+    fn source_cache_gc_removes_unneeded_old_entries_and_keeps_needed_fresh_and_locked_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        let e = source_cache(&home);
+        let (busy_lock, _) = entry_lock(&home, &e["busy"]);
+        let held = try_lock(&busy_lock).unwrap().unwrap();
+        // A killed download's temp directory, and a running one's.
+        let (_, old_name) = entry_lock(&home, &e["old"]);
+        let (killed, running) = (home.tmp().join(format!("fetch-{old_name}-x1")), home.tmp().join(format!("fetch-{old_name}-x2")));
+        for t in [&killed, &running] {
+            fs::create_dir_all(t).unwrap();
+            fs::write(t.join("file"), "123").unwrap();
+        }
+        File::open(&killed).unwrap().set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
+
+        let needed = NeededSources { entries: [e["needed"].clone(), e["needed-mirror"].clone()].into(), unknown: vec![] };
+        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        assert_eq!(
+            report,
+            SourceCacheGc { files: vec!["sha256/bbbb".into()], mirrors: vec!["vcs/0123.git".into()], partial: 2, bytes: 5 + 7 + 7 + 3, unknown: vec![] }
+        );
+        for gone in ["old", "mirror", "clone"] {
+            assert!(!e[gone].exists(), "{gone}");
+        }
+        for kept in ["needed", "fresh", "busy", "needed-mirror", "pkgbuilds"] {
+            assert!(e[kept].exists(), "{kept}");
+        }
+        assert!(!killed.exists() && running.exists());
+        drop(held);
+        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        assert_eq!(report.files, ["url/dddd"], "{report:?}");
+    }
+
+    #[test]
+    fn source_cache_gc_removes_only_temp_directories_when_a_record_s_sources_are_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        let e = source_cache(&home);
+        let needed = NeededSources { entries: BTreeSet::new(), unknown: vec!["foo-1-2".into()] };
+        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        assert_eq!(report, SourceCacheGc { partial: 1, bytes: 7, unknown: vec!["foo-1-2".into()], ..SourceCacheGc::default() });
+        assert!(e.iter().all(|(what, p)| *what == "clone" || p.exists()));
+    }
+
+    #[test]
+    fn a_fetch_that_finds_a_cached_file_marks_it_used() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        let e = source_cache(&home);
+        let f = Fetcher::new(home.clone(), "/nonexistent".into());
+        let entry = SourceEntry {
+            filename: "x".into(),
+            kind: SourceKind::File { url: "https://h.invalid/x".into() },
+            sums: [(Algo::Sha256, "bbbb".to_owned())].into(),
+        };
+        fs::set_permissions(&e["old"], std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+        assert_eq!(f.fetch(&[entry]).unwrap(), [Fetched::File { filename: "x".into(), path: e["old"].clone() }]);
+        let age = age(&fs::metadata(&e["old"]).unwrap(), SystemTime::now());
+        assert!(age < Duration::from_secs(60), "{age:?}");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use pkgcell::config::{self, Config};
 use pkgcell::fetch;
 use pkgcell::home::Home;
 use pkgcell::store::{Repair, Store};
@@ -36,7 +38,7 @@ except a missing local package file of a record, which only `pkgcell repro -I FI
         #[arg(long)]
         json: bool,
     },
-    /// Drop older builds: keep the newest N records per pkgbase, the objects, dependency layers and cached packages they need.
+    /// Drop older builds: keep the newest N records per pkgbase, the objects, dependency layers, cached packages and sources they need.
     Gc {
         /// How many builds to keep per pkgbase.
         #[arg(long, value_name = "N", default_value_t = 1)]
@@ -44,6 +46,10 @@ except a missing local package file of a record, which only `pkgcell repro -I FI
         /// The report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Also keep the sources this config's PKGBUILDs need (default
+        /// pkgcell.toml, when it exists).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -103,7 +109,15 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        StoreCommand::Gc { keep, json } => {
+        StoreCommand::Gc { keep, json, config } => {
+            // Read first: a bad config stops gc before anything is removed.
+            let config = match config {
+                Some(path) => Some(Config::load(&path)?),
+                None => {
+                    let path = Path::new(config::FILE_NAME);
+                    if path.exists() { Some(Config::load(path)?) } else { None }
+                }
+            };
             let report = store.gc(keep.max(1), &BTreeSet::new())?;
             let kept = store.records()?;
             let layers = pkgcell::build::gc_layers(&home, &kept)?;
@@ -111,10 +125,17 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
             let bases: Vec<String> = pkgcell::base::gc(&home, &used)?.iter().map(ToString::to_string).collect();
             let needed: BTreeSet<String> = kept.iter().flat_map(|r| r.cached_packages()).map(str::to_owned).collect();
             let packages = fetch::gc_package_cache(&home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
+            // Same grace as the package cache's partial downloads: an entry
+            // used that recently may belong to a build that has no record yet.
+            let mut needed_sources = fetch::needed_sources(&home, &kept);
+            if let Some(config) = &config {
+                fetch::add_needed_by_config(&mut needed_sources, &home, config);
+            }
+            let sources = fetch::gc_source_cache(&home, &needed_sources, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
             if json {
                 serde_json::to_writer(
                     &mut out,
-                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases, "packages": packages}),
+                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases, "packages": packages, "sources": sources}),
                 )?;
                 writeln!(out)?;
             } else {
@@ -139,6 +160,28 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     packages.files.len(),
                     packages.partial,
                     packages.bytes
+                )?;
+                if !sources.unknown.is_empty() {
+                    writeln!(
+                        out,
+                        "kept every cached source: the sources of {} kept builds or config entries are unknown (not parsed since they last changed: run pkgcell plan; or not synced): {}",
+                        sources.unknown.len(),
+                        sources.unknown.join(" ")
+                    )?;
+                }
+                for f in &sources.files {
+                    writeln!(out, "removed cached source {f}")?;
+                }
+                for m in &sources.mirrors {
+                    writeln!(out, "removed git mirror {m}")?;
+                }
+                writeln!(
+                    out,
+                    "{} cached sources, {} git mirrors and {} partial downloads ({} bytes) removed from the source cache",
+                    sources.files.len(),
+                    sources.mirrors.len(),
+                    sources.partial,
+                    sources.bytes
                 )?;
             }
             Ok(ExitCode::SUCCESS)

@@ -399,6 +399,17 @@ fn declared_version(makepkg: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Every successful parse of `tree` in the cache, under any parser version
+/// (for a reader that has no base to compute the version from; the
+/// sources of one tree rarely differ between makepkg versions, and a
+/// reader that must not miss any takes them all).
+pub fn cached_parses(home: &Home, tree: TreeId) -> Vec<Srcinfo> {
+    let Ok(rd) = std::fs::read_dir(home.srcinfo_cache()) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    dirs.iter().filter_map(|d| read_cache(d, tree)?.ok()).collect()
+}
+
 fn read_cache(dir: &Path, tree: TreeId) -> Option<Result<Srcinfo, PkgbuildError>> {
     let data = std::fs::read(dir.join(format!("{tree}.json"))).ok()?;
     match serde_json::from_slice(&data).ok()? {

@@ -17,7 +17,7 @@ use sha2::Digest;
 
 use crate::deps::{SyncEnv, entry};
 use crate::pkgutil::TestPackage;
-use crate::util::{text, wait_for_lock_waiter};
+use crate::util::{stdout, text, wait_for_lock_waiter};
 
 /// Far more than any step takes; only a broken build waits this long.
 const WAIT: Duration = Duration::from_secs(60);
@@ -66,7 +66,12 @@ fn names(dir: &Path) -> Vec<String> {
 
 /// 256 KiB that no other test serves, and their SHA-256.
 fn payload() -> (Vec<u8>, String) {
-    let mut x: u32 = 0x9e37_79b9;
+    payload_of(0x9e37_79b9)
+}
+
+/// 256 KiB made from `seed` (non-zero), and their SHA-256.
+fn payload_of(seed: u32) -> (Vec<u8>, String) {
+    let mut x: u32 = seed;
     let data: Vec<u8> = (0..256 * 1024)
         .map(|_| {
             x ^= x << 13;
@@ -229,4 +234,111 @@ fn a_pkgcell_killed_in_the_middle_of_a_download_leaves_no_partial_file_in_the_ca
     assert_eq!(names(&cache), [name.as_str()], "the killed download's temp directory is gone");
     assert_eq!(std::fs::read(cache.join(&name)).unwrap(), std::fs::read(&pkg).unwrap());
     assert!(names(&tmp).iter().all(|n| !n.starts_with("fetch-")), "{:?}", names(&tmp));
+}
+
+/// Set the modification time of `path` an hour back: older than `store
+/// gc`'s grace period (what a fetch sets when it uses an entry).
+fn age(path: &Path) {
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(path).unwrap().set_modified(hour_ago).unwrap();
+}
+
+/// `store gc` collects the source cache: a source only a dropped build
+/// needed goes once it is unused for the grace period; a source a kept
+/// record or the config needs stays (so the next build does not download
+/// it again), and so does everything when some sources are unknown.
+#[test]
+fn store_gc_removes_the_sources_neither_a_kept_record_nor_the_config_needs() {
+    let e = SyncEnv::new();
+    let ((data1, sum1), (data2, sum2)) = (payload_of(0x1234_5679), payload_of(0x0bad_cafe));
+    std::fs::write(e.dir.join("sync/v1.bin"), &data1).unwrap();
+    std::fs::write(e.dir.join("sync/v2.bin"), &data2).unwrap();
+    let cached = e.dir.join("home/sources/sha256");
+    let (old, new) = (cached.join(&sum1), cached.join(&sum2));
+    e.config(&["s"], 1);
+    source_pkgbuild(&e, "s", "v1.bin", &sum1, "");
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    let pkgid1 = entry(&v, "s")["pkgid"].as_str().unwrap().to_owned();
+    source_pkgbuild(&e, "s", "v2.bin", &sum2, "");
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(entry(&v, "s")["status"], "built", "{v:#}");
+    assert_eq!(names(&cached), { let mut n = [sum1.clone(), sum2.clone()]; n.sort(); n }, "both sources were downloaded");
+    assert_eq!((e.server.hits("v1.bin"), e.server.hits("v2.bin")), (1, 1));
+
+    // Both builds kept: both sources stay, however old.
+    age(&old);
+    age(&new);
+    let (code, v, o) = e.json(&["store", "gc", "--keep", "2", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["gc"]["records"], serde_json::json!([]), "{v:#}");
+    assert_eq!(v["sources"]["files"], serde_json::json!([]), "{v:#}");
+    assert!(old.is_file() && new.is_file());
+
+    // The first build dropped, but its source was used within the grace
+    // period (a build that has no record yet may need it): it stays.
+    std::fs::File::open(&old).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    let (code, v, o) = e.json(&["store", "gc", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["gc"]["records"], serde_json::json!([pkgid1]), "{v:#}");
+    assert_eq!(v["sources"]["files"], serde_json::json!([]), "{v:#}");
+    assert!(old.is_file());
+
+    // Older than that: it goes, the kept build's source stays.
+    age(&old);
+    let o = e.run(&["store", "gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("removed cached source sha256/{sum1}\n")), "{out}");
+    let summary = format!("1 cached sources, 0 git mirrors and 0 partial downloads ({} bytes) removed from the source cache", data1.len());
+    assert!(out.contains(&summary), "{out}");
+    assert_eq!(names(&cached), [sum2.as_str()]);
+    assert_eq!(std::fs::read(&new).unwrap(), data2);
+
+    // A new tree with the same source builds from the cache.
+    let pkgbuild = e.dir.join("pkgs/s/PKGBUILD");
+    let text2 = std::fs::read_to_string(&pkgbuild).unwrap() + "# a new tree, the same source\n";
+    std::fs::write(&pkgbuild, text2).unwrap();
+    let (code, v, o) = e.json(&["build", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(entry(&v, "s")["status"], "built", "{v:#}");
+    let pkgid3 = entry(&v, "s")["pkgid"].as_str().unwrap().to_owned();
+    assert_eq!((e.server.hits("v1.bin"), e.server.hits("v2.bin")), (1, 1), "not downloaded again");
+
+    // A source that only the config's PKGBUILD needs (fetched, not built
+    // yet) stays with that config (pkgcell.toml of the current directory),
+    // and goes with another one.
+    let (data3, sum3) = payload_of(0x5eed_f00d);
+    std::fs::write(e.dir.join("sync/v3.bin"), &data3).unwrap();
+    source_pkgbuild(&e, "s", "v3.bin", &sum3, "");
+    let o = e.run(&["fetch"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let next = cached.join(&sum3);
+    age(&next);
+    age(&new);
+    let (code, v, o) = e.json(&["store", "gc", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["sources"]["files"], serde_json::json!([]), "{v:#}");
+    assert!(next.is_file() && new.is_file());
+    std::fs::write(e.dir.join("other.toml"), "[pkgbuilds]\n").unwrap();
+    let (code, v, o) = e.json(&["store", "gc", "--config", "other.toml", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["sources"]["files"], serde_json::json!([format!("sha256/{sum3}")]), "{v:#}");
+    assert_eq!(v["sources"]["bytes"], data3.len(), "{v:#}");
+    assert_eq!(names(&cached), [sum2.as_str()], "the kept build's source stays");
+
+    // Without the parse cache the sources of the kept build and of the
+    // config's entry are unknown: every cached source stays, and the report
+    // says why.
+    std::fs::remove_dir_all(e.dir.join("home/cache/srcinfo")).unwrap();
+    let (code, v, o) = e.json(&["store", "gc", "--json"]);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&o));
+    assert_eq!(v["sources"]["unknown"], serde_json::json!([pkgid3, "[pkgbuilds] s"]), "{v:#}");
+    assert_eq!(v["sources"]["files"], serde_json::json!([]), "{v:#}");
+    assert!(new.is_file());
+    let o = e.run(&["store", "gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("kept every cached source: the sources of 2 kept builds or config entries are unknown"), "{}", text(&o));
+    assert!(new.is_file());
 }
