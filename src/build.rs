@@ -995,6 +995,20 @@ fn check_layer(upper: &Path, base: &Path, deps: &[DepFile], local_pkgs: &[LocalP
     Ok(got)
 }
 
+/// Whether the layer `upper` removed an entry of the base's pacman database
+/// (a package replaced by another version, or removed): the overlay keeps
+/// such a removal as a whiteout, i.e. anything but a directory, in the
+/// upper's `var/lib/pacman/local`. Unreadable counts as yes (then makepkg
+/// checks the dependencies itself).
+fn replaces_base_package(upper: &Path) -> bool {
+    let local = upper.join("var/lib/pacman/local");
+    let Ok(entries) = fs::read_dir(&local) else { return true };
+    entries.into_iter().any(|e| match e {
+        Ok(e) => e.file_name() != "ALPM_DB_VERSION" && !e.file_type().is_ok_and(|t| t.is_dir()),
+        Err(_) => true,
+    })
+}
+
 /// The version (`[epoch:]pkgver-pkgrel`) of a package file name.
 fn version_of(file: &str) -> Option<&str> {
     let stem = &file[..file.find(".pkg.tar")?];
@@ -1380,16 +1394,21 @@ fn run_makepkg(
     lowers.push(opts.base.root.clone());
     // makepkg, then the .BUILDINFO next to the packages (it is inside them
     // too, but reading it here needs no archive tool on the host).
-    // --nodeps: the plan resolved every dependency against this very root
-    // (base, layer) and check_layer saw them installed, so makepkg's own
-    // check (two `pacman -T` runs, ~40 ms here) would only repeat it; it
-    // changes nothing in the package or its .BUILDINFO.
+    // --nodeps when makepkg's own check (two `pacman -T` runs, ~40 ms here)
+    // would only repeat pkgcell's: the plan resolved every dependency
+    // against the base's packages and the layer's, and check_layer saw the
+    // layer add exactly those. Not when the layer replaced or removed a
+    // package of the base (an -I file or a repository package of the same
+    // name): the plan's answer for that name was the base's version, so
+    // makepkg must check again. It changes nothing in the package.
+    let nodeps = layer.is_none_or(|l| !replaces_base_package(&l.upper));
     let mut script = String::new();
     if let Some(mask) = menv.umask {
         script.push_str(&format!("umask {mask:03o}\n"));
     }
+    script.push_str(if nodeps { "makepkg --nodeps " } else { "makepkg " });
     script.push_str(
-        "makepkg --nodeps --noconfirm --noprogressbar --holdver || exit $?\n\
+        "--noconfirm --noprogressbar --holdver || exit $?\n\
          for f in /build/*/pkg/*/.BUILDINFO; do cp \"$f\" /pkgdest/.BUILDINFO; break; done\n",
     );
     let mut spec = Spec::new(

@@ -543,6 +543,39 @@ fn pkgid_parts(id: &str) -> (String, String) {
 }
 
 #[test]
+fn a_layer_that_replaces_a_base_package_lets_makepkg_check_the_dependencies_again() {
+    use crate::pkgutil::{TestPackage, makepkg};
+    // The plan resolves `debian-toolchain<13` to the base's 12-1; the -I
+    // file then replaces it with 13-1 in the layer. makepkg must not be
+    // told --nodeps then: the build has to fail on the unmet dependency
+    // instead of building against the wrong version.
+    let d = TestDir::new();
+    let newer = makepkg(&TestPackage { pkgver: "13", ..TestPackage::new("debian-toolchain") }, &d.join("work"), &d.join("out"));
+    let newer = newer.display().to_string();
+    let dir = d.join("oldtoolchain");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("PKGBUILD"),
+        "pkgname=oldtoolchain\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\ndepends=('debian-toolchain<13')\n\
+         package() { mkdir -p \"$pkgdir/usr/share/oldtoolchain\"; }\n",
+    )
+    .unwrap();
+
+    let (code, v, o) = laptop_build(&d, &dir, &["-I", &newer]);
+    assert_eq!(code, 1, "{}", text(&o));
+    let p = &v["packages"][0];
+    assert_eq!(p["status"], "failed", "{v:#}");
+    let log = std::fs::read_to_string(p["log"].as_str().expect("a log")).unwrap();
+    assert!(log.contains("debian-toolchain<13"), "makepkg did not name the unmet dependency:\n{log}");
+
+    // Without the replacement the same PKGBUILD builds (with --nodeps).
+    let (code, v, o) = laptop_build(&d, &dir, &[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let log = std::fs::read_to_string(v["packages"][0]["log"].as_str().expect("a log")).unwrap();
+    assert!(log.contains("Skipping dependency checks"), "{log}");
+}
+
+#[test]
 fn install_flag_puts_a_local_package_into_the_build_and_its_hash_into_the_pkgid_and_layer() {
     use crate::pkgutil::{TestPackage, makepkg};
     let d = TestDir::new();
@@ -566,6 +599,8 @@ fn install_flag_puts_a_local_package_into_the_build_and_its_hash_into_the_pkgid_
     assert_eq!(first["status"], "built", "{v:#}");
     let log = std::fs::read_to_string(first["log"].as_str().unwrap()).unwrap();
     assert!(log.lines().any(|l| l == "1.0-1"), "build() did not see localdep 1.0-1:\n{log}");
+    // The layer only adds packages: pkgcell's own check stands for makepkg's.
+    assert!(log.contains("Skipping dependency checks"), "{log}");
     assert_eq!(first["layer"]["made"], true, "{v:#}");
     remove_packages(&dir);
 
