@@ -804,6 +804,12 @@ pub fn gc_source_cache(home: &Home, needed: &NeededSources, max_age: Duration) -
                 continue;
             }
             let Some(_lock) = try_lock(&entry_lock(home, &key).0)? else { continue };
+            // Look again under the lock: a fetch may have used (touched)
+            // the entry since it was listed.
+            match fs::symlink_metadata(&path) {
+                Ok(m) if is_partial || age(&m, now) >= max_age => {}
+                _ => continue,
+            }
             let bytes = tree_bytes(&path);
             if !remove_entry(&path, meta.is_dir())? {
                 continue;

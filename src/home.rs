@@ -30,7 +30,9 @@ impl Home {
     pub fn from_env() -> Result<Home, HomeError> {
         let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(h) = var("PKGCELL_HOME") {
-            return Ok(Home::at(h));
+            // Absolute, so that every process names the same lock files
+            // (fetch hashes cache paths into lock names) wherever it runs.
+            return Ok(Home::at(std::path::absolute(&h).unwrap_or(h)));
         }
         if let Some(d) = var("XDG_DATA_HOME") {
             return Ok(Home::at(d.join("pkgcell")));
