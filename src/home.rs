@@ -3,7 +3,10 @@
 //!
 //! Only paths are computed here; each stage creates what it needs.
 
+use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
+
+use crate::error::{IoPath, io_err};
 
 /// `$PKGCELL_HOME` could not be found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +21,14 @@ pub enum HomeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
     root: PathBuf,
+}
+
+/// A held flock on `$PKGCELL_HOME/gc.lock`, released when dropped: shared
+/// by every process that uses the home ([`Home::use_lock`]), exclusive for
+/// `store gc` ([`Home::gc_lock`]).
+#[derive(Debug)]
+pub struct HomeLock {
+    _file: File,
 }
 
 impl Home {
@@ -38,6 +49,46 @@ impl Home {
             return Ok(Home::at(d.join("pkgcell")));
         }
         var("HOME").map(|h| Home::at(h.join(".local/share/pkgcell"))).ok_or(HomeError::Unset)
+    }
+
+    /// Hold the home in use, against `store gc`, until the lock is dropped.
+    /// Builds, fetches, repro and publish hold it: gc would otherwise see a
+    /// download, a dependency layer or a source of a build that has no
+    /// record yet as unneeded. Many holders at once; waits only while a gc
+    /// runs, and calls `on_wait` first then.
+    pub fn use_lock(&self, on_wait: impl FnOnce()) -> Result<HomeLock, IoPath> {
+        let (file, path) = self.gc_lock_file()?;
+        match file.try_lock_shared() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock_shared().map_err(io_err("lock", &path))?;
+            }
+            Err(TryLockError::Error(e)) => return Err(IoPath::new("lock", path, e)),
+        }
+        Ok(HomeLock { _file: file })
+    }
+
+    /// Hold the home for `store gc` alone: waits until no process holds
+    /// [`Home::use_lock`]; `on_wait` is called first when it has to wait.
+    pub fn gc_lock(&self, on_wait: impl FnOnce()) -> Result<HomeLock, IoPath> {
+        let (file, path) = self.gc_lock_file()?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().map_err(io_err("lock", &path))?;
+            }
+            Err(TryLockError::Error(e)) => return Err(IoPath::new("lock", path, e)),
+        }
+        Ok(HomeLock { _file: file })
+    }
+
+    fn gc_lock_file(&self) -> Result<(File, PathBuf), IoPath> {
+        fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
+        let path = self.root.join("gc.lock");
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
+        Ok((file, path))
     }
 
     /// The state directory itself.

@@ -212,6 +212,9 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
     };
     let home = Home::from_env()?;
+    // Held to the end: no `store gc` while this run's downloads, layers
+    // and outputs have no record yet.
+    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let base = args.common.base(&home, config)?;
     let jobs = args.jobs.unwrap_or(config.build.jobs.get());
     if jobs == 0 {
@@ -452,6 +455,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
     };
     let home = Home::from_env()?;
+    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let base = args.common.base(&home, config)?;
     let plan = args.common.plan(config, &home, &base)?;
     let limits = Limits { memory: config.build.memory, pids: config.build.pids };

@@ -191,6 +191,7 @@ pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let inputs = match &config {
         Some(c) if args.inputs.is_empty() => {
             let home = pkgcell::home::Home::from_env()?;
+            let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
             let store = pkgcell::store::Store::at(home.store());
             let wanted: Vec<String> = c.pkgbuilds.iter().map(|p| p.name.to_string()).collect();
             let records = publish::from_store::newest_records(&store, &wanted)?;

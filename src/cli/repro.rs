@@ -93,6 +93,7 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let given = read_local(&args.install)?;
     let output = args.output.clone().or_else(|| std::env::var_os("REBUILDERD_OUTDIR").filter(|v| !v.is_empty()).map(PathBuf::from));
     let home = Home::from_env()?;
+    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let store = Store::at(home.store());
     let found = repro::find(&store, &target)?;
     // The -I files of the original build, as it installed them: part of its pkgid.
@@ -237,6 +238,7 @@ fn pin_recorded_tree(synced: &mut [sync::Synced], plan: &Plan, pkgid: &PkgId) ->
 fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
     let local = read_local(&args.install)?;
     let home = Home::from_env()?;
+    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let mode = args.common.config()?;
     let config = match &mode {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,

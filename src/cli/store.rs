@@ -118,6 +118,9 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     if path.exists() { Some(Config::load(path)?) } else { None }
                 }
             };
+            // Alone: a running build's downloads, layer and sources have
+            // no record yet and would look unneeded.
+            let _alone = home.gc_lock(|| eprintln!("==> waiting for running builds (build, fetch, repro, publish) to finish"))?;
             let report = store.gc(keep.max(1), &BTreeSet::new())?;
             let kept = store.records()?;
             let layers = pkgcell::build::gc_layers(&home, &kept)?;

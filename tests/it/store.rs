@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::process::Stdio;
 
 use serde_json::Value;
 
@@ -52,4 +53,47 @@ fn fsck_finds_a_damaged_object_repairs_the_store_and_the_next_build_makes_it_aga
     let ls: Value = serde_json::from_str(&ok(run(&["store", "ls", "--json"]))).unwrap();
     assert_eq!(ls["records"].as_array().unwrap().len(), 1);
     ok(run(&["store", "fsck"]));
+}
+
+#[test]
+fn gc_waits_for_a_running_build_and_keeps_what_it_made() {
+    // A build whose makepkg takes a while: gc started meanwhile must wait
+    // for it (the build's download, layer and outputs have no record yet),
+    // then keep its record.
+    let d = TestDir::new();
+    let dir = d.join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("PKGBUILD"),
+        "pkgname=slow\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\n\
+         build() { echo started-build; sleep 3; }\npackage() { mkdir -p \"$pkgdir/usr/share/slow\"; }\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("pkgcell.toml"), "[pkgbuilds]\nslow = { path = \"slow\" }\n").unwrap();
+    let mut build = pkgcell_in(d.path()).arg("build").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+
+    // Wait until makepkg is inside build().
+    let logs = d.join("home/logs/slow");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let started = std::fs::read_dir(&logs).into_iter().flatten().flatten().any(|e| {
+            std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("started-build"))
+        });
+        if started {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the build never reached build()");
+        assert!(build.try_wait().unwrap().is_none(), "the build ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let o = output(pkgcell_in(d.path()).args(["store", "gc", "--json"]));
+    let ended = build.try_wait().unwrap();
+    assert!(ended.is_some(), "gc finished while the build was still running:\n{}", text(&o));
+    assert!(ended.unwrap().success(), "the build failed");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("waiting for running builds"), "{}", text(&o));
+    let ls: Value = serde_json::from_str(&ok(output(pkgcell_in(d.path()).args(["store", "ls", "--json"])))).unwrap();
+    assert_eq!(ls["records"].as_array().unwrap().len(), 1, "{ls:#}");
+    ok(output(pkgcell_in(d.path()).args(["store", "fsck"])));
 }
