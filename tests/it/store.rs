@@ -88,9 +88,11 @@ fn gc_waits_for_a_running_build_and_keeps_what_it_made() {
     }
 
     let o = output(pkgcell_in(d.path()).args(["store", "gc", "--json"]));
-    let ended = build.try_wait().unwrap();
-    assert!(ended.is_some(), "gc finished while the build was still running:\n{}", text(&o));
-    assert!(ended.unwrap().success(), "the build failed");
+    // gc returned only once the build had recorded its result (the build
+    // writes its record before it lets go of the home).
+    let records = std::fs::read_dir(d.join("home/store/records")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(records, 1, "gc finished before the build recorded its result:\n{}", text(&o));
+    assert!(build.wait().unwrap().success(), "the build failed");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("waiting for running builds"), "{}", text(&o));
     let ls: Value = serde_json::from_str(&ok(output(pkgcell_in(d.path()).args(["store", "ls", "--json"])))).unwrap();
