@@ -57,38 +57,30 @@ impl Home {
     /// record yet as unneeded. Many holders at once; waits only while a gc
     /// runs, and calls `on_wait` first then.
     pub fn use_lock(&self, on_wait: impl FnOnce()) -> Result<HomeLock, IoPath> {
-        let (file, path) = self.gc_lock_file()?;
-        match file.try_lock_shared() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                on_wait();
-                file.lock_shared().map_err(io_err("lock", &path))?;
-            }
-            Err(TryLockError::Error(e)) => return Err(IoPath::new("lock", path, e)),
-        }
-        Ok(HomeLock { _file: file })
+        self.take_gc_lock(false, on_wait)
     }
 
     /// Hold the home for `store gc` alone: waits until no process holds
     /// [`Home::use_lock`]; `on_wait` is called first when it has to wait.
     pub fn gc_lock(&self, on_wait: impl FnOnce()) -> Result<HomeLock, IoPath> {
-        let (file, path) = self.gc_lock_file()?;
-        match file.try_lock() {
+        self.take_gc_lock(true, on_wait)
+    }
+
+    /// Take `gc.lock`, exclusive or shared; when it is held the other way,
+    /// call `on_wait`, then wait.
+    fn take_gc_lock(&self, exclusive: bool, on_wait: impl FnOnce()) -> Result<HomeLock, IoPath> {
+        fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
+        let path = self.root.join("gc.lock");
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
+        match if exclusive { file.try_lock() } else { file.try_lock_shared() } {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 on_wait();
-                file.lock().map_err(io_err("lock", &path))?;
+                if exclusive { file.lock() } else { file.lock_shared() }.map_err(io_err("lock", &path))?;
             }
             Err(TryLockError::Error(e)) => return Err(IoPath::new("lock", path, e)),
         }
         Ok(HomeLock { _file: file })
-    }
-
-    fn gc_lock_file(&self) -> Result<(File, PathBuf), IoPath> {
-        fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
-        let path = self.root.join("gc.lock");
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
-        Ok((file, path))
     }
 
     /// The state directory itself.
@@ -142,5 +134,46 @@ impl Home {
     /// results can be renamed into place).
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn users_share_the_home_and_gc_waits_for_them_and_they_for_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        let a = home.use_lock(|| panic!("nothing holds it")).unwrap();
+        let _b = home.use_lock(|| panic!("users share it")).unwrap();
+        drop(_b);
+
+        // gc waits while `a` is held, and says so first.
+        let (tx, rx) = mpsc::channel();
+        let gc_home = home.clone();
+        let gc = std::thread::spawn(move || {
+            let lock = gc_home.gc_lock(|| tx.send(()).unwrap()).unwrap();
+            (lock, std::time::Instant::now())
+        });
+        rx.recv_timeout(Duration::from_secs(10)).expect("gc did not say it waits");
+        let released = std::time::Instant::now();
+        drop(a);
+        let (gc_lock, taken) = gc.join().unwrap();
+        assert!(taken >= released, "gc took the lock while a user held it");
+
+        // A user waits while gc holds it.
+        let waited = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let user = s.spawn(|| home.use_lock(|| waited.store(true, Ordering::SeqCst)).unwrap());
+            while !waited.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(gc_lock);
+            user.join().unwrap();
+        });
     }
 }
