@@ -7,7 +7,7 @@
 //! the run and the dependency layer's key include it, so another file is
 //! another pkgid and another layer).
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -28,6 +28,8 @@ pub struct LocalPackage {
     pub name: Name,
     /// Its `pkgver` (`[epoch:]pkgver-pkgrel`).
     pub version: FullVersion,
+    /// Its `arch` (empty if its .PKGINFO has none).
+    pub arch: String,
     /// Its `provides`.
     pub provides: Vec<RelationOrSoname>,
     /// Its `depend`s.
@@ -81,9 +83,10 @@ impl LocalPackage {
         if !data.starts_with(&ZSTD_MAGIC) {
             return Err(not("not zstd-compressed".into()));
         }
-        let text = pkginfo(&data).map_err(not)?;
+        let text = crate::publish::package::pkginfo_text(&data[..]).map_err(|e| not(e.to_string()))?;
         let mut name = None;
         let mut version = None;
+        let mut arch = String::new();
         let mut provides = Vec::new();
         let mut depends = Vec::new();
         for line in text.lines() {
@@ -97,6 +100,7 @@ impl LocalPackage {
                 "pkgver" => {
                     version = Some(FullVersion::from_str(value).map_err(|e| not(format!(".PKGINFO has an invalid pkgver {value:?}: {e}")))?)
                 }
+                "arch" => arch = value.to_owned(),
                 "provides" => provides.push(relation("provides")?),
                 "depend" => depends.push(relation("depend")?),
                 _ => {}
@@ -105,29 +109,13 @@ impl LocalPackage {
         let (Some(name), Some(version)) = (name, version) else {
             return Err(not(".PKGINFO has no pkgname or pkgver".into()));
         };
-        Ok(LocalPackage { blake3: Blake3::of(&data), path, file_name, name, version, provides, depends })
+        Ok(LocalPackage { blake3: Blake3::of(&data), path, file_name, name, version, arch, provides, depends })
     }
 
     /// Its line in a record, the dephash and the layer key: `<file name> <blake3>`.
     pub fn line(&self) -> String {
         format!("{} {}", self.file_name, self.blake3)
     }
-}
-
-/// The `.PKGINFO` text of a zstd-compressed package archive.
-fn pkginfo(data: &[u8]) -> Result<String, String> {
-    let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| format!("cannot decompress it: {e}"))?;
-    let mut archive = tar::Archive::new(decoder);
-    let entries = archive.entries().map_err(|e| format!("not a tar archive: {e}"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("not a tar archive: {e}"))?;
-        if entry.path_bytes().as_ref() == b".PKGINFO" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(|e| format!("cannot read its .PKGINFO: {e}"))?;
-            return Ok(text);
-        }
-    }
-    Err("it has no .PKGINFO".into())
 }
 
 #[cfg(test)]
@@ -158,6 +146,15 @@ mod tests {
         assert_eq!(l.depends[0].to_string(), "bar>=2");
         assert_eq!(l.blake3, Blake3::of(&std::fs::read(&p).unwrap()));
         assert_eq!(l.line(), format!("foo-1.0-1-any.pkg.tar.zst {}", l.blake3));
+    }
+
+    #[test]
+    fn name_version_and_arch_come_from_pkginfo_not_the_file_name() {
+        let d = tempfile::tempdir().unwrap();
+        let p = package(d.path(), "renamed.pkg.tar.zst", "pkgname = foo\npkgver = 2.0-3\narch = x86_64\n");
+        let l = LocalPackage::read(&p).unwrap();
+        assert_eq!((l.name.to_string(), l.version.to_string(), l.arch.as_str()), ("foo".into(), "2.0-3".into(), "x86_64"));
+        assert_eq!(l.file_name, "renamed.pkg.tar.zst");
     }
 
     #[test]

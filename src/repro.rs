@@ -350,7 +350,12 @@ pub fn unavailable(
 ) -> Result<Vec<String>, ReproError> {
     let mut have: BTreeSet<String> = BTreeSet::new();
     for l in local {
-        have.insert(l.file_name[..l.file_name.find(".pkg.tar").unwrap_or(l.file_name.len())].to_owned());
+        // From its .PKGINFO, as .BUILDINFO names it: the file may be renamed.
+        have.insert(if l.arch.is_empty() {
+            l.file_name[..l.file_name.find(".pkg.tar").unwrap_or(l.file_name.len())].to_owned()
+        } else {
+            format!("{}-{}-{}", l.name, l.version, l.arch)
+        });
     }
     let db = base_root.join("var/lib/pacman/local");
     for e in fs::read_dir(&db).map_err(io_err("read", &db))?.flatten() {

@@ -55,7 +55,7 @@ pub(crate) fn read(path: &Path, sig: Option<&Path>, filename: &str, version: Des
     if magic != ZSTD_MAGIC {
         return Err(bad(PackageError::NotZstd));
     }
-    let (pkginfo, paths) = read_archive(magic.chain(&mut hashing)).map_err(bad)?;
+    let (pkginfo, paths) = read_archive(magic.chain(&mut hashing), true).map_err(bad)?;
     // The tar reader stops at the end-of-archive blocks; the checksums cover
     // the whole file, trailing bytes included.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| bad(PackageError::Corrupt(e)))?;
@@ -74,10 +74,16 @@ pub(crate) fn read(path: &Path, sig: Option<&Path>, filename: &str, version: Des
     Ok(ReadPackage { info, facts, files: desc::render_files(paths) })
 }
 
-/// Walks the tar stream: returns `.PKGINFO` and every member path except the
-/// top-level dot files (.PKGINFO, .BUILDINFO, .MTREE, .INSTALL, ...), as
-/// repo-add's `bsdtar --exclude='^.*'` does.
-fn read_archive(compressed: impl Read) -> Result<(String, Vec<Vec<u8>>), PackageError> {
+/// The `.PKGINFO` text of a zstd-compressed package archive, read up to it.
+pub(crate) fn pkginfo_text(compressed: impl Read) -> Result<String, PackageError> {
+    read_archive(compressed, false).map(|(pkginfo, _)| pkginfo)
+}
+
+/// Walks the tar stream: returns `.PKGINFO` and, with `paths`, every member
+/// path except the top-level dot files (.PKGINFO, .BUILDINFO, .MTREE,
+/// .INSTALL, ...), as repo-add's `bsdtar --exclude='^.*'` does; without,
+/// it stops at `.PKGINFO`.
+fn read_archive(compressed: impl Read, paths_too: bool) -> Result<(String, Vec<Vec<u8>>), PackageError> {
     let decoder = zstd::stream::read::Decoder::new(compressed).map_err(PackageError::Corrupt)?;
     let mut archive = tar::Archive::new(decoder);
     let mut pkginfo = None;
@@ -89,6 +95,9 @@ fn read_archive(compressed: impl Read) -> Result<(String, Vec<Vec<u8>>), Package
             let mut text = Vec::new();
             entry.read_to_end(&mut text).map_err(PackageError::Corrupt)?;
             pkginfo = Some(String::from_utf8(text).map_err(|_| PackageError::PkgInfoNotUtf8)?);
+            if !paths_too {
+                break;
+            }
         } else if !path.starts_with(b".") {
             paths.push(path);
         }
