@@ -266,6 +266,9 @@ pub enum PackageStatus {
     Failed,
     /// Not built because something it needs failed or was skipped.
     Skipped,
+    /// Not built because its `arch` leaves out the repository's: not a
+    /// failure.
+    NotForArch,
 }
 
 /// One package file of a result.
@@ -501,11 +504,15 @@ pub fn build_plan(
     // Plan errors fail their entry here; blocked entries are decided by the
     // scheduler below like any dependent of a failure.
     for &i in &wanted {
-        if let Status::Error { stage, message } = &plan.packages[i].status {
-            let r = blank(i, PackageStatus::Failed, format!("{stage}: {message}"));
-            on_event(Event::Finished(&r));
-            results.insert(i, r);
-        }
+        let r = match &plan.packages[i].status {
+            Status::Error { stage, message } => blank(i, PackageStatus::Failed, format!("{stage}: {message}")),
+            Status::NotForArch { archs } => {
+                blank(i, PackageStatus::NotForArch, format!("not built for {} (arch = {})", opts.arch, archs.join(" ")))
+            }
+            Status::ToBuild | Status::Blocked { .. } => continue,
+        };
+        on_event(Event::Finished(&r));
+        results.insert(i, r);
     }
     let pkgids: BTreeMap<String, PkgId> =
         plan.packages.iter().filter_map(|p| p.pkgid.clone().map(|id| (p.name.clone(), id))).collect();
@@ -534,7 +541,7 @@ pub fn build_plan(
                         .collect();
                     let blocked = match &p.status {
                         Status::Blocked { by } => by.clone(),
-                        Status::ToBuild | Status::Error { .. } => Vec::new(),
+                        Status::ToBuild | Status::Error { .. } | Status::NotForArch { .. } => Vec::new(),
                     };
                     if !bad.is_empty() || !blocked.is_empty() {
                         let mut by: Vec<String> = bad.iter().map(|s| s.to_string()).collect();

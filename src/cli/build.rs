@@ -289,7 +289,14 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         summary(&mut stdout, &results)?;
     }
-    let bad = results.iter().any(|r| matches!(r.status, PackageStatus::Failed | PackageStatus::Skipped));
+    // In laptop mode the one PKGBUILD asked for is not built: as makepkg,
+    // that is a failure. In a repository it is only left out.
+    let laptop = matches!(mode, Mode::Laptop { .. });
+    let bad = results.iter().any(|r| match r.status {
+        PackageStatus::Failed | PackageStatus::Skipped => true,
+        PackageStatus::NotForArch => laptop,
+        PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => false,
+    });
     Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -326,7 +333,7 @@ fn summary(w: &mut impl Write, results: &[PackageResult]) -> std::io::Result<()>
             PackageStatus::Downloaded => {
                 writeln!(w, "downloaded {:<14} {id}  {}", r.name, r.reason.as_deref().unwrap_or(""))?;
             }
-            PackageStatus::Failed | PackageStatus::Skipped => {
+            PackageStatus::Failed | PackageStatus::Skipped | PackageStatus::NotForArch => {
                 writeln!(w, "{:<8} {:<16} {id}  {}", status, r.name, r.reason.as_deref().unwrap_or(""))?;
             }
         }
@@ -346,6 +353,7 @@ fn status_word(s: PackageStatus) -> &'static str {
         PackageStatus::Downloaded => "downloaded",
         PackageStatus::Failed => "failed",
         PackageStatus::Skipped => "skipped",
+        PackageStatus::NotForArch => "not for this arch",
     }
 }
 
@@ -397,11 +405,13 @@ impl Progress {
             Event::Finished(r) => {
                 s.running.remove(&r.name);
                 match r.status {
-                    PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => s.done += 1,
+                    PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded | PackageStatus::NotForArch => {
+                        s.done += 1
+                    }
                     PackageStatus::Failed | PackageStatus::Skipped => s.failed += 1,
                 }
                 let reason = match r.status {
-                    PackageStatus::Failed | PackageStatus::Skipped => {
+                    PackageStatus::Failed | PackageStatus::Skipped | PackageStatus::NotForArch => {
                         format!(": {}", r.reason.as_deref().unwrap_or("").lines().next().unwrap_or(""))
                     }
                     PackageStatus::Built => format!(" in {:.1}s", r.seconds.unwrap_or(0.0)),
@@ -468,6 +478,10 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         let Some(srcinfo) = &p.srcinfo else {
             let why = match &p.status {
                 Status::Error { stage, message } => format!("{stage}: {message}"),
+                Status::NotForArch { archs } => {
+                    println!("==> {}: not built for {} (arch = {}): nothing to fetch", p.name, config.repo.arch, archs.join(" "));
+                    continue;
+                }
                 Status::Blocked { .. } | Status::ToBuild => "not parsed".into(),
             };
             eprintln!("==> {}: failed: {why}", p.name);

@@ -144,6 +144,7 @@ fn print_table(w: &mut impl Write, plan: &plan::Plan, built: &[bool]) -> std::io
             Status::ToBuild => "to build".to_owned(),
             Status::Blocked { by } => format!("blocked by {}", by.join(", ")),
             Status::Error { stage, message } => format!("error ({stage}): {message}"),
+            Status::NotForArch { archs } => format!("not for {} (arch = {})", plan.arch, archs.join(" ")),
         };
         let mut version = p.pkgver.clone().unwrap_or_else(|| "-".into());
         if p.pkgver_func {

@@ -832,3 +832,36 @@ fn with_a_config_install_files_go_into_every_package_of_the_run() {
     let with_local = ls["records"].as_array().unwrap().iter().filter(|r| r["local"][0].as_str().is_some_and(|l| l.starts_with("localdep-1.0-1-x86_64.pkg.tar.zst "))).count();
     assert_eq!(with_local, 2, "{ls:#}");
 }
+
+/// Issue 15: `arch=(x86_64 aarch64)` with per-architecture arrays builds
+/// with the x86_64 ones (the aarch64 ones name packages nobody provides
+/// here); `arch=(aarch64)` alone is left out of a repository, not an error of
+/// the whole run, and in laptop mode it is a clear failure.
+#[test]
+fn multi_architecture_pkgbuilds_build_with_their_arrays_for_the_repos_arch_and_others_are_left_out() {
+    let env = Env::new();
+    env.config(&["multiarch", "armonly", "a"], 1);
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "multiarch"), "built", "{v:#}");
+    assert_eq!(status(&v, "a"), "built");
+    assert_eq!(status(&v, "armonly"), "not_for_arch");
+    let reason = pkg(&v, "armonly")["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("not built for x86_64 (arch = aarch64)"), "{reason}");
+    let file = env.dir.join("out.pkg.tar.zst");
+    std::fs::copy(pkg(&v, "multiarch")["files"][0].as_str().unwrap(), &file).unwrap();
+    assert!(package_contains(&file, "usr/share/multiarch/which.txt"));
+
+    // The plan shows it, and is not a failure.
+    let o = env.run(&["plan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("not for x86_64 (arch = aarch64)"), "{}", text(&o));
+
+    // Laptop mode: the one PKGBUILD asked for cannot be built here.
+    let d = TestDir::new();
+    let dir = d.join("armonly");
+    copy_fixture("build/armonly", &dir);
+    let (code, v, o) = laptop_build(&d, &dir, &[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    assert_eq!(v["packages"][0]["status"], "not_for_arch", "{v:#}");
+}
