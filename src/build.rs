@@ -1187,7 +1187,15 @@ fn dep_layer(
         },
         Vec::new(),
     );
-    let mut argv: Vec<String> = ["pacman", "-U", "--noconfirm", "--noprogressbar"].map(String::from).to_vec();
+    // The base's pacman.conf with pkgcell's trust for the files it checked
+    // itself (base::layer_conf says why); the base is pkgcell's, not the build's.
+    let base_conf = opts.base.root.join("etc/pacman.conf");
+    let conf_text = fs::read_to_string(&base_conf).unwrap_or_default();
+    let conf = target.join("pacman.conf");
+    fs::write(&conf, crate::base::layer_conf(&conf_text)).map_err(|e| no_log(io_err("write", &conf)(e).into()))?;
+    spec.mounts.push(Mount::Bind { src: conf, dst: "/pkgcell/pacman.conf".into(), access: Access::ReadOnly });
+    let mut argv: Vec<String> =
+        ["pacman", "-U", "--noconfirm", "--noprogressbar", "--config", "/pkgcell/pacman.conf"].map(String::from).to_vec();
     // The -I files first, each bound read-only, in the same transaction as
     // the dependencies so either may need the other. The store's copy, not
     // the file given: it is the content the pkgid was hashed from.
@@ -1226,6 +1234,7 @@ fn dep_layer(
         return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
     }
     let _ = fs::remove_dir_all(&pkgs);
+    let _ = fs::remove_file(target.join("pacman.conf"));
     let target_ready = target.join("ready");
     fs::write(&target_ready, "").map_err(|e| no_log(io_err("write", &target_ready)(e).into()))?;
     if fresh {

@@ -53,7 +53,7 @@ use crate::config::{BaseConfig, BaseSource, Signatures};
 use crate::home::Home;
 use crate::ids::{BaseId, Blake3};
 
-pub use pacman_conf::{PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers};
+pub use pacman_conf::{PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers, layer_conf};
 pub use prepare::{MAKEPKG_CONF, PREPARE_VERSION};
 
 /// Version of [`BaseRecord`]'s JSON form (and of `base list/show --json`).

@@ -865,3 +865,42 @@ fn multi_architecture_pkgbuilds_build_with_their_arrays_for_the_repos_arch_and_o
     assert_eq!(code, 1, "{}", text(&o));
     assert_eq!(v["packages"][0]["status"], "not_for_arch", "{v:#}");
 }
+
+/// Issue 15: a base whose pacman.conf requires signatures on local package
+/// files (as pacman 7.1 configs may) still takes pkgcell's unsigned `-I`
+/// files into a dependency layer: the layer's pacman.conf trusts what
+/// pkgcell checked by hash itself, and the base's own file is unchanged.
+#[test]
+fn a_base_that_requires_local_file_signatures_still_installs_checked_dependencies() {
+    use crate::pkgutil::{TestPackage, makepkg};
+    let d = TestDir::new();
+    let script = d.join("make-base.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "set -e\nmkdir -p \"$PKGCELL_BASE_OUT.d\"\ntar --zstd -xf {tarball} -C \"$PKGCELL_BASE_OUT.d\" 2>/dev/null || true\n\
+             sed -i 's/^\\[options\\]$/[options]\\nLocalFileSigLevel = Required/' \"$PKGCELL_BASE_OUT.d/etc/pacman.conf\"\n\
+             grep -q '^LocalFileSigLevel = Required' \"$PKGCELL_BASE_OUT.d/etc/pacman.conf\"\n\
+             tar --zstd -C \"$PKGCELL_BASE_OUT.d\" -cf \"$PKGCELL_BASE_OUT\" .\n",
+            tarball = crate::base::test_base_tarball().display(),
+        ),
+    )
+    .unwrap();
+    let dir = d.join("pkgs/needslocal");
+    copy_fixture("build/needslocal", &dir);
+    std::fs::write(
+        d.join("pkgcell.toml"),
+        format!("[base]\nsource = \"command\"\ncommand = \"sh {}\"\n\n[pkgbuilds]\nneedslocal = {{ path = \"pkgs/needslocal\" }}\n", script.display()),
+    )
+    .unwrap();
+    let local = makepkg(&TestPackage::new("localdep"), &d.join("work"), &d.join("out"));
+    let o = output(pkgcell().args(["build", "--json", "-I"]).arg(&local).current_dir(d.path()).env("PKGCELL_HOME", d.join("home")));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["packages"][0]["status"], "built", "{}", text(&o));
+    // The base still requires them: only the layer's config trusts pkgcell's checks.
+    let bases = d.join("home/bases");
+    let base = std::fs::read_dir(&bases).unwrap().flatten().find(|e| !e.file_name().to_string_lossy().starts_with('.')).unwrap();
+    let conf = std::fs::read_to_string(base.path().join("root/etc/pacman.conf")).unwrap();
+    let set: Vec<&str> = conf.lines().filter(|l| l.starts_with("LocalFileSigLevel")).collect();
+    assert_eq!(set, ["LocalFileSigLevel = Required"], "{conf}");
+}
