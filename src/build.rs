@@ -172,6 +172,79 @@ pub struct BuildOptions {
     pub limits: Limits,
     /// A remote store: looked up before building, uploaded to after.
     pub remote: Option<Arc<RemoteStore>>,
+    /// Whether a pkgid already in the store is built again (`-f`).
+    pub rebuild: Rebuild,
+    /// Extra makepkg flags (after `--`), checked by [`MakepkgFlags::new`].
+    pub makepkg_flags: MakepkgFlags,
+}
+
+/// Whether a build whose pkgid is in the store (or the remote store) runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Rebuild {
+    /// No: the stored result is the result.
+    #[default]
+    IfMissing,
+    /// Yes for these entries (`-f`, as makepkg's: the entries named, or all);
+    /// the new record replaces the stored one, and objects only the old one
+    /// named go with the next `store gc`. What they need is built only when
+    /// missing, as always.
+    Entries(BTreeSet<String>),
+}
+
+impl Rebuild {
+    fn forced(&self, entry: &str) -> bool {
+        match self {
+            Rebuild::IfMissing => false,
+            Rebuild::Entries(e) => e.contains(entry),
+        }
+    }
+}
+
+/// makepkg flags a user may add to every makepkg run (`pkgcell build --
+/// --nocheck`, as makechrootpkg passes them). Only flags that change how
+/// makepkg gets to the package, not what pkgcell expects of it: no
+/// `--nobuild`, `--noarchive`, `--install`, `--syncdeps`, `--config` and the
+/// like, which would leave no package or reach outside the sandbox's job.
+/// They are not part of the pkgid: a stored result is not built again
+/// because of them (`-f` does that); the build log's header names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MakepkgFlags(Vec<String>);
+
+impl MakepkgFlags {
+    /// The flags makepkg may be given, long form first.
+    pub const ALLOWED: [(&'static str, Option<&'static str>); 9] = [
+        ("--nocheck", None),
+        ("--check", None),
+        ("--skippgpcheck", None),
+        ("--skipchecksums", None),
+        ("--skipinteg", None),
+        ("--holdver", None),
+        ("--cleanbuild", Some("-C")),
+        ("--nocolor", Some("-m")),
+        ("--noprepare", None),
+    ];
+
+    /// Check `flags` against [`Self::ALLOWED`].
+    pub fn new(flags: &[String]) -> Result<MakepkgFlags, String> {
+        for f in flags {
+            if !Self::ALLOWED.iter().any(|(long, short)| f == long || Some(f.as_str()) == *short) {
+                let allowed: Vec<String> = Self::ALLOWED
+                    .iter()
+                    .map(|(l, s)| s.map_or_else(|| l.to_string(), |s| format!("{s}/{l}")))
+                    .collect();
+                return Err(format!(
+                    "makepkg flag {f:?} is not one pkgcell can pass on (it would leave no package, or do what pkgcell does itself); allowed after --: {}",
+                    allowed.join(" ")
+                ));
+            }
+        }
+        Ok(MakepkgFlags(flags.to_vec()))
+    }
+
+    /// The flags, as given.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
 }
 
 /// Whether a build reuses the cached dependency layer of its set.
@@ -754,7 +827,9 @@ fn build_one(
     // the -I files: this also puts back one that a record made before
     // builds stored them lacks.
     store_local(store, &opts.local).map_err(no_log)?;
-    if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
+    let forced = opts.rebuild.forced(job.name);
+    let stored = if forced { None } else { store.record(job.pkgid).map_err(|e| no_log(e.into()))? };
+    if let Some(r) = stored {
         // Built here earlier, perhaps when the remote store was down: share it now.
         if let Some(remote) = &opts.remote
             && !remote.has_record(job.pkgid).map_err(|e| no_log(BuildError::RemoteUpload(e)))?
@@ -765,7 +840,7 @@ fn build_one(
         return Ok(Built { status: PackageStatus::Cached, record: r, log: None, seconds: None, layer: None, note: None });
     }
     let mut note = None;
-    if let Some(remote) = &opts.remote {
+    if let Some(remote) = opts.remote.as_ref().filter(|_| !forced) {
         step("remote store");
         match remote.fetch(job.pkgid, store) {
             Ok(Some(r)) => {
@@ -1423,6 +1498,11 @@ fn run_makepkg(
         script.push_str(&format!("umask {mask:03o}\n"));
     }
     script.push_str(if nodeps { "makepkg --nodeps " } else { "makepkg " });
+    // Checked against MakepkgFlags::ALLOWED: plain words, nothing to quote.
+    for f in opts.makepkg_flags.as_slice() {
+        script.push_str(f);
+        script.push(' ');
+    }
     script.push_str(
         "--noconfirm --noprogressbar --holdver || exit $?\n\
          for f in /build/*/pkg/*/.BUILDINFO; do cp \"$f\" /pkgdest/.BUILDINFO; break; done\n",
@@ -1477,7 +1557,7 @@ fn run_makepkg(
     spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
     spec.rlimits.extend(opts.limits.rlimits());
     let header = format!(
-        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: memory {} per process, processes {}\n\n",
+        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: memory {} per process, processes {}\nmakepkg flags: {}\n\n",
         env!("CARGO_PKG_VERSION"),
         job.pkgid,
         opts.base.id,
@@ -1485,6 +1565,7 @@ fn run_makepkg(
         layer.map_or("none".into(), |l| format!("{} ({})", l.upper.display(), if l.made { "made" } else { "reused" })),
         opts.limits.memory.map_or("unlimited".into(), size_text),
         opts.limits.pids.map_or("unlimited".into(), |p| p.to_string()),
+        if opts.makepkg_flags.as_slice().is_empty() { "none".into() } else { opts.makepkg_flags.as_slice().join(" ") },
     );
     let ran = run_logged(spec, log, "makepkg", &header, &opts.limits)?;
     if !ran.ok {

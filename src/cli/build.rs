@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus};
+use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus, Rebuild};
 use pkgcell::config::{self, Config};
 use pkgcell::fetch::{self, Fetcher};
 use pkgcell::home::Home;
@@ -81,6 +81,16 @@ pub struct BuildArgs {
     /// makechrootpkg -c); later builds reuse the fresh ones.
     #[arg(short = 'c', long)]
     clean: bool,
+    /// Build the named entries (default: all) even when their pkgid is in
+    /// the store, as makepkg -f; the new record replaces the stored one.
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Flags for makepkg, after `--` (as makechrootpkg passes them):
+    /// --nocheck, --check, --skippgpcheck, --skipchecksums, --skipinteg,
+    /// --holdver, -C/--cleanbuild, -m/--nocolor, --noprepare. Not part of the
+    /// pkgid: a stored result is not rebuilt for them (add -f).
+    #[arg(last = true, value_name = "MAKEPKG_FLAGS")]
+    makepkg_flags: Vec<String>,
     /// Memory limit of each process of a build, e.g. 4G (default: [build] memory).
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     memory: Option<u64>,
@@ -211,6 +221,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let config = match &mode {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
     };
+    let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
     let home = Home::from_env()?;
     // Held to the end: no `store gc` while this run's downloads, layers
     // and outputs have no record yet.
@@ -250,6 +261,12 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
         limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
         remote,
+        rebuild: match (args.force, args.packages.is_empty()) {
+            (false, _) => Rebuild::IfMissing,
+            (true, true) => Rebuild::Entries(config.pkgbuilds.iter().map(|e| e.name.to_string()).collect()),
+            (true, false) => Rebuild::Entries(args.packages.iter().cloned().collect()),
+        },
+        makepkg_flags,
     };
     let progress = Progress::new(true);
     let finished = std::sync::atomic::AtomicBool::new(false);

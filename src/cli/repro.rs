@@ -305,6 +305,9 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
         // A check rebuilds here, whatever a remote store holds.
         remote: None,
+        // rebuild() runs makepkg whatever the store holds; plain makepkg.
+        rebuild: Default::default(),
+        makepkg_flags: Default::default(),
     }
 }
 

@@ -904,3 +904,46 @@ fn a_base_that_requires_local_file_signatures_still_installs_checked_dependencie
     let set: Vec<&str> = conf.lines().filter(|l| l.starts_with("LocalFileSigLevel")).collect();
     assert_eq!(set, ["LocalFileSigLevel = Required"], "{conf}");
 }
+
+/// Issue 17: makepkg flags after `--` reach makepkg (a failing check() is
+/// skipped with --nocheck); flags that would leave no package are refused
+/// before anything runs; `-f` builds a stored pkgid again and its record
+/// replaces the stored one.
+#[test]
+fn makepkg_flags_after_double_dash_reach_makepkg_and_force_rebuilds_a_stored_pkgid() {
+    let d = TestDir::new();
+    let dir = d.join("checkfails");
+    copy_fixture("build/checkfails", &dir);
+    let (code, v, o) = laptop_build(&d, &dir, &[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    assert!(v["packages"][0]["reason"].as_str().unwrap().contains("the test suite fails"), "{v:#}");
+
+    let (code, v, o) = laptop_build(&d, &dir, &["--", "--nocheck"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(v["packages"][0]["status"], "built", "{v:#}");
+    let log = std::fs::read_to_string(v["packages"][0]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("makepkg flags: --nocheck"), "{log}");
+    assert!(!log.contains("the test suite fails"), "{log}");
+    let pkgid = v["packages"][0]["pkgid"].as_str().unwrap().to_owned();
+    remove_packages(&dir);
+
+    // Stored: the flags do not build it again, -f does.
+    let (code, v, o) = laptop_build(&d, &dir, &["--", "--nocheck"]);
+    assert_eq!((code, v["packages"][0]["status"].as_str()), (0, Some("cached")), "{}", text(&o));
+    remove_packages(&dir);
+    let (code, v, o) = laptop_build(&d, &dir, &["-f", "--", "--nocheck"]);
+    assert_eq!((code, v["packages"][0]["status"].as_str()), (0, Some("built")), "{}", text(&o));
+    assert_eq!(v["packages"][0]["pkgid"], pkgid.as_str());
+    remove_packages(&dir);
+    let ls = ok(output(pkgcell().args(["store", "ls", "--json"]).env("PKGCELL_HOME", d.join("home"))));
+    assert_eq!(ls.matches(&pkgid).count(), 1, "one record per pkgid: {ls}");
+
+    // Flags that would leave no package, or that are not makepkg's: exit 2, nothing runs.
+    for bad in ["--nobuild", "-o", "--install", "--config=/x", "hello"] {
+        let o = output(
+            pkgcell().args(["build", "--", bad]).current_dir(&dir).env("PKGCELL_HOME", d.join("home")).env("PKGCELL_BASE_DIR", test_base()),
+        );
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(stderr(&o).contains(&format!("makepkg flag \"{bad}\"")) && stderr(&o).contains("--nocheck"), "{}", text(&o));
+    }
+}
