@@ -496,7 +496,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
             let why = match &p.status {
                 Status::Error { stage, message } => format!("{stage}: {message}"),
                 Status::NotForArch { archs } => {
-                    println!("==> {}: not built for {} (arch = {}): nothing to fetch", p.name, config.repo.arch, archs.join(" "));
+                    writeln!(std::io::stdout().lock(), "==> {}: not built for {} (arch = {}): nothing to fetch", p.name, config.repo.arch, archs.join(" "))?;
                     continue;
                 }
                 Status::Blocked { .. } | Status::ToBuild => "not parsed".into(),
@@ -507,9 +507,9 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         };
         let sources = fetch::sources_of(srcinfo, &config.repo.arch.to_string());
         match fetcher.fetch(&sources).and_then(|got| Ok((got, fetcher.fetch_packages(&p.installs)?))) {
-            Ok((got, pkgs)) if pkgs.is_empty() => println!("==> {}: {} sources fetched", p.name, got.len()),
+            Ok((got, pkgs)) if pkgs.is_empty() => writeln!(std::io::stdout().lock(), "==> {}: {} sources fetched", p.name, got.len())?,
             Ok((got, pkgs)) => {
-                println!("==> {}: {} sources and {} repository packages fetched", p.name, got.len(), pkgs.len())
+                writeln!(std::io::stdout().lock(), "==> {}: {} sources and {} repository packages fetched", p.name, got.len(), pkgs.len())?
             }
             Err(e) => {
                 eprintln!("==> {}: failed: {}", p.name, build::error_chain(&e));

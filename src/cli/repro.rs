@@ -79,7 +79,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         Err(e) if args.json => {
             // A scheduler reading --json gets an object in every case.
             let v = serde_json::json!({"version": repro::REPRO_JSON_VERSION, "error": format!("{e:#}")});
-            println!("{v}");
+            writeln!(std::io::stdout().lock(), "{v}")?;
             eprintln!("pkgcell: error: {e:#}");
             Ok(ExitCode::from(2))
         }

@@ -2,6 +2,7 @@
 //! typed [`Spec`] in one place ([`RunArgs::to_spec`]), which reports every
 //! misuse before anything starts.
 
+use std::io::Write as _;
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -278,7 +279,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match sandbox.run() {
         Ok(outcome) => {
             if args.json {
-                println!("{}", serde_json::to_string(&outcome)?);
+                writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&outcome)?)?;
             }
             Ok(ExitCode::from(outcome.status.exit_code()))
         }
@@ -290,7 +291,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ => serde_json::Value::Null,
             };
             let msg = format!("{:#}", anyhow::Error::from(e));
-            println!("{}", serde_json::json!({"version": pkgcell_sandbox::SPEC_VERSION, "error": msg, "setup": detail}));
+            writeln!(std::io::stdout().lock(), "{}", serde_json::json!({"version": pkgcell_sandbox::SPEC_VERSION, "error": msg, "setup": detail}))?;
             eprintln!("pkgcell: error: {msg}");
             Ok(ExitCode::from(2))
         }

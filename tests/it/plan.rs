@@ -366,3 +366,30 @@ fn plan_without_a_base_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--base-dir"));
 }
+
+/// `pkgcell plan | head`: a reader that closed its end is no error; pkgcell
+/// ends quietly with 0 (as ripgrep does), with no panic on stderr.
+#[test]
+fn a_closed_stdout_ends_plan_quietly_and_successfully() {
+    let env = Env::new();
+    env.pkgbuild("a", &simple("a", "1.0", ""));
+    env.config("[pkgbuilds]\na = { path = \"pkgs/a\" }\n");
+    for json in [false, true] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = crate::util::pkgcell();
+        cmd.arg("plan")
+            .current_dir(env.path())
+            .env("PKGCELL_HOME", env.path().join("home"))
+            .env("PKGCELL_BASE_DIR", &env.base)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{stderr}");
+    }
+}
