@@ -132,11 +132,13 @@ pub struct MakepkgEnv {
     pub lang: String,
     /// The umask makepkg starts with; `None` leaves the sandbox's.
     pub umask: Option<u32>,
+    /// `PACKAGER`, over [`BuildOptions::packager`] (repro: the recorded one).
+    pub packager: Option<String>,
 }
 
 impl Default for MakepkgEnv {
     fn default() -> Self {
-        MakepkgEnv { epoch: None, hostname: "pkgcell".into(), tz: "UTC".into(), lang: "C.UTF-8".into(), umask: None }
+        MakepkgEnv { epoch: None, hostname: "pkgcell".into(), tz: "UTC".into(), lang: "C.UTF-8".into(), umask: None, packager: None }
     }
 }
 
@@ -176,6 +178,8 @@ pub struct BuildOptions {
     pub rebuild: Rebuild,
     /// Extra makepkg flags (after `--`), checked by [`MakepkgFlags::new`].
     pub makepkg_flags: MakepkgFlags,
+    /// makepkg's `PACKAGER` (else makepkg's default, `Unknown Packager`).
+    pub packager: Option<String>,
 }
 
 /// Whether a build whose pkgid is in the store (or the remote store) runs.
@@ -1549,6 +1553,10 @@ fn run_makepkg(
         spec.env.insert(k.into(), v.into());
     }
     spec.env.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+    // makepkg takes PACKAGER from the environment over its makepkg.conf.
+    if let Some(p) = menv.packager.as_ref().or(opts.packager.as_ref()) {
+        spec.env.insert("PACKAGER".into(), p.clone());
+    }
     // Share the cores between the builds running at once (the makepkg.conf
     // of managed bases reads this for MAKEFLAGS, see docs/base.md).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

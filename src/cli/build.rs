@@ -23,6 +23,7 @@ use pkgcell::plan::{self, Plan, PlanOptions, Status};
 use pkgcell::remote::RemoteStore;
 use pkgcell::store::Store;
 use pkgcell::sync::{self, SyncMode};
+use pkgcell::userconf::UserConf;
 use pkgcell_sandbox::Network;
 
 /// Where the config and the base come from (shared by build and fetch).
@@ -222,6 +223,8 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
     };
     let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
+    // The packager's makepkg.conf and environment, as makechrootpkg honours them.
+    let user = UserConf::load()?;
     let home = Home::from_env()?;
     // Held to the end: no `store gc` while this run's downloads, layers
     // and outputs have no record yet.
@@ -267,6 +270,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             (true, false) => Rebuild::Entries(args.packages.iter().cloned().collect()),
         },
         makepkg_flags,
+        packager: user.packager.clone(),
     };
     let progress = Progress::new(true);
     let finished = std::sync::atomic::AtomicBool::new(false);
@@ -288,14 +292,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
 
     let mut results = results;
     if let Mode::Laptop { dir, .. } = &mode {
-        let store = Store::at(home.store());
-        for r in &mut results {
-            for f in &mut r.files {
-                let dst = dir.join(&f.name);
-                store.copy_out(&f.blake3, &dst)?;
-                f.path = dst;
-            }
-        }
+        leave_outputs(&home, dir, &user, &mut results)?;
     }
 
     let mut stdout = std::io::stdout().lock();
@@ -315,6 +312,58 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => false,
     });
     Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Laptop mode: the package files where makepkg would leave them (beside the
+/// PKGBUILD, or PKGDEST), signed when BUILDENV has `sign` (as makepkg
+/// signs: a detached `.sig` by gpg, with GPGKEY when set), and a copy of the
+/// build log in LOGDEST when set.
+fn leave_outputs(home: &Home, dir: &Path, user: &UserConf, results: &mut [PackageResult]) -> anyhow::Result<()> {
+    let store = Store::at(home.store());
+    let pkgdest = user.pkgdest.clone().unwrap_or_else(|| dir.to_owned());
+    for r in results {
+        if !r.files.is_empty() {
+            std::fs::create_dir_all(&pkgdest).with_context(|| format!("cannot create PKGDEST {}", pkgdest.display()))?;
+        }
+        for f in &mut r.files {
+            let dst = pkgdest.join(&f.name);
+            store.copy_out(&f.blake3, &dst)?;
+            f.path = dst;
+            if user.sign {
+                sign(&f.path, user.gpgkey.as_deref())?;
+            }
+        }
+        if let (Some(logdest), Some(log)) = (&user.logdest, &r.log)
+            && let Some(name) = log.file_name()
+        {
+            std::fs::create_dir_all(logdest).with_context(|| format!("cannot create LOGDEST {}", logdest.display()))?;
+            let dst = logdest.join(name);
+            std::fs::copy(log, &dst).with_context(|| format!("cannot copy the build log to {}", dst.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `gpg --detach-sign` as makepkg runs it, replacing an older signature.
+fn sign(file: &Path, key: Option<&str>) -> anyhow::Result<()> {
+    let sig = PathBuf::from(format!("{}.sig", file.display()));
+    let _ = std::fs::remove_file(&sig);
+    let mut cmd = std::process::Command::new("gpg");
+    cmd.args(["--batch", "--yes", "--detach-sign", "--use-agent", "--no-armor"]);
+    if let Some(k) = key {
+        cmd.args(["-u", k]);
+    }
+    let out = cmd.arg(file).output().context("cannot run gpg to sign the package (BUILDENV has sign)")?;
+    if !out.status.success() {
+        bail!(
+            "gpg could not sign {} (BUILDENV has sign{}): {}",
+            file.display(),
+            key.map(|k| format!(", GPGKEY={k}")).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    eprintln!("==> signed {}", file.display());
+    Ok(())
 }
 
 fn json_of(r: &PackageResult) -> serde_json::Value {

@@ -308,6 +308,8 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         // rebuild() runs makepkg whatever the store holds; plain makepkg.
         rebuild: Default::default(),
         makepkg_flags: Default::default(),
+        // rebuild() takes the recorded packager (MakepkgEnv).
+        packager: None,
     }
 }
 

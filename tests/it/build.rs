@@ -947,3 +947,66 @@ fn makepkg_flags_after_double_dash_reach_makepkg_and_force_rebuilds_a_stored_pkg
         assert!(stderr(&o).contains(&format!("makepkg flag \"{bad}\"")) && stderr(&o).contains("--nocheck"), "{}", text(&o));
     }
 }
+
+/// Issue 17: laptop mode honours the packager's makepkg.conf as makepkg and
+/// makechrootpkg do: PACKAGER goes into the package, PKGDEST and LOGDEST
+/// get the package and a copy of the log, BUILDENV's `sign` with GPGKEY
+/// signs it; `pkgcell repro` of that package reproduces it (the recorded
+/// packager is used again).
+#[test]
+fn laptop_mode_honours_packager_pkgdest_logdest_and_signing_from_makepkg_conf() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let home = d.join("userhome");
+    let gnupg = d.join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| output(Command::new("gpg").arg("--batch").args(args).env("GNUPGHOME", &gnupg));
+    let o = gpg(&["--passphrase", "", "--quick-gen-key", "Packager <p@example.org>", "ed25519", "sign", "never"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (pkgdest, logdest) = (d.join("pkgdest"), d.join("logdest"));
+    std::fs::write(
+        home.join(".makepkg.conf"),
+        format!(
+            "PACKAGER='Jane Doe <jane@example.org>'\nPKGDEST={}\nLOGDEST={}\nBUILDENV+=(sign)\nGPGKEY=p@example.org\n",
+            pkgdest.display(),
+            logdest.display()
+        ),
+    )
+    .unwrap();
+    let o = output(
+        pkgcell()
+            .args(["build", "--json"])
+            .current_dir(&dir)
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env("GNUPGHOME", &gnupg)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base()),
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["packages"][0]["status"], "built", "{}", text(&o));
+    let file = pkgdest.join("hello-1.0-1-x86_64.pkg.tar.zst");
+    assert_eq!(v["packages"][0]["files"][0], file.display().to_string());
+    assert!(!dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists(), "PKGDEST, not beside the PKGBUILD");
+    let o = gpg(&["--verify", &format!("{}.sig", file.display()), file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pkginfo = run_sh(&["--ro-bind", &format!("{}:/p.pkg.tar.zst", file.display())], "bsdtar -xOf /p.pkg.tar.zst .PKGINFO");
+    assert!(ok(pkginfo).contains("packager = Jane Doe <jane@example.org>"));
+    let logs: Vec<_> = std::fs::read_dir(&logdest).unwrap().flatten().collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+
+    // repro rebuilds with the recorded packager (else .PKGINFO would differ).
+    let o = output(
+        pkgcell()
+            .args(["repro"])
+            .arg(&file)
+            .current_dir(&dir)
+            .env("HOME", d.join("elsewhere"))
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
