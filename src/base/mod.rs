@@ -108,7 +108,7 @@ pub enum BaseError {
     #[error(
         "cannot check package signatures: no keyrings in {} to initialise a pacman keyring from; \
          install your distribution's keyring package (archlinux-keyring), or set `signatures = \"skip\"` \
-         in [base] of pkgcell.toml for unsigned local repositories", dir.display()
+         in [base] for unsigned local repositories", dir.display()
     )]
     NoKeyring {
         /// Where keyrings were looked for.

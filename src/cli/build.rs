@@ -123,22 +123,94 @@ pub struct FetchArgs {
 
 /// A config, and whether it stands for the PKGBUILD of the current directory.
 pub(super) enum Mode {
-    Config(Config),
-    Laptop { config: Config, dir: PathBuf },
+    /// A pkgcell.toml (the file).
+    Config(Config, PathBuf),
+    /// The PKGBUILD in `dir`, with the user's defaults when there are some.
+    Laptop { config: Config, dir: PathBuf, defaults: Option<PathBuf> },
+}
+
+impl Mode {
+    /// The config, and the file a user would edit to change it.
+    pub(super) fn config(&self) -> (&Config, SettingsFile<'_>) {
+        match self {
+            Mode::Config(c, path) => (c, SettingsFile::Config(path)),
+            Mode::Laptop { config, defaults: Some(d), .. } => (config, SettingsFile::UserDefaults(d)),
+            Mode::Laptop { config, defaults: None, .. } => (config, SettingsFile::NoUserDefaults),
+        }
+    }
+}
+
+/// Where the settings of a run come from, to name in an error that asks the
+/// user to change them.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SettingsFile<'a> {
+    /// A pkgcell.toml.
+    Config(&'a Path),
+    /// The user's defaults file, which exists.
+    UserDefaults(&'a Path),
+    /// No pkgcell.toml and no user defaults: pkgcell's built-in defaults.
+    NoUserDefaults,
+}
+
+impl SettingsFile<'_> {
+    /// Why the base could not be made, and where to change it.
+    fn cannot_make_base(&self) -> String {
+        const OR: &str = "or pass --base ID or --base-dir DIR";
+        match self {
+            SettingsFile::Config(p) => format!("cannot make the base that [base] of {} describes (change it there, {OR})", p.display()),
+            SettingsFile::UserDefaults(p) => {
+                format!("cannot make the base that [base] of {} (your defaults for laptop mode) describes (change it there, {OR})", p.display())
+            }
+            SettingsFile::NoUserDefaults => format!(
+                "cannot make the built-in default base (source = \"pacman\", from this host's pacman.conf): write a [base] section into {} (as in `pkgcell init`'s pkgcell.toml), {OR}",
+                user_defaults().map_or("~/.config/pkgcell/config.toml".into(), |p| p.display().to_string())
+            ),
+        }
+    }
 }
 
 /// `$XDG_CONFIG_HOME/pkgcell/config.toml` (or `~/.config/...`): the user's
 /// defaults for laptop mode.
-fn user_defaults() -> Option<PathBuf> {
+pub(super) fn user_defaults() -> Option<PathBuf> {
     let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))).map(|d| d.join("pkgcell/config.toml"))
+}
+
+/// The one answer to "which base", for every command: `--base ID`, else
+/// `--base-dir DIR` or `$PKGCELL_BASE_DIR`, else the config's `[base]`
+/// (made when missing). Errors name the file to edit.
+pub(super) fn resolve_base(
+    home: &Home,
+    id: Option<&str>,
+    dir: Option<&Path>,
+    config: Option<(&Config, SettingsFile<'_>)>,
+) -> anyhow::Result<build::Base> {
+    if let Some(id) = id {
+        let b = pkgcell::base::find(home, id)?;
+        return Ok(build::Base { id: b.id.to_string(), root: b.root });
+    }
+    let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = dir.map(Path::to_owned).or(from_env) {
+        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+        if !dir.is_dir() {
+            bail!("base directory {} does not exist", dir.display());
+        }
+        return Ok(build::base_of_dir(&dir)?);
+    }
+    let Some((config, file)) = config else {
+        let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
+        bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one{defaults}", config::FILE_NAME);
+    };
+    let b = pkgcell::base::resolve(home, &config.base)
+        .with_context(|| file.cannot_make_base())?;
+    Ok(build::Base { id: b.id.to_string(), root: b.root })
 }
 
 impl Common {
     pub(super) fn config(&self) -> anyhow::Result<Mode> {
         let path = self.config.clone().unwrap_or_else(|| PathBuf::from(config::FILE_NAME));
         if path.exists() || self.config.is_some() {
-            return Ok(Mode::Config(Config::load(&path)?));
+            return Ok(Mode::Config(Config::load(&path)?, path));
         }
         let dir = std::env::current_dir().context("cannot find the current directory")?;
         if !dir.join("PKGBUILD").exists() {
@@ -152,8 +224,9 @@ impl Common {
             .unwrap_or_else(|| "pkgbuild".into());
         // The user's defaults ([base], [build], [repo]), if any; then one
         // entry for this directory.
-        let mut config = match user_defaults().filter(|p| p.exists()) {
-            Some(p) => Config::load(&p)?,
+        let defaults = user_defaults().filter(|p| p.exists());
+        let mut config = match &defaults {
+            Some(p) => Config::load(p)?,
             None => Config::from_toml("", Path::new("(laptop mode)"), &dir)?,
         };
         config.pkgbuilds = vec![config::PkgbuildEntry {
@@ -163,24 +236,12 @@ impl Common {
             makedeps: Vec::new(),
             home_binds: Vec::new(),
         }];
-        Ok(Mode::Laptop { config, dir })
+        Ok(Mode::Laptop { config, dir, defaults })
     }
 
-    /// The base, in the order plan uses: --base ID, --base-dir DIR,
-    /// $PKGCELL_BASE_DIR, the config's [base] (made when missing).
-    pub(super) fn base(&self, home: &Home, config: &Config) -> anyhow::Result<build::Base> {
-        if let Some(id) = &self.base {
-            let b = pkgcell::base::find(home, id)?;
-            return Ok(build::Base { id: b.id.to_string(), root: b.root });
-        }
-        let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
-        let Some(dir) = self.base_dir.clone().or(from_env) else {
-            let b = pkgcell::base::resolve(home, &config.base)
-                .context("cannot make the base of the config's [base] (or pass --base ID or --base-dir DIR)")?;
-            return Ok(build::Base { id: b.id.to_string(), root: b.root });
-        };
-        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-        Ok(build::base_of_dir(&dir)?)
+    /// The base of this run ([`resolve_base`]).
+    pub(super) fn base(&self, home: &Home, mode: &Mode) -> anyhow::Result<build::Base> {
+        resolve_base(home, self.base.as_deref(), self.base_dir.as_deref(), Some(mode.config()))
     }
 
     pub(super) fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
@@ -220,7 +281,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let local = args.install.iter().map(|p| LocalPackage::read(p)).collect::<Result<Vec<_>, _>>()?;
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
     let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
     // The packager's makepkg.conf and environment, as makechrootpkg honours them.
@@ -229,7 +290,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     // Held to the end: no `store gc` while this run's downloads, layers
     // and outputs have no record yet.
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     let jobs = args.jobs.unwrap_or(config.build.jobs.get());
     if jobs == 0 {
         bail!("-j must be at least 1");
@@ -528,11 +589,11 @@ fn erase(n: usize) -> String {
 pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
     let home = Home::from_env()?;
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan(config, &home, &base)?;
     let limits = Limits { memory: config.build.memory, pids: config.build.pids };
     let fetcher = Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits());

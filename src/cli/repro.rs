@@ -100,9 +100,9 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let local = repro::local_packages(&store, &found.record, &given)?;
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     eprintln!(
         "==> rebuilding {} with no network, SOURCE_DATE_EPOCH={}",
         found.record.pkgid, found.buildinfo.builddate
@@ -241,9 +241,9 @@ fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan_with(config, &home, &base, &local)?;
     let opts = rebuild_options(&home, base, config, local);
     let tmp = home.tmp();

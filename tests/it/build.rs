@@ -427,6 +427,34 @@ fn laptop_mode_takes_the_base_from_the_users_defaults() {
     let out = ok(o);
     assert!(out.contains("1 built"), "{out}");
     assert!(dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists());
+
+    // Issue 17: srcinfo in the same directory takes the same base (no second one).
+    let run = |args: &[&str], xdg: &Path| {
+        output(
+            pkgcell()
+                .args(args)
+                .current_dir(&dir)
+                .env("PKGCELL_HOME", d.join("home"))
+                .env("XDG_CONFIG_HOME", xdg)
+                .env_remove("PKGCELL_BASE_DIR"),
+        )
+    };
+    assert!(ok(run(&["srcinfo"], &xdg)).contains("pkgname = hello"));
+    let listed: Value = serde_json::from_str(&ok(run(&["base", "list", "--json"], &xdg))).unwrap();
+    assert_eq!(listed["bases"].as_array().unwrap().len(), 1, "{listed:#}");
+
+    // A base the defaults cannot make, or no defaults at all: the error
+    // names the file to write, for build and srcinfo alike.
+    let file = xdg.join("pkgcell/config.toml");
+    std::fs::write(&file, "[base]\nsource = \"tarball\"\ntarball = \"/nonexistent.tar\"\n").unwrap();
+    let none = d.join("none");
+    for (xdg, named) in [(&xdg, file.clone()), (&none, none.join("pkgcell/config.toml"))] {
+        for cmd in [&["build"][..], &["srcinfo"]] {
+            let o = run(cmd, xdg);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", text(&o));
+            assert!(stderr(&o).contains(&named.display().to_string()), "{cmd:?}: {}", text(&o));
+        }
+    }
 }
 
 #[test]
