@@ -157,3 +157,9 @@ impl PublishError {
 
 /// Result alias for the publish stage.
 pub type Result<T, E = PublishError> = std::result::Result<T, E>;
+
+impl From<crate::ids::InvalidRepoName> for PublishError {
+    fn from(e: crate::ids::InvalidRepoName) -> Self {
+        PublishError::BadRepoName { name: e.name }
+    }
+}

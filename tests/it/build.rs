@@ -366,6 +366,15 @@ fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
     assert_eq!(code, 0, "{}", text(&o));
     let runs = std::fs::read_to_string(env.dir.join("home/homes/homebind/.cache/counter/runs")).unwrap();
     assert_eq!(runs, "run\nrun\n");
+    // Writable by the build user (a subordinate id), not by everyone: no
+    // other local user can plant files in it for a later build.
+    use std::os::unix::fs::MetadataExt;
+    for dir in ["home/homes/homebind/.cache/counter", "home/homes/homebind/.cache", "home/homes/homebind"] {
+        let meta = std::fs::metadata(env.dir.join(dir)).unwrap();
+        assert_eq!(meta.mode() & 0o022, 0, "{dir} is group- or world-writable: {:o}", meta.mode());
+    }
+    let leaf = std::fs::metadata(env.dir.join("home/homes/homebind/.cache/counter")).unwrap();
+    assert_ne!(leaf.uid(), std::fs::metadata(env.dir.join("home")).unwrap().uid(), "owned by the build user's id");
 }
 
 #[test]
