@@ -378,6 +378,24 @@ fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
 }
 
 #[test]
+fn build_tmp_is_bounded_and_tmp_size_in_the_config_sets_it() {
+    let env = Env::new();
+    env.pkg("tmpfill");
+    let entry = "[pkgbuilds]\ntmpfill = { path = \"pkgs/tmpfill\" }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), format!("[build]\ntmp_size = \"64M\"\n\n{entry}")).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "100M went into a 64M /tmp\n{}", text(&o));
+    assert_eq!(status(&v, "tmpfill"), "failed");
+    let log = std::fs::read_to_string(pkg(&v, "tmpfill")["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("No space left"), "{log}");
+    // The default (1G) takes it.
+    std::fs::write(env.dir.join("pkgcell.toml"), entry).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "tmpfill"), "built");
+}
+
+#[test]
 fn extra_binds_reach_the_build_read_only_with_capital_d() {
     let env = Env::new();
     env.config(&["readbind"], 1);
