@@ -378,6 +378,26 @@ fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
 }
 
 #[test]
+fn a_home_binds_directory_left_world_writable_by_an_older_pkgcell_is_closed_and_still_written() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    env.pkg("homebind");
+    let cfg = "[pkgbuilds]\nhomebind = { path = \"pkgs/homebind\", home_binds = [\".cache/counter\"] }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let dir = env.dir.join("home/homes/homebind/.cache/counter");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(dir.join("runs"), "old\n").unwrap();
+    std::fs::set_permissions(dir.join("runs"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, _, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o755, "{:o}", meta.mode());
+    assert_ne!(meta.uid(), std::fs::metadata(env.dir.join("home")).unwrap().uid());
+    assert_eq!(std::fs::read_to_string(dir.join("runs")).unwrap(), "old\nrun\n");
+}
+
+#[test]
 fn build_tmp_is_bounded_and_tmp_size_in_the_config_sets_it() {
     let env = Env::new();
     env.pkg("tmpfill");
