@@ -259,12 +259,15 @@ pub enum SpecError {
     #[error("mount destination {0:?} must be below /, not / itself")]
     MountOnRoot(PathBuf),
     /// A size or time limit out of bounds.
-    #[error("{what}: {source}")]
+    #[error("{what} {value}: {reason}")]
     Limit {
         /// Which field.
         what: &'static str,
-        /// What is wrong with it.
-        source: UnitError,
+        /// The value given.
+        value: String,
+        /// What is wrong with it (in the message, not a source: it is
+        /// the whole reason, not an underlying failure).
+        reason: UnitError,
     },
 }
 
@@ -355,7 +358,11 @@ impl Spec {
             }
         }
         if let Some(t) = self.timeout {
-            Timeout::new(t).map_err(|source| SpecError::Limit { what: "timeout", source })?;
+            Timeout::new(t).map_err(|reason| SpecError::Limit {
+                what: "timeout",
+                value: crate::units::secs_text(t.as_secs_f64()),
+                reason,
+            })?;
         }
         absolute("working directory", &self.cwd)?;
         if self.argv.is_empty() {
@@ -389,7 +396,7 @@ impl Spec {
 }
 
 fn size_in_bounds(what: &'static str, bytes: u64) -> Result<(), SpecError> {
-    Size::new(bytes).map(drop).map_err(|source| SpecError::Limit { what, source })
+    Size::new(bytes).map(drop).map_err(|reason| SpecError::Limit { what, value: bytes.to_string(), reason })
 }
 
 fn absolute(what: &'static str, path: &Path) -> Result<(), SpecError> {
@@ -446,7 +453,7 @@ mod opt_secs {
             None => Ok(None),
             Some(secs) => crate::units::Timeout::from_secs_f64(secs)
                 .map(|t| Some(t.duration()))
-                .map_err(|e| serde::de::Error::custom(format!("timeout: {e}"))),
+                .map_err(|e| serde::de::Error::custom(format!("timeout {}: {e}", crate::units::secs_text(secs)))),
         }
     }
 }
@@ -517,10 +524,13 @@ mod tests {
         }
         let mut s = dir_spec();
         s.tmp_size = Some(0);
-        assert!(s.validate().unwrap_err().to_string().starts_with("tmp_size: a size of 0"));
+        assert!(s.validate().unwrap_err().to_string().starts_with("tmp_size 0: a size of 0"));
         let mut s = dir_spec();
         s.shm_size = Some(u64::MAX);
-        assert!(s.validate().unwrap_err().to_string().starts_with("shm_size: size 18446744073709551615"));
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "shm_size 18446744073709551615: larger than the largest size taken, 1P"
+        );
         let mut s = dir_spec();
         s.mounts.push(Mount::Tmpfs { dst: "/x".into(), size: Some(0) });
         assert!(matches!(s.validate(), Err(SpecError::Limit { what: "mounts.tmpfs.size", .. })));
@@ -534,7 +544,7 @@ mod tests {
         for t in ["1e300", "-1", "0", "1.7976931348623157e308", "18446744073709551616"] {
             let j = format!(r#"{{"root":{{"dir":{{"path":"/"}}}},"argv":["true"],"timeout":{t}}}"#);
             let err = serde_json::from_str::<Spec>(&j).unwrap_err().to_string();
-            assert!(err.starts_with("timeout: "), "{t}: {err}");
+            assert!(err.starts_with("timeout ") && !err.contains("000000000000000"), "{t}: {err}");
         }
     }
 

@@ -136,12 +136,10 @@ impl Timeout {
     /// infinities, negative numbers and 0 are refused.
     pub fn from_secs_f64(secs: f64) -> Result<Timeout, UnitError> {
         if !secs.is_finite() || secs <= 0.0 {
-            return Err(UnitError::NotPositive { value: secs.to_string() });
+            return Err(UnitError::NotPositive { value: secs_text(secs) });
         }
         if secs > Timeout::MAX.0.as_secs_f64() {
-            // 1e300 as "1e300", not as its 301 digits.
-            let value = if secs < 1e12 { format!("{secs}s") } else { format!("{secs:e}s") };
-            return Err(UnitError::TimeoutTooLong { value });
+            return Err(UnitError::TimeoutTooLong { value: secs_text(secs) });
         }
         // In range, so the conversion cannot panic; a positive value that
         // rounds to 0 ns is still 0.
@@ -152,6 +150,12 @@ impl Timeout {
     pub const fn duration(self) -> Duration {
         self.0
     }
+}
+
+/// Seconds as a person would write them: 1e300 as "1e300", not as its 301
+/// digits.
+pub(crate) fn secs_text(secs: f64) -> String {
+    if secs.abs() < 1e12 { secs.to_string() } else { format!("{secs:e}") }
 }
 
 impl FromStr for Timeout {
@@ -206,12 +210,14 @@ impl fmt::Display for Timeout {
     }
 }
 
-/// A size or time limit that cannot be taken; the caller adds which field.
+/// A size or time limit that cannot be taken. The message leaves out the
+/// value and the field: the caller names both (`memory "lots": not a size
+/// like ...`), so they are not printed twice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UnitError {
     /// Not a size at all.
-    #[error("{value:?} is not a size like \"4G\", \"512M\" or \"65536K\"")]
+    #[error("not a size like \"4G\", \"512M\" or \"65536K\"")]
     NotASize {
         /// The text given.
         value: String,
@@ -220,19 +226,19 @@ pub enum UnitError {
     #[error("a size of 0 is not taken (tmpfs would read it as no limit); give a size like \"1G\"")]
     ZeroSize,
     /// A size beyond [`Size::MAX`].
-    #[error("size {bytes} is larger than the largest taken, 1P")]
+    #[error("larger than the largest size taken, 1P")]
     SizeTooLarge {
         /// The value given.
         bytes: String,
     },
     /// Not a duration at all.
-    #[error("{value:?} is not a duration like \"90s\", \"30m\", \"2h\", \"1h30m\" or seconds")]
+    #[error("not a duration like \"90s\", \"30m\", \"2h\", \"1h30m\" or seconds")]
     NotADuration {
         /// The text given.
         value: String,
     },
     /// Zero, negative or not a number.
-    #[error("a time limit must be a positive number of seconds, got {value}")]
+    #[error("not a positive number of seconds")]
     NotPositive {
         /// The value given.
         value: String,
@@ -241,7 +247,7 @@ pub enum UnitError {
     #[error("a time limit of 0 is not taken")]
     ZeroTimeout,
     /// Beyond [`Timeout::MAX`].
-    #[error("time limit {value} is longer than the longest taken, 365 days")]
+    #[error("longer than the longest time limit taken, 365 days")]
     TimeoutTooLong {
         /// The value given.
         value: String,

@@ -193,6 +193,12 @@ impl RunArgs {
             // upper.tmpfs.size: invalid value: integer `-1`"), which
             // serde_json's own message does not.
             let spec: Spec = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let msg = e.into_inner().to_string();
+                    // Our own checks name their field already ("timeout 1e300: ...").
+                    if msg.starts_with(&path) { anyhow::anyhow!(msg) } else { anyhow::anyhow!("{path}: {msg}") }
+                })
                 .with_context(|| format!("{} is not a valid sandbox spec (see README, \"pkgcell run --spec\")", file.display()))?;
             return Ok(spec);
         }
