@@ -335,4 +335,32 @@ mod tests {
             assert_eq!(t.to_string().parse::<Timeout>(), Ok(t), "{t}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_size_in_bounds_prints_and_parses_back(bytes in 1..=Size::MAX.bytes()) {
+            let s = Size::new(bytes).unwrap();
+            proptest::prop_assert_eq!(s.to_string().parse::<Size>(), Ok(s));
+        }
+
+        #[test]
+        fn any_text_parses_to_a_size_in_bounds_or_an_error(text in "\\PC{0,30}") {
+            if let Ok(s) = text.parse::<Size>() {
+                proptest::prop_assert!(s.bytes() > 0 && s <= Size::MAX);
+            }
+        }
+
+        #[test]
+        fn any_whole_second_limit_prints_and_parses_back(secs in 1..=Timeout::MAX.duration().as_secs()) {
+            let t = Timeout::new(Duration::from_secs(secs)).unwrap();
+            proptest::prop_assert_eq!(t.to_string().parse::<Timeout>(), Ok(t));
+        }
+
+        #[test]
+        fn any_text_or_float_gives_a_limit_in_bounds_or_an_error(text in "\\PC{0,30}", secs in proptest::num::f64::ANY) {
+            for t in [text.parse::<Timeout>(), Timeout::from_secs_f64(secs)].into_iter().flatten() {
+                proptest::prop_assert!(!t.duration().is_zero() && t <= Timeout::MAX);
+            }
+        }
+    }
 }
