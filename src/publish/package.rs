@@ -269,4 +269,20 @@ mod tests {
         let err = read(&path, Some(&sig), "a", DescVersion::V2).unwrap_err();
         assert!(matches!(err, PublishError::Package { source: PackageError::BadSignature { .. }, .. }), "{err}");
     }
+
+    #[test]
+    fn names_that_would_break_a_db_line_are_refused() {
+        for ok in ["foo-1:2.0-1-x86_64.pkg.tar.zst", "a b.pkg.tar.zst", "ünïcode-1-1-any.pkg.tar.zst", "..x"] {
+            assert!(check_file_name(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["a\nb", "a\rb", "a\tb", "a\u{1b}b", "a\u{85}b", "a/b", ".."] {
+            assert!(matches!(check_file_name(bad), Err(PackageError::UnsafeName { what: "file name", .. })), "{bad:?}");
+        }
+        assert!(check_member(b"usr/share/a b/..x").is_ok());
+        for bad in [&b"usr/../etc/x"[..], b"../x", b"usr/bin/x\n%NAME%", b"usr/\x7f", b"usr/x/.."] {
+            assert!(matches!(check_member(bad), Err(PackageError::UnsafeName { what: "archive member", .. })), "{bad:?}");
+        }
+        let err = check_file_name("x\n%NAME%\ny").unwrap_err().to_string();
+        assert_eq!(err, r#"file name "x\n%NAME%\ny" cannot go into a pacman database: it contains a control character"#);
+    }
 }
