@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Seek};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, mpsc};
@@ -286,6 +286,9 @@ pub struct Limits {
     /// which the kernel counts per user namespace and uid, so one build's
     /// processes never count against another's limit).
     pub pids: Option<u64>,
+    /// Size of each of /tmp and /dev/shm in the makepkg sandbox, in bytes
+    /// (none: the sandbox's default, [`pkgcell_sandbox::DEFAULT_TMP_SIZE`]).
+    pub tmp: Option<u64>,
 }
 
 impl Limits {
@@ -319,14 +322,48 @@ impl Limits {
     }
 }
 
-/// Bytes as the config writes them: `4G`, `512M`, or `65536K`.
+/// Bytes as the config writes them (`4G`, `512M`, `65536K`), by the one
+/// printer of sizes, [`pkgcell_sandbox::Size`].
 fn size_text(b: u64) -> String {
-    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if b >= 1 << shift && b.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", b >> shift);
-        }
+    pkgcell_sandbox::Size::new(b).map_or_else(|_| format!("{b} bytes"), |s| s.to_string())
+}
+
+/// The host directory of one `home_binds` entry, made on first use and
+/// given to the build user: 0755 and owned by the build user's id outside
+/// (a subordinate id), so the build can write to it and no other local
+/// user can plant files in it for a later build. The config refuses
+/// entries that leave the home; this checks again, as it builds a path.
+fn home_bind_dir(opts: &BuildOptions, entry: &str, rel: &Path) -> Result<PathBuf, BuildError> {
+    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(BuildError::HomeBind { path: rel.to_owned(), reason: "not a relative path inside the home".into() });
     }
-    format!("{b} bytes")
+    let src = opts.home.root().join("homes").join(entry).join(rel);
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(&src).map_err(io_err("create", &src))?;
+    let meta = fs::metadata(&src).map_err(io_err("read", &src))?;
+    let ours = fs::metadata(opts.home.root()).map_err(io_err("read", opts.home.root()))?.uid();
+    if meta.uid() != ours {
+        // Given to the build user already (by an earlier build).
+        return Ok(src);
+    }
+    // Made by us just now, or left 0777 by an older pkgcell: close it, then
+    // hand it over from inside the user namespace, where root may chown to
+    // the build user (the host user may not chown to a subordinate id).
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &src))?;
+    let inside = "/pkgcell/home-bind";
+    let mut spec = Spec::new(
+        Root::Overlay { lowers: vec![opts.base.root.clone()], upper: Upper::Tmpfs { size: 16 << 20 } },
+        vec!["chown".into(), format!("{BUILD_UID}:{BUILD_UID}"), inside.into()],
+    );
+    spec.mounts.push(Mount::Bind { src: src.clone(), dst: inside.into(), access: Access::ReadWrite });
+    spec.env.insert("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let outcome = Sandbox::new(spec)
+        .stdout(Stdio::null())
+        .run()
+        .map_err(|source| BuildError::Sandbox { what: "giving a home_binds directory to the build user", source })?;
+    if !outcome.status.success() {
+        return Err(BuildError::HomeBind { path: src, reason: format!("chown to the build user failed ({:?})", outcome.status) });
+    }
+    Ok(src)
 }
 
 /// What happened to one package.
@@ -485,6 +522,14 @@ pub enum BuildError {
         entry: String,
         /// The package name.
         pkgname: String,
+    },
+    /// A `home_binds` directory cannot be used.
+    #[error("home_binds directory {}: {reason}", path.display())]
+    HomeBind {
+        /// The directory (or the entry, when it is not a plain relative path).
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
     },
     /// A package file that the original build installed is no longer in the store.
     #[error("dependency {line} of the original build is not in the store")]
@@ -1525,15 +1570,11 @@ fn run_makepkg(
     let home = if opts.base.root.join("home/builder").is_dir() { "/home/builder" } else { "/build" };
     spec.mounts.extend(opts.binds.iter().cloned());
     for rel in opts.home_binds.get(job.name).into_iter().flatten() {
-        // Only plain relative paths: a bind must stay inside the home.
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            continue;
-        }
-        let src = opts.home.root().join("homes").join(job.name).join(rel);
-        fs::create_dir_all(&src).map_err(io_err("create", &src))?;
-        fs::set_permissions(&src, fs::Permissions::from_mode(0o777)).map_err(io_err("chmod", &src))?;
+        let src = home_bind_dir(opts, job.name, rel)?;
         spec.mounts.push(Mount::Bind { src, dst: Path::new(home).join(rel), access: Access::ReadWrite });
     }
+    spec.tmp_size = opts.limits.tmp;
+    spec.shm_size = opts.limits.tmp;
     for (k, v) in [
         ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("HOME", home),
@@ -1662,7 +1703,7 @@ mod tests {
     #[test]
     fn limits_become_rlimits_and_failures_that_hit_them_name_them() {
         assert!(Limits::default().rlimits().is_empty());
-        let l = Limits { memory: Some(256 << 20), pids: Some(64) };
+        let l = Limits { memory: Some(256 << 20), pids: Some(64), tmp: None };
         assert_eq!(
             l.rlimits(),
             [
@@ -1679,7 +1720,8 @@ mod tests {
         assert_eq!(Limits::default().hint("memory exhausted, Cannot fork"), None);
         assert_eq!(size_text(4 << 30), "4G");
         assert_eq!(size_text(1536 << 20), "1536M");
-        assert_eq!(size_text(1000), "1000 bytes");
+        assert_eq!(size_text(1000), "1000");
+        assert_eq!(size_text(0), "0 bytes");
     }
 
     #[test]

@@ -43,9 +43,10 @@ pub struct Common {
     /// Do not fetch the git repositories of [pkgbuilds]: use them as last synced.
     #[arg(long, alias = "hold")]
     offline: bool,
-    /// Time limit for sourcing one PKGBUILD while planning, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    parse_timeout: u64,
+    /// Time limit for sourcing one PKGBUILD while planning: seconds, or
+    /// "90s", "2m".
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::plan::parse_timeout)]
+    parse_timeout: Duration,
 }
 
 /// Build packages in sandboxes, in dependency order, skipping what the store has.
@@ -103,7 +104,7 @@ pub struct BuildArgs {
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
-    config::parse_size(s)
+    config::parse_memory(s)
 }
 
 fn parse_pids(s: &str) -> Result<u64, String> {
@@ -263,13 +264,10 @@ impl Common {
         synced: Vec<sync::Synced>,
         local: &[LocalPackage],
     ) -> anyhow::Result<Plan> {
-        if self.parse_timeout == 0 {
-            bail!("--parse-timeout must be at least 1 second");
-        }
         let opts = PlanOptions {
             base: base.root.clone(),
             home: home.clone(),
-            parse_timeout: Duration::from_secs(self.parse_timeout),
+            parse_timeout: self.parse_timeout,
             local: local.to_vec(),
         };
         Ok(plan::plan(config, synced, &opts)?)
@@ -323,7 +321,11 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         local,
         layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
-        limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
+        limits: Limits {
+            memory: args.memory.or(config.build.memory),
+            pids: args.pids.or(config.build.pids),
+            tmp: config.build.tmp_size,
+        },
         remote,
         rebuild: match (args.force, args.packages.is_empty()) {
             (false, _) => Rebuild::IfMissing,
@@ -595,7 +597,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan(config, &home, &base)?;
-    let limits = Limits { memory: config.build.memory, pids: config.build.pids };
+    let limits = Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size };
     let fetcher = Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits());
     let mut failed = false;
     for p in &plan.packages {

@@ -33,9 +33,14 @@ pub struct BaseArgs {
     /// The base chroot to use, by id or unique prefix (see `pkgcell base list`).
     #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
     base: Option<String>,
-    /// Time limit for sourcing one PKGBUILD, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    parse_timeout: u64,
+    /// Time limit for sourcing one PKGBUILD: seconds, or "90s", "2m".
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
+    parse_timeout: Duration,
+}
+
+/// `--parse-timeout`: a [`pkgcell_sandbox::Timeout`].
+pub(super) fn parse_timeout(s: &str) -> Result<Duration, String> {
+    s.parse::<pkgcell_sandbox::Timeout>().map(|t| t.duration()).map_err(|e| e.to_string())
 }
 
 /// Show what would be built, why, and in which order, without building.
@@ -76,10 +81,7 @@ impl BaseArgs {
     }
 
     fn timeout(&self) -> anyhow::Result<Duration> {
-        if self.parse_timeout == 0 {
-            bail!("--parse-timeout must be at least 1 second");
-        }
-        Ok(Duration::from_secs(self.parse_timeout))
+        Ok(self.parse_timeout)
     }
 }
 

@@ -366,6 +366,53 @@ fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
     assert_eq!(code, 0, "{}", text(&o));
     let runs = std::fs::read_to_string(env.dir.join("home/homes/homebind/.cache/counter/runs")).unwrap();
     assert_eq!(runs, "run\nrun\n");
+    // Writable by the build user (a subordinate id), not by everyone: no
+    // other local user can plant files in it for a later build.
+    use std::os::unix::fs::MetadataExt;
+    for dir in ["home/homes/homebind/.cache/counter", "home/homes/homebind/.cache", "home/homes/homebind"] {
+        let meta = std::fs::metadata(env.dir.join(dir)).unwrap();
+        assert_eq!(meta.mode() & 0o022, 0, "{dir} is group- or world-writable: {:o}", meta.mode());
+    }
+    let leaf = std::fs::metadata(env.dir.join("home/homes/homebind/.cache/counter")).unwrap();
+    assert_ne!(leaf.uid(), std::fs::metadata(env.dir.join("home")).unwrap().uid(), "owned by the build user's id");
+}
+
+#[test]
+fn a_home_binds_directory_left_world_writable_by_an_older_pkgcell_is_closed_and_still_written() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    env.pkg("homebind");
+    let cfg = "[pkgbuilds]\nhomebind = { path = \"pkgs/homebind\", home_binds = [\".cache/counter\"] }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let dir = env.dir.join("home/homes/homebind/.cache/counter");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(dir.join("runs"), "old\n").unwrap();
+    std::fs::set_permissions(dir.join("runs"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, _, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o755, "{:o}", meta.mode());
+    assert_ne!(meta.uid(), std::fs::metadata(env.dir.join("home")).unwrap().uid());
+    assert_eq!(std::fs::read_to_string(dir.join("runs")).unwrap(), "old\nrun\n");
+}
+
+#[test]
+fn build_tmp_is_bounded_and_tmp_size_in_the_config_sets_it() {
+    let env = Env::new();
+    env.pkg("tmpfill");
+    let entry = "[pkgbuilds]\ntmpfill = { path = \"pkgs/tmpfill\" }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), format!("[build]\ntmp_size = \"64M\"\n\n{entry}")).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "100M went into a 64M /tmp\n{}", text(&o));
+    assert_eq!(status(&v, "tmpfill"), "failed");
+    let log = std::fs::read_to_string(pkg(&v, "tmpfill")["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("No space left"), "{log}");
+    // The default (1G) takes it.
+    std::fs::write(env.dir.join("pkgcell.toml"), entry).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "tmpfill"), "built");
 }
 
 #[test]

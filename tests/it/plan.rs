@@ -338,6 +338,48 @@ fn config_errors_name_the_line_and_the_valid_keys() {
 }
 
 #[test]
+fn names_that_would_leave_their_directory_are_config_errors_naming_the_line() {
+    let env = Env::new();
+    env.pkgbuild("good", &simple("good", "1.0", ""));
+    let cases = [
+        ("[repo]\narch = \"x86_64\"\nname = \"../../evil\"\n", 3, "repository name \"../../evil\" is invalid"),
+        ("[pkgbuilds]\n\ngood = { path = \"pkgs/good\", home_binds = [\"../x\"] }\n", 3, "home_binds entry \"../x\""),
+        ("[pkgbuilds]\ngood = { path = \"pkgs/good\", home_binds = [\"/abs\"] }\n", 2, "home_binds entry \"/abs\""),
+    ];
+    for (config, line, why) in cases {
+        env.config(config);
+        let out = env.pkgcell(&["plan"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}{err}");
+        assert!(err.contains(&format!("pkgcell.toml:{line}: ")) && err.contains(why), "{config}{err}");
+    }
+}
+
+#[test]
+fn absurd_limits_in_the_config_or_flags_exit_2_naming_the_key() {
+    let env = Env::new();
+    for (config, line, why) in [
+        ("[build]\ntimeout = \"1e300\"\n", 2, "timeout \"1e300\": longer than the longest time limit taken, 365 days"),
+        ("[build]\n\ntimeout = \"-1\"\n", 3, "timeout \"-1\": not a positive number of seconds"),
+        ("[build]\ntmp_size = \"0\"\n", 2, "tmp_size \"0\": a size of 0 is not taken"),
+        ("[build]\nmemory = \"18446744073709551615\"\n", 2, "memory \"18446744073709551615\": larger than the largest size taken, 1P"),
+    ] {
+        env.config(config);
+        let out = env.pkgcell(&["plan"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}{err}");
+        assert!(err.contains(&format!("pkgcell.toml:{line}: {why}")), "{config}{err}");
+    }
+    env.config("");
+    for value in ["1e300", "0", "NaN", "-5"] {
+        let out = env.pkgcell(&["plan", &format!("--parse-timeout={value}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {err}");
+        assert!(err.contains("--parse-timeout") && !err.contains("panicked"), "{value}: {err}");
+    }
+}
+
+#[test]
 fn init_writes_a_starter_config_and_refuses_to_overwrite_it() {
     let env = Env::new();
     let out = env.pkgcell(&["init"]);
