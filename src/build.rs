@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Read, Seek};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, Upper};
 use serde::Serialize;
 
+use crate::buildlog;
 use crate::error::{IoPath, io_err};
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::home::Home;
@@ -170,6 +171,8 @@ pub struct BuildOptions {
     pub layers: LayerMode,
     /// Memory and process limits of the fetch, dependency layer and makepkg sandboxes.
     pub limits: Limits,
+    /// Bytes of each log of a build kept (`[build] log_limit`).
+    pub log_limit: u64,
     /// A remote store: looked up before building, uploaded to after.
     pub remote: Option<Arc<RemoteStore>>,
 }
@@ -826,8 +829,8 @@ fn build_one(
         stored.push(store.put_file(f).map_err(|e| with_log(e.into()))?);
     }
     let buildinfo = fs::read_to_string(dir.pkgdest().join(".BUILDINFO")).unwrap_or_default();
-    let log_data = fs::read(&log_path).map_err(|e| with_log(io_err("read", &log_path)(e).into()))?;
-    let log = store.put_bytes(&log_data).map_err(|e| with_log(e.into()))?;
+    // Streamed: a log may be as large as its limit.
+    let log = store.put_file(&log_path).map_err(|e| with_log(e.into()))?.blake3;
     split(&mut timings.store);
     let seconds = clock.elapsed().as_secs_f64();
     let record = Record {
@@ -1213,7 +1216,7 @@ fn dep_layer(
     spec.rlimits.extend(opts.limits.rlimits());
     let what = if fresh { "made afresh (-c)" } else { "made" };
     let header = format!("pkgcell: dependency layer {key} for {}, {what}\n", job.pkgid);
-    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits)
+    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits, opts.log_limit)
         .map_err(|e| Box::new((e, Some(log_path.clone()))))?;
     if !ran.ok {
         return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
@@ -1316,31 +1319,28 @@ struct Ran {
     peak_memory_kib: u64,
 }
 
-/// Run a sandbox with its stdout and stderr to `log`.
-fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str, limits: &Limits) -> Result<Ran, BuildError> {
-    let dir = log.parent().expect("logs have a parent");
-    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let file = fs::File::options().create(true).truncate(true).read(true).write(true).open(log).map_err(io_err("create", log))?;
-    io::Write::write_all(&mut &file, header.as_bytes()).map_err(io_err("write", log))?;
-    let err = file.try_clone().map_err(io_err("open", log))?;
-    let mut reader = file.try_clone().map_err(io_err("open", log))?;
-    let outcome = Sandbox::new(spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::from(err))
-        .run()
-        .map_err(|source| BuildError::Sandbox { what, source })?;
+/// Run a sandbox with its stdout and stderr streamed to `log`, keeping at
+/// most `log_limit` bytes of them (see [`crate::buildlog`]).
+fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str, limits: &Limits, log_limit: u64) -> Result<Ran, BuildError> {
+    let (out, pump) = buildlog::start(log, header, log_limit)?;
+    let err = out.try_clone().map_err(io_err("make a pipe for", log))?;
+    let outcome = Sandbox::new(spec).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).run();
+    // The pipe's write ends went with the sandbox: the pump sees its end.
+    let written = pump.finish()?;
+    let outcome = outcome.map_err(|source| BuildError::Sandbox { what, source })?;
+    if written.cut > 0 {
+        tracing::warn!(log = %log.display(), cut = written.cut, printed = written.printed, "log over its limit: its middle was cut");
+    }
     let mut status = match outcome.status {
         pkgcell_sandbox::Status::TimedOut => "timed out".to_owned(),
         s => format!("exit status {}", s.exit_code()),
     };
-    let mut text = String::new();
-    let _ = reader.seek(io::SeekFrom::Start(0));
-    let _ = reader.read_to_string(&mut text);
+    // Only the end of the log is read back: that is where a failure shows.
+    let text = buildlog::window(log, header.len() as u64);
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");
     let ok = outcome.status.success();
-    if !ok && let Some(hint) = limits.hint(&text[header.len().min(text.len())..]) {
+    if !ok && let Some(hint) = limits.hint(&text) {
         status.push_str(", ");
         status.push_str(&hint);
     }
@@ -1470,7 +1470,7 @@ fn run_makepkg(
         opts.limits.memory.map_or("unlimited".into(), size_text),
         opts.limits.pids.map_or("unlimited".into(), |p| p.to_string()),
     );
-    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits)?;
+    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits, opts.log_limit)?;
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }

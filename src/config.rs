@@ -165,6 +165,9 @@ pub struct BuildConfig {
     /// Process limit of a build: processes of its user inside its sandbox
     /// (RLIMIT_NPROC, counted per user namespace).
     pub pids: Option<u64>,
+    /// Bytes of one build's log kept: its head and its tail, with a line
+    /// saying what was cut between them.
+    pub log_limit: u64,
 }
 
 /// Which dependencies go into a pkgid's dephash.
@@ -283,6 +286,7 @@ struct RawBuild {
     timeout: Option<Spanned<String>>,
     memory: Option<Spanned<String>>,
     pids: Option<Spanned<i64>>,
+    log_limit: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -405,6 +409,10 @@ impl Config {
             None => None,
             Some(p) => Some(check_pids(*p.get_ref()).map_err(|why| invalid(Some(p.span()), format!("pids = {}: {why}", p.get_ref())))?),
         };
+        let log_limit = match &raw.build.log_limit {
+            None => DEFAULT_LOG_LIMIT,
+            Some(l) => parse_log_limit(l.get_ref()).map_err(|why| invalid(Some(l.span()), format!("log_limit {:?}: {why}", l.get_ref())))?,
+        };
         let build = BuildConfig {
             jobs: raw.build.jobs.unwrap_or(NonZeroUsize::MIN),
             network: raw.build.network.unwrap_or(false),
@@ -412,6 +420,7 @@ impl Config {
             timeout,
             memory,
             pids,
+            log_limit,
         };
 
         let mut pkgbuilds = Vec::new();
@@ -558,10 +567,34 @@ pub const MIN_MEMORY: u64 = 16 << 20;
 /// The smallest process limit taken: makepkg alone runs a few at once.
 pub const MIN_PIDS: u64 = 16;
 
+/// The default of `[build] log_limit`.
+pub const DEFAULT_LOG_LIMIT: u64 = 256 << 20;
+
+/// The smallest log limit taken: room for makepkg's own messages.
+pub const MIN_LOG_LIMIT: u64 = 64 << 10;
+
+/// A log limit: a size as [`parse_size`] reads it, at least [`MIN_LOG_LIMIT`].
+pub fn parse_log_limit(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes < MIN_LOG_LIMIT {
+        return Err(format!("below the minimum of {}K", MIN_LOG_LIMIT >> 10));
+    }
+    Ok(bytes)
+}
+
 /// A memory size: `"4G"`, `"512M"`, `"64K"`, `"1T"` (binary multiples,
 /// an optional `B` or `iB` after the unit, any case) or plain bytes;
 /// at least [`MIN_MEMORY`]. Err says what is wrong.
 pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes < MIN_MEMORY {
+        return Err(format!("below the minimum of {}M (pacman and makepkg need more)", MIN_MEMORY >> 20));
+    }
+    Ok(bytes)
+}
+
+/// A size in bytes with an optional binary unit, no minimum.
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
@@ -574,11 +607,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => return Err("not a size like \"4G\", \"512M\" or \"65536K\"".into()),
     };
     let n: u64 = num.parse().map_err(|_| "not a size like \"4G\", \"512M\" or \"65536K\"".to_owned())?;
-    let bytes = n.checked_mul(1 << shift).ok_or_else(|| "too large".to_owned())?;
-    if bytes < MIN_MEMORY {
-        return Err(format!("below the minimum of {}M (pacman and makepkg need more)", MIN_MEMORY >> 20));
-    }
-    Ok(bytes)
+    n.checked_mul(1 << shift).ok_or_else(|| "too large".to_owned())
 }
 
 /// A process limit: at least [`MIN_PIDS`].
@@ -614,6 +643,7 @@ dephash = "strict"           # "strict" | "loose" | "none": what a pkgid's depha
 timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # memory = "4G"              # example: memory of each process of a build (default: no limit)
 # pids = 512                 # example: processes of a build at once (default: no limit)
+log_limit = "256M"           # per build: bytes of its log kept (head and tail)
 
 [store]
 # remote = "s3://bucket/pkgcell-store"  # example: a store shared by several machines

@@ -7,6 +7,7 @@
 
 pub mod base;
 pub mod build;
+mod buildlog;
 pub mod config;
 pub mod error;
 pub mod fetch;

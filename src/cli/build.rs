@@ -87,6 +87,10 @@ pub struct BuildArgs {
     /// Processes of a build at once (default: [build] pids).
     #[arg(long, value_name = "N", value_parser = parse_pids)]
     pids: Option<u64>,
+    /// Bytes of a build's log kept, e.g. 64M: its head and its tail, with a
+    /// line saying what was cut (default: [build] log_limit, 256M).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_log_limit)]
+    log_limit: Option<u64>,
     #[command(flatten)]
     common: Common,
 }
@@ -249,6 +253,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         local,
         layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
         limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
+        log_limit: args.log_limit.unwrap_or(config.build.log_limit),
         remote,
     };
     let progress = Progress::new(true);

@@ -303,6 +303,7 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         local,
         layers: Default::default(),
         limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
+        log_limit: config.build.log_limit,
         // A check rebuilds here, whatever a remote store holds.
         remote: None,
     }
