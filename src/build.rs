@@ -41,7 +41,7 @@ use serde::Serialize;
 use crate::buildlog;
 use crate::error::{IoPath, io_err};
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
-use crate::home::Home;
+use crate::home::{GcMode, Home};
 use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, InstallFrom, Plan, Status};
@@ -427,6 +427,14 @@ pub enum BuildError {
         expected: Blake3,
         /// Its hash now.
         found: Blake3,
+    },
+    /// A kept failed build could not be made the user's (chown inside).
+    #[error("cannot make the kept build {} yours: chown -R ended with {status}", path.display())]
+    HandOver {
+        /// The kept tree.
+        path: PathBuf,
+        /// How chown ended.
+        status: String,
     },
     /// The entry is not in the plan, or its plan failed.
     #[error("{0} is not planned (see `pkgcell plan`)")]
@@ -816,7 +824,7 @@ fn build_one(
     let (outputs, peak_memory_kib) = match result {
         Ok(made) => made,
         Err(e) => {
-            dir.finish(opts.keep_failed, &opts.home, job.pkgid);
+            dir.finish(opts.keep_failed, opts, job.pkgid);
             return Err(Box::new((e, Some(log_path))));
         }
     };
@@ -851,7 +859,7 @@ fn build_one(
         pkgcell: env!("CARGO_PKG_VERSION").to_owned(),
     };
     store.put_record(&record).map_err(|e| with_log(e.into()))?;
-    dir.finish(KeepFailed::No, &opts.home, job.pkgid);
+    dir.finish(KeepFailed::No, opts, job.pkgid);
     let layer = layer.map(|l| LayerUse { key: l.key, made: l.made });
     if let Some(remote) = &opts.remote {
         step("upload");
@@ -913,7 +921,7 @@ pub fn rebuild(
         }
         Ok(out)
     });
-    dir.finish(KeepFailed::No, &opts.home, pkgid);
+    dir.finish(KeepFailed::No, opts, pkgid);
     Ok(Rebuilt { files: copied?, log })
 }
 
@@ -1088,13 +1096,20 @@ impl BuildDir {
         self.root.join("pkgdest")
     }
 
-    fn finish(&self, keep: KeepFailed, home: &Home, pkgid: &PkgId) {
+    fn finish(&self, keep: KeepFailed, opts: &BuildOptions, pkgid: &PkgId) {
         match keep {
             KeepFailed::Yes => {
-                let dst = home.root().join("failed").join(pkgid.to_string());
+                let dst = opts.home.failed().join(pkgid.to_string());
                 let _ = remove_dir(&dst);
                 let _ = fs::create_dir_all(dst.parent().expect("has a parent"));
                 if fs::rename(&self.root, &dst).is_ok() {
+                    // Its mtime is when it was kept: `store gc --failed-age` counts from there.
+                    if let Err(e) = fs::File::open(&dst).and_then(|f| f.set_modified(SystemTime::now())) {
+                        tracing::debug!(path = %dst.display(), error = %e, "cannot set the time of a kept build");
+                    }
+                    if let Err(e) = hand_over(&dst, &opts.base.root) {
+                        tracing::warn!(path = %dst.display(), error = %error_chain(&e), "cannot hand the kept build to you: remove it with `pkgcell store gc --failed-age 0`");
+                    }
                     tracing::warn!(path = %dst.display(), "kept the failed build's directory");
                 }
             }
@@ -1105,6 +1120,29 @@ impl BuildDir {
             }
         }
     }
+}
+
+/// Make every file of the tree at `path` the caller's and readable and
+/// writable by it (`chown -R` as root inside a user namespace, where the
+/// build user's subordinate ids are mapped), so that the user can look at a
+/// kept build and remove it by hand. The tree's files are not followed:
+/// chown -R does not follow links by default.
+fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
+    let mut spec = Spec::new(
+        Root::Overlay { lowers: vec![base.to_owned()], upper: Upper::Tmpfs { size: 1 << 20 } },
+        vec!["sh".into(), "-c".into(), "chown -R 0:0 /tree && chmod -R u+rwX /tree".into()],
+    );
+    spec.mounts.push(Mount::Bind { src: path.to_owned(), dst: "/tree".into(), access: Access::ReadWrite });
+    spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    spec.cwd = "/".into();
+    spec.timeout = Some(Duration::from_secs(600));
+    let what = "handing a kept build over";
+    let outcome = Sandbox::new(spec).stdin(Stdio::null()).stdout(Stdio::null()).run().map_err(|source| BuildError::Sandbox { what, source })?;
+    if !outcome.status.success() {
+        let status = format!("exit status {}", outcome.status.exit_code());
+        return Err(BuildError::HandOver { path: path.to_owned(), status });
+    }
+    Ok(())
 }
 
 /// Remove a tree that may hold files of subordinate ids.
@@ -1285,26 +1323,30 @@ fn layer_key(base_id: &str, local: &[String], deps: &[String]) -> String {
 
 /// Remove the dependency layers that no record in `keep` was built on
 /// (after `store gc`); returns how many were removed. Run it when no build
-/// is running: a layer being made has no record yet.
-pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
+/// is running: a layer being made has no record yet. With
+/// [`GcMode::DryRun`], only counts them. Returns (layers, bytes).
+pub fn gc_layers(home: &Home, keep: &[Record], mode: GcMode) -> Result<(usize, u64), BuildError> {
     let needed: BTreeSet<String> =
         keep.iter().filter(|r| !r.deps.is_empty() || !r.local.is_empty()).map(|r| layer_key(&r.base_id, &r.local, &r.deps)).collect();
     let layers = home.layers();
     let rd = match fs::read_dir(&layers) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(io_err("read", &layers)(e).into()),
     };
-    let mut removed = 0;
+    let (mut removed, mut bytes) = (0, 0);
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if e.path().is_dir() && !needed.contains(&name) {
-            remove_dir(&e.path())?;
-            let _ = fs::remove_file(layers.join(format!("{name}.lock")));
+            bytes += crate::leftovers::tree_bytes(&e.path());
+            if mode == GcMode::Remove {
+                remove_dir(&e.path())?;
+                let _ = fs::remove_file(layers.join(format!("{name}.lock")));
+            }
             removed += 1;
         }
     }
-    Ok(removed)
+    Ok((removed, bytes))
 }
 
 /// How a sandbox run with its output to a log went.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fetch;
 pub mod home;
 pub mod ids;
+pub mod leftovers;
 pub mod local;
 pub mod plan;
 pub mod publish;

@@ -146,3 +146,127 @@ fn a_log_limit_below_64k_is_refused_naming_the_flag_or_the_line() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("pkgcell.toml:2: log_limit \"lots\""), "{}", text(&o));
 }
+
+/// A PKGBUILD whose build() leaves a private directory of the build user
+/// (a subordinate id outside) and fails; `n` changes its tree (pkgid).
+fn failing(env: &Env, n: u32) {
+    let dir = env.dir.join("pkgs/leaky");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("PKGBUILD"),
+        format!(
+            "# attempt {n}\npkgname=leaky\npkgver=1.0\npkgrel=1\narch=(any)\nlicense=(MIT)\n\
+             build() {{\n  mkdir -p private/deep\n  echo secret > private/deep/f\n  chmod 700 private private/deep\n  echo failing on purpose\n  false\n}}\n\
+             package() {{\n  :\n}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(env.dir.join("pkgcell.toml"), "[pkgbuilds]\nleaky = { path = \"pkgs/leaky\" }\n").unwrap();
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A PKGBUILD whose parse (sourcing it) takes a minute.
+fn slow_parse(env: &Env) {
+    let dir = env.dir.join("pkgs/slowparse");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("PKGBUILD"), "sleep 60\npkgname=slowparse\npkgver=1\npkgrel=1\narch=(any)\npackage() { :; }\n").unwrap();
+    let c = std::fs::read_to_string(env.dir.join("pkgcell.toml")).unwrap();
+    std::fs::write(env.dir.join("pkgcell.toml"), format!("{c}slowparse = {{ path = \"pkgs/slowparse\" }}\n")).unwrap();
+}
+
+#[test]
+fn store_gc_removes_failed_logs_but_the_newest_old_failed_trees_and_leftovers_of_killed_runs_and_dry_run_only_lists_them() {
+    let env = Env::new();
+    let home = env.dir.join("home");
+    // Four failed attempts of one pkgbase, the last two kept with --keep-failed.
+    for n in 0..4 {
+        failing(&env, n);
+        let args: &[&str] = if n >= 2 { &["--keep-failed"] } else { &[] };
+        let (code, v, o) = env.build(args);
+        assert_eq!((code, status(&v, "leaky").as_str()), (1, "failed"), "{}", text(&o));
+        // Distinct mtimes, so "newest" is well defined.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let logs = home.join("logs/leaky");
+    assert_eq!(entries(&logs).len(), 4, "{:?}", entries(&logs));
+    let failed = entries(&home.join("failed"));
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    // A kept tree is the user's: readable, and removable by hand.
+    let by_hand = home.join("failed").join(&failed[0]);
+    let secret = walkdir_find(&by_hand, "f");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "secret\n");
+    std::fs::remove_dir_all(&by_hand).expect("a kept failed build can be removed by hand");
+
+    // A killed run's scratch directory with a subordinate id's private files.
+    let leftover = home.join("tmp/build-killed-x");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::set_permissions(&leftover, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    ok(run_sh(
+        &["--uid", "1000", "--gid", "1000", "--bind", &format!("{}:/x", leftover.display())],
+        "mkdir -p /x/d && head -c 5000 /dev/zero > /x/d/f && chmod 700 /x/d",
+    ));
+    assert!(std::fs::remove_dir_all(&leftover).is_err(), "the user alone cannot remove it");
+
+    // A `pkgcell plan` killed while it parses: gc waits for it while it runs.
+    slow_parse(&env);
+    let mut plan = env.cmd(&["plan"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t = Instant::now();
+    while !entries(&home.join("tmp")).iter().any(|n| n.starts_with("parse-")) {
+        assert!(t.elapsed() < Duration::from_secs(30), "no parse started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gc = env.cmd(&["store", "gc", "--dry-run", "--keep-logs", "2", "--failed-age", "0"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_lock_waiter(&home, Duration::from_secs(30), || false);
+    plan.kill().unwrap();
+    plan.wait().unwrap();
+    let o = gc.wait_with_output().unwrap();
+    let out = ok(o.clone());
+    assert!(stderr(&o).contains("waiting for running builds"), "{}", text(&o));
+    let leftovers: Vec<&str> = out.lines().filter(|l| l.starts_with("would remove leftover of a killed run")).collect();
+    assert_eq!(leftovers.len(), 2, "{out}");
+    assert!(leftovers.iter().any(|l| l.contains("/tmp/parse-")), "{out}");
+    // Its size counts what the user can read: not below the private directory.
+    assert!(leftovers.iter().any(|l| l.contains("build-killed-x (")), "{out}");
+    let old_logs: Vec<&str> = out.lines().filter(|l| l.starts_with("would remove log ")).collect();
+    assert_eq!(old_logs.len(), 2, "the two oldest attempts' logs: {out}");
+    assert!(out.lines().any(|l| l.starts_with("would remove failed build ") && l.contains(&failed[1])), "{out}");
+    // Nothing was removed.
+    assert_eq!(entries(&logs).len(), 4);
+    assert!(home.join("failed").join(&failed[1]).exists() && leftover.exists());
+    assert!(entries(&home.join("tmp")).iter().any(|n| n.starts_with("parse-")));
+
+    // The default grace keeps a fresh failed tree; the rest goes.
+    let out = ok(env.run(&["store", "gc", "--keep-logs", "2"]));
+    assert!(out.contains("2 logs, 0 failed build trees and 2 leftovers of killed runs"), "{out}");
+    assert_eq!(entries(&logs).len(), 2, "{:?}", entries(&logs));
+    assert!(entries(&home.join("tmp")).is_empty(), "{:?}", entries(&home.join("tmp")));
+    assert!(home.join("failed").join(&failed[1]).exists());
+    let newest: Vec<String> = entries(&logs);
+    assert!(newest.iter().any(|n| n.starts_with(&failed[1])) || newest.iter().any(|n| n.starts_with(&failed[0])), "{newest:?}");
+    let out = ok(env.run(&["store", "gc", "--failed-age", "0"]));
+    assert!(out.contains("0 logs, 1 failed build trees"), "{out}");
+    assert!(entries(&home.join("failed")).is_empty());
+    ok(env.run(&["store", "fsck"]));
+}
+
+/// The first file named `name` below `dir`.
+fn walkdir_find(dir: &Path, name: &str) -> PathBuf {
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("cannot read {}: {e}", d.display())).flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p);
+            } else if e.file_name() == name {
+                return p;
+            }
+        }
+    }
+    panic!("no {name} below {}", dir.display())
+}
