@@ -46,7 +46,8 @@ use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, InstallFrom, Plan, Status};
 use crate::remote::{RemoteError, RemoteStore};
-use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
+use crate::cgroup::{BuildCgroup, Delegated};
+use crate::store::{LimitsApplied, Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
 /// Version of the `--json` form of a build run.
@@ -173,8 +174,32 @@ pub struct BuildOptions {
     pub limits: Limits,
     /// Bytes of each log of a build kept (`[build] log_limit`).
     pub log_limit: u64,
+    /// A cgroup v2 delegated to the user: when there is one, [`Limits`]
+    /// are totals of a per-build cgroup in it, not rlimits.
+    pub cgroup: Option<Delegated>,
     /// A remote store: looked up before building, uploaded to after.
     pub remote: Option<Arc<RemoteStore>>,
+}
+
+impl BuildOptions {
+    /// How the limits are applied to a build.
+    pub fn limits_applied(&self) -> LimitsApplied {
+        match (self.limits.memory.is_some() || self.limits.pids.is_some(), &self.cgroup) {
+            (false, _) => LimitsApplied::None,
+            (true, Some(_)) => LimitsApplied::Cgroup,
+            (true, None) => LimitsApplied::Rlimit,
+        }
+    }
+
+    /// The limits as a build's log header says them.
+    fn limits_text(&self, cgroup: Option<&BuildCgroup>) -> String {
+        let memory = self.limits.memory.map_or("unlimited".into(), size_text);
+        let pids = self.limits.pids.map_or("unlimited".into(), |p| p.to_string());
+        match cgroup {
+            Some(cg) => format!("memory {memory}, processes {pids}, for the whole build (cgroup {})", cg.path().display()),
+            None => format!("memory {memory} per process, processes {pids} (rlimits)"),
+        }
+    }
 }
 
 /// Whether a build reuses the cached dependency layer of its set.
@@ -227,6 +252,21 @@ impl Limits {
         out
     }
 
+    /// A hint for a failed sandbox whose cgroup saw a limit hit: (memory:
+    /// the OOM killer ran, pids: a fork was refused).
+    fn cgroup_hint(&self, (memory, pids): (bool, bool)) -> Option<String> {
+        if let (true, Some(m)) = (memory, self.memory) {
+            return Some(format!(
+                "killed by the kernel's OOM killer: over the memory limit of {} for the whole build (cgroup memory.max; [build] memory, --memory)",
+                size_text(m)
+            ));
+        }
+        if let (true, Some(p)) = (pids, self.pids) {
+            return Some(format!("fork failed: over the process limit of {p} for the whole build (cgroup pids.max; [build] pids, --pids)"));
+        }
+        None
+    }
+
     /// A hint for a failed sandbox whose log shows that a limit was hit.
     fn hint(&self, log: &str) -> Option<String> {
         let log = log.to_ascii_lowercase();
@@ -242,6 +282,27 @@ impl Limits {
             return Some(format!("fork failed: over the process limit of {p} ([build] pids, --pids)"));
         }
         None
+    }
+}
+
+/// Put the memory and process limits of `opts` on `spec`: a cgroup of its
+/// own where the host delegates one (totals; it is removed when the
+/// returned value is dropped, after the sandbox), else rlimits.
+fn apply_limits(opts: &BuildOptions, spec: &mut Spec) -> Result<Option<BuildCgroup>, BuildError> {
+    match opts.limits_applied() {
+        LimitsApplied::None => Ok(None),
+        LimitsApplied::Rlimit => {
+            spec.rlimits.extend(opts.limits.rlimits());
+            Ok(None)
+        }
+        LimitsApplied::Cgroup => {
+            let delegated = opts.cgroup.as_ref().expect("limits_applied said cgroup");
+            let cg = delegated
+                .create(opts.limits.memory, opts.limits.pids)
+                .map_err(|source| BuildError::Cgroup { path: delegated.parent().to_owned(), source })?;
+            spec.cgroup = Some(cg.path().to_owned());
+            Ok(Some(cg))
+        }
     }
 }
 
@@ -306,6 +367,9 @@ pub struct PackageResult {
     /// Peak resident memory of the largest process of makepkg, in KiB
     /// (of the build that made it, for a cached one).
     pub peak_memory_kib: Option<u64>,
+    /// How the memory and process limits were applied (of the build that
+    /// made it, for a cached one; none for records made before this was recorded).
+    pub limits: Option<LimitsApplied>,
     /// The dependency layer the build ran on, when it needed one.
     pub layer: Option<LayerUse>,
 }
@@ -428,6 +492,15 @@ pub enum BuildError {
         /// Its hash now.
         found: Blake3,
     },
+    /// The cgroup of a build could not be made.
+    #[error("cannot make a cgroup for the build in {}", path.display())]
+    Cgroup {
+        /// The delegated cgroup it was made in.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// A kept failed build could not be made the user's (chown inside).
     #[error("cannot make the kept build {} yours: chown -R ended with {status}", path.display())]
     HandOver {
@@ -507,6 +580,7 @@ pub fn build_plan(
         reason: Some(reason),
         seconds: None,
         peak_memory_kib: None,
+        limits: None,
         layer: None,
     };
     // Plan errors fail their entry here; blocked entries are decided by the
@@ -610,6 +684,7 @@ fn build_entry(
         reason: None,
         seconds: None,
         peak_memory_kib: None,
+        limits: None,
         layer: None,
     };
     let (Some(pkgid), Some(checkout), Some(srcinfo)) = (&p.pkgid, &p.checkout, &p.srcinfo) else {
@@ -624,6 +699,7 @@ fn build_entry(
         Ok(Built { status, record, log, seconds, layer, note }) => {
             result.status = status;
             result.peak_memory_kib = record.peak_memory_kib;
+            result.limits = record.limits;
             result.layer = layer;
             result.files = record
                 .outputs
@@ -852,6 +928,7 @@ fn build_one(
         deps: dep_lines,
         local: opts.local.iter().map(LocalPackage::line).collect(),
         peak_memory_kib: Some(peak_memory_kib),
+        limits: Some(opts.limits_applied()),
         installed,
         started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         seconds,
@@ -1251,10 +1328,10 @@ fn dep_layer(
     spec.env.insert("HOME".into(), "/root".into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));
-    spec.rlimits.extend(opts.limits.rlimits());
+    let cgroup = apply_limits(opts, &mut spec).map_err(no_log)?;
     let what = if fresh { "made afresh (-c)" } else { "made" };
     let header = format!("pkgcell: dependency layer {key} for {}, {what}\n", job.pkgid);
-    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits, opts.log_limit)
+    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits, opts.log_limit, cgroup.as_ref())
         .map_err(|e| Box::new((e, Some(log_path.clone()))))?;
     if !ran.ok {
         return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
@@ -1363,7 +1440,15 @@ struct Ran {
 
 /// Run a sandbox with its stdout and stderr streamed to `log`, keeping at
 /// most `log_limit` bytes of them (see [`crate::buildlog`]).
-fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str, limits: &Limits, log_limit: u64) -> Result<Ran, BuildError> {
+fn run_logged(
+    spec: Spec,
+    log: &Path,
+    what: &'static str,
+    header: &str,
+    limits: &Limits,
+    log_limit: u64,
+    cgroup: Option<&BuildCgroup>,
+) -> Result<Ran, BuildError> {
     let (out, pump) = buildlog::start(log, header, log_limit)?;
     let err = out.try_clone().map_err(io_err("make a pipe for", log))?;
     let outcome = Sandbox::new(spec).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).run();
@@ -1382,7 +1467,12 @@ fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str, limits: 
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");
     let ok = outcome.status.success();
-    if !ok && let Some(hint) = limits.hint(&text) {
+    let hint = match cgroup {
+        // The kernel counted: its events say which limit was hit.
+        Some(cg) => limits.cgroup_hint(cg.limits_hit()),
+        None => limits.hint(&text),
+    };
+    if !ok && let Some(hint) = hint {
         status.push_str(", ");
         status.push_str(&hint);
     }
@@ -1501,18 +1591,17 @@ fn run_makepkg(
     spec.env.insert("PKGCELL_MAKE_JOBS".into(), (cores / opts.jobs.max(1)).max(1).to_string());
     // No core dumps: a crashing test suite would fill the upper with them.
     spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
-    spec.rlimits.extend(opts.limits.rlimits());
+    let cgroup = apply_limits(opts, &mut spec)?;
     let header = format!(
-        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: memory {} per process, processes {}\n\n",
+        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: {}\n\n",
         env!("CARGO_PKG_VERSION"),
         job.pkgid,
         opts.base.id,
         opts.network,
         layer.map_or("none".into(), |l| format!("{} ({})", l.upper.display(), if l.made { "made" } else { "reused" })),
-        opts.limits.memory.map_or("unlimited".into(), size_text),
-        opts.limits.pids.map_or("unlimited".into(), |p| p.to_string()),
+        opts.limits_text(cgroup.as_ref()),
     );
-    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits, opts.log_limit)?;
+    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits, opts.log_limit, cgroup.as_ref())?;
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }

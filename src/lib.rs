@@ -8,6 +8,7 @@
 pub mod base;
 pub mod build;
 mod buildlog;
+pub mod cgroup;
 pub mod config;
 pub mod error;
 pub mod fetch;

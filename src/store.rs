@@ -71,6 +71,18 @@ pub enum RecordStatus {
     Built,
 }
 
+/// Which mechanism carried a build's memory and process limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitsApplied {
+    /// No limit was set.
+    None,
+    /// A cgroup of the build: totals over all its processes.
+    Cgroup,
+    /// rlimits: per process (memory) and per sandbox user (processes).
+    Rlimit,
+}
+
 /// The record of one build: `records/<pkgid>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +115,10 @@ pub struct Record {
     /// Peak resident memory of the largest process of makepkg's sandbox, in KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_kib: Option<u64>,
+    /// How the memory and process limits of the build were applied
+    /// (absent in records made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsApplied>,
     /// What the dependency layer's pacman database holds beyond the base,
     /// read after it was made: `<name> <version>` lines, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -574,6 +590,7 @@ mod tests {
             deps: vec![],
             local: vec![],
             peak_memory_kib: None,
+            limits: None,
             installed: vec![],
             started,
             seconds: 1.0,

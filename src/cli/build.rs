@@ -95,6 +95,20 @@ pub struct BuildArgs {
     common: Common,
 }
 
+/// The delegated cgroup v2 builds get their limits from, if the host has one.
+pub(crate) fn delegated_cgroup() -> Option<pkgcell::cgroup::Delegated> {
+    match pkgcell::cgroup::Delegated::detect(&Default::default()) {
+        Ok(d) => {
+            tracing::info!(parent = %d.parent().display(), "limits as totals of a cgroup per build");
+            Some(d)
+        }
+        Err(why) => {
+            tracing::info!(%why, "limits as rlimits: no delegated cgroup v2");
+            None
+        }
+    }
+}
+
 fn parse_memory(s: &str) -> Result<u64, String> {
     config::parse_size(s)
 }
@@ -254,6 +268,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
         limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
         log_limit: args.log_limit.unwrap_or(config.build.log_limit),
+        cgroup: delegated_cgroup(),
         remote,
     };
     let progress = Progress::new(true);
@@ -310,6 +325,7 @@ fn json_of(r: &PackageResult) -> serde_json::Value {
         "reason": r.reason,
         "seconds": r.seconds,
         "peak_memory_kib": r.peak_memory_kib,
+        "limits": r.limits,
         "layer": r.layer,
     })
 }

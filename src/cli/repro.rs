@@ -304,6 +304,7 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         layers: Default::default(),
         limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
         log_limit: config.build.log_limit,
+        cgroup: super::build::delegated_cgroup(),
         // A check rebuilds here, whatever a remote store holds.
         remote: None,
     }

@@ -270,3 +270,52 @@ fn walkdir_find(dir: &Path, name: &str) -> PathBuf {
     }
     panic!("no {name} below {}", dir.display())
 }
+
+/// Whether this host delegates a cgroup v2 with memory and pids to us, as
+/// pkgcell detects it (a unit test covers the detection on fake trees).
+fn cgroup_delegated() -> bool {
+    pkgcell::cgroup::Delegated::detect(&Default::default()).is_ok()
+}
+
+#[test]
+fn without_a_delegated_cgroup_limits_are_rlimits_and_the_record_and_json_say_so() {
+    let env = Env::new();
+    chatty(&env, "small", "1K");
+    let (code, v, o) = env.build(&["--memory", "1G", "--pids", "256"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let want = if cgroup_delegated() { "cgroup" } else { "rlimit" };
+    assert_eq!(pkg(&v, "small")["limits"], want, "{v:#}");
+    let ls: Value = serde_json::from_str(&ok(env.run(&["store", "ls", "--json"]))).unwrap();
+    assert_eq!(ls["records"][0]["limits"], want, "{ls:#}");
+    let log = std::fs::read_to_string(pkg(&v, "small")["log"].as_str().unwrap()).unwrap();
+    let line = log.lines().find(|l| l.starts_with("limits: ")).unwrap();
+    assert!(line.contains(if want == "cgroup" { "for the whole build (cgroup " } else { "per process, processes 256 (rlimits)" }), "{line}");
+
+    // No limit: nothing to apply.
+    chatty(&env, "other", "1K");
+    let (code, v, o) = env.build(&["other"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(pkg(&v, "other")["limits"], "none", "{v:#}");
+}
+
+#[test]
+fn a_sandbox_whose_cgroup_is_no_cgroup_does_not_start_and_says_why() {
+    let d = TestDir::new();
+    let not_a_cgroup = d.join("plain");
+    let out = d.join("out");
+    std::fs::create_dir_all(&not_a_cgroup).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    let spec = serde_json::json!({
+        "root": {"overlay": {"lowers": [test_base()], "upper": {"tmpfs": {"size": 1u64 << 24}}}},
+        "mounts": [{"bind": {"src": out, "dst": "/out", "access": "read_write"}}],
+        "argv": ["sh", "-c", "touch /out/ran"],
+        "env": {"PATH": "/usr/bin:/bin"},
+        "cgroup": not_a_cgroup,
+    });
+    std::fs::write(d.join("spec.json"), spec.to_string()).unwrap();
+    let o = output(pkgcell().args(["run", "--spec"]).arg(d.join("spec.json")));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("cannot move the sandbox into the cgroup"), "{}", text(&o));
+    assert!(!out.join("ran").exists(), "the payload ran");
+    assert!(!not_a_cgroup.join("cgroup.procs").exists(), "a file was made in a directory that is no cgroup");
+}
