@@ -319,3 +319,59 @@ fn a_sandbox_whose_cgroup_is_no_cgroup_does_not_start_and_says_why() {
     assert!(!out.join("ran").exists(), "the payload ran");
     assert!(!not_a_cgroup.join("cgroup.procs").exists(), "a file was made in a directory that is no cgroup");
 }
+
+/// Bytes used and size of the file system holding `path`.
+fn fs_usage(path: &Path) -> (u64, u64) {
+    let o = output(std::process::Command::new("df").args(["-B1", "--output=used,size"]).arg(path));
+    let out = ok(o);
+    let nums: Vec<u64> = out.lines().nth(1).unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
+    (nums[0], nums[1])
+}
+
+#[test]
+fn a_disk_full_run_leaves_a_store_fsck_accepts_and_gc_brings_the_home_back_under_the_limit() {
+    let Some(small) = std::env::var_os("PKGCELL_TEST_SMALL_FS").filter(|v| !v.is_empty()) else {
+        eprintln!(
+            "skipped: PKGCELL_TEST_SMALL_FS is not set (`make test` run as root mounts a small tmpfs for this test, see scripts/small-fs)"
+        );
+        return;
+    };
+    let env = Env::new();
+    let home = PathBuf::from(small).join(format!("home-{}", std::process::id()));
+    let run = |args: &[&str]| output(env.cmd(args).env("PKGCELL_HOME", &home));
+    let build = |args: &[&str]| {
+        let o = run(&[&["build", "--json"], args].concat());
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+        (o.status.code().unwrap(), v, o)
+    };
+    let (_, size) = fs_usage(&home.parent().unwrap().to_path_buf());
+    chatty(&env, "small", "1K");
+    chatty(&env, "flood", &format!("{}", 2 * size));
+    chatty(&env, "after", "1K");
+
+    let (code, v, o) = build(&["small"]);
+    assert_eq!((code, status(&v, "small").as_str()), (0, "built"), "{}", text(&o));
+    // Its log alone fills the disk: the build fails and says why.
+    let (code, v, o) = build(&["flood"]);
+    assert_eq!((code, status(&v, "flood").as_str()), (1, "failed"), "{}", text(&o));
+    let reason = pkg(&v, "flood")["reason"].as_str().unwrap();
+    assert!(reason.contains("No space left on device"), "{reason}");
+    let (used, _) = fs_usage(&home);
+    assert!(used > size * 9 / 10, "the disk is full: {used} of {size} bytes used");
+
+    let o = run(&["store", "fsck"]);
+    assert_eq!(o.status.code(), Some(0), "fsck accepts the store\n{}", text(&o));
+    let ls: Value = serde_json::from_str(&ok(run(&["store", "ls", "--json"]))).unwrap();
+    assert_eq!(ls["records"].as_array().unwrap().len(), 1, "{ls:#}");
+
+    let out = ok(run(&["store", "gc", "--keep-logs", "0"]));
+    assert!(out.contains("flood-"), "the failed log goes: {out}");
+    let (used, _) = fs_usage(&home);
+    assert!(used < size / 4, "gc brought the home back: {used} of {size} bytes used\n{out}");
+    let (code, v, o) = build(&["after"]);
+    assert_eq!((code, status(&v, "after").as_str()), (0, "built"), "{}", text(&o));
+    ok(run(&["store", "fsck"]));
+    if std::fs::remove_dir_all(&home).is_err() {
+        pkgcell_sandbox::remove_tree_with(&home, &pkgcell_bin(), &Default::default()).unwrap();
+    }
+}
