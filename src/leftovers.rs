@@ -114,7 +114,7 @@ pub fn gc(home: &Home, kept: &BTreeSet<PkgId>, rules: &Rules, mode: GcMode) -> R
             e.1.push((path, meta.len()));
         }
         let mut attempts: Vec<_> = attempts.into_values().collect();
-        attempts.sort_by(|a, b| b.0.cmp(&a.0));
+        attempts.sort_by_key(|a| std::cmp::Reverse(a.0));
         for (_, files) in attempts.into_iter().skip(rules.keep_logs) {
             for (path, bytes) in files {
                 report.logs.push(Freed { path, bytes });

@@ -344,7 +344,7 @@ fn a_disk_full_run_leaves_a_store_fsck_accepts_and_gc_brings_the_home_back_under
         let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
         (o.status.code().unwrap(), v, o)
     };
-    let (_, size) = fs_usage(&home.parent().unwrap().to_path_buf());
+    let (_, size) = fs_usage(home.parent().unwrap());
     chatty(&env, "small", "1K");
     chatty(&env, "flood", &format!("{}", 2 * size));
     chatty(&env, "after", "1K");
