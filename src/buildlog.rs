@@ -175,13 +175,24 @@ fn ring_write(file: &File, cap: u64, written: u64, mut data: &[u8]) -> io::Resul
 /// bytes (the header), as text.
 pub fn window(path: &Path, skip: u64) -> String {
     let Ok(mut f) = File::open(path) else { return String::new() };
+    window_of(&mut f, skip)
+}
+
+/// [`window`] of an open file.
+pub fn window_of(f: &mut File, skip: u64) -> String {
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let from = len.saturating_sub(WINDOW).max(skip.min(len));
     let mut data = Vec::new();
     if f.seek(SeekFrom::Start(from)).is_ok() {
         let _ = f.take(WINDOW).read_to_end(&mut data);
     }
-    String::from_utf8_lossy(&data).into_owned()
+    // Cut in the middle of a line: start at the next whole one.
+    // (A window that is one long line is kept whole.)
+    let data = match data[..data.len().saturating_sub(1)].iter().position(|&b| b == b'\n') {
+        Some(nl) if from > skip.min(len) => &data[nl + 1..],
+        _ => &data[..],
+    };
+    String::from_utf8_lossy(data).into_owned()
 }
 
 #[cfg(test)]
@@ -231,7 +242,11 @@ mod tests {
         let big = "x".repeat(2 * WINDOW as usize) + "end\n";
         fs::write(&p, &big).unwrap();
         let w = window(&p, 7);
-        assert_eq!(w.len() as u64, WINDOW);
-        assert!(w.ends_with("end\n"));
+        assert_eq!(w.len() as u64, WINDOW, "one long line is kept");
+        assert!(w.ends_with("xend\n"));
+        let big = "x\n".repeat(WINDOW as usize) + "end\n";
+        fs::write(&p, &big).unwrap();
+        let w = window(&p, 7);
+        assert!(w.len() as u64 > WINDOW - 4 && w.starts_with("x\n") && w.ends_with("x\nend\n"), "{}", w.len());
     }
 }

@@ -203,6 +203,10 @@ fn store_gc_removes_failed_logs_but_the_newest_old_failed_trees_and_leftovers_of
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "secret\n");
     std::fs::remove_dir_all(&by_hand).expect("a kept failed build can be removed by hand");
 
+    // The tail ring of a log whose pkgcell was killed.
+    let ring = logs.join(format!("{}.log.tail", failed[1]));
+    std::fs::write(&ring, [b'x'; 100]).unwrap();
+
     // A killed run's scratch directory with a subordinate id's private files.
     let leftover = home.join("tmp/build-killed-x");
     std::fs::create_dir_all(&leftover).unwrap();
@@ -234,16 +238,17 @@ fn store_gc_removes_failed_logs_but_the_newest_old_failed_trees_and_leftovers_of
     // Its size counts what the user can read: not below the private directory.
     assert!(leftovers.iter().any(|l| l.contains("build-killed-x (")), "{out}");
     let old_logs: Vec<&str> = out.lines().filter(|l| l.starts_with("would remove log ")).collect();
-    assert_eq!(old_logs.len(), 2, "the two oldest attempts' logs: {out}");
+    assert_eq!(old_logs.len(), 3, "the two oldest attempts' logs and the ring: {out}");
+    assert!(old_logs.iter().any(|l| l.ends_with(".log.tail (100 bytes)")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("would remove failed build ") && l.contains(&failed[1])), "{out}");
     // Nothing was removed.
-    assert_eq!(entries(&logs).len(), 4);
+    assert_eq!(entries(&logs).len(), 5);
     assert!(home.join("failed").join(&failed[1]).exists() && leftover.exists());
     assert!(entries(&home.join("tmp")).iter().any(|n| n.starts_with("parse-")));
 
     // The default grace keeps a fresh failed tree; the rest goes.
     let out = ok(env.run(&["store", "gc", "--keep-logs", "2"]));
-    assert!(out.contains("2 logs, 0 failed build trees and 2 leftovers of killed runs"), "{out}");
+    assert!(out.contains("3 logs, 0 failed build trees and 2 leftovers of killed runs"), "{out}");
     assert_eq!(entries(&logs).len(), 2, "{:?}", entries(&logs));
     assert!(entries(&home.join("tmp")).is_empty(), "{:?}", entries(&home.join("tmp")));
     assert!(home.join("failed").join(&failed[1]).exists());
