@@ -31,7 +31,10 @@ test: deps
 	$(CARGO) build --tests --bins
 	base=$$($(AS_USER) $(CURDIR)/scripts/ensure-test-base) && \
 	s3s=$$($(CURDIR)/scripts/install-s3s-fs) && \
-	PKGCELL_TEST_BASE=$$base PKGCELL_TEST_S3S_FS=$$s3s $(RUNNER_VAR)=$(AS_USER) $(CARGO) test --workspace -- $(TEST_ARGS)
+	small=$$($(CURDIR)/scripts/small-fs mount) && \
+	{ PKGCELL_TEST_BASE=$$base PKGCELL_TEST_S3S_FS=$$s3s PKGCELL_TEST_SMALL_FS=$$small \
+		$(RUNNER_VAR)=$(AS_USER) $(CARGO) test --workspace -- $(TEST_ARGS); \
+	  st=$$?; $(CURDIR)/scripts/small-fs umount "$$small"; exit $$st; }
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Read, Seek};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,14 +38,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, Upper};
 use serde::Serialize;
 
+use crate::buildlog;
 use crate::error::{IoPath, io_err};
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
-use crate::home::Home;
+use crate::home::{GcMode, Home};
 use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, InstallFrom, Plan, Status};
 use crate::remote::{RemoteError, RemoteStore};
-use crate::store::{Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
+use crate::cgroup::{BuildCgroup, Delegated};
+use crate::store::{LimitsApplied, Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
 /// Version of the `--json` form of a build run.
@@ -172,6 +174,11 @@ pub struct BuildOptions {
     pub layers: LayerMode,
     /// Memory and process limits of the fetch, dependency layer and makepkg sandboxes.
     pub limits: Limits,
+    /// Bytes of each log of a build kept (`[build] log_limit`).
+    pub log_limit: u64,
+    /// A cgroup v2 delegated to the user: when there is one, [`Limits`]
+    /// are totals of a per-build cgroup in it, not rlimits.
+    pub cgroup: Option<Delegated>,
     /// A remote store: looked up before building, uploaded to after.
     pub remote: Option<Arc<RemoteStore>>,
     /// Whether a pkgid already in the store is built again (`-f`).
@@ -251,6 +258,27 @@ impl MakepkgFlags {
     }
 }
 
+impl BuildOptions {
+    /// How the limits are applied to a build.
+    pub fn limits_applied(&self) -> LimitsApplied {
+        match (self.limits.memory.is_some() || self.limits.pids.is_some(), &self.cgroup) {
+            (false, _) => LimitsApplied::None,
+            (true, Some(_)) => LimitsApplied::Cgroup,
+            (true, None) => LimitsApplied::Rlimit,
+        }
+    }
+
+    /// The limits as a build's log header says them.
+    fn limits_text(&self, cgroup: Option<&BuildCgroup>) -> String {
+        let memory = self.limits.memory.map_or("unlimited".into(), size_text);
+        let pids = self.limits.pids.map_or("unlimited".into(), |p| p.to_string());
+        match cgroup {
+            Some(cg) => format!("memory {memory}, processes {pids}, for the whole build (cgroup {})", cg.path().display()),
+            None => format!("memory {memory} per process, processes {pids} (rlimits)"),
+        }
+    }
+}
+
 /// Whether a build reuses the cached dependency layer of its set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LayerMode {
@@ -304,6 +332,21 @@ impl Limits {
         out
     }
 
+    /// A hint for a failed sandbox whose cgroup saw a limit hit: (memory:
+    /// the OOM killer ran, pids: a fork was refused).
+    fn cgroup_hint(&self, (memory, pids): (bool, bool)) -> Option<String> {
+        if let (true, Some(m)) = (memory, self.memory) {
+            return Some(format!(
+                "killed by the kernel's OOM killer: over the memory limit of {} for the whole build (cgroup memory.max; [build] memory, --memory)",
+                size_text(m)
+            ));
+        }
+        if let (true, Some(p)) = (pids, self.pids) {
+            return Some(format!("fork failed: over the process limit of {p} for the whole build (cgroup pids.max; [build] pids, --pids)"));
+        }
+        None
+    }
+
     /// A hint for a failed sandbox whose log shows that a limit was hit.
     fn hint(&self, log: &str) -> Option<String> {
         let log = log.to_ascii_lowercase();
@@ -319,6 +362,27 @@ impl Limits {
             return Some(format!("fork failed: over the process limit of {p} ([build] pids, --pids)"));
         }
         None
+    }
+}
+
+/// Put the memory and process limits of `opts` on `spec`: a cgroup of its
+/// own where the host delegates one (totals; it is removed when the
+/// returned value is dropped, after the sandbox), else rlimits.
+fn apply_limits(opts: &BuildOptions, spec: &mut Spec) -> Result<Option<BuildCgroup>, BuildError> {
+    match opts.limits_applied() {
+        LimitsApplied::None => Ok(None),
+        LimitsApplied::Rlimit => {
+            spec.rlimits.extend(opts.limits.rlimits());
+            Ok(None)
+        }
+        LimitsApplied::Cgroup => {
+            let delegated = opts.cgroup.as_ref().expect("limits_applied said cgroup");
+            let cg = delegated
+                .create(opts.limits.memory, opts.limits.pids)
+                .map_err(|source| BuildError::Cgroup { path: delegated.parent().to_owned(), source })?;
+            spec.cgroup = Some(cg.path().to_owned());
+            Ok(Some(cg))
+        }
     }
 }
 
@@ -420,6 +484,9 @@ pub struct PackageResult {
     /// Peak resident memory of the largest process of makepkg, in KiB
     /// (of the build that made it, for a cached one).
     pub peak_memory_kib: Option<u64>,
+    /// How the memory and process limits were applied (of the build that
+    /// made it, for a cached one; none for records made before this was recorded).
+    pub limits: Option<LimitsApplied>,
     /// The dependency layer the build ran on, when it needed one.
     pub layer: Option<LayerUse>,
 }
@@ -550,6 +617,23 @@ pub enum BuildError {
         /// Its hash now.
         found: Blake3,
     },
+    /// The cgroup of a build could not be made.
+    #[error("cannot make a cgroup for the build in {}", path.display())]
+    Cgroup {
+        /// The delegated cgroup it was made in.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A kept failed build could not be made the user's (chown inside).
+    #[error("cannot make the kept build {} yours: chown -R ended with {status}", path.display())]
+    HandOver {
+        /// The kept tree.
+        path: PathBuf,
+        /// How chown ended.
+        status: String,
+    },
     /// The entry is not in the plan, or its plan failed.
     #[error("{0} is not planned (see `pkgcell plan`)")]
     NotPlanned(String),
@@ -621,6 +705,7 @@ pub fn build_plan(
         reason: Some(reason),
         seconds: None,
         peak_memory_kib: None,
+        limits: None,
         layer: None,
     };
     // Plan errors fail their entry here; blocked entries are decided by the
@@ -728,6 +813,7 @@ fn build_entry(
         reason: None,
         seconds: None,
         peak_memory_kib: None,
+        limits: None,
         layer: None,
     };
     let (Some(pkgid), Some(checkout), Some(srcinfo)) = (&p.pkgid, &p.checkout, &p.srcinfo) else {
@@ -742,6 +828,7 @@ fn build_entry(
         Ok(Built { status, record, log, seconds, layer, note }) => {
             result.status = status;
             result.peak_memory_kib = record.peak_memory_kib;
+            result.limits = record.limits;
             result.layer = layer;
             result.files = record
                 .outputs
@@ -944,7 +1031,7 @@ fn build_one(
     let (outputs, peak_memory_kib) = match result {
         Ok(made) => made,
         Err(e) => {
-            dir.finish(opts.keep_failed, &opts.home, job.pkgid);
+            dir.finish(opts.keep_failed, opts, job.pkgid);
             return Err(Box::new((e, Some(log_path))));
         }
     };
@@ -957,8 +1044,8 @@ fn build_one(
         stored.push(store.put_file(f).map_err(|e| with_log(e.into()))?);
     }
     let buildinfo = fs::read_to_string(dir.pkgdest().join(".BUILDINFO")).unwrap_or_default();
-    let log_data = fs::read(&log_path).map_err(|e| with_log(io_err("read", &log_path)(e).into()))?;
-    let log = store.put_bytes(&log_data).map_err(|e| with_log(e.into()))?;
+    // Streamed: a log may be as large as its limit.
+    let log = store.put_file(&log_path).map_err(|e| with_log(e.into()))?.blake3;
     split(&mut timings.store);
     let seconds = clock.elapsed().as_secs_f64();
     let record = Record {
@@ -972,6 +1059,7 @@ fn build_one(
         deps: dep_lines,
         local: opts.local.iter().map(LocalPackage::line).collect(),
         peak_memory_kib: Some(peak_memory_kib),
+        limits: Some(opts.limits_applied()),
         installed,
         started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         seconds,
@@ -979,7 +1067,7 @@ fn build_one(
         pkgcell: env!("CARGO_PKG_VERSION").to_owned(),
     };
     store.put_record(&record).map_err(|e| with_log(e.into()))?;
-    dir.finish(KeepFailed::No, &opts.home, job.pkgid);
+    dir.finish(KeepFailed::No, opts, job.pkgid);
     let layer = layer.map(|l| LayerUse { key: l.key, made: l.made });
     if let Some(remote) = &opts.remote {
         step("upload");
@@ -1041,7 +1129,7 @@ pub fn rebuild(
         }
         Ok(out)
     });
-    dir.finish(KeepFailed::No, &opts.home, pkgid);
+    dir.finish(KeepFailed::No, opts, pkgid);
     Ok(Rebuilt { files: copied?, log })
 }
 
@@ -1216,13 +1304,20 @@ impl BuildDir {
         self.root.join("pkgdest")
     }
 
-    fn finish(&self, keep: KeepFailed, home: &Home, pkgid: &PkgId) {
+    fn finish(&self, keep: KeepFailed, opts: &BuildOptions, pkgid: &PkgId) {
         match keep {
             KeepFailed::Yes => {
-                let dst = home.root().join("failed").join(pkgid.to_string());
+                let dst = opts.home.failed().join(pkgid.to_string());
                 let _ = remove_dir(&dst);
                 let _ = fs::create_dir_all(dst.parent().expect("has a parent"));
                 if fs::rename(&self.root, &dst).is_ok() {
+                    // Its mtime is when it was kept: `store gc --failed-age` counts from there.
+                    if let Err(e) = fs::File::open(&dst).and_then(|f| f.set_modified(SystemTime::now())) {
+                        tracing::debug!(path = %dst.display(), error = %e, "cannot set the time of a kept build");
+                    }
+                    if let Err(e) = hand_over(&dst, &opts.base.root) {
+                        tracing::warn!(path = %dst.display(), error = %error_chain(&e), "cannot hand the kept build to you: remove it with `pkgcell store gc --failed-age 0`");
+                    }
                     tracing::warn!(path = %dst.display(), "kept the failed build's directory");
                 }
             }
@@ -1233,6 +1328,29 @@ impl BuildDir {
             }
         }
     }
+}
+
+/// Make every file of the tree at `path` the caller's and readable and
+/// writable by it (`chown -R` as root inside a user namespace, where the
+/// build user's subordinate ids are mapped), so that the user can look at a
+/// kept build and remove it by hand. The tree's files are not followed:
+/// chown -R does not follow links by default.
+fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
+    let mut spec = Spec::new(
+        Root::Overlay { lowers: vec![base.to_owned()], upper: Upper::Tmpfs { size: 1 << 20 } },
+        vec!["sh".into(), "-c".into(), "chown -R 0:0 /tree && chmod -R u+rwX /tree".into()],
+    );
+    spec.mounts.push(Mount::Bind { src: path.to_owned(), dst: "/tree".into(), access: Access::ReadWrite });
+    spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    spec.cwd = "/".into();
+    spec.timeout = Some(Duration::from_secs(600));
+    let what = "handing a kept build over";
+    let outcome = Sandbox::new(spec).stdin(Stdio::null()).stdout(Stdio::null()).run().map_err(|source| BuildError::Sandbox { what, source })?;
+    if !outcome.status.success() {
+        let status = format!("exit status {}", outcome.status.exit_code());
+        return Err(BuildError::HandOver { path: path.to_owned(), status });
+    }
+    Ok(())
 }
 
 /// Remove a tree that may hold files of subordinate ids.
@@ -1349,10 +1467,10 @@ fn dep_layer(
     spec.env.insert("HOME".into(), "/root".into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));
-    spec.rlimits.extend(opts.limits.rlimits());
+    let cgroup = apply_limits(opts, &mut spec).map_err(no_log)?;
     let what = if fresh { "made afresh (-c)" } else { "made" };
     let header = format!("pkgcell: dependency layer {key} for {}, {what}\n", job.pkgid);
-    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits)
+    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits, opts.log_limit, cgroup.as_ref())
         .map_err(|e| Box::new((e, Some(log_path.clone()))))?;
     if !ran.ok {
         return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
@@ -1422,26 +1540,30 @@ fn layer_key(base_id: &str, local: &[String], deps: &[String]) -> String {
 
 /// Remove the dependency layers that no record in `keep` was built on
 /// (after `store gc`); returns how many were removed. Run it when no build
-/// is running: a layer being made has no record yet.
-pub fn gc_layers(home: &Home, keep: &[Record]) -> Result<usize, BuildError> {
+/// is running: a layer being made has no record yet. With
+/// [`GcMode::DryRun`], only counts them. Returns (layers, bytes).
+pub fn gc_layers(home: &Home, keep: &[Record], mode: GcMode) -> Result<(usize, u64), BuildError> {
     let needed: BTreeSet<String> =
         keep.iter().filter(|r| !r.deps.is_empty() || !r.local.is_empty()).map(|r| layer_key(&r.base_id, &r.local, &r.deps)).collect();
     let layers = home.layers();
     let rd = match fs::read_dir(&layers) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(io_err("read", &layers)(e).into()),
     };
-    let mut removed = 0;
+    let (mut removed, mut bytes) = (0, 0);
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if e.path().is_dir() && !needed.contains(&name) {
-            remove_dir(&e.path())?;
-            let _ = fs::remove_file(layers.join(format!("{name}.lock")));
+            bytes += crate::leftovers::tree_bytes(&e.path());
+            if mode == GcMode::Remove {
+                remove_dir(&e.path())?;
+                let _ = fs::remove_file(layers.join(format!("{name}.lock")));
+            }
             removed += 1;
         }
     }
-    Ok(removed)
+    Ok((removed, bytes))
 }
 
 /// How a sandbox run with its output to a log went.
@@ -1456,31 +1578,41 @@ struct Ran {
     peak_memory_kib: u64,
 }
 
-/// Run a sandbox with its stdout and stderr to `log`.
-fn run_logged(spec: Spec, log: &Path, what: &'static str, header: &str, limits: &Limits) -> Result<Ran, BuildError> {
-    let dir = log.parent().expect("logs have a parent");
-    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let file = fs::File::options().create(true).truncate(true).read(true).write(true).open(log).map_err(io_err("create", log))?;
-    io::Write::write_all(&mut &file, header.as_bytes()).map_err(io_err("write", log))?;
-    let err = file.try_clone().map_err(io_err("open", log))?;
-    let mut reader = file.try_clone().map_err(io_err("open", log))?;
-    let outcome = Sandbox::new(spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::from(err))
-        .run()
-        .map_err(|source| BuildError::Sandbox { what, source })?;
+/// Run a sandbox with its stdout and stderr streamed to `log`, keeping at
+/// most `log_limit` bytes of them (see [`crate::buildlog`]).
+fn run_logged(
+    spec: Spec,
+    log: &Path,
+    what: &'static str,
+    header: &str,
+    limits: &Limits,
+    log_limit: u64,
+    cgroup: Option<&BuildCgroup>,
+) -> Result<Ran, BuildError> {
+    let (out, pump) = buildlog::start(log, header, log_limit)?;
+    let err = out.try_clone().map_err(io_err("make a pipe for", log))?;
+    let outcome = Sandbox::new(spec).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).run();
+    // The pipe's write ends went with the sandbox: the pump sees its end.
+    let written = pump.finish()?;
+    let outcome = outcome.map_err(|source| BuildError::Sandbox { what, source })?;
+    if written.cut > 0 {
+        tracing::warn!(log = %log.display(), cut = written.cut, printed = written.printed, "log over its limit: its middle was cut");
+    }
     let mut status = match outcome.status {
         pkgcell_sandbox::Status::TimedOut => "timed out".to_owned(),
         s => format!("exit status {}", s.exit_code()),
     };
-    let mut text = String::new();
-    let _ = reader.seek(io::SeekFrom::Start(0));
-    let _ = reader.read_to_string(&mut text);
+    // Only the end of the log is read back: that is where a failure shows.
+    let text = buildlog::window(log, header.len() as u64);
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");
     let ok = outcome.status.success();
-    if !ok && let Some(hint) = limits.hint(&text[header.len().min(text.len())..]) {
+    let hint = match cgroup {
+        // The kernel counted: its events say which limit was hit.
+        Some(cg) => limits.cgroup_hint(cg.limits_hit()),
+        None => limits.hint(&text),
+    };
+    if !ok && let Some(hint) = hint {
         status.push_str(", ");
         status.push_str(&hint);
     }
@@ -1604,19 +1736,18 @@ fn run_makepkg(
     spec.env.insert("PKGCELL_MAKE_JOBS".into(), (cores / opts.jobs.max(1)).max(1).to_string());
     // No core dumps: a crashing test suite would fill the upper with them.
     spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
-    spec.rlimits.extend(opts.limits.rlimits());
+    let cgroup = apply_limits(opts, &mut spec)?;
     let header = format!(
-        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: memory {} per process, processes {}\nmakepkg flags: {}\n\n",
+        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: {}\nmakepkg flags: {}\n\n",
         env!("CARGO_PKG_VERSION"),
         job.pkgid,
         opts.base.id,
         opts.network,
         layer.map_or("none".into(), |l| format!("{} ({})", l.upper.display(), if l.made { "made" } else { "reused" })),
-        opts.limits.memory.map_or("unlimited".into(), size_text),
-        opts.limits.pids.map_or("unlimited".into(), |p| p.to_string()),
+        opts.limits_text(cgroup.as_ref()),
         if opts.makepkg_flags.as_slice().is_empty() { "none".into() } else { opts.makepkg_flags.as_slice().join(" ") },
     );
-    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits)?;
+    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits, opts.log_limit, cgroup.as_ref())?;
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }

@@ -169,6 +169,9 @@ pub struct BuildConfig {
     /// Size of each of /tmp and /dev/shm inside a build, in bytes (none:
     /// the sandbox's default, [`pkgcell_sandbox::DEFAULT_TMP_SIZE`]).
     pub tmp_size: Option<u64>,
+    /// Bytes of one build's log kept: its head and its tail, with a line
+    /// saying what was cut between them.
+    pub log_limit: u64,
 }
 
 /// Which dependencies go into a pkgid's dephash.
@@ -288,6 +291,7 @@ struct RawBuild {
     memory: Option<Spanned<String>>,
     pids: Option<Spanned<i64>>,
     tmp_size: Option<Spanned<String>>,
+    log_limit: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -423,6 +427,10 @@ impl Config {
             None => None,
             Some(p) => Some(check_pids(*p.get_ref()).map_err(|why| invalid(Some(p.span()), format!("pids = {}: {why}", p.get_ref())))?),
         };
+        let log_limit = match &raw.build.log_limit {
+            None => DEFAULT_LOG_LIMIT,
+            Some(l) => parse_log_limit(l.get_ref()).map_err(|why| invalid(Some(l.span()), format!("log_limit {:?}: {why}", l.get_ref())))?,
+        };
         let build = BuildConfig {
             jobs: raw.build.jobs.unwrap_or(NonZeroUsize::MIN),
             network: raw.build.network.unwrap_or(false),
@@ -431,6 +439,7 @@ impl Config {
             memory,
             pids,
             tmp_size,
+            log_limit,
         };
 
         let mut pkgbuilds = Vec::new();
@@ -577,6 +586,21 @@ pub const MIN_MEMORY: u64 = 16 << 20;
 /// The smallest process limit taken: makepkg alone runs a few at once.
 pub const MIN_PIDS: u64 = 16;
 
+/// The default of `[build] log_limit`.
+pub const DEFAULT_LOG_LIMIT: u64 = 256 << 20;
+
+/// The smallest log limit taken: room for makepkg's own messages.
+pub const MIN_LOG_LIMIT: u64 = 64 << 10;
+
+/// A log limit, written as a [`Size`]; at least [`MIN_LOG_LIMIT`].
+pub fn parse_log_limit(s: &str) -> Result<u64, String> {
+    let bytes = s.parse::<Size>().map_err(|e| e.to_string())?.bytes();
+    if bytes < MIN_LOG_LIMIT {
+        return Err(format!("below the minimum of {}K", MIN_LOG_LIMIT >> 10));
+    }
+    Ok(bytes)
+}
+
 /// A memory limit, written as a [`Size`] (`"4G"`, `"512M"`, plain
 /// bytes); at least [`MIN_MEMORY`]. Err says what is wrong.
 pub fn parse_memory(s: &str) -> Result<u64, String> {
@@ -621,6 +645,7 @@ timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # memory = "4G"              # example: memory of each process of a build (default: no limit)
 # pids = 512                 # example: processes of a build at once (default: no limit)
 # tmp_size = "2G"            # example: size of each of /tmp and /dev/shm in a build (default: 1G)
+log_limit = "256M"           # per build: bytes of its log kept (head and tail)
 
 [store]
 # remote = "s3://bucket/pkgcell-store"  # example: a store shared by several machines

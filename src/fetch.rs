@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, Root, Sandbox, Spec, Upper};
 
 use crate::error::{IoPath, io_err};
-use crate::home::Home;
+use crate::home::{GcMode, Home};
 use crate::ids::Blake3;
 
 /// A checksum algorithm of PKGBUILD(5), strongest first.
@@ -515,10 +515,9 @@ impl Fetcher {
             .stderr(Stdio::from(log2.try_clone().map_err(io_err("duplicate", Path::new("a temporary file")))?))
             .run()
             .map_err(|source| FetchError::Sandbox { url: url.to_owned(), source })?;
-        let mut text = String::new();
-        let mut f = log2;
-        io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(io_err("read", Path::new("a temporary file")))?;
-        io::Read::read_to_string(&mut f, &mut text).map_err(io_err("read", Path::new("a temporary file")))?;
+        // Only the end: the checksums are printed last, and a server may
+        // send any amount of messages before.
+        let text = crate::buildlog::window_of(&mut { log2 }, 0);
         Ok((outcome.status.success(), text))
     }
 }
@@ -628,7 +627,12 @@ pub struct PackageCacheGc {
 /// `partial_max_age`. A file whose download lock is held is kept: a fetch
 /// is writing it. Like the rest of `store gc`, run it when no build runs: a
 /// file fetched for a build that has no record yet is not needed by any.
-pub fn gc_package_cache(home: &Home, needed: &BTreeSet<String>, partial_max_age: Duration) -> Result<PackageCacheGc, FetchError> {
+pub fn gc_package_cache(
+    home: &Home,
+    needed: &BTreeSet<String>,
+    partial_max_age: Duration,
+    mode: GcMode,
+) -> Result<PackageCacheGc, FetchError> {
     let mut report = PackageCacheGc::default();
     let now = SystemTime::now();
     for (name, path, meta) in list(&home.package_cache())? {
@@ -637,11 +641,15 @@ pub fn gc_package_cache(home: &Home, needed: &BTreeSet<String>, partial_max_age:
                 continue;
             }
             let bytes = tree_bytes(&path);
-            if remove_entry(&path, true)? {
+            if mode == GcMode::DryRun || remove_entry(&path, true)? {
                 report.partial += 1;
                 report.bytes += bytes;
             }
-        } else if meta.is_file() && !needed.contains(&name) && !download_running(home, &name)? && remove_entry(&path, false)? {
+        } else if meta.is_file()
+            && !needed.contains(&name)
+            && !download_running(home, &name)?
+            && (mode == GcMode::DryRun || remove_entry(&path, false)?)
+        {
             report.bytes += meta.len();
             report.files.push(name);
         }
@@ -780,7 +788,7 @@ pub struct SourceCacheGc {
 /// fetch is running); the lock is held while the entry is removed. When
 /// some record's sources are unknown, only temp directories go. The
 /// PKGBUILD repositories (`sources/git`) and lock files are left alone.
-pub fn gc_source_cache(home: &Home, needed: &NeededSources, max_age: Duration) -> Result<SourceCacheGc, FetchError> {
+pub fn gc_source_cache(home: &Home, needed: &NeededSources, max_age: Duration, mode: GcMode) -> Result<SourceCacheGc, FetchError> {
     let mut report = SourceCacheGc { unknown: needed.unknown.clone(), ..SourceCacheGc::default() };
     let collect = needed.unknown.is_empty();
     let now = SystemTime::now();
@@ -811,7 +819,7 @@ pub fn gc_source_cache(home: &Home, needed: &NeededSources, max_age: Duration) -
                 _ => continue,
             }
             let bytes = tree_bytes(&path);
-            if !remove_entry(&path, meta.is_dir())? {
+            if mode == GcMode::Remove && !remove_entry(&path, meta.is_dir())? {
                 continue;
             }
             report.bytes += bytes;
@@ -832,7 +840,7 @@ pub fn gc_source_cache(home: &Home, needed: &NeededSources, max_age: Duration) -
         }
         let Some(_lock) = try_lock(&sources.join("locks").join(format!("{lock_name}.lock")))? else { continue };
         let bytes = tree_bytes(&path);
-        if remove_entry(&path, true)? {
+        if mode == GcMode::DryRun || remove_entry(&path, true)? {
             report.bytes += bytes;
             report.partial += 1;
         }
@@ -985,7 +993,7 @@ mod tests {
         File::open(&killed).unwrap().set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
 
         let needed = NeededSources { entries: [e["needed"].clone(), e["needed-mirror"].clone()].into(), unknown: vec![] };
-        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE, GcMode::Remove).unwrap();
         assert_eq!(
             report,
             SourceCacheGc { files: vec!["sha256/bbbb".into()], mirrors: vec!["vcs/0123.git".into()], partial: 2, bytes: 5 + 7 + 7 + 3, unknown: vec![] }
@@ -998,7 +1006,7 @@ mod tests {
         }
         assert!(!killed.exists() && running.exists());
         drop(held);
-        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE, GcMode::Remove).unwrap();
         assert_eq!(report.files, ["url/dddd"], "{report:?}");
     }
 
@@ -1008,7 +1016,7 @@ mod tests {
         let home = Home::at(d.path());
         let e = source_cache(&home);
         let needed = NeededSources { entries: BTreeSet::new(), unknown: vec!["foo-1-2".into()] };
-        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        let report = gc_source_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE, GcMode::Remove).unwrap();
         assert_eq!(report, SourceCacheGc { partial: 1, bytes: 7, unknown: vec!["foo-1-2".into()], ..SourceCacheGc::default() });
         assert!(e.iter().all(|(what, p)| *what == "clone" || p.exists()));
     }
@@ -1051,13 +1059,13 @@ mod tests {
         File::create(package_locks(&home).join("old-1-1-any.pkg.tar.zst.lock")).unwrap();
 
         let needed = BTreeSet::from(["needed-1-1-any.pkg.tar.zst".to_owned()]);
-        let report = gc_package_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        let report = gc_package_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE, GcMode::Remove).unwrap();
         assert_eq!(report, PackageCacheGc { files: vec!["old-1-1-any.pkg.tar.zst".into()], partial: 1, bytes: 8 });
         let mut left: Vec<String> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
         assert_eq!(left, [".part-fresh", "busy-1-1-any.pkg.tar.zst", "needed-1-1-any.pkg.tar.zst"]);
         drop(lock);
-        let report = gc_package_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE).unwrap();
+        let report = gc_package_cache(&home, &needed, PARTIAL_DOWNLOAD_MAX_AGE, GcMode::Remove).unwrap();
         assert_eq!(report.files, ["busy-1-1-any.pkg.tar.zst"]);
     }
 }

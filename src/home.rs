@@ -17,6 +17,15 @@ pub enum HomeError {
     Unset,
 }
 
+/// Whether a gc removes what it finds or only says what it would remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcMode {
+    /// Remove it.
+    Remove,
+    /// Only report it (`store gc --dry-run`).
+    DryRun,
+}
+
 /// The state directory and the paths inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
@@ -128,6 +137,12 @@ impl Home {
     /// Build logs, one per build attempt.
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
+    }
+
+    /// Directories of failed builds kept to look at (`--keep-failed`),
+    /// one per pkgid.
+    pub fn failed(&self) -> PathBuf {
+        self.root.join("failed")
     }
 
     /// Scratch space for one run (same file system as the caches, so that

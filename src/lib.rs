@@ -7,11 +7,14 @@
 
 pub mod base;
 pub mod build;
+mod buildlog;
+pub mod cgroup;
 pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod home;
 pub mod ids;
+pub mod leftovers;
 pub mod local;
 pub mod plan;
 pub mod publish;

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoPath, io_err};
+use crate::home::GcMode;
 use crate::ids::{Blake3, PkgId};
 
 /// Version of the record format (and of `store ls --json`).
@@ -70,6 +71,18 @@ pub enum RecordStatus {
     Built,
 }
 
+/// Which mechanism carried a build's memory and process limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitsApplied {
+    /// No limit was set.
+    None,
+    /// A cgroup of the build: totals over all its processes.
+    Cgroup,
+    /// rlimits: per process (memory) and per sandbox user (processes).
+    Rlimit,
+}
+
 /// The record of one build: `records/<pkgid>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +115,10 @@ pub struct Record {
     /// Peak resident memory of the largest process of makepkg's sandbox, in KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_kib: Option<u64>,
+    /// How the memory and process limits of the build were applied
+    /// (absent in records made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsApplied>,
     /// What the dependency layer's pacman database holds beyond the base,
     /// read after it was made: `<name> <version>` lines, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -462,7 +479,8 @@ impl Store {
     /// keep the `keep` newest records (by start time), plus every record in
     /// `pinned` (what the current plan or repo needs); then drop every object
     /// that no kept record names. Takes no lock: run it when no build runs.
-    pub fn gc(&self, keep: usize, pinned: &BTreeSet<PkgId>) -> Result<GcReport, StoreError> {
+    /// With [`GcMode::DryRun`] the report says what would go, and nothing goes.
+    pub fn gc(&self, keep: usize, pinned: &BTreeSet<PkgId>, mode: GcMode) -> Result<GcReport, StoreError> {
         let mut report = GcReport::default();
         let mut by_base: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         for r in self.records()? {
@@ -477,7 +495,9 @@ impl Store {
                     // The -I files too: a repro of the record installs them.
                     needed.extend(r.local_files().map(|(_, h)| h.to_string()));
                 } else {
-                    remove_file(&self.record_path(&r.pkgid))?;
+                    if mode == GcMode::Remove {
+                        remove_file(&self.record_path(&r.pkgid))?;
+                    }
                     report.records.push(r.pkgid.to_string());
                 }
             }
@@ -485,7 +505,9 @@ impl Store {
         for (path, name) in self.object_files()? {
             if !needed.contains(&name) {
                 report.bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                remove_file(&path)?;
+                if mode == GcMode::Remove {
+                    remove_file(&path)?;
+                }
                 report.objects += 1;
             }
         }
@@ -568,6 +590,7 @@ mod tests {
             deps: vec![],
             local: vec![],
             peak_memory_kib: None,
+            limits: None,
             installed: vec![],
             started,
             seconds: 1.0,
@@ -631,7 +654,7 @@ mod tests {
         for r in [&old, &new, &other] {
             s.put_record(r).unwrap();
         }
-        let report = s.gc(1, &BTreeSet::new()).unwrap();
+        let report = s.gc(1, &BTreeSet::new(), GcMode::Remove).unwrap();
         assert_eq!(report.records, vec![old.pkgid.to_string()]);
         assert_eq!(report.objects, 1);
         assert!(!s.object_path(&old.outputs[0].blake3).exists());
@@ -655,7 +678,7 @@ mod tests {
         }
         assert_eq!(new.local_files().collect::<Vec<_>>(), [("dep-1-2-any.pkg.tar.zst", kept_local)]);
         assert!(s.fsck(Repair::No).unwrap().is_clean());
-        s.gc(1, &BTreeSet::new()).unwrap();
+        s.gc(1, &BTreeSet::new(), GcMode::Remove).unwrap();
         assert!(s.object_path(&kept_local).exists(), "gc dropped the -I file of a kept record");
         assert!(!s.object_path(&dropped_local).exists());
 

@@ -249,6 +249,15 @@ pub enum Error {
     /// A setup step inside the sandbox failed.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The helper could not be moved into the spec's cgroup.
+    #[error("cannot move the sandbox into the cgroup {path:?} (writing its cgroup.procs)")]
+    JoinCgroup {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Preparing a host path failed.
     #[error("cannot prepare {path:?}")]
     Prepare {

@@ -62,6 +62,12 @@ pub struct Spec {
     /// How ids are mapped into the user namespace.
     #[serde(default)]
     pub id_map: IdMapMode,
+    /// A cgroup v2 directory the sandbox runs in: the helper is moved into
+    /// it (its `cgroup.procs`) before anything of the sandbox starts, so
+    /// every process of it counts against the cgroup's limits. The caller
+    /// makes the directory and sets its limits, and removes it afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 fn default_cwd() -> PathBuf {
@@ -309,6 +315,7 @@ impl Spec {
             rlimits: Vec::new(),
             hostname: default_hostname(),
             id_map: IdMapMode::default(),
+            cgroup: None,
         }
     }
 
@@ -336,6 +343,10 @@ impl Spec {
                     }
                 }
             }
+        }
+        if let Some(c) = &self.cgroup {
+            absolute("cgroup directory", c)?;
+            exists("cgroup directory", c)?;
         }
         for m in &self.mounts {
             match m {

@@ -109,7 +109,8 @@ impl Sandbox {
             }
         }
         let stdio = [stdin, stdout, stderr];
-        let (helper, rx, id_map) = start_helper(&helper, Job::Run(Box::new(spec)), &plan, stdio)?;
+        let cgroup = spec.cgroup.clone();
+        let (helper, rx, id_map) = start_helper(&helper, Job::Run(Box::new(spec)), &plan, stdio, cgroup.as_deref())?;
         Ok(Child { helper: Some(helper), rx, start: Instant::now(), id_map })
     }
 
@@ -141,7 +142,7 @@ pub fn remove_tree_with(path: &Path, helper: &Path, subid: &SubIdFiles) -> Resul
     }
     let plan = IdMapPlan::for_caller(crate::spec::IdMapMode::Auto, subid);
     let (mut helper, mut rx, _) =
-        start_helper(helper, Job::RemoveTree(path.to_owned()), &plan, [None, None, Some(Stdio::null())])?;
+        start_helper(helper, Job::RemoveTree(path.to_owned()), &plan, [None, None, Some(Stdio::null())], None)?;
     let mut result = Err(Error::HelperDied { during: "removing a tree", status: String::new() });
     while let Some(msg) = rx.recv().map_err(|source| Error::Helper { during: "removing a tree", source })? {
         match msg {
@@ -159,12 +160,13 @@ pub fn remove_tree_with(path: &Path, helper: &Path, subid: &SubIdFiles) -> Resul
 
 type StdioTriple = [Option<Stdio>; 3];
 
-/// Spawn the helper, hand it the job, write its id maps.
+/// Spawn the helper, hand it the job, move it into `cgroup`, write its id maps.
 fn start_helper(
     exe: &Path,
     job: Job,
     plan: &IdMapPlan,
     stdio: StdioTriple,
+    cgroup: Option<&Path>,
 ) -> Result<(HelperProcess, Receiver<FromHelper>, IdMapUsed), Error> {
     let pipe = |during| move |e: sys::SysError| Error::Helper { during, source: std::io::Error::from(e.errno) };
     let (to_r, to_w) = sys::pipe_high(10).map_err(pipe("making pipes"))?;
@@ -230,6 +232,22 @@ fn start_helper(
             return Err(e.into());
         }
         Ok(_) | Err(_) => return Err(died(&mut helper, "creating the user namespace")),
+    }
+    // The helper waits for its id maps before it forks pid 1: moved now,
+    // every process of the sandbox starts inside the cgroup.
+    if let Some(dir) = cgroup {
+        let procs = dir.join("cgroup.procs");
+        // Never created: in a directory that is no cgroup the file is missing.
+        let joined = std::fs::File::options()
+            .write(true)
+            .open(&procs)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, helper.id().to_string().as_bytes()));
+        if let Err(source) = joined {
+            let _ = tx.send(&ToHelper::IdMapFailed);
+            let _ = helper.kill();
+            let _ = helper.wait();
+            return Err(Error::JoinCgroup { path: dir.to_owned(), source });
+        }
     }
     // The supervisor always answers, even on error, so the helper never hangs.
     let id_map = match plan.apply(helper.id() as i32) {

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoPath, io_err};
 use crate::config::{BaseConfig, BaseSource, Signatures};
-use crate::home::Home;
+use crate::home::{GcMode, Home};
 use crate::ids::{BaseId, Blake3};
 
 pub use pacman_conf::{PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers, layer_conf};
@@ -395,8 +395,9 @@ pub fn remove(home: &Home, id: BaseId) -> Result<(), BaseError> {
 /// Remove the bases nothing needs any more: those that no build record in
 /// `used` (base ids, as build records name them) ran on and that are not the
 /// newest base of their source (what [`resolve`] would pick). Called by
-/// `pkgcell store gc` after it dropped old records; returns the removed ids.
-pub fn gc(home: &Home, used: &std::collections::BTreeSet<String>) -> Result<Vec<BaseId>, BaseError> {
+/// `pkgcell store gc` after it dropped old records; returns the removed ids
+/// (with [`GcMode::DryRun`], those it would remove, and removes nothing).
+pub fn gc(home: &Home, used: &std::collections::BTreeSet<String>, mode: GcMode) -> Result<Vec<BaseId>, BaseError> {
     let all = list(home)?;
     // `list` is sorted by creation time: the last of each source wins.
     let mut newest: std::collections::BTreeMap<String, BaseId> = std::collections::BTreeMap::new();
@@ -409,7 +410,9 @@ pub fn gc(home: &Home, used: &std::collections::BTreeSet<String>) -> Result<Vec<
         if used.contains(&id.to_string()) || newest.values().any(|n| *n == id) {
             continue;
         }
-        remove(home, id)?;
+        if mode == GcMode::Remove {
+            remove(home, id)?;
+        }
         removed.push(id);
     }
     Ok(removed)

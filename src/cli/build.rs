@@ -99,8 +99,26 @@ pub struct BuildArgs {
     /// Processes of a build at once (default: [build] pids).
     #[arg(long, value_name = "N", value_parser = parse_pids)]
     pids: Option<u64>,
+    /// Bytes of a build's log kept, e.g. 64M: its head and its tail, with a
+    /// line saying what was cut (default: [build] log_limit, 256M).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_log_limit)]
+    log_limit: Option<u64>,
     #[command(flatten)]
     common: Common,
+}
+
+/// The delegated cgroup v2 builds get their limits from, if the host has one.
+pub(crate) fn delegated_cgroup() -> Option<pkgcell::cgroup::Delegated> {
+    match pkgcell::cgroup::Delegated::detect(&Default::default()) {
+        Ok(d) => {
+            tracing::info!(parent = %d.parent().display(), "limits as totals of a cgroup per build");
+            Some(d)
+        }
+        Err(why) => {
+            tracing::info!(%why, "limits as rlimits: no delegated cgroup v2");
+            None
+        }
+    }
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -326,6 +344,8 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             pids: args.pids.or(config.build.pids),
             tmp: config.build.tmp_size,
         },
+        log_limit: args.log_limit.unwrap_or(config.build.log_limit),
+        cgroup: delegated_cgroup(),
         remote,
         rebuild: match (args.force, args.packages.is_empty()) {
             (false, _) => Rebuild::IfMissing,
@@ -441,6 +461,7 @@ fn json_of(r: &PackageResult) -> serde_json::Value {
         "reason": r.reason,
         "seconds": r.seconds,
         "peak_memory_kib": r.peak_memory_kib,
+        "limits": r.limits,
         "layer": r.layer,
     })
 }

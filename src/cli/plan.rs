@@ -94,6 +94,8 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let home = Home::from_env()?;
+    // Parses run in tmp/parse-*: `store gc` must not take them for a killed run's.
+    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let base = args.base.base(&home, Some((&config, SettingsFile::Config(&args.config))))?;
     let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
     let synced = sync::sync(&config, &home, mode);
@@ -185,6 +187,8 @@ pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
         abs.push(a);
     }
     let home = Home::from_env()?;
+    // Parses run in tmp/parse-*: `store gc` must not take them for a killed run's.
+    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     // Without --base or --base-dir, the base of the config in the current
     // directory, else of the user's defaults (as laptop mode's build).
     let project = Path::new(config::FILE_NAME);

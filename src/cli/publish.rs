@@ -189,10 +189,13 @@ pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     settings.desc_version = args.desc_version.into();
     let publisher = publish::Publisher::new(settings)?;
     let mut stage_dir = None;
+    // Held until the staged files in tmp/ are gone: `store gc` takes what
+    // it finds there for a killed run's.
+    let mut _in_use = None;
     let inputs = match &config {
         Some(c) if args.inputs.is_empty() => {
             let home = pkgcell::home::Home::from_env()?;
-            let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
+            _in_use = Some(home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?);
             let store = pkgcell::store::Store::at(home.store());
             let wanted: Vec<String> = c.pkgbuilds.iter().map(|p| p.name.to_string()).collect();
             let records = publish::from_store::newest_records(&store, &wanted)?;

@@ -303,6 +303,8 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         local,
         layers: Default::default(),
         limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size },
+        log_limit: config.build.log_limit,
+        cgroup: super::build::delegated_cgroup(),
         // A check rebuilds here, whatever a remote store holds.
         remote: None,
         // rebuild() runs makepkg whatever the store holds; plain makepkg.

@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use pkgcell::config::{self, Config};
 use pkgcell::fetch;
-use pkgcell::home::Home;
+use pkgcell::home::{GcMode, Home};
+use pkgcell::leftovers;
 use pkgcell::store::{Repair, Store};
 
 /// Look at and maintain the content-addressed store.
@@ -38,11 +40,21 @@ except a missing local package file of a record, which only `pkgcell repro -I FI
         #[arg(long)]
         json: bool,
     },
-    /// Drop older builds: keep the newest N records per pkgbase, the objects, dependency layers, cached packages and sources they need.
+    /// Drop older builds: keep the newest N records per pkgbase, the objects, dependency layers, cached packages and sources they need;
+    /// remove logs of failed builds (but the newest per pkgbase), old failed/ trees and what killed runs left in tmp/.
     Gc {
         /// How many builds to keep per pkgbase.
         #[arg(long, value_name = "N", default_value_t = 1)]
         keep: usize,
+        /// How many logs of builds that have no record (failed, or dropped) to keep per pkgbase.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        keep_logs: usize,
+        /// Remove failed/ trees (--keep-failed) older than this: "7d", "12h", "0" for all.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_age)]
+        failed_age: Duration,
+        /// Say what would be removed, with sizes, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// The report as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -51,6 +63,15 @@ except a missing local package file of a record, which only `pkgcell repro -I FI
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+}
+
+fn parse_age(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    s.parse::<pkgcell_sandbox::Timeout>()
+        .map(pkgcell_sandbox::Timeout::duration)
+        .map_err(|e| format!("{e} (a duration like \"7d\", \"12h\", \"30m\", or \"0\")"))
 }
 
 pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
@@ -109,7 +130,7 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        StoreCommand::Gc { keep, json, config } => {
+        StoreCommand::Gc { keep, keep_logs, failed_age, dry_run, json, config } => {
             // Read first: a bad config stops gc before anything is removed.
             let config = match config {
                 Some(path) => Some(Config::load(&path)?),
@@ -118,48 +139,61 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     if path.exists() { Some(Config::load(path)?) } else { None }
                 }
             };
+            let mode = if dry_run { GcMode::DryRun } else { GcMode::Remove };
             // Alone: a running build's downloads, layer and sources have
-            // no record yet and would look unneeded.
-            let _alone = home.gc_lock(|| eprintln!("==> waiting for running builds (build, fetch, repro, publish) to finish"))?;
-            let report = store.gc(keep.max(1), &BTreeSet::new())?;
-            let kept = store.records()?;
-            let layers = pkgcell::build::gc_layers(&home, &kept)?;
+            // no record yet and would look unneeded, and its scratch
+            // directories under tmp/ like a killed run's.
+            let _alone = home.gc_lock(|| eprintln!("==> waiting for running builds (build, fetch, repro, publish, plan) to finish"))?;
+            let report = store.gc(keep.max(1), &BTreeSet::new(), mode)?;
+            // What stays (in a dry run, what would stay).
+            let dropped: BTreeSet<&str> = report.records.iter().map(String::as_str).collect();
+            let kept: Vec<_> = store.records()?.into_iter().filter(|r| !dropped.contains(r.pkgid.to_string().as_str())).collect();
+            let (layers, layer_bytes) = pkgcell::build::gc_layers(&home, &kept, mode)?;
             let used: BTreeSet<String> = kept.iter().map(|r| r.base_id.clone()).collect();
-            let bases: Vec<String> = pkgcell::base::gc(&home, &used)?.iter().map(ToString::to_string).collect();
+            let bases: Vec<String> = pkgcell::base::gc(&home, &used, mode)?.iter().map(ToString::to_string).collect();
             let needed: BTreeSet<String> = kept.iter().flat_map(|r| r.cached_packages()).map(str::to_owned).collect();
-            let packages = fetch::gc_package_cache(&home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
+            let packages = fetch::gc_package_cache(&home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE, mode)?;
             // Same grace as the package cache's partial downloads: an entry
             // used that recently may belong to a build that has no record yet.
             let mut needed_sources = fetch::needed_sources(&home, &kept);
             if let Some(config) = &config {
                 fetch::add_needed_by_config(&mut needed_sources, &home, config);
             }
-            let sources = fetch::gc_source_cache(&home, &needed_sources, fetch::PARTIAL_DOWNLOAD_MAX_AGE)?;
+            let sources = fetch::gc_source_cache(&home, &needed_sources, fetch::PARTIAL_DOWNLOAD_MAX_AGE, mode)?;
+            let kept_ids: BTreeSet<_> = kept.iter().map(|r| r.pkgid.clone()).collect();
+            let rules = leftovers::Rules { keep_logs, failed_age };
+            let left = leftovers::gc(&home, &kept_ids, &rules, mode)?;
             if json {
                 serde_json::to_writer(
                     &mut out,
-                    &serde_json::json!({"version": 1, "gc": report, "layers": layers, "bases": bases, "packages": packages, "sources": sources}),
+                    &serde_json::json!({
+                        "version": 1, "dry_run": dry_run, "gc": report, "layers": layers, "layer_bytes": layer_bytes,
+                        "bases": bases, "packages": packages, "sources": sources, "leftovers": left,
+                        "leftover_bytes": left.bytes(),
+                    }),
                 )?;
                 writeln!(out)?;
             } else {
+                let (dropped, removed) = if dry_run { ("would drop", "would remove") } else { ("dropped", "removed") };
                 for r in &report.records {
-                    writeln!(out, "dropped {r}")?;
+                    writeln!(out, "{dropped} {r}")?;
                 }
                 writeln!(
                     out,
-                    "{} records and {} objects ({} bytes) dropped; {} dependency layers and {} bases removed",
+                    "{} records and {} objects ({} bytes) {dropped}; {} dependency layers ({} bytes) and {} bases {removed}",
                     report.records.len(),
                     report.objects,
                     report.bytes,
                     layers,
+                    layer_bytes,
                     bases.len()
                 )?;
                 for f in &packages.files {
-                    writeln!(out, "removed cached package {f}")?;
+                    writeln!(out, "{removed} cached package {f}")?;
                 }
                 writeln!(
                     out,
-                    "{} cached packages and {} partial downloads ({} bytes) removed from the package cache",
+                    "{} cached packages and {} partial downloads ({} bytes) {removed} from the package cache",
                     packages.files.len(),
                     packages.partial,
                     packages.bytes
@@ -173,18 +207,31 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     )?;
                 }
                 for f in &sources.files {
-                    writeln!(out, "removed cached source {f}")?;
+                    writeln!(out, "{removed} cached source {f}")?;
                 }
                 for m in &sources.mirrors {
-                    writeln!(out, "removed git mirror {m}")?;
+                    writeln!(out, "{removed} git mirror {m}")?;
                 }
                 writeln!(
                     out,
-                    "{} cached sources, {} git mirrors and {} partial downloads ({} bytes) removed from the source cache",
+                    "{} cached sources, {} git mirrors and {} partial downloads ({} bytes) {removed} from the source cache",
                     sources.files.len(),
                     sources.mirrors.len(),
                     sources.partial,
                     sources.bytes
+                )?;
+                for (what, list) in [("log", &left.logs), ("failed build", &left.failed), ("leftover of a killed run", &left.tmp)] {
+                    for f in list {
+                        writeln!(out, "{removed} {what} {} ({} bytes)", f.path.display(), f.bytes)?;
+                    }
+                }
+                writeln!(
+                    out,
+                    "{} logs, {} failed build trees and {} leftovers of killed runs ({} bytes) {removed}",
+                    left.logs.len(),
+                    left.failed.len(),
+                    left.tmp.len(),
+                    left.bytes()
                 )?;
             }
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! Integration tests: run the real `pkgcell` binary, as an unprivileged user.
 
 mod base;
+mod bounds;
 mod build;
 mod deps;
 mod fetch;
