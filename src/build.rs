@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Spec, Upper};
 use serde::Serialize;
 
+use crate::confined::{Confined, ConfinedError, ConfinedFile, Kind};
 use crate::error::{IoPath, io_err};
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::home::Home;
@@ -209,9 +210,25 @@ pub struct Limits {
     /// which the kernel counts per user namespace and uid, so one build's
     /// processes never count against another's limit).
     pub pids: Option<u64>,
+    /// Size of the package files of one build, each and together, in bytes
+    /// (None: [`DEFAULT_MAX_OUTPUT`]). Read by the host, not an rlimit.
+    pub max_output: Option<u64>,
 }
 
+/// The default of [`Limits::max_output`]: 8 GiB, more than the largest
+/// packages of Arch's repositories (a few GiB, compressed).
+pub const DEFAULT_MAX_OUTPUT: u64 = 8 << 30;
+/// The largest `.BUILDINFO` read back from a build.
+const MAX_BUILDINFO: u64 = 1 << 20;
+/// The largest pacman `desc` file read back from a dependency layer.
+const MAX_DESC: u64 = 1 << 20;
+
 impl Limits {
+    /// [`Limits::max_output`] or its default.
+    pub fn max_output(&self) -> u64 {
+        self.max_output.unwrap_or(DEFAULT_MAX_OUTPUT)
+    }
+
     /// The rlimits that carry these limits.
     pub fn rlimits(&self) -> Vec<Rlimit> {
         let mut out = Vec::new();
@@ -431,6 +448,31 @@ pub enum BuildError {
     /// makepkg succeeded but wrote no package.
     #[error("makepkg wrote no package file; log: {}", .0.display())]
     NoOutputs(PathBuf),
+    /// A file the sandbox wrote could not be read as what it should be (a
+    /// symlink, a FIFO, too large): the build fails rather than trust it.
+    #[error("refused {what}")]
+    Refused {
+        /// What was being read: "a package file of the build".
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: ConfinedError,
+    },
+    /// A package file of the build is not the package its name says, or
+    /// not one of the PKGBUILD's.
+    #[error("refused the package file {file:?} of the build: {why}")]
+    BadOutput {
+        /// Its name in PKGDEST.
+        file: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The package files of a build are larger than [`Limits::max_output`] together.
+    #[error("the package files of the build are larger than the limit of {} together ([build] max_output)", size_text(*limit))]
+    OutputsTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// The PKGBUILD's tree could not be checked out of git.
     #[error("cannot check out {commit} of {}: {message}", repo.display())]
     Checkout {
@@ -607,7 +649,7 @@ fn build_entry(
     };
     let span = tracing::info_span!("build", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs, pkgnames: &p.pkgnames };
     let step = |s| on_event(Event::Step { name: &p.name, step: s });
     match build_one(&job, opts, store, fetcher, pkgids, &step) {
         Ok(Built { status, record, log, seconds, layer, note }) => {
@@ -659,6 +701,8 @@ struct Job<'a> {
     srcinfo: &'a str,
     installs: &'a [(String, String)],
     packages: &'a [Install],
+    /// The pkgnames of its PKGBUILD: the only packages it may output.
+    pkgnames: &'a [String],
 }
 
 /// A package file the dependency layer installs.
@@ -810,7 +854,7 @@ fn build_one(
     let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid).map_err(no_log)?;
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
     let result = run_makepkg(job, opts, &dir, layer.as_ref(), &fetched, &log_path, &MakepkgEnv::default());
-    let (outputs, peak_memory_kib) = match result {
+    let made = match result {
         Ok(made) => made,
         Err(e) => {
             dir.finish(opts.keep_failed, &opts.home, job.pkgid);
@@ -822,10 +866,13 @@ fn build_one(
     step("store");
     let with_log = |e: BuildError| Box::new((e, Some(log_path.clone())));
     let mut stored = Vec::new();
-    for f in &outputs {
-        stored.push(store.put_file(f).map_err(|e| with_log(e.into()))?);
+    let limit = opts.limits.max_output();
+    for o in made.files {
+        let path = o.file.path.clone();
+        let mut r = o.file.limited(limit).map_err(|source| with_log(BuildError::Refused { what: "a package file of the build", source }))?;
+        stored.push(store.put_reader(&o.name, &mut r, &path).map_err(|e| with_log(e.into()))?);
     }
-    let buildinfo = fs::read_to_string(dir.pkgdest().join(".BUILDINFO")).unwrap_or_default();
+    let buildinfo = made.buildinfo;
     let log_data = fs::read(&log_path).map_err(|e| with_log(io_err("read", &log_path)(e).into()))?;
     let log = store.put_bytes(&log_data).map_err(|e| with_log(e.into()))?;
     split(&mut timings.store);
@@ -840,7 +887,7 @@ fn build_one(
         base_id: opts.base.id.clone(),
         deps: dep_lines,
         local: opts.local.iter().map(LocalPackage::line).collect(),
-        peak_memory_kib: Some(peak_memory_kib),
+        peak_memory_kib: Some(made.peak_memory_kib),
         installed,
         started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         seconds,
@@ -886,7 +933,7 @@ pub fn rebuild(
     };
     let span = tracing::info_span!("rebuild", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid, tag);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs, pkgnames: &p.pkgnames };
     let store = Store::at(opts.home.store());
     // Sources come from the cache; only what it lacks is downloaded, on
     // the host, before the build (which has no network).
@@ -900,12 +947,16 @@ pub fn rebuild(
     let dir = BuildDir::new(&opts.home, DirKind::Repro, pkgid)?;
     let log = opts.home.logs().join(pkgid.pkgbase().to_string()).join(format!("{pkgid}.repro-{tag}.log"));
     let made = run_makepkg(&job, opts, &dir, layer.as_ref(), &fetched, &log, menv);
-    let copied = made.and_then(|(files, _)| {
+    let copied = made.and_then(|Made { files, .. }| {
         fs::create_dir_all(dest).map_err(io_err("create", dest))?;
         let mut out = Vec::new();
         for f in files {
-            let dst = dest.join(f.file_name().expect("package files have names"));
-            fs::copy(&f, &dst).map_err(io_err("copy", &f))?;
+            // The name was checked: a plain file name.
+            let dst = dest.join(&f.name);
+            let mut w = fs::File::create(&dst).map_err(io_err("create", &dst))?;
+            f.file
+                .copy_to(&mut w, opts.limits.max_output())
+                .map_err(|source| BuildError::Refused { what: "a package file of the build", source })?;
             out.push(dst);
         }
         Ok(out)
@@ -973,14 +1024,24 @@ fn dep_files_of_lines(home: &Home, store: &Store, deps: &[String]) -> Result<Vec
 /// planned packages beyond the base (name and version), so that what the
 /// dephash says is what is installed; the `<name> <version>` lines found.
 fn check_layer(upper: &Path, base: &Path, deps: &[DepFile], local_pkgs: &[LocalPackage]) -> Result<Vec<String>, BuildError> {
-    let local = upper.join("var/lib/pacman/local");
-    let in_base = |entry: &std::ffi::OsStr| base.join("var/lib/pacman/local").join(entry).join("desc").exists();
+    // The layer was made by pacman as root inside, running the install
+    // scripts of -I files: its upper is read like a build's PKGDEST.
+    let refused = |source| BuildError::Refused { what: "the dependency layer's pacman database", source };
+    let local = Confined::open(upper).and_then(|u| u.open_dir("var/lib/pacman/local")).map_err(refused)?;
+    let in_base = |entry: &str| base.join("var/lib/pacman/local").join(entry).join("desc").exists();
     let mut got: Vec<String> = Vec::new();
-    for e in fs::read_dir(&local).map_err(io_err("read", &local))?.flatten() {
-        let Ok(text) = fs::read_to_string(e.path().join("desc")) else { continue };
-        if in_base(&e.file_name()) {
+    for (name, kind) in local.entries().map_err(refused)? {
+        // Whiteouts and ALPM_DB_VERSION are no entries; a name that is no
+        // plain file name cannot be one pacman wrote.
+        let Ok(name) = String::from_utf8(name) else { continue };
+        if kind != Kind::Dir || name.starts_with('.') || in_base(&name) {
             continue;
         }
+        let text = match local.read_to_string(Path::new(&name).join("desc"), MAX_DESC) {
+            Ok(text) => text,
+            Err(ConfinedError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(refused(e)),
+        };
         let field = |k: &str| text.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
         got.push(format!("{} {}", field("%NAME%"), field("%VERSION%")));
     }
@@ -1001,12 +1062,9 @@ fn check_layer(upper: &Path, base: &Path, deps: &[DepFile], local_pkgs: &[LocalP
 /// upper's `var/lib/pacman/local`. Unreadable counts as yes (then makepkg
 /// checks the dependencies itself).
 fn replaces_base_package(upper: &Path) -> bool {
-    let local = upper.join("var/lib/pacman/local");
-    let Ok(entries) = fs::read_dir(&local) else { return true };
-    entries.into_iter().any(|e| match e {
-        Ok(e) => e.file_name() != "ALPM_DB_VERSION" && !e.file_type().is_ok_and(|t| t.is_dir()),
-        Err(_) => true,
-    })
+    let Ok(local) = Confined::open(upper).and_then(|u| u.open_dir("var/lib/pacman/local")) else { return true };
+    let Ok(entries) = local.entries() else { return true };
+    entries.iter().any(|(name, kind)| name != b"ALPM_DB_VERSION" && *kind != Kind::Dir)
 }
 
 /// The version (`[epoch:]pkgver-pkgrel`) of a package file name.
@@ -1023,6 +1081,17 @@ pub fn pkgname_of(file: &str) -> Option<&str> {
     let mut it = stem.rsplitn(4, '-');
     let (_arch, _rel, _ver) = (it.next()?, it.next()?, it.next()?);
     it.next()
+}
+
+/// The `.BUILDINFO` that makepkg's script copied into PKGDEST ("" when
+/// there is none), read beneath it like the package files.
+fn read_buildinfo(pkgdest: &Confined) -> Result<String, BuildError> {
+    let refused = |source| BuildError::Refused { what: "the .BUILDINFO of the build", source };
+    match pkgdest.read_to_string(".BUILDINFO", MAX_BUILDINFO) {
+        Ok(text) => Ok(text),
+        Err(ConfinedError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(refused(e)),
+    }
 }
 
 /// Whose scratch directory it is.
@@ -1356,7 +1425,7 @@ fn run_makepkg(
     fetched: &[Fetched],
     log: &Path,
     menv: &MakepkgEnv,
-) -> Result<(Vec<PathBuf>, u64), BuildError> {
+) -> Result<Made, BuildError> {
     let (startdir, tree_epoch) = match job.checkout {
         Checkout::Dir { dir } => {
             let pkgbuild = dir.join("PKGBUILD");
@@ -1429,9 +1498,13 @@ fn run_makepkg(
         if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
             continue;
         }
-        let src = opts.home.root().join("homes").join(job.name).join(rel);
-        fs::create_dir_all(&src).map_err(io_err("create", &src))?;
-        fs::set_permissions(&src, fs::Permissions::from_mode(0o777)).map_err(io_err("chmod", &src))?;
+        // Earlier builds wrote in these directories (another bind may hold
+        // this one's parent): made beneath the entry's home, never through
+        // a symlink they left.
+        let homes = opts.home.root().join("homes").join(job.name);
+        fs::create_dir_all(&homes).map_err(io_err("create", &homes))?;
+        let refused = |source| BuildError::Refused { what: "a home_binds directory", source };
+        let src = Confined::open(&homes).and_then(|h| h.create_dir_all(rel, 0o777)).map_err(refused)?.path().to_owned();
         spec.mounts.push(Mount::Bind { src, dst: Path::new(home).join(rel), access: Access::ReadWrite });
     }
     for (k, v) in [
@@ -1474,18 +1547,105 @@ fn run_makepkg(
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }
-    let pkgdest = dir.pkgdest();
-    let mut files: Vec<PathBuf> = fs::read_dir(&pkgdest)
-        .map_err(io_err("read", &pkgdest))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".pkg.tar")))
-        .collect();
-    files.sort();
+    let pkgdest = Confined::open(&dir.pkgdest()).map_err(|source| BuildError::Refused { what: "the build's PKGDEST", source })?;
+    let files = take_outputs(&pkgdest, job, &opts.arch, opts.limits.max_output())?;
     if files.is_empty() {
         return Err(BuildError::NoOutputs(log.to_owned()));
     }
-    Ok((files, ran.peak_memory_kib))
+    let buildinfo = read_buildinfo(&pkgdest)?;
+    Ok(Made { files, buildinfo, peak_memory_kib: ran.peak_memory_kib })
+}
+
+/// What [`run_makepkg`] made.
+#[derive(Debug)]
+struct Made {
+    /// The package files, open and checked.
+    files: Vec<MadeFile>,
+    /// The `.BUILDINFO` ("" if there was none).
+    buildinfo: String,
+    /// The peak memory of its largest process, in KiB.
+    peak_memory_kib: u64,
+}
+
+/// A package file that a build left in PKGDEST, opened beneath it and checked.
+#[derive(Debug)]
+struct MadeFile {
+    /// Its name: `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.zst`, as its .PKGINFO says.
+    name: String,
+    /// The open file, at its start.
+    file: ConfinedFile,
+}
+
+/// The package files makepkg left in `pkgdest` (every entry whose name has
+/// `.pkg.tar`), sorted by name, each checked: a plain name, a regular file
+/// opened without following anything, within `limit` (each and together),
+/// and a package whose .PKGINFO agrees with its name and is one of the
+/// PKGBUILD's pkgnames, of the build's architecture or `any`.
+fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit: u64) -> Result<Vec<MadeFile>, BuildError> {
+    let refused = |source| BuildError::Refused { what: "a package file of the build", source };
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for (raw, _kind) in pkgdest.entries().map_err(|source| BuildError::Refused { what: "the build's PKGDEST", source })? {
+        if !raw.windows(8).any(|w| w == b".pkg.tar") {
+            continue;
+        }
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let bad = |why: String| BuildError::BadOutput { file: name.clone(), why };
+        check_output_name(&raw).map_err(|why| bad(why.to_owned()))?;
+        let mut file = pkgdest.open_file(&name).map_err(refused)?;
+        if file.size > limit {
+            return Err(refused(ConfinedError::TooLarge { path: file.path, size: file.size, limit }));
+        }
+        total = total.saturating_add(file.size);
+        if total > limit {
+            return Err(BuildError::OutputsTooLarge { limit });
+        }
+        // .PKGINFO is the first member makepkg writes; the reader stops there.
+        let text = crate::publish::package::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
+            .map_err(|e| bad(format!("it is not a readable package: {}", error_chain(&e))))?;
+        let field = |k: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .find(|(key, _)| key.trim() == k)
+                .map_or(String::new(), |(_, v)| v.trim().to_owned())
+        };
+        let (pkgname, pkgver, pkgarch) = (field("pkgname"), field("pkgver"), field("arch"));
+        let claimed = format!("{pkgname}-{pkgver}-{pkgarch}.pkg.tar.zst");
+        if claimed != name {
+            return Err(bad(format!(
+                "its .PKGINFO says pkgname {pkgname:?}, pkgver {pkgver:?}, arch {pkgarch:?}, so its name would be {claimed:?}"
+            )));
+        }
+        // makepkg's debug package (OPTIONS=(debug)) is named after the pkgbase.
+        let debug = format!("{}-debug", job.pkgid.pkgbase());
+        if !job.pkgnames.contains(&pkgname) && pkgname != debug {
+            return Err(bad(format!(
+                "{pkgname:?} is not a package of this PKGBUILD (pkgname: {})",
+                job.pkgnames.join(", ")
+            )));
+        }
+        if pkgarch != arch && pkgarch != "any" {
+            return Err(bad(format!("its arch {pkgarch:?} is neither the build's ({arch}) nor \"any\"")));
+        }
+        file.file.rewind().map_err(io_err("read", &file.path))?;
+        out.push(MadeFile { name, file });
+    }
+    Ok(out)
+}
+
+/// Whether `name` may be the name of a package file a build made: a plain
+/// file name (no `/`, no control characters, not hidden) ending in
+/// `.pkg.tar.zst`, the only format pkgcell asks makepkg for (PKGEXT) and
+/// publishes.
+fn check_output_name(name: &[u8]) -> Result<(), &'static str> {
+    let Ok(name) = std::str::from_utf8(name) else { return Err("its name is not UTF-8") };
+    if name.starts_with('.') || name.contains('/') || name.chars().any(char::is_control) {
+        return Err("its name is not a plain file name");
+    }
+    if !name.ends_with(".pkg.tar.zst") || pkgname_of(name).is_none() {
+        return Err("its name is not <pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.zst");
+    }
+    Ok(())
 }
 
 /// Export the tree of a git source into `dst`; (dst, commit time).
@@ -1557,7 +1717,7 @@ mod tests {
     #[test]
     fn limits_become_rlimits_and_failures_that_hit_them_name_them() {
         assert!(Limits::default().rlimits().is_empty());
-        let l = Limits { memory: Some(256 << 20), pids: Some(64) };
+        let l = Limits { memory: Some(256 << 20), pids: Some(64), max_output: None };
         assert_eq!(
             l.rlimits(),
             [

@@ -165,6 +165,9 @@ pub struct BuildConfig {
     /// Process limit of a build: processes of its user inside its sandbox
     /// (RLIMIT_NPROC, counted per user namespace).
     pub pids: Option<u64>,
+    /// Size of the package files of one build, each and together, in bytes
+    /// (None: the default of `pkgcell::build::DEFAULT_MAX_OUTPUT`).
+    pub max_output: Option<u64>,
 }
 
 /// Which dependencies go into a pkgid's dephash.
@@ -283,6 +286,7 @@ struct RawBuild {
     timeout: Option<Spanned<String>>,
     memory: Option<Spanned<String>>,
     pids: Option<Spanned<i64>>,
+    max_output: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -405,6 +409,12 @@ impl Config {
             None => None,
             Some(p) => Some(check_pids(*p.get_ref()).map_err(|why| invalid(Some(p.span()), format!("pids = {}: {why}", p.get_ref())))?),
         };
+        let max_output = match &raw.build.max_output {
+            None => None,
+            Some(m) => {
+                Some(parse_size(m.get_ref()).map_err(|why| invalid(Some(m.span()), format!("max_output {:?}: {why}", m.get_ref())))?)
+            }
+        };
         let build = BuildConfig {
             jobs: raw.build.jobs.unwrap_or(NonZeroUsize::MIN),
             network: raw.build.network.unwrap_or(false),
@@ -412,6 +422,7 @@ impl Config {
             timeout,
             memory,
             pids,
+            max_output,
         };
 
         let mut pkgbuilds = Vec::new();
@@ -614,6 +625,7 @@ dephash = "strict"           # "strict" | "loose" | "none": what a pkgid's depha
 timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # memory = "4G"              # example: memory of each process of a build (default: no limit)
 # pids = 512                 # example: processes of a build at once (default: no limit)
+# max_output = "8G"          # example: package files of a build, each and together (default: 8G)
 
 [store]
 # remote = "s3://bucket/pkgcell-store"  # example: a store shared by several machines
@@ -778,6 +790,15 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         let (line, msg) = error("[build]\npids = \"many\"\n");
         assert_eq!(line, 2);
         assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn max_output_is_a_size_and_defaults_to_none() {
+        assert_eq!(parse("[build]\nmax_output = \"2G\"\n").unwrap().build.max_output, Some(2 << 30));
+        assert_eq!(parse("").unwrap().build.max_output, None);
+        let (line, msg) = error("[build]\nmax_output = \"huge\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("max_output \"huge\"") && msg.contains("not a size"), "{msg}");
     }
 
     #[test]

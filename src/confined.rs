@@ -224,6 +224,27 @@ impl Confined {
         }
     }
 
+    /// The directory `rel` beneath this one, made where missing: each
+    /// component is made with `mkdirat` and opened like everything else
+    /// (so an existing symlink on the way is refused, not followed), and
+    /// the last one gets `mode` through its fd.
+    pub fn create_dir_all(&self, rel: impl AsRef<Path>, mode: u32) -> Result<Confined, ConfinedError> {
+        let rel = rel.as_ref();
+        self.check(rel)?;
+        let mut cur: Option<Confined> = None;
+        for c in rel.components() {
+            let dir = cur.as_ref().unwrap_or(self);
+            match rustix::fs::mkdirat(&dir.fd, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(IoPath::new("create", dir.path.join(c), e.into()).into()),
+            }
+            cur = Some(dir.open_dir(c)?);
+        }
+        let last = cur.ok_or_else(|| ConfinedError::BadPath { dir: self.path.clone(), name: rel.to_owned() })?;
+        rustix::fs::fchmod(&last.fd, Mode::from_raw_mode(mode)).map_err(|e| IoPath::new("chmod", &last.path, e.into()))?;
+        Ok(last)
+    }
+
     /// Open the regular file `name` (a name or a relative path) for reading.
     pub fn open_file(&self, name: impl AsRef<Path>) -> Result<ConfinedFile, ConfinedError> {
         let (fd, path) = self.openat2(name.as_ref(), OFlags::RDONLY)?;
@@ -450,6 +471,22 @@ mod tests {
             c.entries().unwrap(),
             vec![(b"a".to_vec(), Kind::File), (b"d".to_vec(), Kind::Dir), (b"l".to_vec(), Kind::Symlink)]
         );
+    }
+
+    #[test]
+    fn directories_are_made_beneath_and_a_symlink_on_the_way_is_refused() {
+        let outside = dir_with(&[]);
+        let d = dir_with(&[]);
+        let c = Confined::open(d.path()).unwrap();
+        let made = c.create_dir_all("a/b", 0o777).unwrap();
+        assert_eq!(made.path(), d.path().join("a/b"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(d.path().join("a/b")).unwrap().permissions().mode() & 0o7777, 0o777);
+        c.create_dir_all("a/b", 0o755).unwrap();
+        symlink(outside.path(), d.path().join("a/l")).unwrap();
+        assert!(matches!(c.create_dir_all("a/l/x", 0o777), Err(ConfinedError::Symlink { .. })));
+        assert!(!outside.path().join("x").exists());
+        assert!(matches!(c.create_dir_all("../x", 0o777), Err(ConfinedError::BadPath { .. })));
     }
 
     #[test]

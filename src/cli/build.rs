@@ -248,7 +248,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         local,
         layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
-        limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
+        limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids), max_output: config.build.max_output },
         remote,
     };
     let progress = Progress::new(true);
@@ -458,7 +458,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let base = args.common.base(&home, config)?;
     let plan = args.common.plan(config, &home, &base)?;
-    let limits = Limits { memory: config.build.memory, pids: config.build.pids };
+    let limits = Limits { memory: config.build.memory, pids: config.build.pids, max_output: config.build.max_output };
     let fetcher = Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits());
     let mut failed = false;
     for p in &plan.packages {

@@ -302,7 +302,7 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         home_binds: Default::default(),
         local,
         layers: Default::default(),
-        limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
+        limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids, max_output: config.build.max_output },
         // A check rebuilds here, whatever a remote store holds.
         remote: None,
     }

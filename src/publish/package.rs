@@ -22,6 +22,8 @@ use super::{
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// repo-add refuses bigger signatures; pacman does too.
 const MAX_SIG_SIZE: u64 = 16384;
+/// Far more than any real `.PKGINFO` (a few KiB).
+const MAX_PKGINFO_SIZE: u64 = 1 << 20;
 
 /// A package read from disk, ready to become a db entry.
 #[derive(Clone, Debug)]
@@ -93,7 +95,11 @@ fn read_archive(compressed: impl Read, paths_too: bool) -> Result<(String, Vec<V
         let path = entry.path_bytes().into_owned();
         if path == b".PKGINFO" {
             let mut text = Vec::new();
-            entry.read_to_end(&mut text).map_err(PackageError::Corrupt)?;
+            // Bounded: the archive may come from a hostile build.
+            (&mut entry).take(MAX_PKGINFO_SIZE + 1).read_to_end(&mut text).map_err(PackageError::Corrupt)?;
+            if text.len() as u64 > MAX_PKGINFO_SIZE {
+                return Err(PackageError::PkgInfoTooLarge(MAX_PKGINFO_SIZE));
+            }
             pkginfo = Some(String::from_utf8(text).map_err(|_| PackageError::PkgInfoNotUtf8)?);
             if !paths_too {
                 break;

@@ -4,6 +4,7 @@ mod base;
 mod build;
 mod deps;
 mod fetch;
+mod hostile;
 mod makepkg;
 mod pkgutil;
 mod plan;
