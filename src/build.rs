@@ -1603,34 +1603,37 @@ fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit: u64) -> Re
         // .PKGINFO is the first member makepkg writes; the reader stops there.
         let text = crate::publish::package::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
             .map_err(|e| bad(format!("it is not a readable package: {}", error_chain(&e))))?;
-        let field = |k: &str| {
-            text.lines()
-                .filter_map(|l| l.split_once('='))
-                .find(|(key, _)| key.trim() == k)
-                .map_or(String::new(), |(_, v)| v.trim().to_owned())
-        };
-        let (pkgname, pkgver, pkgarch) = (field("pkgname"), field("pkgver"), field("arch"));
-        let claimed = format!("{pkgname}-{pkgver}-{pkgarch}.pkg.tar.zst");
-        if claimed != name {
-            return Err(bad(format!(
-                "its .PKGINFO says pkgname {pkgname:?}, pkgver {pkgver:?}, arch {pkgarch:?}, so its name would be {claimed:?}"
-            )));
-        }
-        // makepkg's debug package (OPTIONS=(debug)) is named after the pkgbase.
-        let debug = format!("{}-debug", job.pkgid.pkgbase());
-        if !job.pkgnames.contains(&pkgname) && pkgname != debug {
-            return Err(bad(format!(
-                "{pkgname:?} is not a package of this PKGBUILD (pkgname: {})",
-                job.pkgnames.join(", ")
-            )));
-        }
-        if pkgarch != arch && pkgarch != "any" {
-            return Err(bad(format!("its arch {pkgarch:?} is neither the build's ({arch}) nor \"any\"")));
-        }
+        check_pkginfo(&name, &text, job.pkgnames, job.pkgid.pkgbase().as_ref(), arch).map_err(bad)?;
         file.file.rewind().map_err(io_err("read", &file.path))?;
         out.push(MadeFile { name, file });
     }
     Ok(out)
+}
+
+/// Whether the `.PKGINFO` `text` of the package file `name` agrees with
+/// the name (pkgname, pkgver, arch), names one of `pkgnames` (or makepkg's
+/// `<pkgbase>-debug` package), and is of `arch` or `any`; Err says why not.
+fn check_pkginfo(name: &str, text: &str, pkgnames: &[String], pkgbase: &str, arch: &str) -> Result<(), String> {
+    let field = |k: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(key, _)| key.trim() == k)
+            .map_or(String::new(), |(_, v)| v.trim().to_owned())
+    };
+    let (pkgname, pkgver, pkgarch) = (field("pkgname"), field("pkgver"), field("arch"));
+    let claimed = format!("{pkgname}-{pkgver}-{pkgarch}.pkg.tar.zst");
+    if claimed != name {
+        return Err(format!(
+            "its .PKGINFO says pkgname {pkgname:?}, pkgver {pkgver:?}, arch {pkgarch:?}, so its name would be {claimed:?}"
+        ));
+    }
+    if !pkgnames.contains(&pkgname) && pkgname != format!("{pkgbase}-debug") {
+        return Err(format!("{pkgname:?} is not a package of this PKGBUILD (pkgname: {})", pkgnames.join(", ")));
+    }
+    if pkgarch != arch && pkgarch != "any" {
+        return Err(format!("its arch {pkgarch:?} is neither the build's ({arch}) nor \"any\""));
+    }
+    Ok(())
 }
 
 /// Whether `name` may be the name of a package file a build made: a plain
@@ -1704,6 +1707,33 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_must_be_the_package_its_name_and_its_pkginfo_say_of_this_pkgbuild() {
+        let names = ["a".to_owned(), "a-doc".to_owned()];
+        let info = |n: &str, v: &str, arch: &str| format!("pkgname = {n}\npkgbase = a\npkgver = {v}\narch = {arch}\n");
+        let check = |file: &str, text: &str| check_pkginfo(file, text, &names, "a", "x86_64");
+        assert_eq!(check("a-1:2.0-3-x86_64.pkg.tar.zst", &info("a", "1:2.0-3", "x86_64")), Ok(()));
+        assert_eq!(check("a-doc-2.0-3-any.pkg.tar.zst", &info("a-doc", "2.0-3", "any")), Ok(()));
+        assert_eq!(check("a-debug-2.0-3-x86_64.pkg.tar.zst", &info("a-debug", "2.0-3", "x86_64")), Ok(()));
+        let e = check("a-2.0-3-any.pkg.tar.zst", &info("glibc", "2.0-3", "any")).unwrap_err();
+        assert!(e.contains("pkgname \"glibc\"") && e.contains("glibc-2.0-3-any.pkg.tar.zst"), "{e}");
+        let e = check("a-2.0-3-any.pkg.tar.zst", &info("a", "9.9-1", "any")).unwrap_err();
+        assert!(e.contains("pkgver \"9.9-1\""), "{e}");
+        let e = check("glibc-9-1-any.pkg.tar.zst", &info("glibc", "9-1", "any")).unwrap_err();
+        assert!(e.contains("\"glibc\" is not a package of this PKGBUILD (pkgname: a, a-doc)"), "{e}");
+        let e = check("a-2.0-3-aarch64.pkg.tar.zst", &info("a", "2.0-3", "aarch64")).unwrap_err();
+        assert!(e.contains("arch \"aarch64\""), "{e}");
+        assert!(check("a-2.0-3-any.pkg.tar.zst", "").is_err());
+    }
+
+    #[test]
+    fn output_names_are_plain_package_file_names() {
+        assert_eq!(check_output_name(b"a-1.0-1-any.pkg.tar.zst"), Ok(()));
+        for bad in [&b".a-1.0-1-any.pkg.tar.zst"[..], b"zz.pkg.tar.zst", b"a-1.0-1-any.pkg.tar.xz", b"a-1.0-1-any.pkg.tar.zst.sig", b"a\n-1.0-1-any.pkg.tar.zst", b"\xff-1.0-1-any.pkg.tar.zst"] {
+            assert!(check_output_name(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn pkgnames_are_read_from_package_file_names() {

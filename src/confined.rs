@@ -96,19 +96,19 @@ pub enum ConfinedError {
         name: PathBuf,
     },
     /// The file, or a directory on the way to it, is a symlink.
-    #[error("{} is a symlink (or its path goes through one); refused", path.display())]
+    #[error("{} is a symlink (or its path goes through one)", path.display())]
     Symlink {
         /// The file.
         path: PathBuf,
     },
     /// The path leads out of the directory or into another mount.
-    #[error("{} leads out of its directory or onto another mount; refused", path.display())]
+    #[error("{} leads out of its directory or onto another mount", path.display())]
     Escape {
         /// The file.
         path: PathBuf,
     },
     /// The file is not what was asked for (a FIFO where a file should be).
-    #[error("{} is not a {expected} but a {found}; refused", path.display())]
+    #[error("{} is not a {expected} but a {found}", path.display())]
     WrongKind {
         /// The file.
         path: PathBuf,
@@ -118,7 +118,7 @@ pub enum ConfinedError {
         found: Kind,
     },
     /// The file is larger than it may be.
-    #[error("{} is larger than the limit of {limit} bytes ({size} bytes); refused", path.display())]
+    #[error("{} is larger than the limit of {limit} bytes ({size} bytes)", path.display())]
     TooLarge {
         /// The file.
         path: PathBuf,

@@ -24,6 +24,8 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const MAX_SIG_SIZE: u64 = 16384;
 /// Far more than any real `.PKGINFO` (a few KiB).
 const MAX_PKGINFO_SIZE: u64 = 1 << 20;
+/// How much of the decompressed archive is read looking for `.PKGINFO`.
+const MAX_BEFORE_PKGINFO: u64 = 64 << 20;
 
 /// A package read from disk, ready to become a db entry.
 #[derive(Clone, Debug)]
@@ -87,7 +89,11 @@ pub(crate) fn pkginfo_text(compressed: impl Read) -> Result<String, PackageError
 /// it stops at `.PKGINFO`.
 fn read_archive(compressed: impl Read, paths_too: bool) -> Result<(String, Vec<Vec<u8>>), PackageError> {
     let decoder = zstd::stream::read::Decoder::new(compressed).map_err(PackageError::Corrupt)?;
-    let mut archive = tar::Archive::new(decoder);
+    // Looking only for .PKGINFO (makepkg writes it first), a few members
+    // at most come before it: a cap on what is decompressed keeps a
+    // crafted archive (a build's output) from spinning on a bomb.
+    let cap = if paths_too { u64::MAX } else { MAX_BEFORE_PKGINFO };
+    let mut archive = tar::Archive::new(decoder.take(cap));
     let mut pkginfo = None;
     let mut paths = Vec::new();
     for entry in archive.entries().map_err(PackageError::Corrupt)? {

@@ -187,3 +187,19 @@ fn a_package_file_that_claims_another_pkgname_fails_the_build() {
     );
 }
 
+
+#[test]
+fn a_repro_rebuild_refuses_a_package_file_that_is_a_symlink_to_a_host_secret() {
+    require_unprivileged();
+    let secret = Secret::new_in(&home_dir());
+    let dir = setup("symlink-output", &[("@SECRET@", &secret)]);
+    let (o, took) = run_bounded(&dir, &["repro", "--twice", "symlink-output"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("zz-1-1-any.pkg.tar.zst") && err.contains("is a symlink"), "{}", text(&o));
+    assert!(took < Duration::from_secs(60), "the rebuild took {took:?}");
+    let needle = secret.content.trim().as_bytes();
+    assert!(!o.stdout.windows(needle.len()).any(|w| w == needle) && !err.contains(secret.content.trim()));
+    let hits = files_holding(&dir.join("home"), needle);
+    assert!(hits.is_empty(), "the secret is in {hits:?}");
+}
