@@ -224,25 +224,34 @@ impl Confined {
         }
     }
 
-    /// The directory `rel` beneath this one, made where missing: each
-    /// component is made with `mkdirat` and opened like everything else
-    /// (so an existing symlink on the way is refused, not followed), and
-    /// the last one gets `mode` through its fd.
+    /// The directory `rel` beneath this one, made where missing (with
+    /// `mode`, less the umask): each component is made with `mkdirat` and
+    /// opened like everything else, so an existing symlink on the way is
+    /// refused, not followed.
     pub fn create_dir_all(&self, rel: impl AsRef<Path>, mode: u32) -> Result<Confined, ConfinedError> {
         let rel = rel.as_ref();
         self.check(rel)?;
         let mut cur: Option<Confined> = None;
         for c in rel.components() {
             let dir = cur.as_ref().unwrap_or(self);
-            match rustix::fs::mkdirat(&dir.fd, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+            match rustix::fs::mkdirat(&dir.fd, c.as_os_str(), Mode::from_raw_mode(mode)) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => return Err(IoPath::new("create", dir.path.join(c), e.into()).into()),
             }
             cur = Some(dir.open_dir(c)?);
         }
-        let last = cur.ok_or_else(|| ConfinedError::BadPath { dir: self.path.clone(), name: rel.to_owned() })?;
-        rustix::fs::fchmod(&last.fd, Mode::from_raw_mode(mode)).map_err(|e| IoPath::new("chmod", &last.path, e.into()))?;
-        Ok(last)
+        cur.ok_or_else(|| ConfinedError::BadPath { dir: self.path.clone(), name: rel.to_owned() })
+    }
+
+    /// The uid that owns this directory.
+    pub fn owner(&self) -> Result<u32, ConfinedError> {
+        let st = rustix::fs::fstat(&self.fd).map_err(|e| IoPath::new("stat", &self.path, e.into()))?;
+        Ok(st.st_uid)
+    }
+
+    /// Set this directory's mode, through its fd.
+    pub fn set_mode(&self, mode: u32) -> Result<(), ConfinedError> {
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(|e| IoPath::new("chmod", &self.path, e.into()).into())
     }
 
     /// Open the regular file `name` (a name or a relative path) for reading.
@@ -478,10 +487,12 @@ mod tests {
         let outside = dir_with(&[]);
         let d = dir_with(&[]);
         let c = Confined::open(d.path()).unwrap();
-        let made = c.create_dir_all("a/b", 0o777).unwrap();
+        let made = c.create_dir_all("a/b", 0o755).unwrap();
         assert_eq!(made.path(), d.path().join("a/b"));
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(d.path().join("a/b")).unwrap().permissions().mode() & 0o7777, 0o777);
+        made.set_mode(0o700).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = fs::metadata(d.path().join("a/b")).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o7777, meta.uid()), (0o700, made.owner().unwrap()));
         c.create_dir_all("a/b", 0o755).unwrap();
         symlink(outside.path(), d.path().join("a/l")).unwrap();
         assert!(matches!(c.create_dir_all("a/l/x", 0o777), Err(ConfinedError::Symlink { .. })));

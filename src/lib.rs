@@ -21,3 +21,4 @@ pub mod repro;
 pub mod s3;
 pub mod store;
 pub mod sync;
+pub mod userconf;

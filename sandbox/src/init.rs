@@ -250,9 +250,9 @@ fn apply(op: &MountOp) -> Result<(), SetupError> {
                 step(Step::MountDev, sys::symlink(target, &new_root.join("dev").join(name)))?;
             }
         }
-        MountOp::StickyTmpfs { dst } => {
+        MountOp::StickyTmpfs { dst, size } => {
             let p = mount_point(true, dst)?;
-            step(Step::MountTmp, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, "mode=1777"))?;
+            step(Step::MountTmp, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, &format!("size={size},mode=1777")))?;
         }
         MountOp::Bind { src, dst, access } => {
             let p = mount_point(sys::is_dir(src), dst)?;
@@ -265,11 +265,7 @@ fn apply(op: &MountOp) -> Result<(), SetupError> {
         }
         MountOp::Tmpfs { dst, size } => {
             let p = mount_point(true, dst)?;
-            let data = match size {
-                Some(s) => format!("size={s},mode=0755"),
-                None => "mode=0755".to_owned(),
-            };
-            step(Step::MountTmpfs, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, &data))?;
+            step(Step::MountTmpfs, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, &format!("size={size},mode=0755")))?;
         }
     }
     Ok(())

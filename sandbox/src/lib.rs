@@ -30,13 +30,16 @@ mod outcome;
 mod spec;
 mod supervisor;
 mod sys;
+mod units;
 
 pub use error::{Error, SetupError, Step};
 pub use helper::helper_main_if_requested;
 pub use idmap::{IdMapError, MAX_INSIDE_ID, SubIdFiles, SubIdRange, read_range};
 pub use outcome::{IdMapUsed, Outcome, Status};
 pub use spec::{
-    Access, IdMapMode, Mount, Network, Root, Rlimit, RlimitResource, SPEC_VERSION, Spec, SpecError, Upper,
+    Access, DEFAULT_TMP_SIZE, IdMapMode, Mount, Network, Root, Rlimit, RlimitResource, SPEC_VERSION, Spec, SpecError,
+    Upper,
 };
+pub use units::{Size, Timeout, UnitError};
 pub use sys::SysError;
 pub use supervisor::{Child, Sandbox, remove_tree, remove_tree_with, run};
