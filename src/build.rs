@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io;
+use std::io::{self, Seek};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,6 +39,7 @@ use pkgcell_sandbox::{Access, Mount, Network, Rlimit, RlimitResource, Root, Sand
 use serde::Serialize;
 
 use crate::buildlog;
+use crate::confined::{Confined, ConfinedError, ConfinedFile, Kind};
 use crate::error::{IoPath, io_err};
 use crate::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::home::{GcMode, Home};
@@ -314,12 +315,28 @@ pub struct Limits {
     /// which the kernel counts per user namespace and uid, so one build's
     /// processes never count against another's limit).
     pub pids: Option<u64>,
+    /// Size of the package files of one build, each and together, in bytes
+    /// (None: [`DEFAULT_MAX_OUTPUT`]). Read by the host, not an rlimit.
+    pub max_output: Option<u64>,
     /// Size of each of /tmp and /dev/shm in the makepkg sandbox, in bytes
     /// (none: the sandbox's default, [`pkgcell_sandbox::DEFAULT_TMP_SIZE`]).
     pub tmp: Option<u64>,
 }
 
+/// The default of [`Limits::max_output`]: 8 GiB, more than the largest
+/// packages of Arch's repositories (a few GiB, compressed).
+pub const DEFAULT_MAX_OUTPUT: u64 = 8 << 30;
+/// The largest `.BUILDINFO` read back from a build.
+const MAX_BUILDINFO: u64 = 1 << 20;
+/// The largest pacman `desc` file read back from a dependency layer.
+const MAX_DESC: u64 = 1 << 20;
+
 impl Limits {
+    /// [`Limits::max_output`] or its default.
+    pub fn max_output(&self) -> u64 {
+        self.max_output.unwrap_or(DEFAULT_MAX_OUTPUT)
+    }
+
     /// The rlimits that carry these limits.
     pub fn rlimits(&self) -> Vec<Rlimit> {
         let mut out = Vec::new();
@@ -401,18 +418,23 @@ fn home_bind_dir(opts: &BuildOptions, entry: &str, rel: &Path) -> Result<PathBuf
     if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
         return Err(BuildError::HomeBind { path: rel.to_owned(), reason: "not a relative path inside the home".into() });
     }
-    let src = opts.home.root().join("homes").join(entry).join(rel);
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(&src).map_err(io_err("create", &src))?;
-    let meta = fs::metadata(&src).map_err(io_err("read", &src))?;
+    // Earlier builds wrote in these directories (another bind may hold
+    // this one's parent): made beneath the entry's directory, never
+    // through a symlink they left (see docs/build.md, "What the host reads").
+    let homes = opts.home.root().join("homes").join(entry);
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(&homes).map_err(io_err("create", &homes))?;
+    let refused = |source| BuildError::Refused { what: "a home_binds directory", source };
+    let dir = Confined::open(&homes).and_then(|h| h.create_dir_all(rel, 0o755)).map_err(refused)?;
+    let src = dir.path().to_owned();
     let ours = fs::metadata(opts.home.root()).map_err(io_err("read", opts.home.root()))?.uid();
-    if meta.uid() != ours {
+    if dir.owner().map_err(refused)? != ours {
         // Given to the build user already (by an earlier build).
         return Ok(src);
     }
     // Made by us just now, or left 0777 by an older pkgcell: close it, then
     // hand it over from inside the user namespace, where root may chown to
     // the build user (the host user may not chown to a subordinate id).
-    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &src))?;
+    dir.set_mode(0o755).map_err(refused)?;
     let inside = "/pkgcell/home-bind";
     let mut spec = Spec::new(
         Root::Overlay { lowers: vec![opts.base.root.clone()], upper: Upper::Tmpfs { size: 16 << 20 } },
@@ -640,6 +662,31 @@ pub enum BuildError {
     /// makepkg succeeded but wrote no package.
     #[error("makepkg wrote no package file; log: {}", .0.display())]
     NoOutputs(PathBuf),
+    /// A file the sandbox wrote could not be read as what it should be (a
+    /// symlink, a FIFO, too large): the build fails rather than trust it.
+    #[error("refused {what}")]
+    Refused {
+        /// What was being read: "a package file of the build".
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: ConfinedError,
+    },
+    /// A package file of the build is not the package its name says, or
+    /// not one of the PKGBUILD's.
+    #[error("refused the package file {file:?} of the build: {why}")]
+    BadOutput {
+        /// Its name in PKGDEST.
+        file: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The package files of a build are larger than [`Limits::max_output`] together.
+    #[error("the package files of the build are larger than the limit of {} together ([build] max_output)", size_text(*limit))]
+    OutputsTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// The PKGBUILD's tree could not be checked out of git.
     #[error("cannot check out {commit} of {}: {message}", repo.display())]
     Checkout {
@@ -822,7 +869,7 @@ fn build_entry(
     };
     let span = tracing::info_span!("build", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs, pkgnames: &p.pkgnames };
     let step = |s| on_event(Event::Step { name: &p.name, step: s });
     match build_one(&job, opts, store, fetcher, pkgids, &step) {
         Ok(Built { status, record, log, seconds, layer, note }) => {
@@ -875,6 +922,8 @@ struct Job<'a> {
     srcinfo: &'a str,
     installs: &'a [(String, String)],
     packages: &'a [Install],
+    /// The pkgnames of its PKGBUILD: the only packages it may output.
+    pkgnames: &'a [String],
 }
 
 /// A package file the dependency layer installs.
@@ -1028,7 +1077,7 @@ fn build_one(
     let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid).map_err(no_log)?;
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
     let result = run_makepkg(job, opts, &dir, layer.as_ref(), &fetched, &log_path, &MakepkgEnv::default());
-    let (outputs, peak_memory_kib) = match result {
+    let made = match result {
         Ok(made) => made,
         Err(e) => {
             dir.finish(opts.keep_failed, opts, job.pkgid);
@@ -1040,10 +1089,13 @@ fn build_one(
     step("store");
     let with_log = |e: BuildError| Box::new((e, Some(log_path.clone())));
     let mut stored = Vec::new();
-    for f in &outputs {
-        stored.push(store.put_file(f).map_err(|e| with_log(e.into()))?);
+    let limit = opts.limits.max_output();
+    for o in made.files {
+        let path = o.file.path.clone();
+        let mut r = o.file.limited(limit).map_err(|source| with_log(BuildError::Refused { what: "a package file of the build", source }))?;
+        stored.push(store.put_reader(&o.name, &mut r, &path).map_err(|e| with_log(e.into()))?);
     }
-    let buildinfo = fs::read_to_string(dir.pkgdest().join(".BUILDINFO")).unwrap_or_default();
+    let buildinfo = made.buildinfo;
     // Streamed: a log may be as large as its limit.
     let log = store.put_file(&log_path).map_err(|e| with_log(e.into()))?.blake3;
     split(&mut timings.store);
@@ -1058,7 +1110,7 @@ fn build_one(
         base_id: opts.base.id.clone(),
         deps: dep_lines,
         local: opts.local.iter().map(LocalPackage::line).collect(),
-        peak_memory_kib: Some(peak_memory_kib),
+        peak_memory_kib: Some(made.peak_memory_kib),
         limits: Some(opts.limits_applied()),
         installed,
         started: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -1105,7 +1157,7 @@ pub fn rebuild(
     };
     let span = tracing::info_span!("rebuild", pkgbase = p.pkgbase.as_deref().unwrap_or(""), %pkgid, tag);
     let _enter = span.enter();
-    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs };
+    let job = Job { name: &p.name, pkgid, checkout, srcinfo, installs: &p.built_deps, packages: &p.installs, pkgnames: &p.pkgnames };
     let store = Store::at(opts.home.store());
     // Sources come from the cache; only what it lacks is downloaded, on
     // the host, before the build (which has no network).
@@ -1119,12 +1171,16 @@ pub fn rebuild(
     let dir = BuildDir::new(&opts.home, DirKind::Repro, pkgid)?;
     let log = opts.home.logs().join(pkgid.pkgbase().to_string()).join(format!("{pkgid}.repro-{tag}.log"));
     let made = run_makepkg(&job, opts, &dir, layer.as_ref(), &fetched, &log, menv);
-    let copied = made.and_then(|(files, _)| {
+    let copied = made.and_then(|Made { files, .. }| {
         fs::create_dir_all(dest).map_err(io_err("create", dest))?;
         let mut out = Vec::new();
         for f in files {
-            let dst = dest.join(f.file_name().expect("package files have names"));
-            fs::copy(&f, &dst).map_err(io_err("copy", &f))?;
+            // The name was checked: a plain file name.
+            let dst = dest.join(&f.name);
+            let mut w = fs::File::create(&dst).map_err(io_err("create", &dst))?;
+            f.file
+                .copy_to(&mut w, opts.limits.max_output())
+                .map_err(|source| BuildError::Refused { what: "a package file of the build", source })?;
             out.push(dst);
         }
         Ok(out)
@@ -1192,14 +1248,24 @@ fn dep_files_of_lines(home: &Home, store: &Store, deps: &[String]) -> Result<Vec
 /// planned packages beyond the base (name and version), so that what the
 /// dephash says is what is installed; the `<name> <version>` lines found.
 fn check_layer(upper: &Path, base: &Path, deps: &[DepFile], local_pkgs: &[LocalPackage]) -> Result<Vec<String>, BuildError> {
-    let local = upper.join("var/lib/pacman/local");
-    let in_base = |entry: &std::ffi::OsStr| base.join("var/lib/pacman/local").join(entry).join("desc").exists();
+    // The layer was made by pacman as root inside, running the install
+    // scripts of -I files: its upper is read like a build's PKGDEST.
+    let refused = |source| BuildError::Refused { what: "the dependency layer's pacman database", source };
+    let local = Confined::open(upper).and_then(|u| u.open_dir("var/lib/pacman/local")).map_err(refused)?;
+    let in_base = |entry: &str| base.join("var/lib/pacman/local").join(entry).join("desc").exists();
     let mut got: Vec<String> = Vec::new();
-    for e in fs::read_dir(&local).map_err(io_err("read", &local))?.flatten() {
-        let Ok(text) = fs::read_to_string(e.path().join("desc")) else { continue };
-        if in_base(&e.file_name()) {
+    for (name, kind) in local.entries().map_err(refused)? {
+        // Whiteouts and ALPM_DB_VERSION are no entries; a name that is no
+        // plain file name cannot be one pacman wrote.
+        let Ok(name) = String::from_utf8(name) else { continue };
+        if kind != Kind::Dir || name.starts_with('.') || in_base(&name) {
             continue;
         }
+        let text = match local.read_to_string(Path::new(&name).join("desc"), MAX_DESC) {
+            Ok(text) => text,
+            Err(ConfinedError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(refused(e)),
+        };
         let field = |k: &str| text.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
         got.push(format!("{} {}", field("%NAME%"), field("%VERSION%")));
     }
@@ -1220,12 +1286,9 @@ fn check_layer(upper: &Path, base: &Path, deps: &[DepFile], local_pkgs: &[LocalP
 /// upper's `var/lib/pacman/local`. Unreadable counts as yes (then makepkg
 /// checks the dependencies itself).
 fn replaces_base_package(upper: &Path) -> bool {
-    let local = upper.join("var/lib/pacman/local");
-    let Ok(entries) = fs::read_dir(&local) else { return true };
-    entries.into_iter().any(|e| match e {
-        Ok(e) => e.file_name() != "ALPM_DB_VERSION" && !e.file_type().is_ok_and(|t| t.is_dir()),
-        Err(_) => true,
-    })
+    let Ok(local) = Confined::open(upper).and_then(|u| u.open_dir("var/lib/pacman/local")) else { return true };
+    let Ok(entries) = local.entries() else { return true };
+    entries.iter().any(|(name, kind)| name != b"ALPM_DB_VERSION" && *kind != Kind::Dir)
 }
 
 /// The version (`[epoch:]pkgver-pkgrel`) of a package file name.
@@ -1242,6 +1305,17 @@ pub fn pkgname_of(file: &str) -> Option<&str> {
     let mut it = stem.rsplitn(4, '-');
     let (_arch, _rel, _ver) = (it.next()?, it.next()?, it.next()?);
     it.next()
+}
+
+/// The `.BUILDINFO` that makepkg's script copied into PKGDEST ("" when
+/// there is none), read beneath it like the package files.
+fn read_buildinfo(pkgdest: &Confined) -> Result<String, BuildError> {
+    let refused = |source| BuildError::Refused { what: "the .BUILDINFO of the build", source };
+    match pkgdest.read_to_string(".BUILDINFO", MAX_BUILDINFO) {
+        Ok(text) => Ok(text),
+        Err(ConfinedError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(refused(e)),
+    }
 }
 
 /// Whose scratch directory it is.
@@ -1628,7 +1702,7 @@ fn run_makepkg(
     fetched: &[Fetched],
     log: &Path,
     menv: &MakepkgEnv,
-) -> Result<(Vec<PathBuf>, u64), BuildError> {
+) -> Result<Made, BuildError> {
     let (startdir, tree_epoch) = match job.checkout {
         Checkout::Dir { dir } => {
             let pkgbuild = dir.join("PKGBUILD");
@@ -1751,18 +1825,108 @@ fn run_makepkg(
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }
-    let pkgdest = dir.pkgdest();
-    let mut files: Vec<PathBuf> = fs::read_dir(&pkgdest)
-        .map_err(io_err("read", &pkgdest))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".pkg.tar")))
-        .collect();
-    files.sort();
+    let pkgdest = Confined::open(&dir.pkgdest()).map_err(|source| BuildError::Refused { what: "the build's PKGDEST", source })?;
+    let files = take_outputs(&pkgdest, job, &opts.arch, opts.limits.max_output())?;
     if files.is_empty() {
         return Err(BuildError::NoOutputs(log.to_owned()));
     }
-    Ok((files, ran.peak_memory_kib))
+    let buildinfo = read_buildinfo(&pkgdest)?;
+    Ok(Made { files, buildinfo, peak_memory_kib: ran.peak_memory_kib })
+}
+
+/// What [`run_makepkg`] made.
+#[derive(Debug)]
+struct Made {
+    /// The package files, open and checked.
+    files: Vec<MadeFile>,
+    /// The `.BUILDINFO` ("" if there was none).
+    buildinfo: String,
+    /// The peak memory of its largest process, in KiB.
+    peak_memory_kib: u64,
+}
+
+/// A package file that a build left in PKGDEST, opened beneath it and checked.
+#[derive(Debug)]
+struct MadeFile {
+    /// Its name: `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.zst`, as its .PKGINFO says.
+    name: String,
+    /// The open file, at its start.
+    file: ConfinedFile,
+}
+
+/// The package files makepkg left in `pkgdest` (every entry whose name has
+/// `.pkg.tar`), sorted by name, each checked: a plain name, a regular file
+/// opened without following anything, within `limit` (each and together),
+/// and a package whose .PKGINFO agrees with its name and is one of the
+/// PKGBUILD's pkgnames, of the build's architecture or `any`.
+fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit: u64) -> Result<Vec<MadeFile>, BuildError> {
+    let refused = |source| BuildError::Refused { what: "a package file of the build", source };
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for (raw, _kind) in pkgdest.entries().map_err(|source| BuildError::Refused { what: "the build's PKGDEST", source })? {
+        if !raw.windows(8).any(|w| w == b".pkg.tar") {
+            continue;
+        }
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let bad = |why: String| BuildError::BadOutput { file: name.clone(), why };
+        check_output_name(&raw).map_err(|why| bad(why.to_owned()))?;
+        let mut file = pkgdest.open_file(&name).map_err(refused)?;
+        if file.size > limit {
+            return Err(refused(ConfinedError::TooLarge { path: file.path, size: file.size, limit }));
+        }
+        total = total.saturating_add(file.size);
+        if total > limit {
+            return Err(BuildError::OutputsTooLarge { limit });
+        }
+        // .PKGINFO is the first member makepkg writes; the reader stops there.
+        let text = crate::publish::package::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
+            .map_err(|e| bad(format!("it is not a readable package: {}", error_chain(&e))))?;
+        check_pkginfo(&name, &text, job.pkgnames, job.pkgid.pkgbase().as_ref(), arch).map_err(bad)?;
+        file.file.rewind().map_err(io_err("read", &file.path))?;
+        out.push(MadeFile { name, file });
+    }
+    Ok(out)
+}
+
+/// Whether the `.PKGINFO` `text` of the package file `name` agrees with
+/// the name (pkgname, pkgver, arch), names one of `pkgnames` (or makepkg's
+/// `<pkgbase>-debug` package), and is of `arch` or `any`; Err says why not.
+fn check_pkginfo(name: &str, text: &str, pkgnames: &[String], pkgbase: &str, arch: &str) -> Result<(), String> {
+    let field = |k: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(key, _)| key.trim() == k)
+            .map_or(String::new(), |(_, v)| v.trim().to_owned())
+    };
+    let (pkgname, pkgver, pkgarch) = (field("pkgname"), field("pkgver"), field("arch"));
+    let claimed = format!("{pkgname}-{pkgver}-{pkgarch}.pkg.tar.zst");
+    if claimed != name {
+        return Err(format!(
+            "its .PKGINFO says pkgname {pkgname:?}, pkgver {pkgver:?}, arch {pkgarch:?}, so its name would be {claimed:?}"
+        ));
+    }
+    if !pkgnames.contains(&pkgname) && pkgname != format!("{pkgbase}-debug") {
+        return Err(format!("{pkgname:?} is not a package of this PKGBUILD (pkgname: {})", pkgnames.join(", ")));
+    }
+    if pkgarch != arch && pkgarch != "any" {
+        return Err(format!("its arch {pkgarch:?} is neither the build's ({arch}) nor \"any\""));
+    }
+    Ok(())
+}
+
+/// Whether `name` may be the name of a package file a build made: a plain
+/// file name (no `/`, no control characters, not hidden) ending in
+/// `.pkg.tar.zst`, the only format pkgcell asks makepkg for (PKGEXT) and
+/// publishes.
+fn check_output_name(name: &[u8]) -> Result<(), &'static str> {
+    let Ok(name) = std::str::from_utf8(name) else { return Err("its name is not UTF-8") };
+    if name.starts_with('.') || name.contains('/') || name.chars().any(char::is_control) {
+        return Err("its name is not a plain file name");
+    }
+    if !name.ends_with(".pkg.tar.zst") || pkgname_of(name).is_none() {
+        return Err("its name is not <pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.zst");
+    }
+    Ok(())
 }
 
 /// Export the tree of a git source into `dst`; (dst, commit time).
@@ -1823,6 +1987,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_output_must_be_the_package_its_name_and_its_pkginfo_say_of_this_pkgbuild() {
+        let names = ["a".to_owned(), "a-doc".to_owned()];
+        let info = |n: &str, v: &str, arch: &str| format!("pkgname = {n}\npkgbase = a\npkgver = {v}\narch = {arch}\n");
+        let check = |file: &str, text: &str| check_pkginfo(file, text, &names, "a", "x86_64");
+        assert_eq!(check("a-1:2.0-3-x86_64.pkg.tar.zst", &info("a", "1:2.0-3", "x86_64")), Ok(()));
+        assert_eq!(check("a-doc-2.0-3-any.pkg.tar.zst", &info("a-doc", "2.0-3", "any")), Ok(()));
+        assert_eq!(check("a-debug-2.0-3-x86_64.pkg.tar.zst", &info("a-debug", "2.0-3", "x86_64")), Ok(()));
+        let e = check("a-2.0-3-any.pkg.tar.zst", &info("glibc", "2.0-3", "any")).unwrap_err();
+        assert!(e.contains("pkgname \"glibc\"") && e.contains("glibc-2.0-3-any.pkg.tar.zst"), "{e}");
+        let e = check("a-2.0-3-any.pkg.tar.zst", &info("a", "9.9-1", "any")).unwrap_err();
+        assert!(e.contains("pkgver \"9.9-1\""), "{e}");
+        let e = check("glibc-9-1-any.pkg.tar.zst", &info("glibc", "9-1", "any")).unwrap_err();
+        assert!(e.contains("\"glibc\" is not a package of this PKGBUILD (pkgname: a, a-doc)"), "{e}");
+        let e = check("a-2.0-3-aarch64.pkg.tar.zst", &info("a", "2.0-3", "aarch64")).unwrap_err();
+        assert!(e.contains("arch \"aarch64\""), "{e}");
+        assert!(check("a-2.0-3-any.pkg.tar.zst", "").is_err());
+    }
+
+    #[test]
+    fn output_names_are_plain_package_file_names() {
+        assert_eq!(check_output_name(b"a-1.0-1-any.pkg.tar.zst"), Ok(()));
+        for bad in [&b".a-1.0-1-any.pkg.tar.zst"[..], b"zz.pkg.tar.zst", b"a-1.0-1-any.pkg.tar.xz", b"a-1.0-1-any.pkg.tar.zst.sig", b"a\n-1.0-1-any.pkg.tar.zst", b"\xff-1.0-1-any.pkg.tar.zst"] {
+            assert!(check_output_name(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn pkgnames_are_read_from_package_file_names() {
         assert_eq!(version_of("my-lib-2:1.0.r3-2-any.pkg.tar.gz"), Some("2:1.0.r3-2"));
         assert_eq!(version_of("x.tar"), None);
@@ -1834,7 +2025,7 @@ mod tests {
     #[test]
     fn limits_become_rlimits_and_failures_that_hit_them_name_them() {
         assert!(Limits::default().rlimits().is_empty());
-        let l = Limits { memory: Some(256 << 20), pids: Some(64), tmp: None };
+        let l = Limits { memory: Some(256 << 20), pids: Some(64), tmp: None, max_output: None };
         assert_eq!(
             l.rlimits(),
             [

@@ -166,6 +166,9 @@ pub struct BuildConfig {
     /// Process limit of a build: processes of its user inside its sandbox
     /// (RLIMIT_NPROC, counted per user namespace).
     pub pids: Option<u64>,
+    /// Size of the package files of one build, each and together, in bytes
+    /// (None: the default of `pkgcell::build::DEFAULT_MAX_OUTPUT`).
+    pub max_output: Option<u64>,
     /// Size of each of /tmp and /dev/shm inside a build, in bytes (none:
     /// the sandbox's default, [`pkgcell_sandbox::DEFAULT_TMP_SIZE`]).
     pub tmp_size: Option<u64>,
@@ -290,6 +293,7 @@ struct RawBuild {
     timeout: Option<Spanned<String>>,
     memory: Option<Spanned<String>>,
     pids: Option<Spanned<i64>>,
+    max_output: Option<Spanned<String>>,
     tmp_size: Option<Spanned<String>>,
     log_limit: Option<Spanned<String>>,
 }
@@ -431,6 +435,15 @@ impl Config {
             None => DEFAULT_LOG_LIMIT,
             Some(l) => parse_log_limit(l.get_ref()).map_err(|why| invalid(Some(l.span()), format!("log_limit {:?}: {why}", l.get_ref())))?,
         };
+        let max_output = match &raw.build.max_output {
+            None => None,
+            Some(m) => Some(
+                m.get_ref()
+                    .parse::<Size>()
+                    .map_err(|why| invalid(Some(m.span()), format!("max_output {:?}: {why}", m.get_ref())))?
+                    .bytes(),
+            ),
+        };
         let build = BuildConfig {
             jobs: raw.build.jobs.unwrap_or(NonZeroUsize::MIN),
             network: raw.build.network.unwrap_or(false),
@@ -438,6 +451,7 @@ impl Config {
             timeout,
             memory,
             pids,
+            max_output,
             tmp_size,
             log_limit,
         };
@@ -644,6 +658,7 @@ dephash = "strict"           # "strict" | "loose" | "none": what a pkgid's depha
 timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # memory = "4G"              # example: memory of each process of a build (default: no limit)
 # pids = 512                 # example: processes of a build at once (default: no limit)
+# max_output = "8G"          # example: package files of a build, each and together (default: 8G)
 # tmp_size = "2G"            # example: size of each of /tmp and /dev/shm in a build (default: 1G)
 log_limit = "256M"           # per build: bytes of its log kept (head and tail)
 
@@ -810,6 +825,15 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         let (line, msg) = error("[build]\npids = \"many\"\n");
         assert_eq!(line, 2);
         assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn max_output_is_a_size_and_defaults_to_none() {
+        assert_eq!(parse("[build]\nmax_output = \"2G\"\n").unwrap().build.max_output, Some(2 << 30));
+        assert_eq!(parse("").unwrap().build.max_output, None);
+        let (line, msg) = error("[build]\nmax_output = \"huge\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("max_output \"huge\"") && msg.contains("not a size"), "{msg}");
     }
 
     #[test]

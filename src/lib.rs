@@ -10,6 +10,7 @@ pub mod build;
 mod buildlog;
 pub mod cgroup;
 pub mod config;
+pub mod confined;
 pub mod error;
 pub mod fetch;
 pub mod home;

@@ -278,8 +278,17 @@ impl Store {
     /// Put the file at `src` into the store (copied; `src` is left alone).
     pub fn put_file(&self, src: &Path) -> Result<Output, StoreError> {
         let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp_dir = self.tmp_dir()?;
         let mut input = File::open(src).map_err(io_err("open", src))?;
+        self.put_reader(&name, &mut input, src)
+    }
+
+    /// Put what `input` yields into the store as the file `name`; `src`
+    /// names the input in messages. Streams: a build's package file is
+    /// read from its fd with a limit (see [`crate::confined`]), never whole
+    /// into memory.
+    pub fn put_reader(&self, name: &str, input: &mut dyn Read, src: &Path) -> Result<Output, StoreError> {
+        let name = name.to_owned();
+        let tmp_dir = self.tmp_dir()?;
         let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 16];

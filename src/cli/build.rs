@@ -343,6 +343,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             memory: args.memory.or(config.build.memory),
             pids: args.pids.or(config.build.pids),
             tmp: config.build.tmp_size,
+            max_output: config.build.max_output,
         },
         log_limit: args.log_limit.unwrap_or(config.build.log_limit),
         cgroup: delegated_cgroup(),
@@ -618,7 +619,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan(config, &home, &base)?;
-    let limits = Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size };
+    let limits = Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size, max_output: config.build.max_output };
     let fetcher = Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits());
     let mut failed = false;
     for p in &plan.packages {

@@ -302,7 +302,12 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         home_binds: Default::default(),
         local,
         layers: Default::default(),
-        limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size },
+        limits: pkgcell::build::Limits {
+            memory: config.build.memory,
+            pids: config.build.pids,
+            tmp: config.build.tmp_size,
+            max_output: config.build.max_output,
+        },
         log_limit: config.build.log_limit,
         cgroup: super::build::delegated_cgroup(),
         // A check rebuilds here, whatever a remote store holds.

@@ -17,6 +17,9 @@ pub enum PackageError {
     /// The archive has no `.PKGINFO` member.
     #[error("no .PKGINFO in the archive: not a pacman package")]
     NoPkgInfo,
+    /// `.PKGINFO` is larger than any real one (a decompression bomb).
+    #[error(".PKGINFO is larger than {0} bytes")]
+    PkgInfoTooLarge(u64),
     /// `.PKGINFO` is not UTF-8.
     #[error(".PKGINFO is not valid UTF-8")]
     PkgInfoNotUtf8,

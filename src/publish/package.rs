@@ -22,6 +22,10 @@ use super::{
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// repo-add refuses bigger signatures; pacman does too.
 const MAX_SIG_SIZE: u64 = 16384;
+/// Far more than any real `.PKGINFO` (a few KiB).
+const MAX_PKGINFO_SIZE: u64 = 1 << 20;
+/// How much of the decompressed archive is read looking for `.PKGINFO`.
+const MAX_BEFORE_PKGINFO: u64 = 64 << 20;
 
 /// A package read from disk, ready to become a db entry.
 #[derive(Clone, Debug)]
@@ -85,7 +89,11 @@ pub(crate) fn pkginfo_text(compressed: impl Read) -> Result<String, PackageError
 /// it stops at `.PKGINFO`.
 fn read_archive(compressed: impl Read, paths_too: bool) -> Result<(String, Vec<Vec<u8>>), PackageError> {
     let decoder = zstd::stream::read::Decoder::new(compressed).map_err(PackageError::Corrupt)?;
-    let mut archive = tar::Archive::new(decoder);
+    // Looking only for .PKGINFO (makepkg writes it first), a few members
+    // at most come before it: a cap on what is decompressed keeps a
+    // crafted archive (a build's output) from spinning on a bomb.
+    let cap = if paths_too { u64::MAX } else { MAX_BEFORE_PKGINFO };
+    let mut archive = tar::Archive::new(decoder.take(cap));
     let mut pkginfo = None;
     let mut paths = Vec::new();
     for entry in archive.entries().map_err(PackageError::Corrupt)? {
@@ -93,7 +101,11 @@ fn read_archive(compressed: impl Read, paths_too: bool) -> Result<(String, Vec<V
         let path = entry.path_bytes().into_owned();
         if path == b".PKGINFO" {
             let mut text = Vec::new();
-            entry.read_to_end(&mut text).map_err(PackageError::Corrupt)?;
+            // Bounded: the archive may come from a hostile build.
+            (&mut entry).take(MAX_PKGINFO_SIZE + 1).read_to_end(&mut text).map_err(PackageError::Corrupt)?;
+            if text.len() as u64 > MAX_PKGINFO_SIZE {
+                return Err(PackageError::PkgInfoTooLarge(MAX_PKGINFO_SIZE));
+            }
             pkginfo = Some(String::from_utf8(text).map_err(|_| PackageError::PkgInfoNotUtf8)?);
             if !paths_too {
                 break;

@@ -5,6 +5,7 @@ mod bounds;
 mod build;
 mod deps;
 mod fetch;
+mod hostile;
 mod makepkg;
 mod pkgutil;
 mod plan;
