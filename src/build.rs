@@ -188,6 +188,9 @@ pub struct BuildOptions {
     pub makepkg_flags: MakepkgFlags,
     /// makepkg's `PACKAGER` (else makepkg's default, `Unknown Packager`).
     pub packager: Option<String>,
+    /// Host directories `file://` sources may read
+    /// (`Config::file_source_dirs`).
+    pub file_sources: Vec<PathBuf>,
 }
 
 /// Whether a build whose pkgid is in the store (or the remote store) runs.
@@ -771,7 +774,9 @@ pub fn build_plan(
     let pkgids: BTreeMap<String, PkgId> =
         plan.packages.iter().filter_map(|p| p.pkgid.clone().map(|id| (p.name.clone(), id))).collect();
     let store = Store::at(opts.home.store());
-    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone()).with_rlimits(opts.limits.rlimits());
+    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone())
+        .with_rlimits(opts.limits.rlimits())
+        .with_file_sources(opts.file_sources.clone());
 
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, PackageResult)>();
@@ -1161,7 +1166,9 @@ pub fn rebuild(
     let store = Store::at(opts.home.store());
     // Sources come from the cache; only what it lacks is downloaded, on
     // the host, before the build (which has no network).
-    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone()).with_rlimits(opts.limits.rlimits());
+    let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone())
+        .with_rlimits(opts.limits.rlimits())
+        .with_file_sources(opts.file_sources.clone());
     let fetched = fetcher.fetch(&fetch::sources_of(srcinfo, &opts.arch))?;
     let dep_files = dep_files_of_lines(&opts.home, &store, deps)?;
     let layer = dep_layer(opts, &job, &dep_files).map_err(|f| f.0)?;

@@ -175,6 +175,27 @@ pub struct BuildConfig {
     /// Bytes of one build's log kept: its head and its tail, with a line
     /// saying what was cut between them.
     pub log_limit: u64,
+    /// Host directories `file://` sources may read (absolute; relative ones
+    /// in the file are taken from the config's directory). See
+    /// [`BuildConfig::file_source_dirs`].
+    pub file_sources: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The host directories a PKGBUILD's `file://` sources may read: `[build]
+    /// file_sources`, and the directory of each `path` entry. A PKGBUILD
+    /// names its sources itself, so a `file:///home/you/.ssh/id_ed25519`
+    /// source with a `SKIP` checksum would otherwise copy any file you can
+    /// read into the source cache and the build.
+    pub fn file_source_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = self.build.file_sources.clone();
+        for e in &self.pkgbuilds {
+            if let Location::Path { dir } = &e.location {
+                dirs.push(dir.clone());
+            }
+        }
+        dirs
+    }
 }
 
 /// Which dependencies go into a pkgid's dephash.
@@ -296,6 +317,8 @@ struct RawBuild {
     max_output: Option<Spanned<String>>,
     tmp_size: Option<Spanned<String>>,
     log_limit: Option<Spanned<String>>,
+    #[serde(default)]
+    file_sources: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -454,6 +477,7 @@ impl Config {
             max_output,
             tmp_size,
             log_limit,
+            file_sources: raw.build.file_sources.iter().map(|p| dir.join(p)).collect(),
         };
 
         let mut pkgbuilds = Vec::new();
@@ -661,6 +685,7 @@ timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # max_output = "8G"          # example: package files of a build, each and together (default: 8G)
 # tmp_size = "2G"            # example: size of each of /tmp and /dev/shm in a build (default: 1G)
 log_limit = "256M"           # per build: bytes of its log kept (head and tail)
+# file_sources = ["/srv/git"]  # example: host directories file:// sources may read, beyond the path entries' own
 
 [store]
 # remote = "s3://bucket/pkgcell-store"  # example: a store shared by several machines

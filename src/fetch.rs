@@ -143,6 +143,20 @@ pub enum Fetched {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
+    /// A `file://` source outside the directories sources may read.
+    #[error(
+        "source {filename} ({url}) reads a host path outside the directories file:// sources may read ({allowed}); \
+         a PKGBUILD chooses its own sources, so pkgcell only lets them read the PKGBUILD directories of the config \
+         and [build] file_sources: add the directory there if you trust it"
+    )]
+    FileSource {
+        /// The source's file name.
+        filename: String,
+        /// Its URL.
+        url: String,
+        /// The directories allowed, resolved.
+        allowed: String,
+    },
     /// The downloaded file does not have the checksum the PKGBUILD states.
     #[error("checksum mismatch for {filename} ({url}): {algo} expected {expected}, got {got}")]
     Checksum {
@@ -268,12 +282,34 @@ pub struct Fetcher {
     home: Home,
     base: PathBuf,
     rlimits: Vec<Rlimit>,
+    /// Host directories `file://` sources may read (none: no such source).
+    file_sources: Vec<PathBuf>,
 }
 
 impl Fetcher {
     /// A fetcher for `home`, running its downloads over the base root `base`.
     pub fn new(home: Home, base: PathBuf) -> Fetcher {
-        Fetcher { home, base, rlimits: Vec::new() }
+        Fetcher { home, base, rlimits: Vec::new(), file_sources: Vec::new() }
+    }
+
+    /// The same, letting `file://` sources read beneath these host
+    /// directories (`Config::file_source_dirs`); others are refused.
+    pub fn with_file_sources(mut self, dirs: Vec<PathBuf>) -> Fetcher {
+        // Compared as real paths: a symlink must not widen a directory.
+        self.file_sources = dirs.iter().filter_map(|d| fs::canonicalize(d).ok()).collect();
+        self
+    }
+
+    /// The host path a `file://` source reads, resolved, when it lies
+    /// beneath an allowed directory.
+    fn file_source(&self, e: &SourceEntry, url: &str, path: &str) -> Result<PathBuf, FetchError> {
+        let refused = || FetchError::FileSource {
+            filename: e.filename.clone(),
+            url: url.to_owned(),
+            allowed: self.file_sources.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+        };
+        let real = fs::canonicalize(path).map_err(|_| refused())?;
+        if self.file_sources.iter().any(|d| real.starts_with(d)) { Ok(real) } else { Err(refused()) }
     }
 
     /// The same, with these resource limits on every download (the build's
@@ -349,7 +385,8 @@ impl Fetcher {
         }
         let mut mounts = vec![Mount::Bind { src: tmp.path().to_owned(), dst: "/out".into(), access: Access::ReadWrite }];
         if let Some(p) = url.strip_prefix("file://") {
-            mounts.push(Mount::Bind { src: p.into(), dst: p.into(), access: Access::ReadOnly });
+            let real = self.file_source(e, url, p)?;
+            mounts.push(Mount::Bind { src: real, dst: p.into(), access: Access::ReadOnly });
         }
         let out = self.run(vec!["sh".into(), "-c".into(), script, "sh".into(), url.to_owned()], mounts, url)?;
         if !out.0 {
@@ -479,7 +516,8 @@ impl Fetcher {
         };
         let mut mounts = vec![Mount::Bind { src: vcs.clone(), dst: "/vcs".into(), access: Access::ReadWrite }];
         if let Some(p) = url.strip_prefix("file://") {
-            mounts.push(Mount::Bind { src: p.into(), dst: p.into(), access: Access::ReadOnly });
+            let real = self.file_source(e, url, p)?;
+            mounts.push(Mount::Bind { src: real, dst: p.into(), access: Access::ReadOnly });
         }
         let out = self.run(vec!["sh".into(), "-c".into(), script, "sh".into(), url.to_owned()], mounts, url)?;
         if !out.0 {

@@ -355,6 +355,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         },
         makepkg_flags,
         packager: user.packager.clone(),
+        file_sources: config.file_source_dirs(),
     };
     let progress = Progress::new(true);
     let finished = std::sync::atomic::AtomicBool::new(false);
@@ -620,7 +621,8 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan(config, &home, &base)?;
     let limits = Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size, max_output: config.build.max_output };
-    let fetcher = Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits());
+    let fetcher =
+        Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits()).with_file_sources(config.file_source_dirs());
     let mut failed = false;
     for p in &plan.packages {
         if !args.packages.is_empty() && !args.packages.contains(&p.name) {

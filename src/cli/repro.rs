@@ -317,6 +317,7 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         makepkg_flags: Default::default(),
         // rebuild() takes the recorded packager (MakepkgEnv).
         packager: None,
+        file_sources: config.file_source_dirs(),
     }
 }
 

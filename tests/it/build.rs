@@ -54,7 +54,9 @@ impl Env {
     }
 
     pub(crate) fn config(&self, names: &[&str], jobs: usize) {
-        let mut c = format!("[build]\njobs = {jobs}\n\n[pkgbuilds]\n");
+        // B's git source is a file:// URL into `repo`: a directory the
+        // config must allow sources to read.
+        let mut c = format!("[build]\njobs = {jobs}\nfile_sources = [\"repo\"]\n\n[pkgbuilds]\n");
         for n in names {
             self.pkg(n);
             c.push_str(&format!("{n} = {{ path = \"pkgs/{n}\" }}\n"));

@@ -203,3 +203,31 @@ fn a_repro_rebuild_refuses_a_package_file_that_is_a_symlink_to_a_host_secret() {
     let hits = files_holding(&dir.join("home"), needle);
     assert!(hits.is_empty(), "the secret is in {hits:?}");
 }
+
+/// A PKGBUILD chooses its own sources: a `file://` source outside the
+/// config's PKGBUILD directories and `[build] file_sources` would copy any
+/// file the user can read into the source cache and the package.
+#[test]
+fn a_file_source_outside_the_allowed_directories_fails_the_fetch_and_the_secret_is_not_copied() {
+    let secret = Secret::new_in(&home_dir());
+    assert_refused("file-source", &[("@SECRET@", &secret)], &["loot", "outside the directories file:// sources may read"]);
+}
+
+/// The same for a git+file:// source: a repository of the user's, in a
+/// directory the config does not allow, is not cloned.
+#[test]
+fn a_git_file_source_outside_the_allowed_directories_is_not_cloned() {
+    require_unprivileged();
+    let repo = TestDir::new();
+    let secret = Secret::new_in(repo.path());
+    let git = |args: &[&str]| {
+        let o = output(std::process::Command::new("git").arg("-C").arg(repo.path()).args(args));
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "secret"]);
+    let dir_secret = Secret { path: repo.path().to_owned(), content: secret.content.clone() };
+    assert_refused("git-file-source", &[("@SECRETDIR@", &dir_secret)], &["loot", "outside the directories file:// sources may read"]);
+    std::mem::forget(dir_secret);
+}
