@@ -191,6 +191,9 @@ pub struct BuildOptions {
     /// Host directories `file://` sources may read
     /// (`Config::file_source_dirs`).
     pub file_sources: Vec<PathBuf>,
+    /// Where the logs of the dependency layer and makepkg go besides their
+    /// files as they come (laptop mode: stderr).
+    pub echo: buildlog::Echo,
 }
 
 /// Whether a build whose pkgid is in the store (or the remote store) runs.
@@ -1551,7 +1554,7 @@ fn dep_layer(
     let cgroup = apply_limits(opts, &mut spec).map_err(no_log)?;
     let what = if fresh { "made afresh (-c)" } else { "made" };
     let header = format!("pkgcell: dependency layer {key} for {}, {what}\n", job.pkgid);
-    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits, opts.log_limit, cgroup.as_ref())
+    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits, opts.log_limit, cgroup.as_ref(), opts.echo)
         .map_err(|e| Box::new((e, Some(log_path.clone()))))?;
     if !ran.ok {
         return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
@@ -1669,8 +1672,9 @@ fn run_logged(
     limits: &Limits,
     log_limit: u64,
     cgroup: Option<&BuildCgroup>,
+    echo: buildlog::Echo,
 ) -> Result<Ran, BuildError> {
-    let (out, pump) = buildlog::start(log, header, log_limit)?;
+    let (out, pump) = buildlog::start(log, header, log_limit, echo)?;
     let err = out.try_clone().map_err(io_err("make a pipe for", log))?;
     let outcome = Sandbox::new(spec).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).run();
     // The pipe's write ends went with the sandbox: the pump sees its end.
@@ -1828,7 +1832,7 @@ fn run_makepkg(
         opts.limits_text(cgroup.as_ref()),
         if opts.makepkg_flags.as_slice().is_empty() { "none".into() } else { opts.makepkg_flags.as_slice().join(" ") },
     );
-    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits, opts.log_limit, cgroup.as_ref())?;
+    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits, opts.log_limit, cgroup.as_ref(), opts.echo)?;
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }

@@ -36,11 +36,24 @@ pub struct Written {
     pub cut: u64,
 }
 
+/// Where else a log goes as it comes, besides its file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Echo {
+    /// Nowhere: the log file only.
+    #[default]
+    Off,
+    /// Also to pkgcell's stderr, whole (laptop mode shows the build, as
+    /// makepkg and makechrootpkg do). A stderr that fails is given up on;
+    /// the log goes on.
+    Stderr,
+}
+
 /// Create `path` (and its directory), write `header`, and start a pump
 /// that copies what is written into the returned pipe end to it, keeping
-/// at most `limit` bytes of it. The pump ends when every copy of the write
-/// end is closed (the sandbox and everything in it are gone).
-pub fn start(path: &Path, header: &str, limit: u64) -> Result<(PipeWriter, Pump), IoPath> {
+/// at most `limit` bytes of it, and to `echo`. The pump ends when every
+/// copy of the write end is closed (the sandbox and everything in it are
+/// gone).
+pub fn start(path: &Path, header: &str, limit: u64, echo: Echo) -> Result<(PipeWriter, Pump), IoPath> {
     let dir = path.parent().expect("logs have a parent");
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let mut log = File::options().create(true).truncate(true).write(true).open(path).map_err(io_err("create", path))?;
@@ -50,7 +63,7 @@ pub fn start(path: &Path, header: &str, limit: u64) -> Result<(PipeWriter, Pump)
     let path = path.to_owned();
     let thread = std::thread::Builder::new()
         .name("log-pump".into())
-        .spawn(move || pump(reader, log, &path, &tail_path, limit))
+        .spawn(move || pump(reader, log, &path, &tail_path, limit, echo))
         .map_err(io_err("start the log writer of", dir))?;
     Ok((writer, Pump { thread }))
 }
@@ -72,7 +85,11 @@ pub fn tail_path(log: &Path) -> PathBuf {
     log.with_file_name(name)
 }
 
-fn pump(mut input: impl Read, mut log: File, path: &Path, tail_path: &Path, limit: u64) -> Result<Written, IoPath> {
+fn pump(mut input: impl Read, mut log: File, path: &Path, tail_path: &Path, limit: u64, echo: Echo) -> Result<Written, IoPath> {
+    let mut echo = match echo {
+        Echo::Off => None,
+        Echo::Stderr => Some(io::stderr()),
+    };
     let head_cap = limit / 2;
     let tail_cap = limit - head_cap;
     let mut buf = vec![0u8; BUF];
@@ -90,6 +107,11 @@ fn pump(mut input: impl Read, mut log: File, path: &Path, tail_path: &Path, limi
             Err(e) => return Err(IoPath::new("read the output for", path, e)),
         };
         printed += n as u64;
+        if let Some(e) = &mut echo
+            && e.write_all(&buf[..n]).is_err()
+        {
+            echo = None;
+        }
         if failed.is_some() {
             continue;
         }
@@ -196,6 +218,56 @@ pub fn window_of(f: &mut File, skip: u64) -> String {
     String::from_utf8_lossy(data).into_owned()
 }
 
+/// The newest log of `pkgbase` under `logs` (by modification time): of a
+/// build, a dependency layer or a repro rebuild alike. `None` when it has
+/// none. The `.tail` rings of running builds are not logs.
+pub fn newest(logs: &Path, pkgbase: &str) -> Result<Option<PathBuf>, IoPath> {
+    let dir = logs.join(pkgbase);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(IoPath::new("read", dir, e)),
+    };
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in rd.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "log") {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        let Ok(mtime) = meta.modified() else { continue };
+        if meta.is_file() && best.as_ref().is_none_or(|(t, p)| (mtime, &path) > (*t, p)) {
+            best = Some((mtime, path));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Copy the log at `path` to `out`, then, while `running()` says its build
+/// goes on, what is added to it, as `tail -f` does; the end once it is
+/// over. The pump writes the cut middle and the tail ring only at the end,
+/// which comes out then too.
+pub fn follow(path: &Path, out: &mut dyn Write, running: &dyn Fn() -> bool) -> Result<(), IoPath> {
+    let mut f = File::open(path).map_err(io_err("open", path))?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        // Asked before reading: whatever was written before the build
+        // ended is read after, so nothing at the end is missed.
+        let live = running();
+        loop {
+            let n = f.read(&mut buf).map_err(io_err("read", path))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).and_then(|()| out.flush()).map_err(io_err("write the log of", path))?;
+        }
+        if !live {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,7 +275,7 @@ mod tests {
     fn run(limit: u64, chunks: &[&[u8]]) -> (Vec<u8>, Written) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs/x.log");
-        let (mut w, pump) = start(&path, "H\n", limit).unwrap();
+        let (mut w, pump) = start(&path, "H\n", limit, Echo::Off).unwrap();
         for c in chunks {
             w.write_all(c).unwrap();
         }

@@ -3,6 +3,7 @@
 
 mod base;
 mod build;
+mod log;
 mod plan;
 mod publish;
 mod repro;
@@ -51,6 +52,8 @@ enum Command {
     Store(store::StoreArgs),
     /// Rebuild a package pkgcell built, with no network, and compare the bytes.
     Repro(Box<repro::ReproArgs>),
+    /// Show the newest build log of a package (-f: follow a running build).
+    Log(log::LogArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -108,5 +111,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fetch(args) => build::fetch(args),
         Command::Store(args) => store::store(args),
         Command::Repro(args) => repro::repro(*args),
+        Command::Log(args) => log::log(args),
     }
 }

@@ -7,7 +7,7 @@
 
 pub mod base;
 pub mod build;
-mod buildlog;
+pub mod buildlog;
 pub mod cgroup;
 pub mod config;
 pub mod confined;

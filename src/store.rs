@@ -275,6 +275,14 @@ impl Store {
         Ok(PkgLock { _file: file })
     }
 
+    /// Whether a process holds the build lock of `id` now (a build of it is
+    /// running), without waiting.
+    pub fn is_locked(&self, id: &PkgId) -> bool {
+        let path = self.root.join("locks").join(format!("{id}.lock"));
+        let Ok(file) = File::options().write(true).open(&path) else { return false };
+        matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+    }
+
     /// Put the file at `src` into the store (copied; `src` is left alone).
     pub fn put_file(&self, src: &Path) -> Result<Output, StoreError> {
         let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -83,6 +83,10 @@ pub struct BuildArgs {
     /// makechrootpkg -c); later builds reuse the fresh ones.
     #[arg(short = 'c', long)]
     clean: bool,
+    /// Do not show the build's output (laptop mode shows it as it comes,
+    /// as makepkg does); it is in the log either way.
+    #[arg(short, long)]
+    quiet: bool,
     /// Build the named entries (default: all) even when their pkgid is in
     /// the store, as makepkg -f; the new record replaces the stored one.
     #[arg(short = 'f', long)]
@@ -356,8 +360,15 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         makepkg_flags,
         packager: user.packager.clone(),
         file_sources: config.file_source_dirs(),
+        // Laptop mode builds one package, as makepkg: its output is shown.
+        // A repository's builds run side by side: `pkgcell log -f NAME`.
+        echo: match (&mode, args.quiet) {
+            (Mode::Laptop { .. }, false) => pkgcell::buildlog::Echo::Stderr,
+            (Mode::Laptop { .. }, true) | (Mode::Config(..), _) => pkgcell::buildlog::Echo::Off,
+        },
     };
-    let progress = Progress::new(true);
+    // The build's own output on stderr leaves no room for a redrawn block.
+    let progress = Progress::new(true, opts.echo == pkgcell::buildlog::Echo::Off);
     let finished = std::sync::atomic::AtomicBool::new(false);
     let results = std::thread::scope(|s| {
         // On a terminal, redraw once a second so the running times move.
@@ -380,6 +391,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         leave_outputs(&home, dir, &user, &mut results)?;
     }
 
+    let laptop_mode = matches!(mode, Mode::Laptop { .. });
     let mut stdout = std::io::stdout().lock();
     if args.json {
         let packages: Vec<serde_json::Value> = results.iter().map(json_of).collect();
@@ -387,13 +399,19 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         writeln!(stdout)?;
     } else {
         summary(&mut stdout, &results)?;
+        if laptop_mode {
+            for r in &results {
+                if let (Some(log), Some(base)) = (&r.log, &r.pkgbase) {
+                    eprintln!("==> log: {} (pkgcell log {base})", log.display());
+                }
+            }
+        }
     }
     // In laptop mode the one PKGBUILD asked for is not built: as makepkg,
     // that is a failure. In a repository it is only left out.
-    let laptop = matches!(mode, Mode::Laptop { .. });
     let bad = results.iter().any(|r| match r.status {
         PackageStatus::Failed | PackageStatus::Skipped => true,
-        PackageStatus::NotForArch => laptop,
+        PackageStatus::NotForArch => laptop_mode,
         PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => false,
     });
     Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -526,8 +544,9 @@ struct ProgressState {
 }
 
 impl Progress {
-    fn new(enabled: bool) -> Progress {
-        Progress { enabled, tty: std::io::stderr().is_terminal(), state: Mutex::new(ProgressState::default()) }
+    /// `redraw`: on a terminal, a block redrawn in place; else plain lines.
+    fn new(enabled: bool, redraw: bool) -> Progress {
+        Progress { enabled, tty: redraw && std::io::stderr().is_terminal(), state: Mutex::new(ProgressState::default()) }
     }
 
     fn event(&self, e: Event<'_>) {

@@ -318,6 +318,7 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         // rebuild() takes the recorded packager (MakepkgEnv).
         packager: None,
         file_sources: config.file_source_dirs(),
+        echo: Default::default(),
     }
 }
 

@@ -1087,3 +1087,56 @@ fn laptop_mode_honours_packager_pkgdest_logdest_and_signing_from_makepkg_conf() 
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// Issue 17: laptop mode shows makepkg's output as it comes (`-q` hides
+/// it), and names the log; `pkgcell log NAME` shows the newest log of a
+/// package, and `-f` follows a running build until it ends.
+#[test]
+fn laptop_mode_shows_the_build_and_pkgcell_log_shows_and_follows_logs() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let run = |args: &[&str]| {
+        output(pkgcell().args(args).current_dir(&dir).env("PKGCELL_HOME", d.join("home")).env("PKGCELL_BASE_DIR", test_base()))
+    };
+    let o = run(&["build"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("Making package: hello 1.0-1"), "makepkg's output is shown: {err}");
+    assert!(err.contains("==> log: ") && err.contains("(pkgcell log hello)"), "{err}");
+    remove_packages(&dir);
+    let o = run(&["build", "-q", "-f"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!stderr(&o).contains("Making package"), "{}", text(&o));
+
+    let o = run(&["log", "hello"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("Making package: hello 1.0-1") && stdout(&o).contains("building hello-"), "{}", text(&o));
+    let path = ok(run(&["log", "--path", "hello"]));
+    assert!(path.trim().ends_with(".log") && path.contains("/logs/hello/"), "{path}");
+    for bad in ["nosuch", "../hello"] {
+        let o = run(&["log", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+    }
+
+    // -f on a build that runs for a few seconds: it ends when the build
+    // does, with the build's last lines.
+    let env = Env::new();
+    env.config(&["slow"], 1);
+    let mut build = env.cmd(&["build"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let logs = env.dir.join("home/logs/slow");
+    let started = Instant::now();
+    while std::fs::read_dir(&logs).map_or(true, |mut d| d.next().is_none()) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no log appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = env.run(&["log", "-f", "slow"]);
+    let build_done = build.try_wait().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("Finished making: slow"), "followed to the end: {}", text(&o));
+    let status = match build_done {
+        Some(s) => s,
+        None => build.wait().unwrap(),
+    };
+    assert!(status.success());
+}
