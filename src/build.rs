@@ -1554,7 +1554,7 @@ fn dep_layer(
     let cgroup = apply_limits(opts, &mut spec).map_err(no_log)?;
     let what = if fresh { "made afresh (-c)" } else { "made" };
     let header = format!("pkgcell: dependency layer {key} for {}, {what}\n", job.pkgid);
-    let ran = run_logged(spec, &log_path, "installing dependencies", &header, &opts.limits, opts.log_limit, cgroup.as_ref(), opts.echo)
+    let ran = run_logged(spec, &log_path, "installing dependencies", &header, opts, cgroup.as_ref())
         .map_err(|e| Box::new((e, Some(log_path.clone()))))?;
     if !ran.ok {
         return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
@@ -1663,18 +1663,18 @@ struct Ran {
 }
 
 /// Run a sandbox with its stdout and stderr streamed to `log`, keeping at
-/// most `log_limit` bytes of them (see [`crate::buildlog`]).
+/// most `opts.log_limit` bytes of them and echoing them as `opts.echo`
+/// says (see [`crate::buildlog`]); `opts.limits` name a limit it hit.
 fn run_logged(
     spec: Spec,
     log: &Path,
     what: &'static str,
     header: &str,
-    limits: &Limits,
-    log_limit: u64,
+    opts: &BuildOptions,
     cgroup: Option<&BuildCgroup>,
-    echo: buildlog::Echo,
 ) -> Result<Ran, BuildError> {
-    let (out, pump) = buildlog::start(log, header, log_limit, echo)?;
+    let limits = &opts.limits;
+    let (out, pump) = buildlog::start(log, header, opts.log_limit, opts.echo)?;
     let err = out.try_clone().map_err(io_err("make a pipe for", log))?;
     let outcome = Sandbox::new(spec).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).run();
     // The pipe's write ends went with the sandbox: the pump sees its end.
@@ -1832,7 +1832,7 @@ fn run_makepkg(
         opts.limits_text(cgroup.as_ref()),
         if opts.makepkg_flags.as_slice().is_empty() { "none".into() } else { opts.makepkg_flags.as_slice().join(" ") },
     );
-    let ran = run_logged(spec, log, "makepkg", &header, &opts.limits, opts.log_limit, cgroup.as_ref(), opts.echo)?;
+    let ran = run_logged(spec, log, "makepkg", &header, opts, cgroup.as_ref())?;
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });
     }
