@@ -27,6 +27,7 @@ mod init;
 mod message;
 mod mounts;
 mod outcome;
+mod seccomp;
 mod spec;
 mod supervisor;
 mod sys;
@@ -36,7 +37,7 @@ pub use helper::helper_main_if_requested;
 pub use idmap::{IdMapError, MAX_INSIDE_ID, SubIdFiles, SubIdRange, read_range};
 pub use outcome::{IdMapUsed, Outcome, Status};
 pub use spec::{
-    Access, IdMapMode, Mount, Network, Root, Rlimit, RlimitResource, SPEC_VERSION, Spec, SpecError, Upper,
+    Access, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, SPEC_VERSION, Seccomp, Spec, SpecError, Upper,
 };
 pub use sys::SysError;
 pub use supervisor::{Child, Sandbox, remove_tree, remove_tree_with, run};
