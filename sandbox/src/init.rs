@@ -141,9 +141,9 @@ fn init_setup(spec: &Spec) -> Result<Option<SyscallFilter>, SetupError> {
         Err(e) => return Err(SetupError::new(Step::JoinSessionKeyring, e)),
     }
     setup_root(spec)?;
-    // Compiled here, once, before the fork: the payload only loads it.
+    // Read here, before the fork: the payload only loads it.
     match spec.seccomp {
-        Seccomp::On => Ok(Some(step(Step::SyscallFilter, sys::compile_syscall_filter())?)),
+        Seccomp::On => Ok(Some(step(Step::SyscallFilter, sys::syscall_filter())?)),
         Seccomp::Off => Ok(None),
     }
 }

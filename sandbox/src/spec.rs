@@ -166,7 +166,7 @@ pub enum IdMapMode {
 #[serde(rename_all = "snake_case")]
 pub enum Seccomp {
     /// Syscalls no build needs (keyrings, bpf, io_uring, unusual socket
-    /// families, ...) return EPERM: see docs/sandbox.md for the list.
+    /// families, ...) return EPERM: the README's sandbox section has the list.
     #[default]
     On,
     /// No filter, for the rare payload that needs one of those calls.

@@ -364,62 +364,59 @@ pub(crate) fn join_session_keyring() -> SysResult<()> {
     Ok(())
 }
 
-/// A compiled syscall filter, ready to load with [`load_syscall_filter`].
-pub(crate) struct SyscallFilter(libseccomp::ScmpFilterContext);
+/// The payload's syscall filter: the classic BPF program that build.rs
+/// compiled with libseccomp from `crate::seccomp`, for the target's
+/// architectures, when this crate was built. Loading it costs one syscall;
+/// compiling it at every sandbox start cost a few hundred microseconds.
+static SYSCALL_FILTER_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
 
-fn seccomp_err(arg: String) -> impl FnOnce(libseccomp::error::SeccompError) -> SysError {
-    move |e| SysError {
-        call: "seccomp",
-        arg: format!("{arg}: {e}"),
-        // libseccomp's own error codes are not the kernel's; the text says it.
-        errno: Errno::EINVAL,
+/// The syscall filter, ready to load with [`load_syscall_filter`].
+pub(crate) struct SyscallFilter(Vec<libc::sock_filter>);
+
+/// The built-in filter as instructions (build.rs wrote them with
+/// seccomp_export_bpf(3): `struct sock_filter`s in native byte order).
+pub(crate) fn syscall_filter() -> SysResult<SyscallFilter> {
+    const SIZE: usize = std::mem::size_of::<libc::sock_filter>();
+    if SYSCALL_FILTER_BPF.is_empty() || SYSCALL_FILTER_BPF.len() % SIZE != 0 {
+        return Err(SysError {
+            call: "seccomp",
+            arg: format!("built-in filter of {} bytes is not a BPF program", SYSCALL_FILTER_BPF.len()),
+            errno: Errno::EINVAL,
+        });
     }
+    let insns = SYSCALL_FILTER_BPF
+        .chunks_exact(SIZE)
+        .map(|b| libc::sock_filter {
+            code: u16::from_ne_bytes([b[0], b[1]]),
+            jt: b[2],
+            jf: b[3],
+            k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        })
+        .collect();
+    Ok(SyscallFilter(insns))
 }
 
-/// Build the filter of `crate::seccomp` with libseccomp: default allow; every
-/// denied name, and `socket(2)` of every refused family (and netlink of
-/// every refused protocol), return EPERM; on x86_64 the i386 and x32 ABIs
-/// get the same rules.
-pub(crate) fn compile_syscall_filter() -> SysResult<SyscallFilter> {
-    use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare as Arg, ScmpCompareOp as Op, ScmpFilterContext, ScmpSyscall};
-    let eperm = ScmpAction::Errno(libc::EPERM);
-    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow).map_err(seccomp_err("init".into()))?;
-    // The kernel refuses a filter without no_new_privs; we set it ourselves
-    // just before, as a step of its own.
-    ctx.set_ctl_nnp(false).map_err(seccomp_err("ctl_nnp".into()))?;
-    if ScmpArch::native() == ScmpArch::X8664 {
-        for arch in [ScmpArch::X86, ScmpArch::X32] {
-            ctx.add_arch(arch).map_err(seccomp_err(format!("add arch {arch:?}")))?;
-        }
-    }
-    for group in crate::seccomp::DENIED {
-        for name in group.syscalls {
-            let nr = ScmpSyscall::from_name(name).map_err(seccomp_err(format!("syscall {name}")))?;
-            ctx.add_rule(eperm, nr).map_err(seccomp_err(format!("deny {name}")))?;
-        }
-    }
-    let socket = ScmpSyscall::from_name("socket").map_err(seccomp_err("syscall socket".into()))?;
-    let mut deny_socket = |args: &[Arg]| {
-        ctx.add_rule_conditional(eperm, socket, args).map_err(seccomp_err(format!("deny socket {args:?}"))).map(drop)
-    };
-    for family in crate::seccomp::refused_socket_families() {
-        deny_socket(&[Arg::new(0, Op::Equal, family as u64)])?;
-    }
-    // From AF_MAX up, which also catches a family with garbage in the upper
-    // 32 bits of the register (the kernel reads only the int).
-    deny_socket(&[Arg::new(0, Op::GreaterEqual, crate::seccomp::AF_MAX as u64)])?;
-    // Netlink of another protocol than the allowed ones. (With one allowed
-    // protocol this is a single "not equal".)
-    for p in crate::seccomp::NETLINK_PROTOCOLS_ALLOWED {
-        deny_socket(&[Arg::new(0, Op::Equal, libc::AF_NETLINK as u64), Arg::new(2, Op::NotEqual, *p as u64)])?;
-    }
-    Ok(SyscallFilter(ctx))
-}
-
-/// Load `filter` into this thread (inherited by every child and kept across
-/// exec). Needs no_new_privs set first.
+/// seccomp(2) SECCOMP_SET_MODE_FILTER: load `filter` into this thread; it
+/// is inherited by every child and kept across exec. Needs no_new_privs set
+/// first.
 pub(crate) fn load_syscall_filter(filter: &SyscallFilter) -> SysResult<()> {
-    filter.0.load().map_err(seccomp_err("load".into()))
+    let prog = libc::sock_fprog {
+        len: filter.0.len() as libc::c_ushort,
+        filter: filter.0.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `len` valid instructions owned by `filter`,
+    // which outlives the call; the kernel copies them and keeps no pointer.
+    let r = unsafe {
+        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0 as libc::c_uint, &prog as *const libc::sock_fprog)
+    };
+    if r < 0 {
+        return Err(SysError {
+            call: "seccomp",
+            arg: format!("SECCOMP_SET_MODE_FILTER ({} instructions)", filter.0.len()),
+            errno: Errno::last(),
+        });
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- files
@@ -809,3 +806,4 @@ pub(crate) fn write_proc_file(path: &Path, data: &str) -> SysResult<()> {
 pub(crate) fn borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
     fd.as_fd()
 }
+
