@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Seek};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, mpsc};
@@ -132,11 +132,13 @@ pub struct MakepkgEnv {
     pub lang: String,
     /// The umask makepkg starts with; `None` leaves the sandbox's.
     pub umask: Option<u32>,
+    /// `PACKAGER`, over [`BuildOptions::packager`] (repro: the recorded one).
+    pub packager: Option<String>,
 }
 
 impl Default for MakepkgEnv {
     fn default() -> Self {
-        MakepkgEnv { epoch: None, hostname: "pkgcell".into(), tz: "UTC".into(), lang: "C.UTF-8".into(), umask: None }
+        MakepkgEnv { epoch: None, hostname: "pkgcell".into(), tz: "UTC".into(), lang: "C.UTF-8".into(), umask: None, packager: None }
     }
 }
 
@@ -172,6 +174,81 @@ pub struct BuildOptions {
     pub limits: Limits,
     /// A remote store: looked up before building, uploaded to after.
     pub remote: Option<Arc<RemoteStore>>,
+    /// Whether a pkgid already in the store is built again (`-f`).
+    pub rebuild: Rebuild,
+    /// Extra makepkg flags (after `--`), checked by [`MakepkgFlags::new`].
+    pub makepkg_flags: MakepkgFlags,
+    /// makepkg's `PACKAGER` (else makepkg's default, `Unknown Packager`).
+    pub packager: Option<String>,
+}
+
+/// Whether a build whose pkgid is in the store (or the remote store) runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Rebuild {
+    /// No: the stored result is the result.
+    #[default]
+    IfMissing,
+    /// Yes for these entries (`-f`, as makepkg's: the entries named, or all);
+    /// the new record replaces the stored one, and objects only the old one
+    /// named go with the next `store gc`. What they need is built only when
+    /// missing, as always.
+    Entries(BTreeSet<String>),
+}
+
+impl Rebuild {
+    fn forced(&self, entry: &str) -> bool {
+        match self {
+            Rebuild::IfMissing => false,
+            Rebuild::Entries(e) => e.contains(entry),
+        }
+    }
+}
+
+/// makepkg flags a user may add to every makepkg run (`pkgcell build --
+/// --nocheck`, as makechrootpkg passes them). Only flags that change how
+/// makepkg gets to the package, not what pkgcell expects of it: no
+/// `--nobuild`, `--noarchive`, `--install`, `--syncdeps`, `--config` and the
+/// like, which would leave no package or reach outside the sandbox's job.
+/// They are not part of the pkgid: a stored result is not built again
+/// because of them (`-f` does that); the build log's header names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MakepkgFlags(Vec<String>);
+
+impl MakepkgFlags {
+    /// The flags makepkg may be given, long form first.
+    pub const ALLOWED: [(&'static str, Option<&'static str>); 9] = [
+        ("--nocheck", None),
+        ("--check", None),
+        ("--skippgpcheck", None),
+        ("--skipchecksums", None),
+        ("--skipinteg", None),
+        ("--holdver", None),
+        ("--cleanbuild", Some("-C")),
+        ("--nocolor", Some("-m")),
+        ("--noprepare", None),
+    ];
+
+    /// Check `flags` against [`Self::ALLOWED`].
+    pub fn new(flags: &[String]) -> Result<MakepkgFlags, String> {
+        for f in flags {
+            if !Self::ALLOWED.iter().any(|(long, short)| f == long || Some(f.as_str()) == *short) {
+                let allowed: Vec<String> = Self::ALLOWED
+                    .iter()
+                    .map(|(l, s)| s.map_or_else(|| l.to_string(), |s| format!("{s}/{l}")))
+                    .collect();
+                return Err(format!(
+                    "makepkg flag {f:?} is not one pkgcell can pass on (it would leave no package, or do what pkgcell does itself); allowed after --: {}",
+                    allowed.join(" ")
+                ));
+            }
+        }
+        Ok(MakepkgFlags(flags.to_vec()))
+    }
+
+    /// The flags, as given.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
 }
 
 /// Whether a build reuses the cached dependency layer of its set.
@@ -209,6 +286,9 @@ pub struct Limits {
     /// which the kernel counts per user namespace and uid, so one build's
     /// processes never count against another's limit).
     pub pids: Option<u64>,
+    /// Size of each of /tmp and /dev/shm in the makepkg sandbox, in bytes
+    /// (none: the sandbox's default, [`pkgcell_sandbox::DEFAULT_TMP_SIZE`]).
+    pub tmp: Option<u64>,
 }
 
 impl Limits {
@@ -242,14 +322,48 @@ impl Limits {
     }
 }
 
-/// Bytes as the config writes them: `4G`, `512M`, or `65536K`.
+/// Bytes as the config writes them (`4G`, `512M`, `65536K`), by the one
+/// printer of sizes, [`pkgcell_sandbox::Size`].
 fn size_text(b: u64) -> String {
-    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if b >= 1 << shift && b.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", b >> shift);
-        }
+    pkgcell_sandbox::Size::new(b).map_or_else(|_| format!("{b} bytes"), |s| s.to_string())
+}
+
+/// The host directory of one `home_binds` entry, made on first use and
+/// given to the build user: 0755 and owned by the build user's id outside
+/// (a subordinate id), so the build can write to it and no other local
+/// user can plant files in it for a later build. The config refuses
+/// entries that leave the home; this checks again, as it builds a path.
+fn home_bind_dir(opts: &BuildOptions, entry: &str, rel: &Path) -> Result<PathBuf, BuildError> {
+    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(BuildError::HomeBind { path: rel.to_owned(), reason: "not a relative path inside the home".into() });
     }
-    format!("{b} bytes")
+    let src = opts.home.root().join("homes").join(entry).join(rel);
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(&src).map_err(io_err("create", &src))?;
+    let meta = fs::metadata(&src).map_err(io_err("read", &src))?;
+    let ours = fs::metadata(opts.home.root()).map_err(io_err("read", opts.home.root()))?.uid();
+    if meta.uid() != ours {
+        // Given to the build user already (by an earlier build).
+        return Ok(src);
+    }
+    // Made by us just now, or left 0777 by an older pkgcell: close it, then
+    // hand it over from inside the user namespace, where root may chown to
+    // the build user (the host user may not chown to a subordinate id).
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &src))?;
+    let inside = "/pkgcell/home-bind";
+    let mut spec = Spec::new(
+        Root::Overlay { lowers: vec![opts.base.root.clone()], upper: Upper::Tmpfs { size: 16 << 20 } },
+        vec!["chown".into(), format!("{BUILD_UID}:{BUILD_UID}"), inside.into()],
+    );
+    spec.mounts.push(Mount::Bind { src: src.clone(), dst: inside.into(), access: Access::ReadWrite });
+    spec.env.insert("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let outcome = Sandbox::new(spec)
+        .stdout(Stdio::null())
+        .run()
+        .map_err(|source| BuildError::Sandbox { what: "giving a home_binds directory to the build user", source })?;
+    if !outcome.status.success() {
+        return Err(BuildError::HomeBind { path: src, reason: format!("chown to the build user failed ({:?})", outcome.status) });
+    }
+    Ok(src)
 }
 
 /// What happened to one package.
@@ -266,6 +380,9 @@ pub enum PackageStatus {
     Failed,
     /// Not built because something it needs failed or was skipped.
     Skipped,
+    /// Not built because its `arch` leaves out the repository's: not a
+    /// failure.
+    NotForArch,
 }
 
 /// One package file of a result.
@@ -406,6 +523,14 @@ pub enum BuildError {
         /// The package name.
         pkgname: String,
     },
+    /// A `home_binds` directory cannot be used.
+    #[error("home_binds directory {}: {reason}", path.display())]
+    HomeBind {
+        /// The directory (or the entry, when it is not a plain relative path).
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A package file that the original build installed is no longer in the store.
     #[error("dependency {line} of the original build is not in the store")]
     MissingDependencyFile {
@@ -501,11 +626,15 @@ pub fn build_plan(
     // Plan errors fail their entry here; blocked entries are decided by the
     // scheduler below like any dependent of a failure.
     for &i in &wanted {
-        if let Status::Error { stage, message } = &plan.packages[i].status {
-            let r = blank(i, PackageStatus::Failed, format!("{stage}: {message}"));
-            on_event(Event::Finished(&r));
-            results.insert(i, r);
-        }
+        let r = match &plan.packages[i].status {
+            Status::Error { stage, message } => blank(i, PackageStatus::Failed, format!("{stage}: {message}")),
+            Status::NotForArch { archs } => {
+                blank(i, PackageStatus::NotForArch, format!("not built for {} (arch = {})", opts.arch, archs.join(" ")))
+            }
+            Status::ToBuild | Status::Blocked { .. } => continue,
+        };
+        on_event(Event::Finished(&r));
+        results.insert(i, r);
     }
     let pkgids: BTreeMap<String, PkgId> =
         plan.packages.iter().filter_map(|p| p.pkgid.clone().map(|id| (p.name.clone(), id))).collect();
@@ -534,7 +663,7 @@ pub fn build_plan(
                         .collect();
                     let blocked = match &p.status {
                         Status::Blocked { by } => by.clone(),
-                        Status::ToBuild | Status::Error { .. } => Vec::new(),
+                        Status::ToBuild | Status::Error { .. } | Status::NotForArch { .. } => Vec::new(),
                     };
                     if !bad.is_empty() || !blocked.is_empty() {
                         let mut by: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
@@ -747,7 +876,9 @@ fn build_one(
     // the -I files: this also puts back one that a record made before
     // builds stored them lacks.
     store_local(store, &opts.local).map_err(no_log)?;
-    if let Some(r) = store.record(job.pkgid).map_err(|e| no_log(e.into()))? {
+    let forced = opts.rebuild.forced(job.name);
+    let stored = if forced { None } else { store.record(job.pkgid).map_err(|e| no_log(e.into()))? };
+    if let Some(r) = stored {
         // Built here earlier, perhaps when the remote store was down: share it now.
         if let Some(remote) = &opts.remote
             && !remote.has_record(job.pkgid).map_err(|e| no_log(BuildError::RemoteUpload(e)))?
@@ -758,7 +889,7 @@ fn build_one(
         return Ok(Built { status: PackageStatus::Cached, record: r, log: None, seconds: None, layer: None, note: None });
     }
     let mut note = None;
-    if let Some(remote) = &opts.remote {
+    if let Some(remote) = opts.remote.as_ref().filter(|_| !forced) {
         step("remote store");
         match remote.fetch(job.pkgid, store) {
             Ok(Some(r)) => {
@@ -1180,7 +1311,15 @@ fn dep_layer(
         },
         Vec::new(),
     );
-    let mut argv: Vec<String> = ["pacman", "-U", "--noconfirm", "--noprogressbar"].map(String::from).to_vec();
+    // The base's pacman.conf with pkgcell's trust for the files it checked
+    // itself (base::layer_conf says why); the base is pkgcell's, not the build's.
+    let base_conf = opts.base.root.join("etc/pacman.conf");
+    let conf_text = fs::read_to_string(&base_conf).unwrap_or_default();
+    let conf = target.join("pacman.conf");
+    fs::write(&conf, crate::base::layer_conf(&conf_text)).map_err(|e| no_log(io_err("write", &conf)(e).into()))?;
+    spec.mounts.push(Mount::Bind { src: conf, dst: "/pkgcell/pacman.conf".into(), access: Access::ReadOnly });
+    let mut argv: Vec<String> =
+        ["pacman", "-U", "--noconfirm", "--noprogressbar", "--config", "/pkgcell/pacman.conf"].map(String::from).to_vec();
     // The -I files first, each bound read-only, in the same transaction as
     // the dependencies so either may need the other. The store's copy, not
     // the file given: it is the content the pkgid was hashed from.
@@ -1219,6 +1358,7 @@ fn dep_layer(
         return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
     }
     let _ = fs::remove_dir_all(&pkgs);
+    let _ = fs::remove_file(target.join("pacman.conf"));
     let target_ready = target.join("ready");
     fs::write(&target_ready, "").map_err(|e| no_log(io_err("write", &target_ready)(e).into()))?;
     if fresh {
@@ -1407,6 +1547,11 @@ fn run_makepkg(
         script.push_str(&format!("umask {mask:03o}\n"));
     }
     script.push_str(if nodeps { "makepkg --nodeps " } else { "makepkg " });
+    // Checked against MakepkgFlags::ALLOWED: plain words, nothing to quote.
+    for f in opts.makepkg_flags.as_slice() {
+        script.push_str(f);
+        script.push(' ');
+    }
     script.push_str(
         "--noconfirm --noprogressbar --holdver || exit $?\n\
          for f in /build/*/pkg/*/.BUILDINFO; do cp \"$f\" /pkgdest/.BUILDINFO; break; done\n",
@@ -1425,15 +1570,11 @@ fn run_makepkg(
     let home = if opts.base.root.join("home/builder").is_dir() { "/home/builder" } else { "/build" };
     spec.mounts.extend(opts.binds.iter().cloned());
     for rel in opts.home_binds.get(job.name).into_iter().flatten() {
-        // Only plain relative paths: a bind must stay inside the home.
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            continue;
-        }
-        let src = opts.home.root().join("homes").join(job.name).join(rel);
-        fs::create_dir_all(&src).map_err(io_err("create", &src))?;
-        fs::set_permissions(&src, fs::Permissions::from_mode(0o777)).map_err(io_err("chmod", &src))?;
+        let src = home_bind_dir(opts, job.name, rel)?;
         spec.mounts.push(Mount::Bind { src, dst: Path::new(home).join(rel), access: Access::ReadWrite });
     }
+    spec.tmp_size = opts.limits.tmp;
+    spec.shm_size = opts.limits.tmp;
     for (k, v) in [
         ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("HOME", home),
@@ -1453,6 +1594,10 @@ fn run_makepkg(
         spec.env.insert(k.into(), v.into());
     }
     spec.env.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+    // makepkg takes PACKAGER from the environment over its makepkg.conf.
+    if let Some(p) = menv.packager.as_ref().or(opts.packager.as_ref()) {
+        spec.env.insert("PACKAGER".into(), p.clone());
+    }
     // Share the cores between the builds running at once (the makepkg.conf
     // of managed bases reads this for MAKEFLAGS, see docs/base.md).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1461,7 +1606,7 @@ fn run_makepkg(
     spec.rlimits.push(Rlimit { resource: RlimitResource::Core, limit: 0 });
     spec.rlimits.extend(opts.limits.rlimits());
     let header = format!(
-        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: memory {} per process, processes {}\n\n",
+        "pkgcell {}: building {} on base {}, network {:?}, SOURCE_DATE_EPOCH={epoch}\ndependency layer: {}\nlimits: memory {} per process, processes {}\nmakepkg flags: {}\n\n",
         env!("CARGO_PKG_VERSION"),
         job.pkgid,
         opts.base.id,
@@ -1469,6 +1614,7 @@ fn run_makepkg(
         layer.map_or("none".into(), |l| format!("{} ({})", l.upper.display(), if l.made { "made" } else { "reused" })),
         opts.limits.memory.map_or("unlimited".into(), size_text),
         opts.limits.pids.map_or("unlimited".into(), |p| p.to_string()),
+        if opts.makepkg_flags.as_slice().is_empty() { "none".into() } else { opts.makepkg_flags.as_slice().join(" ") },
     );
     let ran = run_logged(spec, log, "makepkg", &header, &opts.limits)?;
     if !ran.ok {
@@ -1557,7 +1703,7 @@ mod tests {
     #[test]
     fn limits_become_rlimits_and_failures_that_hit_them_name_them() {
         assert!(Limits::default().rlimits().is_empty());
-        let l = Limits { memory: Some(256 << 20), pids: Some(64) };
+        let l = Limits { memory: Some(256 << 20), pids: Some(64), tmp: None };
         assert_eq!(
             l.rlimits(),
             [
@@ -1574,7 +1720,8 @@ mod tests {
         assert_eq!(Limits::default().hint("memory exhausted, Cannot fork"), None);
         assert_eq!(size_text(4 << 30), "4G");
         assert_eq!(size_text(1536 << 20), "1536M");
-        assert_eq!(size_text(1000), "1000 bytes");
+        assert_eq!(size_text(1000), "1000");
+        assert_eq!(size_text(0), "0 bytes");
     }
 
     #[test]

@@ -58,11 +58,20 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => code,
+        // `pkgcell plan | head`: the reader has what it wanted. As ripgrep
+        // does, end quietly and successfully (Rust ignores SIGPIPE, so the
+        // write fails with EPIPE instead of killing us).
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("pkgcell: error: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 fn init_tracing(verbose: u8) {

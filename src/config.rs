@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use alpm_types::{Name, PackageRelation, SystemArchitecture};
+use pkgcell_sandbox::{Size, Timeout};
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use toml::Spanned;
@@ -165,6 +166,9 @@ pub struct BuildConfig {
     /// Process limit of a build: processes of its user inside its sandbox
     /// (RLIMIT_NPROC, counted per user namespace).
     pub pids: Option<u64>,
+    /// Size of each of /tmp and /dev/shm inside a build, in bytes (none:
+    /// the sandbox's default, [`pkgcell_sandbox::DEFAULT_TMP_SIZE`]).
+    pub tmp_size: Option<u64>,
 }
 
 /// Which dependencies go into a pkgid's dephash.
@@ -249,7 +253,7 @@ struct RawS3 {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRepo {
-    name: Option<String>,
+    name: Option<Spanned<String>>,
     arch: Option<Spanned<String>>,
     publish: Option<PathBuf>,
     sign: Option<String>,
@@ -283,6 +287,7 @@ struct RawBuild {
     timeout: Option<Spanned<String>>,
     memory: Option<Spanned<String>>,
     pids: Option<Spanned<i64>>,
+    tmp_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -304,7 +309,7 @@ struct RawSourceTable {
     #[serde(default)]
     makedeps: Vec<Spanned<String>>,
     #[serde(default)]
-    home_binds: Vec<PathBuf>,
+    home_binds: Vec<Spanned<String>>,
 }
 
 // A hand-written visitor rather than `#[serde(untagged)]`: untagged would
@@ -361,8 +366,13 @@ impl Config {
                 invalid(Some(a.span()), format!("unknown architecture {:?}", a.get_ref()))
             })?,
         };
+        // The name goes into file names (<name>.db.tar.zst) and paths: check
+        // it here, not first at publish, after a whole build.
+        if let Some(n) = &raw.repo.name {
+            crate::ids::RepoName::new(n.get_ref()).map_err(|e| invalid(Some(n.span()), e.to_string()))?;
+        }
         let repo = RepoConfig {
-            name: raw.repo.name.unwrap_or_else(|| "pkgcell".to_owned()),
+            name: raw.repo.name.map_or_else(|| "pkgcell".to_owned(), Spanned::into_inner),
             arch,
             publish: dir.join(raw.repo.publish.unwrap_or_else(|| "repo".into())),
             sign: raw.repo.sign,
@@ -390,16 +400,24 @@ impl Config {
 
         let timeout = match &raw.build.timeout {
             None => Duration::from_secs(2 * 3600),
-            Some(t) => parse_duration(t.get_ref()).ok_or_else(|| {
-                invalid(
-                    Some(t.span()),
-                    format!("timeout {:?} is not a duration like \"90s\", \"30m\", \"2h\" or \"1h30m\"", t.get_ref()),
-                )
-            })?,
+            Some(t) => t
+                .get_ref()
+                .parse::<Timeout>()
+                .map_err(|why| invalid(Some(t.span()), format!("timeout {:?}: {why}", t.get_ref())))?
+                .duration(),
         };
         let memory = match &raw.build.memory {
             None => None,
-            Some(m) => Some(parse_size(m.get_ref()).map_err(|why| invalid(Some(m.span()), format!("memory {:?}: {why}", m.get_ref())))?),
+            Some(m) => Some(parse_memory(m.get_ref()).map_err(|why| invalid(Some(m.span()), format!("memory {:?}: {why}", m.get_ref())))?),
+        };
+        let tmp_size = match &raw.build.tmp_size {
+            None => None,
+            Some(m) => Some(
+                m.get_ref()
+                    .parse::<Size>()
+                    .map_err(|why| invalid(Some(m.span()), format!("tmp_size {:?}: {why}", m.get_ref())))?
+                    .bytes(),
+            ),
         };
         let pids = match &raw.build.pids {
             None => None,
@@ -412,6 +430,7 @@ impl Config {
             timeout,
             memory,
             pids,
+            tmp_size,
         };
 
         let mut pkgbuilds = Vec::new();
@@ -464,12 +483,29 @@ impl Config {
                             })
                             .collect::<Result<Vec<_>, _>>()
                     };
+                    // A bind that left the home would be a read-write
+                    // host directory anywhere in the sandbox.
+                    let home_binds = t
+                        .home_binds
+                        .into_iter()
+                        .map(|b| {
+                            home_bind(b.get_ref()).ok_or_else(|| {
+                                invalid(
+                                    Some(b.span()),
+                                    format!(
+                                        "pkgbuilds.{name}: home_binds entry {:?} must be a relative path inside the home, without `..`",
+                                        b.get_ref()
+                                    ),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
                     PkgbuildEntry {
                         name,
                         location,
                         deps: rel(t.deps)?,
                         makedeps: rel(t.makedeps)?,
-                        home_binds: t.home_binds,
+                        home_binds,
                     }
                 }
             };
@@ -525,31 +561,14 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-/// `"90s"`, `"30m"`, `"2h"`, `"1d"`, `"1h30m"` or plain seconds `"3600"`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return (secs > 0).then(|| Duration::from_secs(secs));
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return None,
-        };
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    (num.is_empty() && total > 0).then(|| Duration::from_secs(total))
+/// A home_binds entry as a path below the home: relative, only plain
+/// components (no `..`, no `.`), not empty; none when it is not.
+fn home_bind(s: &str) -> Option<PathBuf> {
+    let p = Path::new(s);
+    let plain = !p.as_os_str().is_empty()
+        && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+        && !s.split('/').any(|part| part == "." || part == "..");
+    plain.then(|| p.components().collect())
 }
 
 /// The smallest memory limit taken: below it pacman and makepkg cannot start.
@@ -558,23 +577,10 @@ pub const MIN_MEMORY: u64 = 16 << 20;
 /// The smallest process limit taken: makepkg alone runs a few at once.
 pub const MIN_PIDS: u64 = 16;
 
-/// A memory size: `"4G"`, `"512M"`, `"64K"`, `"1T"` (binary multiples,
-/// an optional `B` or `iB` after the unit, any case) or plain bytes;
-/// at least [`MIN_MEMORY`]. Err says what is wrong.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err("not a size like \"4G\", \"512M\" or \"65536K\"".into()),
-    };
-    let n: u64 = num.parse().map_err(|_| "not a size like \"4G\", \"512M\" or \"65536K\"".to_owned())?;
-    let bytes = n.checked_mul(1 << shift).ok_or_else(|| "too large".to_owned())?;
+/// A memory limit, written as a [`Size`] (`"4G"`, `"512M"`, plain
+/// bytes); at least [`MIN_MEMORY`]. Err says what is wrong.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let bytes = s.parse::<Size>().map_err(|e| e.to_string())?.bytes();
     if bytes < MIN_MEMORY {
         return Err(format!("below the minimum of {}M (pacman and makepkg need more)", MIN_MEMORY >> 20));
     }
@@ -614,6 +620,7 @@ dephash = "strict"           # "strict" | "loose" | "none": what a pkgid's depha
 timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # memory = "4G"              # example: memory of each process of a build (default: no limit)
 # pids = 512                 # example: processes of a build at once (default: no limit)
+# tmp_size = "2G"            # example: size of each of /tmp and /dev/shm in a build (default: 1G)
 
 [store]
 # remote = "s3://bucket/pkgcell-store"  # example: a store shared by several machines
@@ -735,7 +742,7 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         assert!(msg.contains("`strict`, `loose`, `none`"), "{msg}");
         let (line, msg) = error("[build]\njobs = 1\ntimeout = \"soon\"\n");
         assert_eq!(line, 3);
-        assert!(msg.contains("not a duration"), "{msg}");
+        assert!(msg.starts_with("timeout \"soon\"") && msg.contains("not a duration"), "{msg}");
         let (line, _) = error("[pkgbuilds]\n\"a/b\" = \"AUR\"\n");
         assert_eq!(line, 2);
         let (line, msg) = error("[pkgbuilds]\nx = { url = \"u\", path = \"p\" }\n");
@@ -781,15 +788,49 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_size("65536k"), Ok(64 << 20));
-        assert_eq!(parse_size("1t"), Ok(1 << 40));
-        assert_eq!(parse_size("33554432"), Ok(32 << 20));
-        for bad in ["", "G", "4X", "-4G", "4.5G", "1M", "99999999999T"] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
+    fn memory_goes_through_the_one_size_parser_with_a_minimum() {
+        assert_eq!(parse_memory("512M"), Ok(512 << 20));
+        assert_eq!(parse_memory("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_memory("33554432"), Ok(32 << 20));
+        for bad in ["", "G", "4X", "-4G", "4.5G", "1M", "0", "99999999999T", "18446744073709551615"] {
+            assert!(parse_memory(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn absurd_limits_are_errors_naming_the_key_and_line() {
+        for (text, key) in [
+            ("[build]\n\ntimeout = \"0\"\n", "timeout"),
+            ("[build]\n\ntimeout = \"1e300\"\n", "timeout"),
+            ("[build]\n\ntimeout = \"-5\"\n", "timeout"),
+            ("[build]\n\ntimeout = \"nan\"\n", "timeout"),
+            ("[build]\n\ntimeout = \"99999999999999999999d\"\n", "timeout"),
+            ("[build]\n\nmemory = \"18446744073709551615\"\n", "memory"),
+            ("[build]\n\ntmp_size = \"0\"\n", "tmp_size"),
+            ("[build]\n\ntmp_size = \"18446744073709551615\"\n", "tmp_size"),
+            ("[build]\n\ntmp_size = \"-1G\"\n", "tmp_size"),
+        ] {
+            let (line, msg) = error(text);
+            assert_eq!(line, 3, "{text}");
+            assert!(msg.starts_with(key), "{text}: {msg}");
+        }
+        let c = parse("[build]\ntmp_size = \"2G\"\ntimeout = \"1.5\"\n").unwrap();
+        assert_eq!(c.build.tmp_size, Some(2 << 30));
+        assert_eq!(c.build.timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn names_that_become_paths_are_checked_on_load() {
+        let (line, msg) = error("[repo]\narch = \"x86_64\"\nname = \"../../evil\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("repository name \"../../evil\" is invalid"), "{msg}");
+        for bad in ["../x", "/abs", "a/../b", "", ".", "./a"] {
+            let (line, msg) = error(&format!("[pkgbuilds]\n\nx = {{ path = \"p\", home_binds = [\".cargo\", {bad:?}] }}\n"));
+            assert_eq!(line, 3, "{bad:?}");
+            assert!(msg.contains("home_binds entry") && msg.contains(&format!("{bad:?}")), "{msg}");
+        }
+        let c = parse("[pkgbuilds]\nx = { path = \"p\", home_binds = [\".cargo/registry\", \"go/\"] }\n").unwrap();
+        assert_eq!(c.pkgbuilds[0].home_binds, vec![PathBuf::from(".cargo/registry"), PathBuf::from("go")]);
     }
 
     #[test]
@@ -808,15 +849,5 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         let (line, msg) = error("[s3]\nregoin = \"x\"\n");
         assert_eq!(line, 2);
         assert!(msg.contains("`endpoint`, `region`, `path_style`"), "{msg}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("600"), Some(Duration::from_secs(600)));
-        for bad in ["", "0", "h", "2x", "1h30", "-1s"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! Shared typed ids: [`TreeId`], [`DepHash`], [`PkgId`], [`Blake3`], [`BaseId`].
+//! Shared typed ids: [`TreeId`], [`DepHash`], [`PkgId`], [`Blake3`], [`BaseId`],
+//! [`RepoName`].
 //!
 //! Every stage names PKGBUILD trees, dependency sets, builds and stored files
 //! with these types instead of strings. Each has a private inner value, a
@@ -10,6 +11,48 @@ use std::str::FromStr;
 
 use alpm_types::Name;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A repository name: what pacman.conf calls `[NAME]` and the prefix of
+/// the db's file names, checked where it enters (config, command line, db
+/// path).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct RepoName(String);
+
+/// A repository name that cannot be used in file names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("repository name {name:?} is invalid: use letters, digits, '-', '_', '.', '@', '+' and no leading '.'")]
+pub struct InvalidRepoName {
+    /// The name given.
+    pub name: String,
+}
+
+impl RepoName {
+    /// Validates a repository name: it becomes part of file names, so no
+    /// `/`, no leading `.` and nothing a shell or URL would mangle.
+    ///
+    /// ```
+    /// use pkgcell::publish::RepoName;
+    /// assert!(RepoName::new("myrepo").is_ok());
+    /// assert!(RepoName::new("../x").is_err());
+    /// ```
+    pub fn new(name: &str) -> Result<Self, InvalidRepoName> {
+        let ok = !name.is_empty()
+            && !name.starts_with('.')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b));
+        if ok { Ok(RepoName(name.to_owned())) } else { Err(InvalidRepoName { name: name.to_owned() }) }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// An id that could not be read from its string form.
 #[derive(Debug, thiserror::Error)]

@@ -20,3 +20,4 @@ pub mod repro;
 pub mod s3;
 pub mod store;
 pub mod sync;
+pub mod userconf;

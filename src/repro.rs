@@ -192,6 +192,8 @@ pub struct BuildInfo {
     /// `installed`: `<pkgname>-<pkgver>-<pkgrel>-<arch>` of each package of
     /// the build root.
     pub installed: Vec<String>,
+    /// `packager`: makepkg's PACKAGER, which the packages' metadata carries.
+    pub packager: String,
 }
 
 impl BuildInfo {
@@ -216,6 +218,7 @@ impl BuildInfo {
                 "builddir" => b.builddir = v,
                 "startdir" => b.startdir = v,
                 "installed" => b.installed.push(v),
+                "packager" => b.packager = v,
                 _ => {}
             }
         }
@@ -541,7 +544,9 @@ pub fn check(found: &Found, plan: &Plan, opts: &BuildOptions, dest: &Path, repor
             planned: if same.is_empty() { "nothing".into() } else { same.join(", ") },
         }
     })?;
-    let menv = MakepkgEnv { epoch: Some(info.builddate), ..MakepkgEnv::default() };
+    // The packager is in the packages' metadata: the rebuild says the same.
+    let packager = Some(info.packager.clone()).filter(|p| !p.is_empty());
+    let menv = MakepkgEnv { epoch: Some(info.builddate), packager, ..MakepkgEnv::default() };
     let rebuilt = build::rebuild(plan, &entry.name, &found.record.deps, opts, &menv, "check", dest).map_err(|e| ReproError::Rebuild(Box::new(e)))?;
     let files = compare(&found.originals, &rebuilt.files, Some(reports))?;
     Ok(Report {

@@ -337,12 +337,11 @@ fn apply(op: &MountOp, root: &mut Option<OwnedFd>) -> Result<(), SetupError> {
                 step(Step::MountDev, sys::symlink_at(target, sys::borrow(&dev), name, &shown))?;
             }
         }
-        MountOp::StickyTmpfs { dst } => {
+        MountOp::StickyTmpfs { dst, size } => {
             let fd = beneath(root, dst, Kind::Dir)?;
-            step(
-                Step::MountTmp,
-                sys::mount_fs_onto("tmpfs", "tmpfs", &[("mode", Some("1777"))], MountFlags::NoSuidDev, sys::borrow(&fd), dst),
-            )?;
+            let size = size.to_string();
+            let opts = [("size", Some(size.as_str())), ("mode", Some("1777"))];
+            step(Step::MountTmp, sys::mount_fs_onto("tmpfs", "tmpfs", &opts, MountFlags::NoSuidDev, sys::borrow(&fd), dst))?;
         }
         MountOp::Bind { src, dst, access } => {
             let kind = if sys::is_dir(src) { Kind::Dir } else { Kind::File };
@@ -355,11 +354,8 @@ fn apply(op: &MountOp, root: &mut Option<OwnedFd>) -> Result<(), SetupError> {
         }
         MountOp::Tmpfs { dst, size } => {
             let fd = beneath(root, dst, Kind::Dir)?;
-            let size = size.map(|s| s.to_string());
-            let mut opts = vec![("mode", Some("0755"))];
-            if let Some(s) = &size {
-                opts.push(("size", Some(s.as_str())));
-            }
+            let size = size.to_string();
+            let opts = [("size", Some(size.as_str())), ("mode", Some("0755"))];
             step(Step::MountTmpfs, sys::mount_fs_onto("tmpfs", "tmpfs", &opts, MountFlags::NoSuidDev, sys::borrow(&fd), dst))?;
         }
     }

@@ -35,13 +35,16 @@ mod seccomp;
 mod spec;
 mod supervisor;
 mod sys;
+mod units;
 
 pub use error::{Error, SetupError, Step};
 pub use helper::helper_main_if_requested;
 pub use idmap::{IdMapError, MAX_INSIDE_ID, SubIdFiles, SubIdRange, read_range};
 pub use outcome::{IdMapUsed, Outcome, Status};
 pub use spec::{
-    Access, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, SPEC_VERSION, Seccomp, Spec, SpecError, Upper,
+    Access, DEFAULT_TMP_SIZE, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, SPEC_VERSION, Seccomp, Spec,
+    SpecError, Upper,
 };
+pub use units::{Size, Timeout, UnitError};
 pub use sys::SysError;
 pub use supervisor::{Child, Sandbox, remove_tree, remove_tree_with, run};

@@ -44,12 +44,12 @@ pub(crate) enum MountOp {
     Devpts,
     /// /dev/fd, /dev/stdin, ... symlinks.
     DevSymlinks,
-    /// A tmpfs with mode 1777 (/dev/shm, /tmp).
-    StickyTmpfs { dst: PathBuf },
+    /// A tmpfs with mode 1777 (/dev/shm, /tmp), of `size` bytes.
+    StickyTmpfs { dst: PathBuf, size: u64 },
     /// A bind mount from the spec.
     Bind { src: PathBuf, dst: PathBuf, access: Access },
     /// A tmpfs from the spec.
-    Tmpfs { dst: PathBuf, size: Option<u64> },
+    Tmpfs { dst: PathBuf, size: u64 },
 }
 
 /// `path` (absolute, host) as seen under [`OLD_ROOT`].
@@ -84,14 +84,17 @@ pub(crate) fn plan(spec: &Spec) -> Vec<MountOp> {
     ops.extend(DEVICES.iter().map(|d| MountOp::Device(d)));
     ops.push(MountOp::Devpts);
     ops.push(MountOp::DevSymlinks);
-    ops.push(MountOp::StickyTmpfs { dst: "/dev/shm".into() });
+    // Every tmpfs has a size: the kernel's default (half of RAM each) would
+    // let one sandbox fill the host's memory through /tmp or /dev/shm.
+    let default_size = spec.default_tmp_size();
+    ops.push(MountOp::StickyTmpfs { dst: "/dev/shm".into(), size: spec.shm_size.unwrap_or(default_size) });
     // A private /tmp, so nothing of the base's or host's /tmp is shared.
-    ops.push(MountOp::StickyTmpfs { dst: "/tmp".into() });
+    ops.push(MountOp::StickyTmpfs { dst: "/tmp".into(), size: spec.tmp_size.unwrap_or(default_size) });
     // The caller's mounts last, so that they can go below /tmp or /dev.
     for m in &spec.mounts {
         ops.push(match m {
             Mount::Bind { src, dst, access } => MountOp::Bind { src: host(src), dst: dst.clone(), access: *access },
-            Mount::Tmpfs { dst, size } => MountOp::Tmpfs { dst: dst.clone(), size: *size },
+            Mount::Tmpfs { dst, size } => MountOp::Tmpfs { dst: dst.clone(), size: size.unwrap_or(default_size) },
         });
     }
     ops
@@ -127,12 +130,33 @@ mod tests {
             }
         );
         let proc = ops.iter().position(|o| *o == MountOp::Proc).unwrap();
-        let tmp = ops.iter().position(|o| *o == MountOp::StickyTmpfs { dst: "/tmp".into() }).unwrap();
+        let tmp = ops.iter().position(|o| *o == MountOp::StickyTmpfs { dst: "/tmp".into(), size: 1 << 20 }).unwrap();
         assert!(proc < tmp);
         assert_eq!(
             ops.last(),
             Some(&MountOp::Bind { src: "/oldroot/src".into(), dst: "/tmp/src".into(), access: Access::ReadOnly })
         );
+    }
+
+    #[test]
+    fn tmp_and_shm_are_sized_by_the_spec_or_else_by_the_upper() {
+        let mut spec = Spec::new(
+            Root::Overlay { lowers: vec!["/b".into()], upper: Upper::Tmpfs { size: 64 << 20 } },
+            vec!["true".into()],
+        );
+        spec.mounts.push(Mount::Tmpfs { dst: "/scratch".into(), size: None });
+        let ops = plan(&spec);
+        assert!(ops.contains(&MountOp::StickyTmpfs { dst: "/tmp".into(), size: 64 << 20 }));
+        assert!(ops.contains(&MountOp::StickyTmpfs { dst: "/dev/shm".into(), size: 64 << 20 }));
+        assert!(ops.contains(&MountOp::Tmpfs { dst: "/scratch".into(), size: 64 << 20 }));
+        spec.tmp_size = Some(8 << 20);
+        spec.shm_size = Some(4 << 20);
+        let ops = plan(&spec);
+        assert!(ops.contains(&MountOp::StickyTmpfs { dst: "/tmp".into(), size: 8 << 20 }));
+        assert!(ops.contains(&MountOp::StickyTmpfs { dst: "/dev/shm".into(), size: 4 << 20 }));
+        let on_disk = Spec::new(Root::Dir { path: "/r".into() }, vec!["true".into()]);
+        let ops = plan(&on_disk);
+        assert!(ops.contains(&MountOp::StickyTmpfs { dst: "/tmp".into(), size: crate::spec::DEFAULT_TMP_SIZE }));
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::units::{Size, Timeout, UnitError};
+
 /// Version of the JSON form of [`Spec`] and [`crate::Outcome`].
 pub const SPEC_VERSION: u32 = 1;
 
@@ -41,9 +43,16 @@ pub struct Spec {
     /// The command and its arguments. `argv[0]` is looked up in the
     /// payload's `PATH` when it has no `/`.
     pub argv: Vec<String>,
-    /// Wall-clock limit; the whole process tree is killed when it is reached.
+    /// Wall-clock limit; the whole process tree is killed when it is
+    /// reached. At most [`Timeout::MAX`].
     #[serde(default, with = "opt_secs")]
     pub timeout: Option<Duration>,
+    /// Size of the tmpfs on /tmp, in bytes; none: [`Spec::default_tmp_size`].
+    #[serde(default)]
+    pub tmp_size: Option<u64>,
+    /// Size of the tmpfs on /dev/shm, in bytes; none: [`Spec::default_tmp_size`].
+    #[serde(default)]
+    pub shm_size: Option<u64>,
     /// Resource limits for the payload.
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
@@ -121,7 +130,7 @@ pub enum Mount {
     Tmpfs {
         /// Path inside the sandbox.
         dst: PathBuf,
-        /// Size limit in bytes (none: the kernel default, half of RAM).
+        /// Size limit in bytes (none: [`Spec::default_tmp_size`]).
         #[serde(default)]
         size: Option<u64>,
     },
@@ -267,9 +276,39 @@ pub enum SpecError {
     /// A mount destination with a `..` component.
     #[error("mount destination {0:?} contains '..': give the path inside the sandbox without it")]
     MountDotDot(PathBuf),
+    /// A size or time limit out of bounds.
+    #[error("{what} {value}: {reason}")]
+    Limit {
+        /// Which field.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it (in the message, not a source: it is
+        /// the whole reason, not an underlying failure).
+        reason: UnitError,
+    },
 }
 
+/// The size of /tmp, /dev/shm and caller tmpfs mounts when neither the
+/// spec nor a tmpfs upper gives one: 1 GiB. Fixed rather than a share of
+/// RAM so that a build that fits on one host fits on every host (and one
+/// that does not fails the same way everywhere), and so that `-j N` builds
+/// can claim at most a known amount; builds do their heavy writing in the
+/// upper (on disk), not in /tmp.
+pub const DEFAULT_TMP_SIZE: u64 = 1 << 30;
+
 impl Spec {
+    /// The size /tmp and /dev/shm get when `tmp_size`/`shm_size` are not
+    /// set: that of the tmpfs upper, when the root is an overlay with one
+    /// (the caller already chose how much memory its writes may take), else
+    /// [`DEFAULT_TMP_SIZE`]. Each of them is its own tmpfs of that size.
+    pub fn default_tmp_size(&self) -> u64 {
+        match &self.root {
+            Root::Overlay { upper: Upper::Tmpfs { size }, .. } => *size,
+            Root::Overlay { upper: Upper::Dir { .. }, .. } | Root::Dir { .. } => DEFAULT_TMP_SIZE,
+        }
+    }
+
     /// A spec that runs `argv` in the directory `root`, with every other
     /// setting at its default.
     pub fn new(root: Root, argv: Vec<String>) -> Self {
@@ -283,6 +322,8 @@ impl Spec {
             cwd: default_cwd(),
             argv,
             timeout: None,
+            tmp_size: None,
+            shm_size: None,
             rlimits: Vec::new(),
             hostname: default_hostname(),
             id_map: IdMapMode::default(),
@@ -307,7 +348,7 @@ impl Spec {
                     exists("lower directory", l)?;
                 }
                 match upper {
-                    Upper::Tmpfs { .. } => {}
+                    Upper::Tmpfs { size } => size_in_bounds("root.overlay.upper.tmpfs.size", *size)?,
                     Upper::Dir { upper, work } => {
                         overlay_path("upper directory", upper)?;
                         overlay_path("work directory", work)?;
@@ -322,8 +363,25 @@ impl Spec {
                     exists("bind source", src)?;
                     mount_dst(dst)?;
                 }
-                Mount::Tmpfs { dst, .. } => mount_dst(dst)?,
+                Mount::Tmpfs { dst, size } => {
+                    mount_dst(dst)?;
+                    if let Some(size) = size {
+                        size_in_bounds("mounts.tmpfs.size", *size)?;
+                    }
+                }
             }
+        }
+        for (what, size) in [("tmp_size", self.tmp_size), ("shm_size", self.shm_size)] {
+            if let Some(size) = size {
+                size_in_bounds(what, size)?;
+            }
+        }
+        if let Some(t) = self.timeout {
+            Timeout::new(t).map_err(|reason| SpecError::Limit {
+                what: "timeout",
+                value: crate::units::secs_text(t.as_secs_f64()),
+                reason,
+            })?;
         }
         absolute("working directory", &self.cwd)?;
         if self.argv.is_empty() {
@@ -354,6 +412,10 @@ impl Spec {
         }
         Ok(())
     }
+}
+
+fn size_in_bounds(what: &'static str, bytes: u64) -> Result<(), SpecError> {
+    Size::new(bytes).map(drop).map_err(|reason| SpecError::Limit { what, value: bytes.to_string(), reason })
 }
 
 fn absolute(what: &'static str, path: &Path) -> Result<(), SpecError> {
@@ -414,16 +476,17 @@ mod opt_secs {
         let v: Option<f64> = Option::deserialize(d)?;
         match v {
             None => Ok(None),
-            Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
-            Some(secs) => Err(serde::de::Error::custom(format!(
-                "timeout must be a positive number of seconds, got {secs}"
-            ))),
+            Some(secs) => crate::units::Timeout::from_secs_f64(secs)
+                .map(|t| Some(t.duration()))
+                .map_err(|e| serde::de::Error::custom(format!("timeout {}: {e}", crate::units::secs_text(secs)))),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy as _;
+
     use super::*;
 
     fn dir_spec() -> Spec {
@@ -493,5 +556,88 @@ mod tests {
         let bad = r#"{"root":{"dir":{"path":"/"}},"argv":["true"],"nope":1}"#;
         let err = serde_json::from_str::<Spec>(bad).unwrap_err().to_string();
         assert!(err.contains("unknown field `nope`"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_time_limits_out_of_bounds_are_refused_naming_the_field() {
+        let tmpfs = |size| Spec::new(Root::Overlay { lowers: vec!["/".into()], upper: Upper::Tmpfs { size } }, vec!["true".into()]);
+        for size in [0, u64::MAX, crate::units::Size::MAX.bytes() + 1] {
+            let err = tmpfs(size).validate().unwrap_err();
+            assert!(matches!(err, SpecError::Limit { what: "root.overlay.upper.tmpfs.size", .. }), "{err:?}");
+        }
+        let mut s = dir_spec();
+        s.tmp_size = Some(0);
+        assert!(s.validate().unwrap_err().to_string().starts_with("tmp_size 0: a size of 0"));
+        let mut s = dir_spec();
+        s.shm_size = Some(u64::MAX);
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "shm_size 18446744073709551615: larger than the largest size taken, 1P"
+        );
+        let mut s = dir_spec();
+        s.mounts.push(Mount::Tmpfs { dst: "/x".into(), size: Some(0) });
+        assert!(matches!(s.validate(), Err(SpecError::Limit { what: "mounts.tmpfs.size", .. })));
+        let mut s = dir_spec();
+        s.timeout = Some(Duration::MAX);
+        assert!(matches!(s.validate(), Err(SpecError::Limit { what: "timeout", .. })));
+    }
+
+    #[test]
+    fn absurd_timeouts_in_json_are_errors_naming_the_timeout() {
+        for t in ["1e300", "-1", "0", "1.7976931348623157e308", "18446744073709551616"] {
+            let j = format!(r#"{{"root":{{"dir":{{"path":"/"}}}},"argv":["true"],"timeout":{t}}}"#);
+            let err = serde_json::from_str::<Spec>(&j).unwrap_err().to_string();
+            assert!(err.starts_with("timeout ") && !err.contains("000000000000000"), "{t}: {err}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever numbers a JSON spec carries, parsing, validating and
+        /// planning its mounts ends in a value or an error, never a panic;
+        /// and a spec that validates has every size and limit in bounds.
+        #[test]
+        fn the_spec_parser_never_panics_on_absurd_numbers(
+            upper in proptest::prop_oneof![
+                proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                proptest::num::i64::ANY.prop_map(|n| n.to_string()),
+                proptest::num::f64::ANY.prop_map(|n| n.to_string()),
+                "[0-9]{19,40}",
+            ],
+            tmp in proptest::option::of(proptest::num::u64::ANY),
+            shm in proptest::option::of(proptest::num::i64::ANY),
+            mount in proptest::option::of(proptest::num::u64::ANY),
+            timeout in proptest::prop_oneof![
+                proptest::num::f64::ANY.prop_map(|n| n.to_string()),
+                proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                proptest::num::i64::ANY.prop_map(|n| n.to_string()),
+                "-?[0-9]{1,3}e[0-9]{1,3}",
+                "[0-9]{19,40}(\\.[0-9]{1,5})?",
+            ],
+        ) {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+            let j = format!(
+                r#"{{"root":{{"overlay":{{"lowers":["/"],"upper":{{"tmpfs":{{"size":{upper}}}}}}}}},
+                    "mounts":[{{"tmpfs":{{"dst":"/x","size":{}}}}}],
+                    "argv":["true"],"timeout":{timeout},"tmp_size":{},"shm_size":{}}}"#,
+                opt(mount.map(|m| m.to_string())),
+                opt(tmp.map(|m| m.to_string())),
+                opt(shm.map(|m| m.to_string())),
+            );
+            if let Ok(spec) = serde_json::from_str::<Spec>(&j)
+                && spec.validate().is_ok()
+            {
+                for op in crate::mounts::plan(&spec) {
+                    let size = match op {
+                        crate::mounts::MountOp::UpperTmpfs { size }
+                        | crate::mounts::MountOp::StickyTmpfs { size, .. }
+                        | crate::mounts::MountOp::Tmpfs { size, .. } => size,
+                        _ => continue,
+                    };
+                    proptest::prop_assert!(size > 0 && size <= crate::units::Size::MAX.bytes());
+                }
+                let t = spec.timeout.unwrap();
+                proptest::prop_assert!(!t.is_zero() && t <= crate::units::Timeout::MAX.duration());
+            }
+        }
     }
 }

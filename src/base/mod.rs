@@ -53,7 +53,7 @@ use crate::config::{BaseConfig, BaseSource, Signatures};
 use crate::home::Home;
 use crate::ids::{BaseId, Blake3};
 
-pub use pacman_conf::{PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers};
+pub use pacman_conf::{PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers, layer_conf};
 pub use prepare::{MAKEPKG_CONF, PREPARE_VERSION};
 
 /// Version of [`BaseRecord`]'s JSON form (and of `base list/show --json`).
@@ -108,7 +108,7 @@ pub enum BaseError {
     #[error(
         "cannot check package signatures: no keyrings in {} to initialise a pacman keyring from; \
          install your distribution's keyring package (archlinux-keyring), or set `signatures = \"skip\"` \
-         in [base] of pkgcell.toml for unsigned local repositories", dir.display()
+         in [base] for unsigned local repositories", dir.display()
     )]
     NoKeyring {
         /// Where keyrings were looked for.

@@ -77,6 +77,51 @@ pub fn bootstrap_conf(text: &str, signatures: Signatures) -> String {
     out
 }
 
+/// The pacman.conf the dependency layers install with: the base's own, with
+/// `LocalFileSigLevel = Optional` as the last word of `[options]`.
+///
+/// Why: `pacman -U` checks package files by `LocalFileSigLevel`, and a base
+/// may require signatures there (pacman 7.1 with a strict config refuses
+/// pkgcell's own unsigned packages with "package missing required
+/// signature"). Every file a layer installs was already checked by pkgcell
+/// against a hash it pinned: a repository package by the SHA-256 of its
+/// database entry (the database pacman synced into the base), a package
+/// pkgcell built or an `-I` file by its BLAKE3 in the store. pacman would
+/// only look for a detached `.sig` beside the file, which pkgcell's own
+/// builds do not have. The base's file is left as it is.
+///
+/// ```
+/// use pkgcell::base::layer_conf;
+/// let conf = layer_conf("[options]\nLocalFileSigLevel = Required\n[core]\nInclude = /etc/m\n");
+/// assert_eq!(conf, "[options]\nLocalFileSigLevel = Required\n# pkgcell: its dependency layers are checked by hash, see docs/base.md\nLocalFileSigLevel = Optional\n[core]\nInclude = /etc/m\n");
+/// ```
+pub fn layer_conf(text: &str) -> String {
+    const LINE: &str = "# pkgcell: its dependency layers are checked by hash, see docs/base.md\nLocalFileSigLevel = Optional\n";
+    let mut out = String::new();
+    let mut in_options = false;
+    let mut saw_options = false;
+    for line in text.lines() {
+        let key = line.trim_start();
+        if key.starts_with('[') {
+            // Later assignments win: the line goes last in [options].
+            if in_options {
+                out.push_str(LINE);
+            }
+            in_options = key.starts_with("[options]");
+            saw_options |= in_options;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if in_options {
+        out.push_str(LINE);
+    }
+    if !saw_options {
+        out.insert_str(0, &format!("[options]\n{LINE}"));
+    }
+    out
+}
+
 /// The local directories of the `file://` servers of a pacman.conf (and of
 /// the files it `Include`s), with `$repo` and `$arch` filled in, so that a
 /// sandbox can bind them. `Include` paths are read from the host.

@@ -18,7 +18,10 @@ fi
 # Mount points used at build time (makepkg's BUILDDIR, pkgcell's repo, the
 # shared package cache) exist in the base, so that binding them never has to
 # write into a read-only lower layer.
-mkdir -p /home/builder /build /pkgcell-repo /var/cache/pacman/pkg /var/lib/pacman /etc /tmp /var/tmp
+# A root without a pacman database (a plain debootstrap or mmdebstrap
+# tarball) is a root with no packages, as pacman sees it: give it an empty
+# database, so that planning and pacman -U in dependency layers work.
+mkdir -p /home/builder /build /pkgcell-repo /var/cache/pacman/pkg /var/lib/pacman/local /etc /tmp /var/tmp
 chown 1000:1000 /home/builder /build
 
 # makepkg.conf is sourced by makepkg: later assignments win, so appending is enough.

@@ -196,6 +196,8 @@ fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path) -> Result<(),
 /// runs, because install scriptlets and hooks run chrooted in it. They are
 /// the sandbox's own (rbind: the locked device mounts keep their flags), in
 /// the payload's private mount namespace: nothing of them stays in the base.
+/// Its /tmp is sized like the sandbox's own (1G, `DEFAULT_TMP_SIZE`), not
+/// the kernel's half of RAM.
 const PACSTRAP: &str = r#"set -e
 if [ "$1" = check ]; then
     pacman-key --gpgdir "$2" --init
@@ -204,7 +206,7 @@ fi
 root=$3
 shift 3
 mkdir -p "$root/dev" "$root/proc" "$root/tmp"
-mount --rbind /dev "$root/dev" && mount --rbind /proc "$root/proc" && mount -t tmpfs -o mode=1777 tmpfs "$root/tmp" ||
+mount --rbind /dev "$root/dev" && mount --rbind /proc "$root/proc" && mount -t tmpfs -o size=1G,mode=1777 tmpfs "$root/tmp" ||
     echo "pkgcell: warning: no /dev, /proc or /tmp for install scriptlets" >&2
 exec pacman "$@"
 "#;

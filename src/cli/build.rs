@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus};
+use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus, Rebuild};
 use pkgcell::config::{self, Config};
 use pkgcell::fetch::{self, Fetcher};
 use pkgcell::home::Home;
@@ -23,6 +23,7 @@ use pkgcell::plan::{self, Plan, PlanOptions, Status};
 use pkgcell::remote::RemoteStore;
 use pkgcell::store::Store;
 use pkgcell::sync::{self, SyncMode};
+use pkgcell::userconf::UserConf;
 use pkgcell_sandbox::Network;
 
 /// Where the config and the base come from (shared by build and fetch).
@@ -42,9 +43,10 @@ pub struct Common {
     /// Do not fetch the git repositories of [pkgbuilds]: use them as last synced.
     #[arg(long, alias = "hold")]
     offline: bool,
-    /// Time limit for sourcing one PKGBUILD while planning, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    parse_timeout: u64,
+    /// Time limit for sourcing one PKGBUILD while planning: seconds, or
+    /// "90s", "2m".
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::plan::parse_timeout)]
+    parse_timeout: Duration,
 }
 
 /// Build packages in sandboxes, in dependency order, skipping what the store has.
@@ -81,6 +83,16 @@ pub struct BuildArgs {
     /// makechrootpkg -c); later builds reuse the fresh ones.
     #[arg(short = 'c', long)]
     clean: bool,
+    /// Build the named entries (default: all) even when their pkgid is in
+    /// the store, as makepkg -f; the new record replaces the stored one.
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Flags for makepkg, after `--` (as makechrootpkg passes them):
+    /// --nocheck, --check, --skippgpcheck, --skipchecksums, --skipinteg,
+    /// --holdver, -C/--cleanbuild, -m/--nocolor, --noprepare. Not part of the
+    /// pkgid: a stored result is not rebuilt for them (add -f).
+    #[arg(last = true, value_name = "MAKEPKG_FLAGS")]
+    makepkg_flags: Vec<String>,
     /// Memory limit of each process of a build, e.g. 4G (default: [build] memory).
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     memory: Option<u64>,
@@ -92,7 +104,7 @@ pub struct BuildArgs {
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
-    config::parse_size(s)
+    config::parse_memory(s)
 }
 
 fn parse_pids(s: &str) -> Result<u64, String> {
@@ -112,22 +124,94 @@ pub struct FetchArgs {
 
 /// A config, and whether it stands for the PKGBUILD of the current directory.
 pub(super) enum Mode {
-    Config(Config),
-    Laptop { config: Config, dir: PathBuf },
+    /// A pkgcell.toml (the file).
+    Config(Config, PathBuf),
+    /// The PKGBUILD in `dir`, with the user's defaults when there are some.
+    Laptop { config: Config, dir: PathBuf, defaults: Option<PathBuf> },
+}
+
+impl Mode {
+    /// The config, and the file a user would edit to change it.
+    pub(super) fn config(&self) -> (&Config, SettingsFile<'_>) {
+        match self {
+            Mode::Config(c, path) => (c, SettingsFile::Config(path)),
+            Mode::Laptop { config, defaults: Some(d), .. } => (config, SettingsFile::UserDefaults(d)),
+            Mode::Laptop { config, defaults: None, .. } => (config, SettingsFile::NoUserDefaults),
+        }
+    }
+}
+
+/// Where the settings of a run come from, to name in an error that asks the
+/// user to change them.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SettingsFile<'a> {
+    /// A pkgcell.toml.
+    Config(&'a Path),
+    /// The user's defaults file, which exists.
+    UserDefaults(&'a Path),
+    /// No pkgcell.toml and no user defaults: pkgcell's built-in defaults.
+    NoUserDefaults,
+}
+
+impl SettingsFile<'_> {
+    /// Why the base could not be made, and where to change it.
+    fn cannot_make_base(&self) -> String {
+        const OR: &str = "or pass --base ID or --base-dir DIR";
+        match self {
+            SettingsFile::Config(p) => format!("cannot make the base that [base] of {} describes (change it there, {OR})", p.display()),
+            SettingsFile::UserDefaults(p) => {
+                format!("cannot make the base that [base] of {} (your defaults for laptop mode) describes (change it there, {OR})", p.display())
+            }
+            SettingsFile::NoUserDefaults => format!(
+                "cannot make the built-in default base (source = \"pacman\", from this host's pacman.conf): write a [base] section into {} (as in `pkgcell init`'s pkgcell.toml), {OR}",
+                user_defaults().map_or("~/.config/pkgcell/config.toml".into(), |p| p.display().to_string())
+            ),
+        }
+    }
 }
 
 /// `$XDG_CONFIG_HOME/pkgcell/config.toml` (or `~/.config/...`): the user's
 /// defaults for laptop mode.
-fn user_defaults() -> Option<PathBuf> {
+pub(super) fn user_defaults() -> Option<PathBuf> {
     let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))).map(|d| d.join("pkgcell/config.toml"))
+}
+
+/// The one answer to "which base", for every command: `--base ID`, else
+/// `--base-dir DIR` or `$PKGCELL_BASE_DIR`, else the config's `[base]`
+/// (made when missing). Errors name the file to edit.
+pub(super) fn resolve_base(
+    home: &Home,
+    id: Option<&str>,
+    dir: Option<&Path>,
+    config: Option<(&Config, SettingsFile<'_>)>,
+) -> anyhow::Result<build::Base> {
+    if let Some(id) = id {
+        let b = pkgcell::base::find(home, id)?;
+        return Ok(build::Base { id: b.id.to_string(), root: b.root });
+    }
+    let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = dir.map(Path::to_owned).or(from_env) {
+        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+        if !dir.is_dir() {
+            bail!("base directory {} does not exist", dir.display());
+        }
+        return Ok(build::base_of_dir(&dir)?);
+    }
+    let Some((config, file)) = config else {
+        let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
+        bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one{defaults}", config::FILE_NAME);
+    };
+    let b = pkgcell::base::resolve(home, &config.base)
+        .with_context(|| file.cannot_make_base())?;
+    Ok(build::Base { id: b.id.to_string(), root: b.root })
 }
 
 impl Common {
     pub(super) fn config(&self) -> anyhow::Result<Mode> {
         let path = self.config.clone().unwrap_or_else(|| PathBuf::from(config::FILE_NAME));
         if path.exists() || self.config.is_some() {
-            return Ok(Mode::Config(Config::load(&path)?));
+            return Ok(Mode::Config(Config::load(&path)?, path));
         }
         let dir = std::env::current_dir().context("cannot find the current directory")?;
         if !dir.join("PKGBUILD").exists() {
@@ -141,8 +225,9 @@ impl Common {
             .unwrap_or_else(|| "pkgbuild".into());
         // The user's defaults ([base], [build], [repo]), if any; then one
         // entry for this directory.
-        let mut config = match user_defaults().filter(|p| p.exists()) {
-            Some(p) => Config::load(&p)?,
+        let defaults = user_defaults().filter(|p| p.exists());
+        let mut config = match &defaults {
+            Some(p) => Config::load(p)?,
             None => Config::from_toml("", Path::new("(laptop mode)"), &dir)?,
         };
         config.pkgbuilds = vec![config::PkgbuildEntry {
@@ -152,24 +237,12 @@ impl Common {
             makedeps: Vec::new(),
             home_binds: Vec::new(),
         }];
-        Ok(Mode::Laptop { config, dir })
+        Ok(Mode::Laptop { config, dir, defaults })
     }
 
-    /// The base, in the order plan uses: --base ID, --base-dir DIR,
-    /// $PKGCELL_BASE_DIR, the config's [base] (made when missing).
-    pub(super) fn base(&self, home: &Home, config: &Config) -> anyhow::Result<build::Base> {
-        if let Some(id) = &self.base {
-            let b = pkgcell::base::find(home, id)?;
-            return Ok(build::Base { id: b.id.to_string(), root: b.root });
-        }
-        let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
-        let Some(dir) = self.base_dir.clone().or(from_env) else {
-            let b = pkgcell::base::resolve(home, &config.base)
-                .context("cannot make the base of the config's [base] (or pass --base ID or --base-dir DIR)")?;
-            return Ok(build::Base { id: b.id.to_string(), root: b.root });
-        };
-        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-        Ok(build::base_of_dir(&dir)?)
+    /// The base of this run ([`resolve_base`]).
+    pub(super) fn base(&self, home: &Home, mode: &Mode) -> anyhow::Result<build::Base> {
+        resolve_base(home, self.base.as_deref(), self.base_dir.as_deref(), Some(mode.config()))
     }
 
     pub(super) fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
@@ -191,13 +264,10 @@ impl Common {
         synced: Vec<sync::Synced>,
         local: &[LocalPackage],
     ) -> anyhow::Result<Plan> {
-        if self.parse_timeout == 0 {
-            bail!("--parse-timeout must be at least 1 second");
-        }
         let opts = PlanOptions {
             base: base.root.clone(),
             home: home.clone(),
-            parse_timeout: Duration::from_secs(self.parse_timeout),
+            parse_timeout: self.parse_timeout,
             local: local.to_vec(),
         };
         Ok(plan::plan(config, synced, &opts)?)
@@ -209,13 +279,16 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let local = args.install.iter().map(|p| LocalPackage::read(p)).collect::<Result<Vec<_>, _>>()?;
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
+    let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
+    // The packager's makepkg.conf and environment, as makechrootpkg honours them.
+    let user = UserConf::load()?;
     let home = Home::from_env()?;
     // Held to the end: no `store gc` while this run's downloads, layers
     // and outputs have no record yet.
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     let jobs = args.jobs.unwrap_or(config.build.jobs.get());
     if jobs == 0 {
         bail!("-j must be at least 1");
@@ -248,8 +321,19 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         local,
         layers: if args.clean { LayerMode::Fresh(std::time::SystemTime::now()) } else { LayerMode::Reuse },
-        limits: Limits { memory: args.memory.or(config.build.memory), pids: args.pids.or(config.build.pids) },
+        limits: Limits {
+            memory: args.memory.or(config.build.memory),
+            pids: args.pids.or(config.build.pids),
+            tmp: config.build.tmp_size,
+        },
         remote,
+        rebuild: match (args.force, args.packages.is_empty()) {
+            (false, _) => Rebuild::IfMissing,
+            (true, true) => Rebuild::Entries(config.pkgbuilds.iter().map(|e| e.name.to_string()).collect()),
+            (true, false) => Rebuild::Entries(args.packages.iter().cloned().collect()),
+        },
+        makepkg_flags,
+        packager: user.packager.clone(),
     };
     let progress = Progress::new(true);
     let finished = std::sync::atomic::AtomicBool::new(false);
@@ -271,14 +355,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
 
     let mut results = results;
     if let Mode::Laptop { dir, .. } = &mode {
-        let store = Store::at(home.store());
-        for r in &mut results {
-            for f in &mut r.files {
-                let dst = dir.join(&f.name);
-                store.copy_out(&f.blake3, &dst)?;
-                f.path = dst;
-            }
-        }
+        leave_outputs(&home, dir, &user, &mut results)?;
     }
 
     let mut stdout = std::io::stdout().lock();
@@ -289,8 +366,67 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         summary(&mut stdout, &results)?;
     }
-    let bad = results.iter().any(|r| matches!(r.status, PackageStatus::Failed | PackageStatus::Skipped));
+    // In laptop mode the one PKGBUILD asked for is not built: as makepkg,
+    // that is a failure. In a repository it is only left out.
+    let laptop = matches!(mode, Mode::Laptop { .. });
+    let bad = results.iter().any(|r| match r.status {
+        PackageStatus::Failed | PackageStatus::Skipped => true,
+        PackageStatus::NotForArch => laptop,
+        PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => false,
+    });
     Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Laptop mode: the package files where makepkg would leave them (beside the
+/// PKGBUILD, or PKGDEST), signed when BUILDENV has `sign` (as makepkg
+/// signs: a detached `.sig` by gpg, with GPGKEY when set), and a copy of the
+/// build log in LOGDEST when set.
+fn leave_outputs(home: &Home, dir: &Path, user: &UserConf, results: &mut [PackageResult]) -> anyhow::Result<()> {
+    let store = Store::at(home.store());
+    let pkgdest = user.pkgdest.clone().unwrap_or_else(|| dir.to_owned());
+    for r in results {
+        if !r.files.is_empty() {
+            std::fs::create_dir_all(&pkgdest).with_context(|| format!("cannot create PKGDEST {}", pkgdest.display()))?;
+        }
+        for f in &mut r.files {
+            let dst = pkgdest.join(&f.name);
+            store.copy_out(&f.blake3, &dst)?;
+            f.path = dst;
+            if user.sign {
+                sign(&f.path, user.gpgkey.as_deref())?;
+            }
+        }
+        if let (Some(logdest), Some(log)) = (&user.logdest, &r.log)
+            && let Some(name) = log.file_name()
+        {
+            std::fs::create_dir_all(logdest).with_context(|| format!("cannot create LOGDEST {}", logdest.display()))?;
+            let dst = logdest.join(name);
+            std::fs::copy(log, &dst).with_context(|| format!("cannot copy the build log to {}", dst.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `gpg --detach-sign` as makepkg runs it, replacing an older signature.
+fn sign(file: &Path, key: Option<&str>) -> anyhow::Result<()> {
+    let sig = PathBuf::from(format!("{}.sig", file.display()));
+    let _ = std::fs::remove_file(&sig);
+    let mut cmd = std::process::Command::new("gpg");
+    cmd.args(["--batch", "--yes", "--detach-sign", "--use-agent", "--no-armor"]);
+    if let Some(k) = key {
+        cmd.args(["-u", k]);
+    }
+    let out = cmd.arg(file).output().context("cannot run gpg to sign the package (BUILDENV has sign)")?;
+    if !out.status.success() {
+        bail!(
+            "gpg could not sign {} (BUILDENV has sign{}): {}",
+            file.display(),
+            key.map(|k| format!(", GPGKEY={k}")).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    eprintln!("==> signed {}", file.display());
+    Ok(())
 }
 
 fn json_of(r: &PackageResult) -> serde_json::Value {
@@ -326,7 +462,7 @@ fn summary(w: &mut impl Write, results: &[PackageResult]) -> std::io::Result<()>
             PackageStatus::Downloaded => {
                 writeln!(w, "downloaded {:<14} {id}  {}", r.name, r.reason.as_deref().unwrap_or(""))?;
             }
-            PackageStatus::Failed | PackageStatus::Skipped => {
+            PackageStatus::Failed | PackageStatus::Skipped | PackageStatus::NotForArch => {
                 writeln!(w, "{:<8} {:<16} {id}  {}", status, r.name, r.reason.as_deref().unwrap_or(""))?;
             }
         }
@@ -346,6 +482,7 @@ fn status_word(s: PackageStatus) -> &'static str {
         PackageStatus::Downloaded => "downloaded",
         PackageStatus::Failed => "failed",
         PackageStatus::Skipped => "skipped",
+        PackageStatus::NotForArch => "not for this arch",
     }
 }
 
@@ -397,11 +534,13 @@ impl Progress {
             Event::Finished(r) => {
                 s.running.remove(&r.name);
                 match r.status {
-                    PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => s.done += 1,
+                    PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded | PackageStatus::NotForArch => {
+                        s.done += 1
+                    }
                     PackageStatus::Failed | PackageStatus::Skipped => s.failed += 1,
                 }
                 let reason = match r.status {
-                    PackageStatus::Failed | PackageStatus::Skipped => {
+                    PackageStatus::Failed | PackageStatus::Skipped | PackageStatus::NotForArch => {
                         format!(": {}", r.reason.as_deref().unwrap_or("").lines().next().unwrap_or(""))
                     }
                     PackageStatus::Built => format!(" in {:.1}s", r.seconds.unwrap_or(0.0)),
@@ -452,13 +591,13 @@ fn erase(n: usize) -> String {
 pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
     let home = Home::from_env()?;
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan(config, &home, &base)?;
-    let limits = Limits { memory: config.build.memory, pids: config.build.pids };
+    let limits = Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size };
     let fetcher = Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits());
     let mut failed = false;
     for p in &plan.packages {
@@ -468,6 +607,10 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         let Some(srcinfo) = &p.srcinfo else {
             let why = match &p.status {
                 Status::Error { stage, message } => format!("{stage}: {message}"),
+                Status::NotForArch { archs } => {
+                    writeln!(std::io::stdout().lock(), "==> {}: not built for {} (arch = {}): nothing to fetch", p.name, config.repo.arch, archs.join(" "))?;
+                    continue;
+                }
                 Status::Blocked { .. } | Status::ToBuild => "not parsed".into(),
             };
             eprintln!("==> {}: failed: {why}", p.name);
@@ -476,9 +619,9 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         };
         let sources = fetch::sources_of(srcinfo, &config.repo.arch.to_string());
         match fetcher.fetch(&sources).and_then(|got| Ok((got, fetcher.fetch_packages(&p.installs)?))) {
-            Ok((got, pkgs)) if pkgs.is_empty() => println!("==> {}: {} sources fetched", p.name, got.len()),
+            Ok((got, pkgs)) if pkgs.is_empty() => writeln!(std::io::stdout().lock(), "==> {}: {} sources fetched", p.name, got.len())?,
             Ok((got, pkgs)) => {
-                println!("==> {}: {} sources and {} repository packages fetched", p.name, got.len(), pkgs.len())
+                writeln!(std::io::stdout().lock(), "==> {}: {} sources and {} repository packages fetched", p.name, got.len(), pkgs.len())?
             }
             Err(e) => {
                 eprintln!("==> {}: failed: {}", p.name, build::error_chain(&e));

@@ -1,6 +1,7 @@
 //! `pkgcell init`, `pkgcell plan` and `pkgcell srcinfo`: thin wrappers that
 //! turn flags into library calls and print tables or JSON.
 
+use super::build::{SettingsFile, resolve_base, user_defaults};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,9 +33,14 @@ pub struct BaseArgs {
     /// The base chroot to use, by id or unique prefix (see `pkgcell base list`).
     #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
     base: Option<String>,
-    /// Time limit for sourcing one PKGBUILD, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    parse_timeout: u64,
+    /// Time limit for sourcing one PKGBUILD: seconds, or "90s", "2m".
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
+    parse_timeout: Duration,
+}
+
+/// `--parse-timeout`: a [`pkgcell_sandbox::Timeout`].
+pub(super) fn parse_timeout(s: &str) -> Result<Duration, String> {
+    s.parse::<pkgcell_sandbox::Timeout>().map(|t| t.duration()).map_err(|e| e.to_string())
 }
 
 /// Show what would be built, why, and in which order, without building.
@@ -68,34 +74,14 @@ pub struct SrcinfoArgs {
 }
 
 impl BaseArgs {
-    /// The base root: --base-dir, --base ID, $PKGCELL_BASE_DIR, or the
-    /// config's [base] (made when missing), in that order.
-    /// `config` is only called when the base must come from the config.
-    fn base(&self, home: &Home, config: impl FnOnce() -> anyhow::Result<Option<Config>>) -> anyhow::Result<PathBuf> {
-        if let Some(id) = &self.base {
-            return Ok(pkgcell::base::find(home, id)?.root);
-        }
-        let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
-        let Some(dir) = self.base_dir.clone().or(from_env) else {
-            let Some(config) = config()? else {
-                bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one", config::FILE_NAME);
-            };
-            let base = pkgcell::base::resolve(home, &config.base)
-                .context("cannot make the base of the config's [base] (or pass --base ID or --base-dir DIR)")?;
-            return Ok(base.root);
-        };
-        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-        if !dir.is_dir() {
-            bail!("base directory {} does not exist", dir.display());
-        }
-        Ok(dir)
+    /// The base root, resolved as every command does
+    /// ([`super::build::resolve_base`]).
+    fn base(&self, home: &Home, config: Option<(&Config, SettingsFile<'_>)>) -> anyhow::Result<PathBuf> {
+        Ok(resolve_base(home, self.base.as_deref(), self.base_dir.as_deref(), config)?.root)
     }
 
     fn timeout(&self) -> anyhow::Result<Duration> {
-        if self.parse_timeout == 0 {
-            bail!("--parse-timeout must be at least 1 second");
-        }
-        Ok(Duration::from_secs(self.parse_timeout))
+        Ok(self.parse_timeout)
     }
 }
 
@@ -108,7 +94,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let home = Home::from_env()?;
-    let base = args.base.base(&home, || Ok(Some(config.clone())))?;
+    let base = args.base.base(&home, Some((&config, SettingsFile::Config(&args.config))))?;
     let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
     let synced = sync::sync(&config, &home, mode);
     let store = pkgcell::store::Store::at(home.store());
@@ -144,6 +130,7 @@ fn print_table(w: &mut impl Write, plan: &plan::Plan, built: &[bool]) -> std::io
             Status::ToBuild => "to build".to_owned(),
             Status::Blocked { by } => format!("blocked by {}", by.join(", ")),
             Status::Error { stage, message } => format!("error ({stage}): {message}"),
+            Status::NotForArch { archs } => format!("not for {} (arch = {})", plan.arch, archs.join(" ")),
         };
         let mut version = p.pkgver.clone().unwrap_or_else(|| "-".into());
         if p.pkgver_func {
@@ -198,11 +185,16 @@ pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
         abs.push(a);
     }
     let home = Home::from_env()?;
-    // Without --base or --base-dir, the base of the config in the current directory.
-    let base = args.base.base(&home, || {
-        let config = Path::new(config::FILE_NAME);
-        Ok(if config.exists() { Some(Config::load(config)?) } else { None })
-    })?;
+    // Without --base or --base-dir, the base of the config in the current
+    // directory, else of the user's defaults (as laptop mode's build).
+    let project = Path::new(config::FILE_NAME);
+    let defaults = user_defaults().filter(|p| p.exists());
+    let config = match (project.exists(), &defaults) {
+        (true, _) => Some((Config::load(project)?, SettingsFile::Config(project))),
+        (false, Some(d)) => Some((Config::load(d)?, SettingsFile::UserDefaults(d))),
+        (false, None) => None,
+    };
+    let base = args.base.base(&home, config.as_ref().map(|(c, f)| (c, *f)))?;
     let (results, _) = plan::srcinfo_of_dirs(&abs, &base, home, args.base.timeout()?)?;
     let mut stdout = std::io::stdout().lock();
     let mut failed = false;

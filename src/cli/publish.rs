@@ -1,6 +1,7 @@
 //! `pkgcell publish` and `pkgcell repo add/remove`: thin wrappers over
 //! [`pkgcell::publish`].
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -233,7 +234,7 @@ fn print_publish_report(
             map.insert("version".into(), 1.into());
             map.insert("s3".into(), serde_json::to_value(up)?);
         }
-        println!("{value}");
+        writeln!(std::io::stdout().lock(), "{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
     print_report(report, false)?;
@@ -277,7 +278,7 @@ fn print_report(report: &publish::Report, json: bool) -> anyhow::Result<ExitCode
         if let serde_json::Value::Object(map) = &mut value {
             map.insert("version".into(), 1.into());
         }
-        println!("{value}");
+        writeln!(std::io::stdout().lock(), "{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
     for pkg in &report.added {

@@ -79,7 +79,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         Err(e) if args.json => {
             // A scheduler reading --json gets an object in every case.
             let v = serde_json::json!({"version": repro::REPRO_JSON_VERSION, "error": format!("{e:#}")});
-            println!("{v}");
+            writeln!(std::io::stdout().lock(), "{v}")?;
             eprintln!("pkgcell: error: {e:#}");
             Ok(ExitCode::from(2))
         }
@@ -100,9 +100,9 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let local = repro::local_packages(&store, &found.record, &given)?;
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     eprintln!(
         "==> rebuilding {} with no network, SOURCE_DATE_EPOCH={}",
         found.record.pkgid, found.buildinfo.builddate
@@ -241,9 +241,9 @@ fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
     let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
     let mode = args.common.config()?;
     let config = match &mode {
-        Mode::Config(c) | Mode::Laptop { config: c, .. } => c,
+        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
-    let base = args.common.base(&home, config)?;
+    let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan_with(config, &home, &base, &local)?;
     let opts = rebuild_options(&home, base, config, local);
     let tmp = home.tmp();
@@ -302,9 +302,14 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         home_binds: Default::default(),
         local,
         layers: Default::default(),
-        limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids },
+        limits: pkgcell::build::Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size },
         // A check rebuilds here, whatever a remote store holds.
         remote: None,
+        // rebuild() runs makepkg whatever the store holds; plain makepkg.
+        rebuild: Default::default(),
+        makepkg_flags: Default::default(),
+        // rebuild() takes the recorded packager (MakepkgEnv).
+        packager: None,
     }
 }
 

@@ -2,16 +2,17 @@
 //! typed [`Spec`] in one place ([`RunArgs::to_spec`]), which reports every
 //! misuse before anything starts.
 
+use std::io::Write as _;
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use pkgcell_sandbox::{
-    Access, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Seccomp, Spec, SubIdFiles, Upper,
+    Access, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Seccomp, Size, Spec, SubIdFiles,
+    Timeout, Upper,
 };
 
 /// Default size limit of a tmpfs upper.
@@ -44,13 +45,19 @@ pub struct RunArgs {
     /// Put the overlay's writes on a tmpfs of this size (default 4G), gone afterwards.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     tmpfs_upper: Option<u64>,
+    /// Size of the tmpfs on /tmp (default: that of the tmpfs upper, else 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    tmp_size: Option<u64>,
+    /// Size of the tmpfs on /dev/shm (default: that of the tmpfs upper, else 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    shm_size: Option<u64>,
     /// Bind a host path read-write (DST defaults to SRC).
     #[arg(long, value_name = "SRC[:DST]", value_parser = parse_bind_rw)]
     bind: Vec<Mount>,
     /// Bind a host path read-only, nosuid, nodev (DST defaults to SRC).
     #[arg(long, value_name = "SRC[:DST]", value_parser = parse_bind_ro)]
     ro_bind: Vec<Mount>,
-    /// Mount a fresh tmpfs here.
+    /// Mount a fresh tmpfs here (as large as /tmp).
     #[arg(long, value_name = "DST", value_parser = parse_tmpfs)]
     tmpfs: Vec<Mount>,
     /// Use the host's network (default: a private one with only loopback).
@@ -71,9 +78,9 @@ pub struct RunArgs {
     /// Host name inside.
     #[arg(long, value_name = "NAME", default_value = "pkgcell")]
     hostname: String,
-    /// Kill everything after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    timeout: Option<f64>,
+    /// Kill everything after this many seconds (or "90s", "2h", "1h30m").
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<Timeout>,
     /// A resource limit for the command, soft = hard (repeatable): nofile,
     /// nproc, as (bytes), data (bytes), fsize (bytes), cpu (seconds), core, stack.
     #[arg(long, value_name = "NAME=N", value_parser = parse_rlimit)]
@@ -105,23 +112,11 @@ enum SeccompArg {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        None => (s, 1u64),
-        Some((i, _)) => {
-            let m = match s[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
-                "" => 1,
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                "T" => 1 << 40,
-                other => return Err(format!("unknown size unit {other:?} (use K, M, G or T)")),
-            };
-            (&s[..i], m)
-        }
-    };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 512M or 4G"))?;
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("size {s:?} is zero or too large"))
+    s.parse::<Size>().map(Size::bytes).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    s.parse::<Timeout>().map_err(|e| e.to_string())
 }
 
 fn split_bind(s: &str) -> Result<(PathBuf, PathBuf), String> {
@@ -206,7 +201,16 @@ impl RunArgs {
             } else {
                 std::fs::read_to_string(file).with_context(|| format!("cannot read the spec {}", file.display()))?
             };
-            let spec: Spec = serde_json::from_str(&text)
+            // serde_path_to_error: the error names the field ("root.overlay.
+            // upper.tmpfs.size: invalid value: integer `-1`"), which
+            // serde_json's own message does not.
+            let spec: Spec = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let msg = e.into_inner().to_string();
+                    // Our own checks name their field already ("timeout 1e300: ...").
+                    if msg.starts_with(&path) { anyhow::anyhow!(msg) } else { anyhow::anyhow!("{path}: {msg}") }
+                })
                 .with_context(|| format!("{} is not a valid sandbox spec (see README, \"pkgcell run --spec\")", file.display()))?;
             return Ok(spec);
         }
@@ -253,11 +257,9 @@ impl RunArgs {
         spec.env = base_env(self.uid);
         spec.env.extend(self.env.iter().cloned());
         spec.hostname = self.hostname.clone();
-        spec.timeout = match self.timeout {
-            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => bail!("--timeout must be a positive number of seconds, got {t}"),
-            None => None,
-        };
+        spec.timeout = self.timeout.map(Timeout::duration);
+        spec.tmp_size = self.tmp_size;
+        spec.shm_size = self.shm_size;
         spec.rlimits = self.rlimit.clone();
         spec.id_map = if self.single_id { IdMapMode::Single } else { IdMapMode::Auto };
         spec.seccomp = match self.seccomp {
@@ -294,7 +296,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match sandbox.run() {
         Ok(outcome) => {
             if args.json {
-                println!("{}", serde_json::to_string(&outcome)?);
+                writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&outcome)?)?;
             }
             Ok(ExitCode::from(outcome.status.exit_code()))
         }
@@ -306,7 +308,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ => serde_json::Value::Null,
             };
             let msg = format!("{:#}", anyhow::Error::from(e));
-            println!("{}", serde_json::json!({"version": pkgcell_sandbox::SPEC_VERSION, "error": msg, "setup": detail}));
+            writeln!(std::io::stdout().lock(), "{}", serde_json::json!({"version": pkgcell_sandbox::SPEC_VERSION, "error": msg, "setup": detail}))?;
             eprintln!("pkgcell: error: {msg}");
             Ok(ExitCode::from(2))
         }
@@ -327,6 +329,7 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("3X").is_err());
         assert!(parse_size("G").is_err());
+        assert!(parse_size("18446744073709551615").is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alpm_srcinfo::{MergedPackage, SourceInfoV1};
-use alpm_types::{Architecture, Name, RelationOrSoname, SystemArchitecture};
+use alpm_types::{Architecture, Architectures, Name, RelationOrSoname, SystemArchitecture};
 use serde::Serialize;
 
 use crate::config::{Config, DephashMode, PkgbuildEntry};
@@ -205,6 +205,12 @@ pub enum Status {
         /// The failed entries it needs, directly or not.
         by: Vec<String>,
     },
+    /// Its `arch` does not include the repository's architecture: it is
+    /// left out, which is not a failure (makepkg would refuse to build it).
+    NotForArch {
+        /// The architectures it is built for.
+        archs: Vec<String>,
+    },
     /// It failed to plan.
     Error {
         /// The step that failed: sync, tree-id, parse, deps, cycle.
@@ -217,7 +223,7 @@ pub enum Status {
 impl Plan {
     /// Whether some package failed to plan (exit code 1).
     pub fn has_failures(&self) -> bool {
-        self.packages.iter().any(|p| p.status != Status::ToBuild)
+        self.packages.iter().any(|p| !matches!(p.status, Status::ToBuild | Status::NotForArch { .. }))
     }
 }
 
@@ -284,7 +290,12 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     for ((i, job), result) in jobs.iter().zip(run.results) {
         let p = &mut out[*i];
         match result.and_then(|s| read_srcinfo(&s, job.tree_id, &arch, &config.pkgbuilds[*i]).map(|n| (s, n))) {
-            Ok((s, node)) => {
+            Ok((s, Read::NotForArch { pkgbase, archs })) => {
+                p.pkgver_func = s.has_pkgver_func;
+                p.pkgbase = Some(pkgbase.to_string());
+                p.status = Status::NotForArch { archs };
+            }
+            Ok((s, Read::Node(node))) => {
                 p.pkgver_func = s.has_pkgver_func;
                 p.pkgbase = Some(node.pkgbase.to_string());
                 p.pkgver = node.packages.first().map(|m| m.version.to_string());
@@ -503,7 +514,9 @@ fn closure<'a>(providers: &'a [Provider], me: usize, roots: &[&RelationOrSoname]
 /// in waves.
 fn order(out: &mut [PlannedPackage], needs: &[BTreeSet<usize>]) {
     let n = out.len();
-    let failed = |out: &[PlannedPackage], i: usize| matches!(out[i].status, Status::Error { .. });
+    // Entries left out of the graph: failed ones, and those not built for
+    // this architecture (nothing can need them: they provide nothing).
+    let failed = |out: &[PlannedPackage], i: usize| matches!(out[i].status, Status::Error { .. } | Status::NotForArch { .. });
     // Waves by repeated passes: an entry gets a wave once all it needs have one.
     let mut wave: Vec<Option<usize>> = vec![None; n];
     loop {
@@ -578,24 +591,34 @@ fn find_cycle(start: usize, needs: &[BTreeSet<usize>], wave: &[Option<usize>], o
         }
         false
     }
-    let open = |j: usize| wave[j].is_none() && !matches!(out[j].status, Status::Error { .. });
+    let open = |j: usize| wave[j].is_none() && !matches!(out[j].status, Status::Error { .. } | Status::NotForArch { .. });
     let mut path = vec![start];
     let mut seen = BTreeSet::from([start]);
     dfs(start, start, needs, &open, &mut path, &mut seen).then_some(path)
 }
 
+/// What a .SRCINFO gives for the planned architecture.
+enum Read {
+    /// What planning needs.
+    Node(Node),
+    /// It is not built for the planned architecture.
+    NotForArch { pkgbase: Name, archs: Vec<String> },
+}
+
 /// Read the .SRCINFO text into what planning needs, for `arch`.
-fn read_srcinfo(s: &Srcinfo, tree_id: TreeId, arch: &SystemArchitecture, entry: &PkgbuildEntry) -> Result<Node, PkgbuildError> {
+fn read_srcinfo(s: &Srcinfo, tree_id: TreeId, arch: &SystemArchitecture, entry: &PkgbuildEntry) -> Result<Read, PkgbuildError> {
     let info = SourceInfoV1::from_string(&s.text)
         .map_err(|e| PkgbuildError::Invalid { message: e.to_string().trim().to_owned() })?;
     let base = &info.base;
-    let archs: Vec<String> = base.architectures.to_string().split_whitespace().map(str::to_owned).collect();
-    let target: Architecture = if archs.iter().any(|a| a == "any") {
-        Architecture::Any
-    } else if archs.iter().any(|a| *a == arch.to_string()) {
-        Architecture::Some(arch.clone())
-    } else {
-        return Err(PkgbuildError::Invalid { message: format!("it is not built for {arch} (arch = {})", archs.join(" ")) });
+    // The typed list: its Display joins with ", ", which is not makepkg's
+    // syntax and must not be split again.
+    let target: Architecture = match &base.architectures {
+        Architectures::Any => Architecture::Any,
+        Architectures::Some(archs) if archs.contains(arch) => Architecture::Some(arch.clone()),
+        Architectures::Some(archs) => {
+            let archs = archs.iter().map(ToString::to_string).collect();
+            return Ok(Read::NotForArch { pkgbase: base.name.clone(), archs });
+        }
     };
     let packages: Vec<MergedPackage> = info.packages_for_architecture(target.clone()).collect();
     let specific = match &target {
@@ -613,7 +636,7 @@ fn read_srcinfo(s: &Srcinfo, tree_id: TreeId, arch: &SystemArchitecture, entry: 
     }
     depends.extend(rel(&entry.deps));
     makedepends.extend(rel(&entry.makedeps));
-    Ok(Node { pkgbase: base.name.clone(), tree_id, packages, depends, makedepends, checkdepends })
+    Ok(Read::Node(Node { pkgbase: base.name.clone(), tree_id, packages, depends, makedepends, checkdepends }))
 }
 
 fn source_ref(entry: &PkgbuildEntry, checkout: Option<&Checkout>) -> SourceRef {

@@ -33,6 +33,18 @@ pub enum PackageError {
         /// Why it is invalid.
         reason: String,
     },
+    /// A name that goes into the database (the file name, an archive
+    /// member) and that a line of a `desc` or `files` entry cannot carry:
+    /// a newline there would inject fields.
+    #[error("{what} {name:?} cannot go into a pacman database: {reason}")]
+    UnsafeName {
+        /// "file name" or "archive member".
+        what: &'static str,
+        /// The name, lossily decoded (printed escaped).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The detached signature next to the package is unusable.
     #[error("signature {path} is {reason}")]
     BadSignature {
@@ -157,3 +169,9 @@ impl PublishError {
 
 /// Result alias for the publish stage.
 pub type Result<T, E = PublishError> = std::result::Result<T, E>;
+
+impl From<crate::ids::InvalidRepoName> for PublishError {
+    fn from(e: crate::ids::InvalidRepoName) -> Self {
+        PublishError::BadRepoName { name: e.name }
+    }
+}

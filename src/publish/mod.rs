@@ -92,8 +92,13 @@ impl PackageInput {
         Ok(out)
     }
 
+    /// The name the file is published under, which becomes `%FILENAME%`
+    /// in the db: checked here, before anything is read or written.
     fn file_name(&self) -> Result<&str> {
-        file_name(&self.path).ok_or_else(|| PublishError::NotAnInput { path: self.path.clone() })
+        let name = file_name(&self.path).ok_or_else(|| PublishError::NotAnInput { path: self.path.clone() })?;
+        package::check_file_name(name)
+            .map_err(|source| PublishError::Package { path: self.path.clone(), source })?;
+        Ok(name)
     }
 }
 

@@ -99,11 +99,43 @@ fn read_archive(compressed: impl Read, paths_too: bool) -> Result<(String, Vec<V
                 break;
             }
         } else if !path.starts_with(b".") {
+            if paths_too {
+                check_member(&path)?;
+            }
             paths.push(path);
         }
     }
     let pkginfo = pkginfo.ok_or(PackageError::NoPkgInfo)?;
     Ok((pkginfo, paths))
+}
+
+/// A package's file name, which becomes `%FILENAME%` (see
+/// [`PackageError::UnsafeName`]): no `/`, and as [`check_member`].
+pub(crate) fn check_file_name(name: &str) -> Result<(), PackageError> {
+    if name.contains('/') {
+        return Err(unsafe_name("file name", name.as_bytes(), "it contains a `/`"));
+    }
+    check_line("file name", name.as_bytes())
+}
+
+/// An archive member's path, which becomes a line of the `files` entry:
+/// no control character (newline, tab, escape, ...), no `..` component.
+fn check_member(path: &[u8]) -> Result<(), PackageError> {
+    check_line("archive member", path)
+}
+
+fn check_line(what: &'static str, name: &[u8]) -> Result<(), PackageError> {
+    if name.iter().any(|b| b.is_ascii_control()) || String::from_utf8_lossy(name).chars().any(char::is_control) {
+        return Err(unsafe_name(what, name, "it contains a control character"));
+    }
+    if name.split(|b| *b == b'/').any(|part| part == b"..") {
+        return Err(unsafe_name(what, name, "it contains a `..` component"));
+    }
+    Ok(())
+}
+
+fn unsafe_name(what: &'static str, name: &[u8], reason: &'static str) -> PackageError {
+    PackageError::UnsafeName { what, name: String::from_utf8_lossy(name).into_owned(), reason }
 }
 
 pub(crate) fn read_sig(sig: &Path) -> Result<String, PackageError> {
@@ -236,5 +268,21 @@ mod tests {
         let sig = write(dir.path(), "a.pkg.tar.zst.sig", b"-----BEGIN PGP SIGNATURE-----\n");
         let err = read(&path, Some(&sig), "a", DescVersion::V2).unwrap_err();
         assert!(matches!(err, PublishError::Package { source: PackageError::BadSignature { .. }, .. }), "{err}");
+    }
+
+    #[test]
+    fn names_that_would_break_a_db_line_are_refused() {
+        for ok in ["foo-1:2.0-1-x86_64.pkg.tar.zst", "a b.pkg.tar.zst", "ünïcode-1-1-any.pkg.tar.zst", "..x"] {
+            assert!(check_file_name(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["a\nb", "a\rb", "a\tb", "a\u{1b}b", "a\u{85}b", "a/b", ".."] {
+            assert!(matches!(check_file_name(bad), Err(PackageError::UnsafeName { what: "file name", .. })), "{bad:?}");
+        }
+        assert!(check_member(b"usr/share/a b/..x").is_ok());
+        for bad in [&b"usr/../etc/x"[..], b"../x", b"usr/bin/x\n%NAME%", b"usr/\x7f", b"usr/x/.."] {
+            assert!(matches!(check_member(bad), Err(PackageError::UnsafeName { what: "archive member", .. })), "{bad:?}");
+        }
+        let err = check_file_name("x\n%NAME%\ny").unwrap_err().to_string();
+        assert_eq!(err, r#"file name "x\n%NAME%\ny" cannot go into a pacman database: it contains a control character"#);
     }
 }

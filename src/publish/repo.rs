@@ -29,37 +29,7 @@ use super::{
 /// many times faster, which matters for the one-package-added case.
 const ZSTD_LEVEL: i32 = 3;
 
-/// A repository name: what pacman.conf calls `[NAME]` and the db's prefix.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct RepoName(String);
-
-impl RepoName {
-    /// Validates a repository name: it becomes part of file names, so no
-    /// `/`, no leading `.` and nothing a shell or URL would mangle.
-    ///
-    /// ```
-    /// use pkgcell::publish::RepoName;
-    /// assert!(RepoName::new("myrepo").is_ok());
-    /// assert!(RepoName::new("../x").is_err());
-    /// ```
-    pub fn new(name: &str) -> Result<Self> {
-        let ok = !name.is_empty()
-            && !name.starts_with('.')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b));
-        if ok { Ok(RepoName(name.to_owned())) } else { Err(PublishError::BadRepoName { name: name.to_owned() }) }
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for RepoName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::RepoName;
 
 /// Every path belonging to one repository database.
 #[derive(Clone, Debug)]

@@ -475,3 +475,37 @@ fn store_gc_removes_a_base_replaced_by_update_that_no_build_needs() {
     assert_eq!(v["bases"], serde_json::json!([first]), "{v:#}");
     assert_eq!(e.listed(), vec![second]);
 }
+
+/// Issue 15: a plain root file system tarball with no pacman database (as
+/// mmdebstrap writes one) is a base with no packages: it is given an empty
+/// database, and a PKGBUILD with no dependencies plans and builds on it.
+#[test]
+fn a_tarball_without_a_pacman_database_is_a_base_with_no_packages() {
+    let e = Env::new();
+    let tarball = e.dir.join("nodb.tar.zst");
+    let o = output(
+        Command::new("unshare")
+            .args(["--map-auto", "--map-root-user", "tar", "--numeric-owner", "--zstd", "--exclude=./var/lib/pacman", "-C"])
+            .arg(test_base())
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let pkg = e.dir.join("pkgs/plain");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("PKGBUILD"),
+        "pkgname=plain\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\npackage() { install -Dm644 /dev/null \"$pkgdir/usr/share/plain/x\"; }\n",
+    )
+    .unwrap();
+    e.config(&format!(
+        "[base]\nsource = \"tarball\"\ntarball = \"{}\"\n\n[pkgbuilds]\nplain = {{ path = \"pkgs/plain\" }}\n",
+        tarball.display()
+    ));
+    let id = e.create();
+    assert_eq!(e.show(&id)["packages"], serde_json::json!([]));
+    let o = e.pkgcell(&["build", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|err| panic!("no JSON ({err})\n{}", text(&o)));
+    assert_eq!(v["packages"][0]["status"], "built", "{}", text(&o));
+}

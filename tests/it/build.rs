@@ -366,6 +366,53 @@ fn home_binds_keep_a_directory_of_the_build_users_home_between_builds() {
     assert_eq!(code, 0, "{}", text(&o));
     let runs = std::fs::read_to_string(env.dir.join("home/homes/homebind/.cache/counter/runs")).unwrap();
     assert_eq!(runs, "run\nrun\n");
+    // Writable by the build user (a subordinate id), not by everyone: no
+    // other local user can plant files in it for a later build.
+    use std::os::unix::fs::MetadataExt;
+    for dir in ["home/homes/homebind/.cache/counter", "home/homes/homebind/.cache", "home/homes/homebind"] {
+        let meta = std::fs::metadata(env.dir.join(dir)).unwrap();
+        assert_eq!(meta.mode() & 0o022, 0, "{dir} is group- or world-writable: {:o}", meta.mode());
+    }
+    let leaf = std::fs::metadata(env.dir.join("home/homes/homebind/.cache/counter")).unwrap();
+    assert_ne!(leaf.uid(), std::fs::metadata(env.dir.join("home")).unwrap().uid(), "owned by the build user's id");
+}
+
+#[test]
+fn a_home_binds_directory_left_world_writable_by_an_older_pkgcell_is_closed_and_still_written() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    env.pkg("homebind");
+    let cfg = "[pkgbuilds]\nhomebind = { path = \"pkgs/homebind\", home_binds = [\".cache/counter\"] }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), cfg).unwrap();
+    let dir = env.dir.join("home/homes/homebind/.cache/counter");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(dir.join("runs"), "old\n").unwrap();
+    std::fs::set_permissions(dir.join("runs"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, _, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o755, "{:o}", meta.mode());
+    assert_ne!(meta.uid(), std::fs::metadata(env.dir.join("home")).unwrap().uid());
+    assert_eq!(std::fs::read_to_string(dir.join("runs")).unwrap(), "old\nrun\n");
+}
+
+#[test]
+fn build_tmp_is_bounded_and_tmp_size_in_the_config_sets_it() {
+    let env = Env::new();
+    env.pkg("tmpfill");
+    let entry = "[pkgbuilds]\ntmpfill = { path = \"pkgs/tmpfill\" }\n";
+    std::fs::write(env.dir.join("pkgcell.toml"), format!("[build]\ntmp_size = \"64M\"\n\n{entry}")).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 1, "100M went into a 64M /tmp\n{}", text(&o));
+    assert_eq!(status(&v, "tmpfill"), "failed");
+    let log = std::fs::read_to_string(pkg(&v, "tmpfill")["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("No space left"), "{log}");
+    // The default (1G) takes it.
+    std::fs::write(env.dir.join("pkgcell.toml"), entry).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "tmpfill"), "built");
 }
 
 #[test]
@@ -427,6 +474,34 @@ fn laptop_mode_takes_the_base_from_the_users_defaults() {
     let out = ok(o);
     assert!(out.contains("1 built"), "{out}");
     assert!(dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists());
+
+    // Issue 17: srcinfo in the same directory takes the same base (no second one).
+    let run = |args: &[&str], xdg: &Path| {
+        output(
+            pkgcell()
+                .args(args)
+                .current_dir(&dir)
+                .env("PKGCELL_HOME", d.join("home"))
+                .env("XDG_CONFIG_HOME", xdg)
+                .env_remove("PKGCELL_BASE_DIR"),
+        )
+    };
+    assert!(ok(run(&["srcinfo"], &xdg)).contains("pkgname = hello"));
+    let listed: Value = serde_json::from_str(&ok(run(&["base", "list", "--json"], &xdg))).unwrap();
+    assert_eq!(listed["bases"].as_array().unwrap().len(), 1, "{listed:#}");
+
+    // A base the defaults cannot make, or no defaults at all: the error
+    // names the file to write, for build and srcinfo alike.
+    let file = xdg.join("pkgcell/config.toml");
+    std::fs::write(&file, "[base]\nsource = \"tarball\"\ntarball = \"/nonexistent.tar\"\n").unwrap();
+    let none = d.join("none");
+    for (xdg, named) in [(&xdg, file.clone()), (&none, none.join("pkgcell/config.toml"))] {
+        for cmd in [&["build"][..], &["srcinfo"]] {
+            let o = run(cmd, xdg);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", text(&o));
+            assert!(stderr(&o).contains(&named.display().to_string()), "{cmd:?}: {}", text(&o));
+        }
+    }
 }
 
 #[test]
@@ -831,4 +906,182 @@ fn with_a_config_install_files_go_into_every_package_of_the_run() {
     let ls: Value = serde_json::from_str(&ok(env.run(&["store", "ls", "--json"]))).unwrap();
     let with_local = ls["records"].as_array().unwrap().iter().filter(|r| r["local"][0].as_str().is_some_and(|l| l.starts_with("localdep-1.0-1-x86_64.pkg.tar.zst "))).count();
     assert_eq!(with_local, 2, "{ls:#}");
+}
+
+/// Issue 15: `arch=(x86_64 aarch64)` with per-architecture arrays builds
+/// with the x86_64 ones (the aarch64 ones name packages nobody provides
+/// here); `arch=(aarch64)` alone is left out of a repository, not an error of
+/// the whole run, and in laptop mode it is a clear failure.
+#[test]
+fn multi_architecture_pkgbuilds_build_with_their_arrays_for_the_repos_arch_and_others_are_left_out() {
+    let env = Env::new();
+    env.config(&["multiarch", "armonly", "a"], 1);
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(status(&v, "multiarch"), "built", "{v:#}");
+    assert_eq!(status(&v, "a"), "built");
+    assert_eq!(status(&v, "armonly"), "not_for_arch");
+    let reason = pkg(&v, "armonly")["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("not built for x86_64 (arch = aarch64)"), "{reason}");
+    let file = env.dir.join("out.pkg.tar.zst");
+    std::fs::copy(pkg(&v, "multiarch")["files"][0].as_str().unwrap(), &file).unwrap();
+    assert!(package_contains(&file, "usr/share/multiarch/which.txt"));
+
+    // The plan shows it, and is not a failure.
+    let o = env.run(&["plan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("not for x86_64 (arch = aarch64)"), "{}", text(&o));
+
+    // Laptop mode: the one PKGBUILD asked for cannot be built here.
+    let d = TestDir::new();
+    let dir = d.join("armonly");
+    copy_fixture("build/armonly", &dir);
+    let (code, v, o) = laptop_build(&d, &dir, &[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    assert_eq!(v["packages"][0]["status"], "not_for_arch", "{v:#}");
+}
+
+/// Issue 15: a base whose pacman.conf requires signatures on local package
+/// files (as pacman 7.1 configs may) still takes pkgcell's unsigned `-I`
+/// files into a dependency layer: the layer's pacman.conf trusts what
+/// pkgcell checked by hash itself, and the base's own file is unchanged.
+#[test]
+fn a_base_that_requires_local_file_signatures_still_installs_checked_dependencies() {
+    use crate::pkgutil::{TestPackage, makepkg};
+    let d = TestDir::new();
+    let script = d.join("make-base.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "set -e\nmkdir -p \"$PKGCELL_BASE_OUT.d\"\ntar --zstd -xf {tarball} -C \"$PKGCELL_BASE_OUT.d\" 2>/dev/null || true\n\
+             sed -i 's/^\\[options\\]$/[options]\\nLocalFileSigLevel = Required/' \"$PKGCELL_BASE_OUT.d/etc/pacman.conf\"\n\
+             grep -q '^LocalFileSigLevel = Required' \"$PKGCELL_BASE_OUT.d/etc/pacman.conf\"\n\
+             tar --zstd -C \"$PKGCELL_BASE_OUT.d\" -cf \"$PKGCELL_BASE_OUT\" .\n",
+            tarball = crate::base::test_base_tarball().display(),
+        ),
+    )
+    .unwrap();
+    let dir = d.join("pkgs/needslocal");
+    copy_fixture("build/needslocal", &dir);
+    std::fs::write(
+        d.join("pkgcell.toml"),
+        format!("[base]\nsource = \"command\"\ncommand = \"sh {}\"\n\n[pkgbuilds]\nneedslocal = {{ path = \"pkgs/needslocal\" }}\n", script.display()),
+    )
+    .unwrap();
+    let local = makepkg(&TestPackage::new("localdep"), &d.join("work"), &d.join("out"));
+    let o = output(pkgcell().args(["build", "--json", "-I"]).arg(&local).current_dir(d.path()).env("PKGCELL_HOME", d.join("home")));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["packages"][0]["status"], "built", "{}", text(&o));
+    // The base still requires them: only the layer's config trusts pkgcell's checks.
+    let bases = d.join("home/bases");
+    let base = std::fs::read_dir(&bases).unwrap().flatten().find(|e| !e.file_name().to_string_lossy().starts_with('.')).unwrap();
+    let conf = std::fs::read_to_string(base.path().join("root/etc/pacman.conf")).unwrap();
+    let set: Vec<&str> = conf.lines().filter(|l| l.starts_with("LocalFileSigLevel")).collect();
+    assert_eq!(set, ["LocalFileSigLevel = Required"], "{conf}");
+}
+
+/// Issue 17: makepkg flags after `--` reach makepkg (a failing check() is
+/// skipped with --nocheck); flags that would leave no package are refused
+/// before anything runs; `-f` builds a stored pkgid again and its record
+/// replaces the stored one.
+#[test]
+fn makepkg_flags_after_double_dash_reach_makepkg_and_force_rebuilds_a_stored_pkgid() {
+    let d = TestDir::new();
+    let dir = d.join("checkfails");
+    copy_fixture("build/checkfails", &dir);
+    let (code, v, o) = laptop_build(&d, &dir, &[]);
+    assert_eq!(code, 1, "{}", text(&o));
+    assert!(v["packages"][0]["reason"].as_str().unwrap().contains("the test suite fails"), "{v:#}");
+
+    let (code, v, o) = laptop_build(&d, &dir, &["--", "--nocheck"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(v["packages"][0]["status"], "built", "{v:#}");
+    let log = std::fs::read_to_string(v["packages"][0]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("makepkg flags: --nocheck"), "{log}");
+    assert!(!log.contains("the test suite fails"), "{log}");
+    let pkgid = v["packages"][0]["pkgid"].as_str().unwrap().to_owned();
+    remove_packages(&dir);
+
+    // Stored: the flags do not build it again, -f does.
+    let (code, v, o) = laptop_build(&d, &dir, &["--", "--nocheck"]);
+    assert_eq!((code, v["packages"][0]["status"].as_str()), (0, Some("cached")), "{}", text(&o));
+    remove_packages(&dir);
+    let (code, v, o) = laptop_build(&d, &dir, &["-f", "--", "--nocheck"]);
+    assert_eq!((code, v["packages"][0]["status"].as_str()), (0, Some("built")), "{}", text(&o));
+    assert_eq!(v["packages"][0]["pkgid"], pkgid.as_str());
+    remove_packages(&dir);
+    let ls = ok(output(pkgcell().args(["store", "ls", "--json"]).env("PKGCELL_HOME", d.join("home"))));
+    assert_eq!(ls.matches(&pkgid).count(), 1, "one record per pkgid: {ls}");
+
+    // Flags that would leave no package, or that are not makepkg's: exit 2, nothing runs.
+    for bad in ["--nobuild", "-o", "--install", "--config=/x", "hello"] {
+        let o = output(
+            pkgcell().args(["build", "--", bad]).current_dir(&dir).env("PKGCELL_HOME", d.join("home")).env("PKGCELL_BASE_DIR", test_base()),
+        );
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(stderr(&o).contains(&format!("makepkg flag \"{bad}\"")) && stderr(&o).contains("--nocheck"), "{}", text(&o));
+    }
+}
+
+/// Issue 17: laptop mode honours the packager's makepkg.conf as makepkg and
+/// makechrootpkg do: PACKAGER goes into the package, PKGDEST and LOGDEST
+/// get the package and a copy of the log, BUILDENV's `sign` with GPGKEY
+/// signs it; `pkgcell repro` of that package reproduces it (the recorded
+/// packager is used again).
+#[test]
+fn laptop_mode_honours_packager_pkgdest_logdest_and_signing_from_makepkg_conf() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let home = d.join("userhome");
+    let gnupg = d.join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| output(Command::new("gpg").arg("--batch").args(args).env("GNUPGHOME", &gnupg));
+    let o = gpg(&["--passphrase", "", "--quick-gen-key", "Packager <p@example.org>", "ed25519", "sign", "never"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (pkgdest, logdest) = (d.join("pkgdest"), d.join("logdest"));
+    std::fs::write(
+        home.join(".makepkg.conf"),
+        format!(
+            "PACKAGER='Jane Doe <jane@example.org>'\nPKGDEST={}\nLOGDEST={}\nBUILDENV+=(sign)\nGPGKEY=p@example.org\n",
+            pkgdest.display(),
+            logdest.display()
+        ),
+    )
+    .unwrap();
+    let o = output(
+        pkgcell()
+            .args(["build", "--json"])
+            .current_dir(&dir)
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env("GNUPGHOME", &gnupg)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base()),
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(v["packages"][0]["status"], "built", "{}", text(&o));
+    let file = pkgdest.join("hello-1.0-1-x86_64.pkg.tar.zst");
+    assert_eq!(v["packages"][0]["files"][0], file.display().to_string());
+    assert!(!dir.join("hello-1.0-1-x86_64.pkg.tar.zst").exists(), "PKGDEST, not beside the PKGBUILD");
+    let o = gpg(&["--verify", &format!("{}.sig", file.display()), file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pkginfo = run_sh(&["--ro-bind", &format!("{}:/p.pkg.tar.zst", file.display())], "bsdtar -xOf /p.pkg.tar.zst .PKGINFO");
+    assert!(ok(pkginfo).contains("packager = Jane Doe <jane@example.org>"));
+    let logs: Vec<_> = std::fs::read_dir(&logdest).unwrap().flatten().collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+
+    // repro rebuilds with the recorded packager (else .PKGINFO would differ).
+    let o = output(
+        pkgcell()
+            .args(["repro"])
+            .arg(&file)
+            .current_dir(&dir)
+            .env("HOME", d.join("elsewhere"))
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

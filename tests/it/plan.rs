@@ -338,6 +338,48 @@ fn config_errors_name_the_line_and_the_valid_keys() {
 }
 
 #[test]
+fn names_that_would_leave_their_directory_are_config_errors_naming_the_line() {
+    let env = Env::new();
+    env.pkgbuild("good", &simple("good", "1.0", ""));
+    let cases = [
+        ("[repo]\narch = \"x86_64\"\nname = \"../../evil\"\n", 3, "repository name \"../../evil\" is invalid"),
+        ("[pkgbuilds]\n\ngood = { path = \"pkgs/good\", home_binds = [\"../x\"] }\n", 3, "home_binds entry \"../x\""),
+        ("[pkgbuilds]\ngood = { path = \"pkgs/good\", home_binds = [\"/abs\"] }\n", 2, "home_binds entry \"/abs\""),
+    ];
+    for (config, line, why) in cases {
+        env.config(config);
+        let out = env.pkgcell(&["plan"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}{err}");
+        assert!(err.contains(&format!("pkgcell.toml:{line}: ")) && err.contains(why), "{config}{err}");
+    }
+}
+
+#[test]
+fn absurd_limits_in_the_config_or_flags_exit_2_naming_the_key() {
+    let env = Env::new();
+    for (config, line, why) in [
+        ("[build]\ntimeout = \"1e300\"\n", 2, "timeout \"1e300\": longer than the longest time limit taken, 365 days"),
+        ("[build]\n\ntimeout = \"-1\"\n", 3, "timeout \"-1\": not a positive number of seconds"),
+        ("[build]\ntmp_size = \"0\"\n", 2, "tmp_size \"0\": a size of 0 is not taken"),
+        ("[build]\nmemory = \"18446744073709551615\"\n", 2, "memory \"18446744073709551615\": larger than the largest size taken, 1P"),
+    ] {
+        env.config(config);
+        let out = env.pkgcell(&["plan"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}{err}");
+        assert!(err.contains(&format!("pkgcell.toml:{line}: {why}")), "{config}{err}");
+    }
+    env.config("");
+    for value in ["1e300", "0", "NaN", "-5"] {
+        let out = env.pkgcell(&["plan", &format!("--parse-timeout={value}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {err}");
+        assert!(err.contains("--parse-timeout") && !err.contains("panicked"), "{value}: {err}");
+    }
+}
+
+#[test]
 fn init_writes_a_starter_config_and_refuses_to_overwrite_it() {
     let env = Env::new();
     let out = env.pkgcell(&["init"]);
@@ -365,4 +407,31 @@ fn plan_without_a_base_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--base-dir"));
+}
+
+/// `pkgcell plan | head`: a reader that closed its end is no error; pkgcell
+/// ends quietly with 0 (as ripgrep does), with no panic on stderr.
+#[test]
+fn a_closed_stdout_ends_plan_quietly_and_successfully() {
+    let env = Env::new();
+    env.pkgbuild("a", &simple("a", "1.0", ""));
+    env.config("[pkgbuilds]\na = { path = \"pkgs/a\" }\n");
+    for json in [false, true] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = crate::util::pkgcell();
+        cmd.arg("plan")
+            .current_dir(env.path())
+            .env("PKGCELL_HOME", env.path().join("home"))
+            .env("PKGCELL_BASE_DIR", &env.base)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{stderr}");
+    }
 }

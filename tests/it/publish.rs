@@ -471,6 +471,58 @@ fn bad_package_files_fail_with_exit_2_naming_the_file_and_write_nothing() {
     assert_eq!(snapshot(&repo.join("x86_64")), snapshot_before_x86);
 }
 
+#[test]
+fn names_with_a_newline_are_refused_by_repo_add_and_publish_and_the_db_stays_byte_identical() {
+    let fx = fixture();
+    let tmp = temp_dir();
+    let plain = tmp.path().join("plain");
+    let plain_pkgs = copy_packages(&plain);
+    ok(pkgcell().args(["repo", "add"]).arg(plain.join("test.db.tar.zst")).arg(&plain_pkgs[0]));
+    let plain_before = snapshot(&plain);
+    let repo = tmp.path().join("repo");
+    ok(&mut publish(&repo, &[], &[&fx.libgreet]));
+    let repo_before = snapshot(&repo);
+
+    // A file name that would write "%NAME%\ninjected" into desc.
+    let evil_dir = tmp.path().join("evil");
+    fs::create_dir(&evil_dir).unwrap();
+    let evil_name = evil_dir.join("x\n%NAME%\ninjected\n%FILENAME%\nhello-1-1-x86_64.pkg.tar.zst");
+    fs::copy(&fx.hello, &evil_name).unwrap();
+    // A member name that would write lines into the files entry.
+    let evil_member = tmp.path().join("member-1-1-x86_64.pkg.tar.zst");
+    fs::write(
+        &evil_member,
+        archive(&[
+            (".PKGINFO", b"pkgname = member\npkgver = 1-1\narch = x86_64\n"),
+            ("usr/bin/x\n%DEPENDS%\ninjected", b"x"),
+        ]),
+    )
+    .unwrap();
+    for (bad, what, shown) in [
+        (&evil_name, "file name", r#""x\n%NAME%\ninjected\n%FILENAME%\nhello-1-1-x86_64.pkg.tar.zst""#),
+        (&evil_member, "archive member", r#""usr/bin/x\n%DEPENDS%\ninjected""#),
+    ] {
+        for mut cmd in [
+            {
+                let mut c = pkgcell();
+                c.args(["repo", "add"]).arg(plain.join("test.db.tar.zst")).arg(&plain_pkgs[1]).arg(bad);
+                c
+            },
+            publish(&repo, &[], &[&fx.hello, bad]),
+        ] {
+            let out = run(&mut cmd);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{what}: {}", show(&out));
+            assert!(
+                stderr.contains(&format!("{what} {shown} cannot go into a pacman database: it contains a control character")),
+                "{what}: the error does not name the value, escaped: {stderr}"
+            );
+        }
+        assert_eq!(snapshot(&plain), plain_before, "{what}: the repo-add style db changed");
+        assert_eq!(snapshot(&repo), repo_before, "{what}: the published repo changed");
+    }
+}
+
 /// gpg homes made by a test; their agents are stopped when it ends.
 struct GpgHomes(Vec<PathBuf>);
 

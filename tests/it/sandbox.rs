@@ -84,6 +84,103 @@ fn a_bad_json_spec_names_the_problem() {
     assert!(stderr(&o).contains("unknown field `bogus`"), "{}", text(&o));
 }
 
+// ------------------------------------------------------------ bounded sizes (issue: bounded resources)
+
+/// Writes 100 MiB into DIR inside; head's error goes to stderr.
+const FILL_100M: &str = "head -c 100M /dev/zero > DIR/x || { echo fill failed; exit 1; }";
+
+#[test]
+fn tmp_and_dev_shm_share_the_limit_of_a_tmpfs_upper() {
+    for dir in ["/tmp", "/dev/shm"] {
+        let o = run_sh(&["--tmpfs-upper", "64M"], &FILL_100M.replace("DIR", dir));
+        assert_eq!(o.status.code(), Some(1), "{dir} took 100M with a 64M upper\n{}", text(&o));
+        assert!(text(&o).contains("No space left"), "{dir}: {}", text(&o));
+    }
+}
+
+#[test]
+fn tmp_size_and_shm_size_flags_change_the_limits() {
+    let o = run_sh(&["--tmpfs-upper", "64M", "--tmp-size", "128M"], &FILL_100M.replace("DIR", "/tmp"));
+    assert_eq!(o.status.code(), Some(0), "--tmp-size 128M takes 100M\n{}", text(&o));
+    let o = run_sh(&["--tmp-size", "16M"], &FILL_100M.replace("DIR", "/tmp"));
+    assert!(text(&o).contains("No space left"), "{}", text(&o));
+    let o = run_sh(&["--shm-size", "16M"], "df -k /dev/shm /tmp | tail -n 2");
+    let out = ok(o);
+    let sizes: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    // 16M on /dev/shm; /tmp keeps the 4G of the default tmpfs upper.
+    assert_eq!(sizes, ["16384", "4194304"], "{out}");
+}
+
+#[test]
+fn a_spec_sizes_tmp_and_dev_shm() {
+    let base = test_base();
+    let d = TestDir::new();
+    let spec = serde_json::json!({
+        "root": {"overlay": {"lowers": [base], "upper": {"tmpfs": {"size": 1u64 << 30}}}},
+        "argv": ["sh", "-c", "df -k /tmp /dev/shm | tail -n 2"],
+        "env": {"PATH": "/usr/bin:/bin"},
+        "tmp_size": 8u64 << 20,
+        "shm_size": 4u64 << 20,
+    });
+    std::fs::write(d.join("s.json"), spec.to_string()).unwrap();
+    let out = ok(output(pkgcell().args(["run", "--spec"]).arg(d.join("s.json"))));
+    let sizes: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(sizes, ["8192", "4096"], "{out}");
+}
+
+#[test]
+fn absurd_sizes_and_time_limits_in_a_spec_exit_2_naming_the_field() {
+    let base = test_base();
+    let d = TestDir::new();
+    let upper = |size: serde_json::Value| serde_json::json!({"overlay": {"lowers": [base], "upper": {"tmpfs": {"size": size}}}});
+    let ok_root = upper(serde_json::json!(1u64 << 28));
+    let cases = [
+        (upper(serde_json::json!(0)), "timeout", serde_json::json!(null), "tmpfs.size", "size of 0"),
+        (upper(serde_json::json!(u64::MAX)), "timeout", serde_json::json!(null), "tmpfs.size", "larger than the largest"),
+        (upper(serde_json::json!(-1)), "timeout", serde_json::json!(null), "tmpfs.size", "invalid value"),
+        (ok_root.clone(), "tmp_size", serde_json::json!(0), "tmp_size", "size of 0"),
+        (ok_root.clone(), "shm_size", serde_json::json!(u64::MAX), "shm_size", "larger than the largest"),
+        (ok_root.clone(), "timeout", serde_json::json!(1e300), "timeout", "longer than the longest"),
+        (ok_root.clone(), "timeout", serde_json::json!(-1), "timeout", "positive number"),
+        (ok_root.clone(), "timeout", serde_json::json!(0), "timeout", "positive number"),
+    ];
+    for (root, key, value, field, why) in cases {
+        let mut spec = serde_json::json!({"root": root, "argv": ["true"]});
+        spec[key] = value;
+        std::fs::write(d.join("s.json"), spec.to_string()).unwrap();
+        let o = output(pkgcell().args(["run", "--spec"]).arg(d.join("s.json")));
+        assert_eq!(o.status.code(), Some(2), "{spec}\n{}", text(&o));
+        let e = stderr(&o);
+        assert!(e.contains(field) && e.contains(why) && !e.contains("panicked"), "{spec}\n{e}");
+    }
+    // NaN is not JSON: a parse error, not a panic.
+    std::fs::write(d.join("s.json"), format!(r#"{{"root":{ok_root},"argv":["true"],"timeout":NaN}}"#)).unwrap();
+    let o = output(pkgcell().args(["run", "--spec"]).arg(d.join("s.json")));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", text(&o));
+}
+
+#[test]
+fn absurd_sizes_and_time_limits_on_the_command_line_exit_2_naming_the_flag() {
+    for (flag, value, why) in [
+        ("--timeout", "1e300", "longer than the longest"),
+        ("--timeout", "-1", "positive number"),
+        ("--timeout", "NaN", "not a duration"),
+        ("--timeout", "inf", "not a duration"),
+        ("--timeout", "0", "positive number"),
+        ("--tmpfs-upper", "0", "size of 0"),
+        ("--tmpfs-upper", "18446744073709551615", "larger than the largest"),
+        ("--tmp-size", "0", "size of 0"),
+        ("--shm-size", "99999999999999999999T", "larger than the largest"),
+        ("--tmp-size", "-1G", "not a size"),
+    ] {
+        let o = output(pkgcell().args(["run", "--root", "/", &format!("{flag}={value}"), "--", "true"]));
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}\n{}", text(&o));
+        let e = stderr(&o);
+        assert!(e.contains(flag) && e.contains(why) && !e.contains("panicked"), "{flag} {value}\n{e}");
+    }
+}
+
 #[test]
 fn the_environment_is_scrubbed_but_for_env_flags() {
     let out = ok(output(
