@@ -377,7 +377,7 @@ pub(crate) struct SyscallFilter(Vec<libc::sock_filter>);
 /// seccomp_export_bpf(3): `struct sock_filter`s in native byte order).
 pub(crate) fn syscall_filter() -> SysResult<SyscallFilter> {
     const SIZE: usize = std::mem::size_of::<libc::sock_filter>();
-    if SYSCALL_FILTER_BPF.is_empty() || SYSCALL_FILTER_BPF.len() % SIZE != 0 {
+    if SYSCALL_FILTER_BPF.is_empty() || !SYSCALL_FILTER_BPF.len().is_multiple_of(SIZE) {
         return Err(SysError {
             call: "seccomp",
             arg: format!("built-in filter of {} bytes is not a BPF program", SYSCALL_FILTER_BPF.len()),
