@@ -960,3 +960,29 @@ fn a_symlinked_mount_point_resolves_inside_the_root() {
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["/opt/real/t", "/opt/real/u"], "{out}");
     assert_eq!(entries(&lower.join("opt/real")), Vec::<String>::new(), "the lower layer is never written");
 }
+
+#[test]
+fn inside_a_filtered_sandbox_pkgcell_skips_the_keyring_with_its_filter_on_and_says_why_when_off() {
+    // The outer filter denies keyctl, so an inner sandbox cannot join a
+    // fresh keyring: with its own filter on that is fine (no keyring is
+    // reachable from its payload anyway) and setup goes on to the mounts
+    // (where a nested sandbox fails for other reasons); with --seccomp off
+    // it is a setup error at the keyring step, with a hint.
+    let bin = pkgcell_bin();
+    let script = "exec 2>&1; pkgcell run --lower / -- /bin/true; echo on-rc=$?; echo ---; \
+                  pkgcell run --seccomp off --lower / -- /bin/true; echo off-rc=$?";
+    let o = output(
+        pkgcell()
+            .arg("run")
+            .arg("--lower")
+            .arg(test_base())
+            .arg("--ro-bind")
+            .arg(format!("{}:/usr/local/bin/pkgcell", bin.display()))
+            .args(["--", "sh", "-c", script]),
+    );
+    let out = stdout(&o);
+    let (on, off) = out.split_once("---").unwrap_or_else(|| panic!("{out}"));
+    assert!(!on.contains("keyring") && on.contains("cannot mount"), "{on}");
+    assert!(off.contains("off-rc=2") && off.contains("cannot join a fresh session keyring"), "{off}");
+    assert!(off.contains("denies keyctl"), "{off}");
+}
