@@ -23,6 +23,8 @@ pub enum Step {
     UnshareNamespaces,
     /// Forking the sandbox's pid 1 or the payload.
     Fork,
+    /// Joining a fresh session keyring.
+    JoinSessionKeyring,
     /// Making mount propagation private.
     MakeRootPrivate,
     /// Mounting the staging tmpfs.
@@ -77,6 +79,8 @@ pub enum Step {
     NoNewPrivs,
     /// Marking inherited fds close-on-exec.
     CloseFds,
+    /// Compiling or loading the syscall filter.
+    SyscallFilter,
     /// Executing the payload.
     Exec,
     /// Waiting for processes.
@@ -92,6 +96,7 @@ impl Step {
             Step::UnshareUser => "create a user namespace",
             Step::UnshareNamespaces => "create mount, pid, ipc, uts and net namespaces",
             Step::Fork => "fork",
+            Step::JoinSessionKeyring => "join a fresh session keyring",
             Step::MakeRootPrivate => "make mount propagation private",
             Step::MountStaging => "mount the staging tmpfs",
             Step::PivotRoot => "pivot_root",
@@ -119,6 +124,7 @@ impl Step {
             Step::DropCapabilities => "drop capabilities",
             Step::NoNewPrivs => "set no_new_privs",
             Step::CloseFds => "close inherited file descriptors",
+            Step::SyscallFilter => "set up the syscall filter",
             Step::Exec => "execute the command",
             Step::Wait => "wait for the payload",
             Step::RemoveTree => "remove a directory tree",
@@ -170,6 +176,10 @@ impl SetupError {
             }
             (_, Errno::ENOSPC) if self.call.starts_with("mount") => {
                 "too many mounts: raise `sysctl fs.mount-max` (this is not a full disk)"
+            }
+            (Step::JoinSessionKeyring, Errno::EPERM | Errno::ENOSYS) => {
+                "a seccomp filter of the caller (a container, or an outer sandbox) denies keyctl: \
+                 run with the syscall filter on (the default), which keeps keyrings out of reach instead"
             }
             (Step::Exec, Errno::ENOENT) => "the command (or its interpreter) does not exist inside the sandbox",
             (Step::Exec, Errno::EACCES) => "the command is not executable inside the sandbox, or its mount is noexec",

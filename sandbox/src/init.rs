@@ -6,14 +6,18 @@
 //! follows bubblewrap's `main` and `setup_newroot`
 //! (<https://github.com/containers/bubblewrap/blob/main/bubblewrap.c>).
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
 
 use crate::error::{SetupError, Step};
 use crate::message::{FromHelper, LockMsg, Receiver, Sender};
 use crate::mounts::{self, MountOp, NEW_ROOT, OLD_ROOT, UPPER_FS};
 use crate::outcome::{IdMapUsed, Status};
-use crate::spec::{Access, Network, Spec};
-use crate::sys::{self, ChildExit, Forked, MountAttrs, MountFlags, Namespace};
+use crate::spec::{Access, Network, Seccomp, Spec};
+use crate::sys::{self, ChildExit, Forked, Kind, MountAttrs, MountFlags, Namespace, SyscallFilter};
 
 /// PATH used to find the command when the spec's environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -25,10 +29,13 @@ fn step<T>(s: Step, r: sys::SysResult<T>) -> Result<T, SetupError> {
 /// pid 1 of the sandbox. Never returns.
 pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelper>) -> ! {
     sys::set_process_name("pkgcell-init");
-    if let Err(e) = setup_root(spec) {
-        let _ = tx.send(&FromHelper::Failed(e));
-        sys::exit(1);
-    }
+    let filter = match init_setup(spec) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tx.send(&FromHelper::Failed(e));
+            sys::exit(1);
+        }
+    };
     let pipes = sys::pipe().and_then(|a| sys::pipe().map(|b| (a, b)));
     let ((to_payload_r, to_payload_w), (to_init_r, to_init_w)) = match pipes {
         Ok(p) => p,
@@ -43,7 +50,7 @@ pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelp
         Ok(Forked::Child) => {
             drop((to_payload_w, to_init_r));
             let lock = LockChannel { rx: Receiver::new(to_payload_r), tx: Sender::new(to_init_w) };
-            payload_main(spec, id_map, lock, tx)
+            payload_main(spec, id_map, filter.as_ref(), lock, tx)
         }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
@@ -118,6 +125,29 @@ fn reap_until(payload: i32) -> Status {
     }
 }
 
+/// Everything pid 1 sets up before it forks the payload: the keyring, the
+/// root, and the syscall filter the payload will load.
+fn init_setup(spec: &Spec) -> Result<Option<SyscallFilter>, SetupError> {
+    // A fresh, empty session keyring before anything of the sandbox runs, so
+    // that the payload (which inherits it) can neither read the caller's keys
+    // nor leave keys behind in the caller's session: keyrings are kernel
+    // state that namespaces do not separate (runc and crun do the same).
+    match sys::join_session_keyring() {
+        Ok(()) => {}
+        // A filter of the caller's (an outer pkgcell sandbox, a container)
+        // denies keyctl. Ours will deny keyctl, add_key and request_key to
+        // the payload anyway, so no keyring is reachable from it.
+        Err(e) if matches!(e.errno, Errno::EPERM | Errno::ENOSYS) && spec.seccomp == Seccomp::On => {}
+        Err(e) => return Err(SetupError::new(Step::JoinSessionKeyring, e)),
+    }
+    setup_root(spec)?;
+    // Read here, before the fork: the payload only loads it.
+    match spec.seccomp {
+        Seccomp::On => Ok(Some(step(Step::SyscallFilter, sys::syscall_filter())?)),
+        Seccomp::Off => Ok(None),
+    }
+}
+
 /// Build the new root and pivot into it.
 fn setup_root(spec: &Spec) -> Result<(), SetupError> {
     // Make every mount private before mounting anything; otherwise our mounts
@@ -136,9 +166,11 @@ fn setup_root(spec: &Spec) -> Result<(), SetupError> {
     step(Step::PivotRoot, sys::pivot_root(Path::new("."), Path::new("oldroot")))?;
     step(Step::PivotRoot, sys::chdir(Path::new("/")))?;
 
+    let mut root = None;
     for op in mounts::plan(spec) {
-        apply(&op)?;
+        apply(&op, &mut root)?;
     }
+    drop(root);
 
     // A fixed host name keeps builds reproducible and hides the host's.
     step(Step::Hostname, sys::sethostname(&spec.hostname))?;
@@ -159,37 +191,84 @@ fn setup_root(spec: &Spec) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Make the mount point `dst` (inside the new root) for a mount of `src`,
-/// refusing one that a symlink would put outside the new root.
-fn mount_point(src_is_dir: bool, dst: &Path) -> Result<PathBuf, SetupError> {
-    let path = mounts::inside(dst);
-    if src_is_dir {
-        step(Step::CreateMountPoint, sys::mkdir_all(&path, 0o755))?;
-    } else {
-        if let Some(parent) = path.parent() {
-            step(Step::CreateMountPoint, sys::mkdir_all(parent, 0o755))?;
-        }
-        if !path.exists() {
-            step(Step::CreateMountPoint, sys::create_file(&path, 0o644))?;
-        }
+/// Find or make the mount point `dst` beneath the new root's fd `root`, one
+/// component at a time, and return an O_PATH fd of it to mount onto.
+///
+/// Every lookup is openat2(RESOLVE_IN_ROOT) from the root's fd: a symlink in
+/// a lower layer (`evil -> /oldroot/home/x`) resolves inside the new root,
+/// never to the host's. A missing component is made with mkdirat (or an
+/// O_EXCL|O_NOFOLLOW create) in the directory fd just resolved, which never
+/// follows a symlink either. The mount then goes onto the fd, so nothing can
+/// swap a path between this check and the mount.
+fn mount_point(root: BorrowedFd<'_>, dst: &Path, kind: Kind) -> Result<OwnedFd, SetupError> {
+    let create = |e| SetupError::new(Step::CreateMountPoint, e);
+    // The spec's validation refused `..`; `/` and `.` carry nothing.
+    let names: Vec<&OsStr> = dst
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            Component::RootDir | Component::CurDir | Component::ParentDir | Component::Prefix(_) => None,
+        })
+        .collect();
+    let mut dir = sys::open_beneath(root, Path::new(""), Kind::Dir, dst).map_err(create)?;
+    let mut walked = PathBuf::new();
+    for (i, name) in names.iter().enumerate() {
+        walked.push(name);
+        let want = if i + 1 == names.len() { kind } else { Kind::Dir };
+        let fd = match sys::open_beneath(root, &walked, want, dst) {
+            Ok(fd) => fd,
+            Err(e) if e.errno == Errno::ENOENT => {
+                let made = match want {
+                    Kind::Dir => sys::mkdir_at(sys::borrow(&dir), name, 0o755, dst),
+                    Kind::File => sys::create_file_at(sys::borrow(&dir), name, 0o644, dst),
+                };
+                match made {
+                    // EEXIST: something is there after all, maybe a symlink: look again.
+                    Ok(()) => {}
+                    Err(e) if e.errno == Errno::EEXIST => {}
+                    Err(e) => return Err(create(e)),
+                }
+                sys::open_beneath(root, &walked, want, dst).map_err(|e| match e.errno {
+                    Errno::ENOENT => SetupError {
+                        step: Step::CreateMountPoint,
+                        call: format!(
+                            "{}: /{} is a symlink to a path that does not exist inside the sandbox root \
+                             (mount points resolve inside the root, never outside the sandbox root)",
+                            dst.display(),
+                            walked.display()
+                        ),
+                        errno: libc::ENOENT,
+                    },
+                    _ => create(e),
+                })?
+            }
+            Err(e) => return Err(create(e)),
+        };
+        dir = fd;
     }
-    let real = step(Step::CreateMountPoint, sys::realpath(&path))?;
-    if !real.starts_with(NEW_ROOT) {
-        return Err(SetupError {
-            step: Step::CreateMountPoint,
-            call: format!("{} resolves to {} outside the sandbox root", dst.display(), real.display()),
-            errno: libc::EXDEV,
-        });
-    }
-    Ok(real)
+    Ok(dir)
 }
 
-fn apply(op: &MountOp) -> Result<(), SetupError> {
+/// Apply one mount operation. `root` is the new root's fd, open from the
+/// moment the root is mounted.
+fn apply(op: &MountOp, root: &mut Option<OwnedFd>) -> Result<(), SetupError> {
     let new_root = Path::new(NEW_ROOT);
+    // Every op after the root's is mounted beneath it (the plan's order).
+    let beneath = |root: &Option<OwnedFd>, dst: &Path, kind: Kind| -> Result<OwnedFd, SetupError> {
+        match root {
+            Some(r) => mount_point(sys::borrow(r), dst, kind),
+            None => Err(SetupError {
+                step: Step::CreateMountPoint,
+                call: format!("{} before the root was mounted", dst.display()),
+                errno: libc::EINVAL,
+            }),
+        }
+    };
     match op {
         MountOp::BindRoot { src } => {
             step(Step::BindRoot, sys::mkdir_all(new_root, 0o755))?;
             step(Step::BindRoot, sys::bind(src, new_root))?;
+            *root = Some(step(Step::BindRoot, sys::open_dir_path(new_root))?);
         }
         MountOp::UpperTmpfs { size } => {
             let fs = Path::new(UPPER_FS);
@@ -206,13 +285,16 @@ fn apply(op: &MountOp) -> Result<(), SetupError> {
             step(Step::MountOverlay, sys::mkdir_all(new_root, 0o755))?;
             let opts = mounts::overlay_options(lowers, upper, work);
             step(Step::MountOverlay, sys::mount_fs("overlay", "pkgcell", new_root, MountFlags::Plain, &opts))?;
+            *root = Some(step(Step::MountOverlay, sys::open_dir_path(new_root))?);
         }
         MountOp::Proc => {
-            let p = new_root.join("proc");
-            step(Step::MountProc, sys::mkdir_all(&p, 0o755))?;
-            step(Step::MountProc, sys::mount_fs("proc", "proc", &p, MountFlags::NoSuidDevExec, ""))?;
+            let dst = Path::new("/proc");
+            let fd = beneath(root, dst, Kind::Dir)?;
+            step(Step::MountProc, sys::mount_fs_onto("proc", "proc", &[], MountFlags::NoSuidDevExec, sys::borrow(&fd), dst))?;
         }
         MountOp::ProtectProc(name) => {
+            // Through our own fresh /proc (mounted just before): the kernel's
+            // entries, nothing a layer could have planted.
             let p = new_root.join("proc").join(name);
             if p.exists() {
                 step(Step::ProtectProc, sys::bind(&p, &p))?;
@@ -220,26 +302,30 @@ fn apply(op: &MountOp) -> Result<(), SetupError> {
             }
         }
         MountOp::DevTmpfs => {
-            let d = new_root.join("dev");
-            step(Step::MountDev, sys::mkdir_all(&d, 0o755))?;
-            step(Step::MountDev, sys::mount_fs("tmpfs", "pkgcell-dev", &d, MountFlags::NoSuidDev, "mode=0755"))?;
+            let dst = Path::new("/dev");
+            let fd = beneath(root, dst, Kind::Dir)?;
+            step(
+                Step::MountDev,
+                sys::mount_fs_onto("tmpfs", "pkgcell-dev", &[("mode", Some("0755"))], MountFlags::NoSuidDev, sys::borrow(&fd), dst),
+            )?;
         }
         MountOp::Device(name) => {
-            let dst = new_root.join("dev").join(name);
-            step(Step::BindDevice, sys::create_file(&dst, 0o666))?;
-            step(Step::BindDevice, sys::bind(&Path::new(OLD_ROOT).join("dev").join(name), &dst))?;
+            let dst = Path::new("/dev").join(name);
+            let fd = beneath(root, &dst, Kind::File)?;
+            let host = Path::new(OLD_ROOT).join("dev").join(name);
+            step(Step::BindDevice, sys::bind_onto(&host, None, sys::borrow(&fd), &dst))?;
         }
         MountOp::Devpts => {
-            let pts = new_root.join("dev/pts");
-            step(Step::MountDevpts, sys::mkdir_all(&pts, 0o755))?;
+            let dst = Path::new("/dev/pts");
+            let fd = beneath(root, dst, Kind::Dir)?;
             // newinstance: our own pty namespace, never the host's terminals.
-            step(
-                Step::MountDevpts,
-                sys::mount_fs("devpts", "devpts", &pts, MountFlags::NoSuid, "newinstance,ptmxmode=0666,mode=620"),
-            )?;
-            step(Step::MountDevpts, sys::symlink("pts/ptmx", &new_root.join("dev/ptmx")))?;
+            let opts = [("newinstance", None), ("ptmxmode", Some("0666")), ("mode", Some("620"))];
+            step(Step::MountDevpts, sys::mount_fs_onto("devpts", "devpts", &opts, MountFlags::NoSuid, sys::borrow(&fd), dst))?;
+            let dev = beneath(root, Path::new("/dev"), Kind::Dir)?;
+            step(Step::MountDevpts, sys::symlink_at("pts/ptmx", sys::borrow(&dev), "ptmx", Path::new("/dev/ptmx")))?;
         }
         MountOp::DevSymlinks => {
+            let dev = beneath(root, Path::new("/dev"), Kind::Dir)?;
             for (name, target) in [
                 ("fd", "/proc/self/fd"),
                 ("stdin", "/proc/self/fd/0"),
@@ -247,33 +333,44 @@ fn apply(op: &MountOp) -> Result<(), SetupError> {
                 ("stderr", "/proc/self/fd/2"),
                 ("core", "/proc/kcore"),
             ] {
-                step(Step::MountDev, sys::symlink(target, &new_root.join("dev").join(name)))?;
+                let shown = Path::new("/dev").join(name);
+                step(Step::MountDev, sys::symlink_at(target, sys::borrow(&dev), name, &shown))?;
             }
         }
         MountOp::StickyTmpfs { dst, size } => {
-            let p = mount_point(true, dst)?;
-            step(Step::MountTmp, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, &format!("size={size},mode=1777")))?;
+            let fd = beneath(root, dst, Kind::Dir)?;
+            let size = size.to_string();
+            let opts = [("size", Some(size.as_str())), ("mode", Some("1777"))];
+            step(Step::MountTmp, sys::mount_fs_onto("tmpfs", "tmpfs", &opts, MountFlags::NoSuidDev, sys::borrow(&fd), dst))?;
         }
         MountOp::Bind { src, dst, access } => {
-            let p = mount_point(sys::is_dir(src), dst)?;
-            step(Step::Bind, sys::bind(src, &p))?;
+            let kind = if sys::is_dir(src) { Kind::Dir } else { Kind::File };
+            let fd = beneath(root, dst, kind)?;
             let attrs = match access {
                 Access::ReadOnly => MountAttrs::ReadOnly,
                 Access::ReadWrite => MountAttrs::NoSuidDev,
             };
-            step(Step::SetBindFlags, sys::set_mount_attrs(&p, attrs))?;
+            step(Step::Bind, sys::bind_onto(src, Some(attrs), sys::borrow(&fd), dst))?;
         }
         MountOp::Tmpfs { dst, size } => {
-            let p = mount_point(true, dst)?;
-            step(Step::MountTmpfs, sys::mount_fs("tmpfs", "tmpfs", &p, MountFlags::NoSuidDev, &format!("size={size},mode=0755")))?;
+            let fd = beneath(root, dst, Kind::Dir)?;
+            let size = size.to_string();
+            let opts = [("size", Some(size.as_str())), ("mode", Some("0755"))];
+            step(Step::MountTmpfs, sys::mount_fs_onto("tmpfs", "tmpfs", &opts, MountFlags::NoSuidDev, sys::borrow(&fd), dst))?;
         }
     }
     Ok(())
 }
 
 /// The payload's process: drop what it must not have, then exec. Never returns.
-fn payload_main(spec: &Spec, id_map: IdMapUsed, lock: LockChannel, tx: &mut Sender<FromHelper>) -> ! {
-    let err = match lock_mounts(lock).and_then(|()| payload_setup(spec, id_map)) {
+fn payload_main(
+    spec: &Spec,
+    id_map: IdMapUsed,
+    filter: Option<&SyscallFilter>,
+    lock: LockChannel,
+    tx: &mut Sender<FromHelper>,
+) -> ! {
+    let err = match lock_mounts(lock).and_then(|()| payload_setup(spec, id_map, filter)) {
         Ok(()) => payload_exec(spec),
         Err(e) => e,
     };
@@ -297,7 +394,7 @@ fn lock_mounts(mut lock: LockChannel) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn payload_setup(spec: &Spec, id_map: IdMapUsed) -> Result<(), SetupError> {
+fn payload_setup(spec: &Spec, id_map: IdMapUsed, filter: Option<&SyscallFilter>) -> Result<(), SetupError> {
     // Its own session: no controlling terminal, no signals from the caller's
     // terminal, and kill(-sid) reaches its whole tree.
     step(Step::Setsid, sys::setsid())?;
@@ -324,6 +421,13 @@ fn payload_setup(spec: &Spec, id_map: IdMapUsed) -> Result<(), SetupError> {
     // Only stdio reaches the payload; our pipe stays open until exec so that
     // an exec failure can still be reported.
     step(Step::CloseFds, sys::cloexec_from(3))?;
+    // The syscall filter very last, once nothing of our own setup needs a
+    // call it denies (no_new_privs, which the kernel requires for an
+    // unprivileged filter, is set): it is inherited by everything the
+    // payload starts and cannot be removed.
+    if let Some(f) = filter {
+        step(Step::SyscallFilter, sys::load_syscall_filter(f))?;
+    }
     Ok(())
 }
 

@@ -27,6 +27,11 @@ mod init;
 mod message;
 mod mounts;
 mod outcome;
+// The filter's list: build.rs compiles it into the BPF that `sys` loads;
+// the library itself only tests it.
+#[cfg(test)]
+#[allow(dead_code)]
+mod seccomp;
 mod spec;
 mod supervisor;
 mod sys;
@@ -37,8 +42,8 @@ pub use helper::helper_main_if_requested;
 pub use idmap::{IdMapError, MAX_INSIDE_ID, SubIdFiles, SubIdRange, read_range};
 pub use outcome::{IdMapUsed, Outcome, Status};
 pub use spec::{
-    Access, DEFAULT_TMP_SIZE, IdMapMode, Mount, Network, Root, Rlimit, RlimitResource, SPEC_VERSION, Spec, SpecError,
-    Upper,
+    Access, DEFAULT_TMP_SIZE, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, SPEC_VERSION, Seccomp, Spec,
+    SpecError, Upper,
 };
 pub use units::{Size, Timeout, UnitError};
 pub use sys::SysError;

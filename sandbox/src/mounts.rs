@@ -57,11 +57,6 @@ pub(crate) fn host(path: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// `path` (absolute, inside the sandbox) as seen under [`NEW_ROOT`].
-pub(crate) fn inside(path: &Path) -> PathBuf {
-    Path::new(NEW_ROOT).join(path.strip_prefix("/").unwrap_or(path))
-}
-
 /// The mount operations for `spec`, in the order they must be applied.
 pub(crate) fn plan(spec: &Spec) -> Vec<MountOp> {
     let mut ops = Vec::new();

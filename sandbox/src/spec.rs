@@ -68,6 +68,9 @@ pub struct Spec {
     /// makes the directory and sets its limits, and removes it afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<PathBuf>,
+    /// The payload's syscall filter.
+    #[serde(default)]
+    pub seccomp: Seccomp,
 }
 
 fn default_cwd() -> PathBuf {
@@ -173,6 +176,18 @@ pub enum IdMapMode {
     Single,
 }
 
+/// The payload's syscall filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seccomp {
+    /// Syscalls no build needs (keyrings, bpf, io_uring, unusual socket
+    /// families, ...) return EPERM: the README's sandbox section has the list.
+    #[default]
+    On,
+    /// No filter, for the rare payload that needs one of those calls.
+    Off,
+}
+
 /// A resource limit (setrlimit(2)); soft and hard are set to the same value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +279,9 @@ pub enum SpecError {
     /// A mount destination that would replace the root.
     #[error("mount destination {0:?} must be below /, not / itself")]
     MountOnRoot(PathBuf),
+    /// A mount destination with a `..` component.
+    #[error("mount destination {0:?} contains '..': give the path inside the sandbox without it")]
+    MountDotDot(PathBuf),
     /// A size or time limit out of bounds.
     #[error("{what} {value}: {reason}")]
     Limit {
@@ -316,6 +334,7 @@ impl Spec {
             hostname: default_hostname(),
             id_map: IdMapMode::default(),
             cgroup: None,
+            seccomp: Seccomp::default(),
         }
     }
 
@@ -442,6 +461,12 @@ fn mount_dst(dst: &Path) -> Result<(), SpecError> {
     if dst.parent().is_none() {
         return Err(SpecError::MountOnRoot(dst.to_owned()));
     }
+    // Mount points are resolved inside the new root, where `..` could not
+    // leave it anyway; but a `..` in a destination is never meant, and
+    // refusing it here says so before anything starts.
+    if dst.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(SpecError::MountDotDot(dst.to_owned()));
+    }
     Ok(())
 }
 
@@ -511,6 +536,24 @@ mod tests {
         let mut s = dir_spec();
         s.hostname = "a b".into();
         assert_eq!(s.validate(), Err(SpecError::Hostname("a b".into())));
+    }
+
+    #[test]
+    fn mount_destinations_with_dot_dot_are_refused() {
+        for dst in ["/../oldroot/x", "/tmp/../etc", "/a/.."] {
+            let mut s = dir_spec();
+            s.mounts.push(Mount::Tmpfs { dst: dst.into(), size: None });
+            assert_eq!(s.validate(), Err(SpecError::MountDotDot(dst.into())), "{dst}");
+        }
+    }
+
+    #[test]
+    fn the_syscall_filter_is_on_unless_the_spec_says_off() {
+        let s: Spec = serde_json::from_str(r#"{"root":{"dir":{"path":"/"}},"argv":["true"]}"#).unwrap();
+        assert_eq!(s.seccomp, Seccomp::On);
+        let s: Spec =
+            serde_json::from_str(r#"{"root":{"dir":{"path":"/"}},"argv":["true"],"seccomp":"off"}"#).unwrap();
+        assert_eq!(s.seccomp, Seccomp::Off);
     }
 
     #[test]

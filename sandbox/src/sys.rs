@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -183,6 +183,242 @@ pub(crate) fn umount_detach(path: &Path) -> SysResult<()> {
     nix::mount::umount2(path, MntFlags::MNT_DETACH).map_err(err("umount2 MNT_DETACH", disp(path)))
 }
 
+/// mount_setattr(2) flags of a [`MountAttrs`] value.
+fn attr_bits(attrs: MountAttrs) -> rustix::mount::MountAttrFlags {
+    use rustix::mount::MountAttrFlags as A;
+    match attrs {
+        MountAttrs::ReadOnly => A::MOUNT_ATTR_RDONLY | A::MOUNT_ATTR_NOSUID | A::MOUNT_ATTR_NODEV,
+        MountAttrs::NoSuidDev => A::MOUNT_ATTR_NOSUID | A::MOUNT_ATTR_NODEV,
+        MountAttrs::ReadOnlyKeepDev => A::MOUNT_ATTR_RDONLY | A::MOUNT_ATTR_NOSUID,
+    }
+}
+
+fn rerr(call: &'static str, arg: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> SysError {
+    let arg = arg.to_string();
+    move |e| SysError { call, arg, errno: Errno::from_raw(e.raw_os_error()) }
+}
+
+/// Attach the detached mount `mnt` onto the directory or file `target` (an
+/// O_PATH fd): the mount lands on exactly that inode, whatever a path to it
+/// would resolve to by now.
+fn move_mount_onto(mnt: &OwnedFd, target: BorrowedFd<'_>, shown: &Path) -> SysResult<()> {
+    use rustix::mount::MoveMountFlags as F;
+    rustix::mount::move_mount(mnt, c"", target, c"", F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH)
+        .map_err(rerr("move_mount", format!("onto {}", shown.display())))
+}
+
+/// A fresh file system of type `fstype` on `target` (an O_PATH fd), through
+/// the new mount API: fsopen, fsconfig (`options`, `key=value` or a flag),
+/// fsmount with the mount flags, move_mount onto the fd. `shown` is the path
+/// inside the sandbox, for messages.
+pub(crate) fn mount_fs_onto(
+    fstype: &str,
+    source: &str,
+    options: &[(&str, Option<&str>)],
+    flags: MountFlags,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+) -> SysResult<()> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags as A};
+    let what = || format!("{fstype} on {}", shown.display());
+    let fs = rustix::mount::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC).map_err(rerr("fsopen", what()))?;
+    rustix::mount::fsconfig_set_string(&fs, "source", source).map_err(rerr("fsconfig source", what()))?;
+    for (key, value) in options {
+        match value {
+            Some(v) => rustix::mount::fsconfig_set_string(&fs, *key, *v),
+            None => rustix::mount::fsconfig_set_flag(&fs, *key),
+        }
+        .map_err(rerr("fsconfig", format!("{} ({key}{})", what(), value.map(|v| format!("={v}")).unwrap_or_default())))?;
+    }
+    rustix::mount::fsconfig_create(&fs).map_err(rerr("fsconfig create", what()))?;
+    let attrs = match flags {
+        MountFlags::NoSuidDev => A::MOUNT_ATTR_NOSUID | A::MOUNT_ATTR_NODEV,
+        MountFlags::NoSuidDevExec => A::MOUNT_ATTR_NOSUID | A::MOUNT_ATTR_NODEV | A::MOUNT_ATTR_NOEXEC,
+        MountFlags::NoSuid => A::MOUNT_ATTR_NOSUID,
+        MountFlags::Plain => A::empty(),
+    };
+    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(rerr("fsmount", what()))?;
+    move_mount_onto(&mnt, target, shown)
+}
+
+/// Bind `src` (and the mounts below it) onto `target` (an O_PATH fd) with
+/// `attrs` (none: keep the source's): open_tree clones it detached,
+/// mount_setattr sets the flags before anyone can see it, move_mount
+/// attaches it to exactly that inode.
+pub(crate) fn bind_onto(src: &Path, attrs: Option<MountAttrs>, target: BorrowedFd<'_>, shown: &Path) -> SysResult<()> {
+    use rustix::mount::OpenTreeFlags as T;
+    let what = || format!("{} on {}", src.display(), shown.display());
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        src,
+        T::OPEN_TREE_CLONE | T::OPEN_TREE_CLOEXEC | T::AT_RECURSIVE,
+    )
+    .map_err(rerr("open_tree", what()))?;
+    if let Some(attrs) = attrs {
+        set_mount_attrs_fd(tree.as_fd(), attrs, &what())?;
+    }
+    move_mount_onto(&tree, target, shown)
+}
+
+/// mount_setattr(2) on the mount `fd` and every mount below it.
+fn set_mount_attrs_fd(fd: BorrowedFd<'_>, attrs: MountAttrs, shown: &str) -> SysResult<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr { attr_set: u64::from(attr_bits(attrs).bits()), attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: the path is an empty NUL-terminated string (AT_EMPTY_PATH: the
+    // fd itself), `attr` a properly laid out `struct mount_attr` that
+    // outlives the call, and the size passed matches it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            AT_RECURSIVE | libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(SysError { call: "mount_setattr", arg: format!("{shown} {attrs:?}"), errno: Errno::last() });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- files beneath a root
+
+/// An O_PATH fd of the directory `path` (ours: the staging tmpfs's /newroot).
+pub(crate) fn open_dir_path(path: &Path) -> SysResult<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(rerr("open O_PATH", disp(path)))
+}
+
+/// What [`open_beneath`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A directory.
+    Dir,
+    /// Anything else (a file to bind a file onto).
+    File,
+}
+
+/// Open `path` (relative) beneath `root` as if `root` were `/`: absolute
+/// symlinks and `..` resolve inside it, magic links are refused
+/// (openat2(2) RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS). An O_PATH fd.
+pub(crate) fn open_beneath(root: BorrowedFd<'_>, path: &Path, kind: Kind, shown: &Path) -> SysResult<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if kind == Kind::Dir {
+        flags |= OFlags::DIRECTORY;
+    }
+    let path: &Path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    rustix::fs::openat2(root, path, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
+        .map_err(rerr("openat2 RESOLVE_IN_ROOT", disp(shown)))
+}
+
+/// mkdir `name` (one component) in the directory `dir`; never follows a
+/// symlink (one in the way is EEXIST).
+pub(crate) fn mkdir_at(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, mode: u32, shown: &Path) -> SysResult<()> {
+    rustix::fs::mkdirat(dir, name, rustix::fs::Mode::from_raw_mode(mode)).map_err(rerr("mkdirat", disp(shown)))
+}
+
+/// Create the empty file `name` (one component) in the directory `dir`;
+/// O_EXCL | O_NOFOLLOW, so a symlink in the way is EEXIST, never followed.
+pub(crate) fn create_file_at(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, mode: u32, shown: &Path) -> SysResult<()> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map(drop)
+    .map_err(rerr("open O_CREAT|O_EXCL", disp(shown)))
+}
+
+/// symlink(2) `name` -> `target` in the directory `dir`.
+pub(crate) fn symlink_at(target: &str, dir: BorrowedFd<'_>, name: &str, shown: &Path) -> SysResult<()> {
+    rustix::fs::symlinkat(target, dir, name).map_err(rerr("symlinkat", format!("{} -> {target}", shown.display())))
+}
+
+// ---------------------------------------------------------------- keys and seccomp
+
+/// Join a new, empty, anonymous session keyring (keyctl(2)
+/// KEYCTL_JOIN_SESSION_KEYRING with a NULL name), as runc and crun do for
+/// every container: the caller's session keyring (and the keys in it) is no
+/// longer reachable, and keys added later do not land in it.
+pub(crate) fn join_session_keyring() -> SysResult<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a NULL name takes no other
+    // pointer; it only replaces this process's session keyring.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>()) };
+    if r < 0 {
+        return Err(SysError { call: "keyctl", arg: "KEYCTL_JOIN_SESSION_KEYRING NULL".into(), errno: Errno::last() });
+    }
+    Ok(())
+}
+
+/// The payload's syscall filter: the classic BPF program that build.rs
+/// compiled with libseccomp from `crate::seccomp`, for the target's
+/// architectures, when this crate was built. Loading it costs one syscall;
+/// compiling it at every sandbox start cost a few hundred microseconds.
+static SYSCALL_FILTER_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
+
+/// The syscall filter, ready to load with [`load_syscall_filter`].
+pub(crate) struct SyscallFilter(Vec<libc::sock_filter>);
+
+/// The built-in filter as instructions (build.rs wrote them with
+/// seccomp_export_bpf(3): `struct sock_filter`s in native byte order).
+pub(crate) fn syscall_filter() -> SysResult<SyscallFilter> {
+    const SIZE: usize = std::mem::size_of::<libc::sock_filter>();
+    if SYSCALL_FILTER_BPF.is_empty() || !SYSCALL_FILTER_BPF.len().is_multiple_of(SIZE) {
+        return Err(SysError {
+            call: "seccomp",
+            arg: format!("built-in filter of {} bytes is not a BPF program", SYSCALL_FILTER_BPF.len()),
+            errno: Errno::EINVAL,
+        });
+    }
+    let insns = SYSCALL_FILTER_BPF
+        .chunks_exact(SIZE)
+        .map(|b| libc::sock_filter {
+            code: u16::from_ne_bytes([b[0], b[1]]),
+            jt: b[2],
+            jf: b[3],
+            k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        })
+        .collect();
+    Ok(SyscallFilter(insns))
+}
+
+/// seccomp(2) SECCOMP_SET_MODE_FILTER: load `filter` into this thread; it
+/// is inherited by every child and kept across exec. Needs no_new_privs set
+/// first.
+pub(crate) fn load_syscall_filter(filter: &SyscallFilter) -> SysResult<()> {
+    let prog = libc::sock_fprog {
+        len: filter.0.len() as libc::c_ushort,
+        filter: filter.0.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `len` valid instructions owned by `filter`,
+    // which outlives the call; the kernel copies them and keeps no pointer.
+    let r = unsafe {
+        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0 as libc::c_uint, &prog as *const libc::sock_fprog)
+    };
+    if r < 0 {
+        return Err(SysError {
+            call: "seccomp",
+            arg: format!("SECCOMP_SET_MODE_FILTER ({} instructions)", filter.0.len()),
+            errno: Errno::last(),
+        });
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- files
 
 fn cpath(path: &Path) -> SysResult<CString> {
@@ -198,21 +434,6 @@ pub(crate) fn mkdir_all(path: &Path, mode: u32) -> SysResult<()> {
     std::fs::DirBuilder::new().recursive(true).mode(mode).create(path).map_err(|e| SysError {
         call: "mkdir",
         arg: path.display().to_string(),
-        errno: io_errno(&e),
-    })
-}
-
-pub(crate) fn create_file(path: &Path, mode: u32) -> SysResult<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(mode).open(path).map(drop).map_err(
-        |e| SysError { call: "open O_CREAT", arg: path.display().to_string(), errno: io_errno(&e) },
-    )
-}
-
-pub(crate) fn symlink(target: &str, link: &Path) -> SysResult<()> {
-    std::os::unix::fs::symlink(target, link).map_err(|e| SysError {
-        call: "symlink",
-        arg: format!("{} -> {target}", link.display()),
         errno: io_errno(&e),
     })
 }
@@ -580,13 +801,9 @@ pub(crate) fn write_proc_file(path: &Path, data: &str) -> SysResult<()> {
     })
 }
 
-/// Canonical path of `p`, resolving symlinks.
-pub(crate) fn realpath(p: &Path) -> SysResult<PathBuf> {
-    std::fs::canonicalize(p).map_err(|e| SysError { call: "realpath", arg: p.display().to_string(), errno: io_errno(&e) })
-}
-
 
 /// Borrow an owned fd.
 pub(crate) fn borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
     fd.as_fd()
 }
+

@@ -11,8 +11,8 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{Context, bail};
 use clap::Args;
 use pkgcell_sandbox::{
-    Access, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Size, Spec, SubIdFiles, Timeout,
-    Upper,
+    Access, IdMapMode, Mount, Network, Rlimit, RlimitResource, Root, Sandbox, Seccomp, Size, Spec, SubIdFiles,
+    Timeout, Upper,
 };
 
 /// Default size limit of a tmpfs upper.
@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// Map only your own id (to 0), even if you have a subordinate range.
     #[arg(long)]
     single_id: bool,
+    /// The syscall filter: `on` (default) makes the calls no build needs
+    /// (keyrings, bpf, io_uring, unusual socket families, ...) fail with
+    /// EPERM; `off` for the rare command that needs one of them.
+    #[arg(long, value_name = "on|off", value_enum, default_value_t = SeccompArg::On)]
+    seccomp: SeccompArg,
     /// Read the whole spec as JSON from FILE (or - for stdin) instead of flags.
     #[arg(long, value_name = "FILE|-", conflicts_with_all = ["lower", "root", "base", "command"])]
     spec: Option<PathBuf>,
@@ -97,6 +102,13 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// `--seccomp` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SeccompArg {
+    On,
+    Off,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -250,6 +262,10 @@ impl RunArgs {
         spec.shm_size = self.shm_size;
         spec.rlimits = self.rlimit.clone();
         spec.id_map = if self.single_id { IdMapMode::Single } else { IdMapMode::Auto };
+        spec.seccomp = match self.seccomp {
+            SeccompArg::On => Seccomp::On,
+            SeccompArg::Off => Seccomp::Off,
+        };
         Ok(spec)
     }
 }

@@ -743,3 +743,246 @@ fn it_works_when_the_caller_is_itself_in_a_user_namespace() {
     let o = output(Command::new("unshare").args(["--user", "--map-root-user", "sh", "-c", &script]));
     assert_eq!(ok(o).split_whitespace().collect::<Vec<_>>(), ["nested-ok", "0"]);
 }
+
+// ------------------------------------------------------------ keyring and syscall filter
+
+/// Compile tests/fixtures/hostile/syscall-probe.c inside a sandbox with the
+/// test base's gcc and run it in `mode`; its report as name -> result
+/// ("ok", "EPERM" or "errno=N"). `extra`: more `pkgcell run` flags.
+fn syscall_probe(extra: &[&str], mode: &str) -> std::collections::BTreeMap<String, String> {
+    let d = TestDir::new();
+    copy_fixture("hostile", &d.join("hostile"));
+    let bind = format!("{}:/probe", d.join("hostile").display());
+    let script = format!("gcc -o /tmp/probe /probe/syscall-probe.c && /tmp/probe {mode}");
+    let mut args = vec!["--ro-bind", &bind];
+    args.extend_from_slice(extra);
+    probe_lines(&ok(run_sh(&args, &script)))
+}
+
+fn probe_lines(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+#[test]
+fn the_syscall_filter_denies_what_no_build_needs_with_eperm() {
+    let r = syscall_probe(&[], "filter");
+    for denied in [
+        "keyctl",
+        "add_key",
+        "request_key",
+        "bpf",
+        "userfaultfd",
+        "io_uring_setup",
+        "perf_event_open",
+        "socket_packet",
+        "socket_netlink_audit",
+        "socket_alg",
+        "socket_packet_high_bits",
+        "x32_keyctl",
+    ] {
+        assert_eq!(r.get(denied).map(String::as_str), Some("EPERM"), "{denied}: {r:?}");
+    }
+    for allowed in ["socket_netlink_route", "socket_unix", "socket_inet", "socket_inet6"] {
+        assert_eq!(r.get(allowed).map(String::as_str), Some("ok"), "{allowed}: {r:?}");
+    }
+    // The i386 ABI (int 0x80) gets the same rules; only where the kernel
+    // runs it at all (CONFIG_IA32_EMULATION).
+    if r.get("i386_getpid").map(String::as_str) == Some("ok") {
+        assert_eq!(r.get("i386_keyctl").map(String::as_str), Some("EPERM"), "{r:?}");
+    } else {
+        eprintln!("skipped the i386 probe: this kernel does not run i386 syscalls ({r:?})");
+    }
+}
+
+/// The probes whose EPERM can only come from the filter: with it off, the
+/// kernel answers them otherwise on any configuration we test on.
+fn assert_not_filtered(r: &std::collections::BTreeMap<String, String>) {
+    let mut unfiltered = vec!["keyctl", "add_key", "request_key", "perf_event_open", "socket_netlink_audit", "socket_alg", "x32_keyctl"];
+    // kernel.io_uring_disabled=2 makes the kernel itself answer EPERM.
+    if std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map_or(true, |s| s.trim() != "2") {
+        unfiltered.push("io_uring_setup");
+    }
+    for name in unfiltered {
+        let got = r.get(name).map(String::as_str);
+        assert!(got.is_some() && got != Some("EPERM"), "{name} is still filtered: {r:?}");
+    }
+    if r.get("i386_getpid").map(String::as_str) == Some("ok") {
+        assert_eq!(r.get("i386_keyctl").map(String::as_str), Some("ok"), "{r:?}");
+    }
+}
+
+#[test]
+fn seccomp_off_runs_the_payload_without_the_filter() {
+    assert_not_filtered(&syscall_probe(&["--seccomp", "off"], "filter"));
+}
+
+#[test]
+fn the_spec_field_seccomp_off_turns_the_filter_off_too() {
+    let d = TestDir::new();
+    copy_fixture("hostile", &d.join("hostile"));
+    let run = |seccomp: Option<&str>| {
+        let mut spec = serde_json::json!({
+            "root": {"overlay": {"lowers": [test_base()], "upper": {"tmpfs": {"size": 1u64 << 28}}}},
+            "mounts": [{"bind": {"src": d.join("hostile"), "dst": "/probe"}}],
+            "argv": ["sh", "-c", "gcc -o /tmp/probe /probe/syscall-probe.c && /tmp/probe filter"],
+            "env": {"PATH": "/usr/bin:/bin"}
+        });
+        if let Some(s) = seccomp {
+            spec["seccomp"] = s.into();
+        }
+        let mut child = pkgcell()
+            .args(["run", "--spec", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        serde_json::to_writer(child.stdin.take().unwrap(), &spec).unwrap();
+        probe_lines(&ok(child.wait_with_output().unwrap()))
+    };
+    assert_eq!(run(None).get("keyctl").map(String::as_str), Some("EPERM"), "the filter is on by default");
+    assert_eq!(run(Some("on")).get("keyctl").map(String::as_str), Some("EPERM"));
+    assert_not_filtered(&run(Some("off")));
+}
+
+/// Run the keyring probe in a sandbox from a fresh session keyring of the
+/// test's own that holds `pkgcell-host-key`; the probe's report plus
+/// `host_sees_inside_key` and `host_key_still_there` from the host side.
+fn keyring_probe(extra: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let o = output(Command::new("keyctl").arg("--version"));
+    assert!(o.status.success(), "keyctl (keyutils) is needed: scripts/install-deps installs it: {}", text(&o));
+    let d = TestDir::new();
+    copy_fixture("hostile", &d.join("hostile"));
+    let script = format!(
+        "keyctl add user pkgcell-host-key secret @s >/dev/null || exit 3
+         {pkgcell} run --lower {base} --ro-bind {probe}:/probe {extra} -- \
+             sh -c 'gcc -o /tmp/probe /probe/syscall-probe.c && /tmp/probe keyring' || exit 4
+         keyctl search @s user pkgcell-inside-key >/dev/null 2>&1 && echo host_sees_inside_key yes || echo host_sees_inside_key no
+         keyctl search @s user pkgcell-host-key >/dev/null 2>&1 && echo host_key_still_there yes || echo host_key_still_there no",
+        pkgcell = pkgcell_bin().display(),
+        base = test_base().display(),
+        probe = d.join("hostile").display(),
+        extra = extra.join(" "),
+    );
+    // `keyctl session -`: a new anonymous session keyring for this test
+    // alone, so that tests running in parallel do not see each other's keys.
+    probe_lines(&ok(output(Command::new("keyctl").args(["session", "-", "sh", "-c", &script]))))
+}
+
+#[test]
+fn the_sandbox_starts_in_an_empty_session_keyring_of_its_own() {
+    // With the filter off the keyring calls reach the kernel: this is what
+    // shows the fresh session keyring.
+    let r = keyring_probe(&["--seccomp", "off"]);
+    assert_eq!(r.get("search_host_key").map(String::as_str), Some("errno=126"), "ENOKEY: the host's key is not reachable: {r:?}");
+    assert_eq!(r.get("add_inside_key").map(String::as_str), Some("ok"), "{r:?}");
+    assert_eq!(r.get("search_inside_key").map(String::as_str), Some("ok"), "the probe finds a key where there is one: {r:?}");
+    assert_eq!(r.get("host_sees_inside_key").map(String::as_str), Some("no"), "a key planted inside reached the host: {r:?}");
+    assert_eq!(r.get("host_key_still_there").map(String::as_str), Some("yes"), "{r:?}");
+}
+
+#[test]
+fn with_the_filter_on_keyrings_are_out_of_reach_altogether() {
+    let r = keyring_probe(&[]);
+    for name in ["search_host_key", "add_inside_key"] {
+        assert_eq!(r.get(name).map(String::as_str), Some("EPERM"), "{name}: {r:?}");
+    }
+    assert_eq!(r.get("host_sees_inside_key").map(String::as_str), Some("no"), "{r:?}");
+}
+
+// ------------------------------------------------------------ hostile mount points
+
+/// Entries of `dir`, for "nothing was created there".
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn mount_points_through_a_symlink_to_the_host_are_refused_and_create_nothing() {
+    let d = TestDir::new();
+    // The host directory the layer aims at, as pid 1 sees it while it builds
+    // the root (the host's root is then at /oldroot).
+    let host = d.join("host");
+    std::fs::create_dir(&host).unwrap();
+    let aim = format!("/oldroot{}", host.display());
+    let lower = d.join("lower");
+    let root = d.join("root");
+    for layer in [&lower, &root] {
+        std::fs::create_dir(layer).unwrap();
+        std::os::unix::fs::symlink(&aim, layer.join("evil")).unwrap();
+    }
+    let src = d.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(d.join("file"), "x").unwrap();
+    let bind = format!("{}:/evil/sub", src.display());
+    let file_bind = format!("{}:/evil/file", d.join("file").display());
+    let dotdot = format!("{aim}/y");
+    let dotdot = format!("/..{dotdot}");
+    let dotdot_bind = format!("{}:{dotdot}", src.display());
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("--lower", vec!["--bind", &bind], "does not exist inside the sandbox root"),
+        ("--lower", vec!["--ro-bind", &file_bind], "does not exist inside the sandbox root"),
+        ("--lower", vec!["--tmpfs", "/evil/x"], "does not exist inside the sandbox root"),
+        ("--lower", vec!["--tmpfs", "/evil"], "does not exist inside the sandbox root"),
+        ("--root", vec!["--tmpfs", "/evil/x/y"], "does not exist inside the sandbox root"),
+        ("--lower", vec!["--tmpfs", &dotdot], "contains '..'"),
+        ("--lower", vec!["--bind", &dotdot_bind], "contains '..'"),
+    ];
+    for (how, flags, message) in &cases {
+        let layer = if *how == "--root" { &root } else { &lower };
+        let o = output(pkgcell().arg("run").arg(how).arg(layer).args(flags).args(["--", "true"]));
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", text(&o));
+        assert!(stderr(&o).contains(message), "{flags:?}: {}", text(&o));
+        assert_eq!(entries(&host), Vec::<String>::new(), "{flags:?} created something on the host");
+        assert_eq!(entries(&src), Vec::<String>::new(), "{flags:?}");
+    }
+}
+
+#[test]
+fn a_symlinked_mount_point_resolves_inside_the_root() {
+    let d = TestDir::new();
+    let lower = d.join("lower");
+    std::fs::create_dir_all(lower.join("opt/real")).unwrap();
+    // Absolute, and with more `..` than there are levels: both stay inside.
+    std::os::unix::fs::symlink("/opt/real", lower.join("inroot")).unwrap();
+    std::os::unix::fs::symlink("../../../../opt/real", lower.join("updots")).unwrap();
+    let o = output(
+        pkgcell()
+            .arg("run")
+            .arg("--lower")
+            .arg(&lower)
+            .arg("--lower")
+            .arg(test_base())
+            .args(["--tmpfs", "/inroot/t", "--tmpfs", "/updots/u", "--"])
+            .args(["sh", "-c", "awk '{print $5}' /proc/self/mountinfo | grep '^/opt/real/'"]),
+    );
+    let out = ok(o);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["/opt/real/t", "/opt/real/u"], "{out}");
+    assert_eq!(entries(&lower.join("opt/real")), Vec::<String>::new(), "the lower layer is never written");
+}
+
+#[test]
+fn inside_a_filtered_sandbox_pkgcell_skips_the_keyring_with_its_filter_on_and_says_why_when_off() {
+    // The outer filter denies keyctl, so an inner sandbox cannot join a
+    // fresh keyring: with its own filter on that is fine (no keyring is
+    // reachable from its payload anyway) and setup goes on to the mounts
+    // (where a nested sandbox fails for other reasons); with --seccomp off
+    // it is a setup error at the keyring step, with a hint.
+    let bin = pkgcell_bin();
+    let script = "exec 2>&1; pkgcell run --lower / -- /bin/true; echo on-rc=$?; echo ---; \
+                  pkgcell run --seccomp off --lower / -- /bin/true; echo off-rc=$?";
+    let o = output(
+        pkgcell()
+            .arg("run")
+            .arg("--lower")
+            .arg(test_base())
+            .arg("--ro-bind")
+            .arg(format!("{}:/usr/local/bin/pkgcell", bin.display()))
+            .args(["--", "sh", "-c", script]),
+    );
+    let out = stdout(&o);
+    let (on, off) = out.split_once("---").unwrap_or_else(|| panic!("{out}"));
+    assert!(!on.contains("keyring") && on.contains("cannot mount"), "{on}");
+    assert!(off.contains("off-rc=2") && off.contains("cannot join a fresh session keyring"), "{off}");
+    assert!(off.contains("denies keyctl"), "{off}");
+}
