@@ -375,7 +375,7 @@ impl Parser {
         let out = Confined::open(&out_dir).map_err(SrcinfoError::Io)?;
         let mut results = Vec::with_capacity(jobs.len());
         for i in 0..jobs.len() {
-            match self.collect(&out, i) {
+            match collect(&out, i, self.timeout.as_secs()) {
                 Some(r) => results.push(r),
                 None if status == pkgcell_sandbox::Status::TimedOut => {
                     results.push(Err(PkgbuildError::Timeout { secs: self.timeout.as_secs() }))
@@ -431,53 +431,54 @@ impl Parser {
         spec
     }
 
-    /// The result of job `i` from the output directory, `None` when the
-    /// driver never reported on it.
-    fn collect(&self, out: &Confined, i: usize) -> Option<Result<Srcinfo, PkgbuildError>> {
-        let status = match out.read(&format!("{i}.status"), STATUS_LIMIT) {
-            Ok(Some(s)) => s,
-            Ok(None) => return None,
-            Err(e) => return Some(Err(e)),
-        };
-        let status = String::from_utf8_lossy(&status).trim().to_owned();
-        let log = || log_tail(out, &format!("{i}.log"));
-        let srcinfo_name = format!("{i}.srcinfo");
-        // One byte more than the limit tells a file at the limit from a
-        // larger one (ulimit -f stops the job at the limit).
-        let srcinfo = out.read(&srcinfo_name, OUTPUT_LIMIT);
-        let too_large = matches!(&srcinfo, Ok(Some(b)) if b.len() as u64 >= OUTPUT_LIMIT)
-            || out.size(&format!("{i}.log")).unwrap_or(0) >= OUTPUT_LIMIT;
-        Some(match status.as_str() {
-            "ok" => match srcinfo {
-                Ok(Some(_)) if too_large => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
-                Ok(Some(bytes)) => String::from_utf8(bytes)
-                    .map(|text| Srcinfo {
-                        text,
-                        has_pkgver_func: matches!(out.file(&format!("{i}.pkgver")), Ok(Some(_))),
-                    })
-                    .map_err(|_| PkgbuildError::NotUtf8),
-                Ok(None) => Err(PkgbuildError::Exited { log: log() }),
-                Err(e) => Err(e),
-            },
-            "timeout" => Err(PkgbuildError::Timeout { secs: self.timeout.as_secs() }),
-            _ if too_large => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
-            s => {
-                let code: i32 = s.strip_prefix("exit ").and_then(|c| c.parse().ok()).unwrap_or(-1);
-                match code {
-                    0 => Err(PkgbuildError::Exited { log: log() }),
-                    91 => Err(PkgbuildError::Missing),
-                    92 => Err(PkgbuildError::Crlf),
-                    93 => Err(PkgbuildError::Lint { log: log() }),
-                    95 => Err(PkgbuildError::NoSpace { log: log() }),
-                    // 128 + SIGXCPU: the CPU limit, i.e. a busy endless loop.
-                    152 => Err(PkgbuildError::Timeout { secs: self.timeout.as_secs() }),
-                    // 128 + SIGXFSZ: the output limit.
-                    153 => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
-                    code => Err(PkgbuildError::Source { code, log: log() }),
-                }
+}
+
+/// The result of job `i` from the output directory, `None` when the driver
+/// never reported on it.
+fn collect(out: &Confined, i: usize, timeout_secs: u64) -> Option<Result<Srcinfo, PkgbuildError>> {
+    let status = match out.read(&format!("{i}.status"), STATUS_LIMIT) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let status = String::from_utf8_lossy(&status).trim().to_owned();
+    let log = || log_tail(out, &format!("{i}.log"));
+    let srcinfo_name = format!("{i}.srcinfo");
+    // ulimit -f stops a job's file at the limit: one that reached it is
+    // too large.
+    let srcinfo = out.read(&srcinfo_name, OUTPUT_LIMIT);
+    let too_large = matches!(&srcinfo, Ok(Some(b)) if b.len() as u64 >= OUTPUT_LIMIT)
+        || out.size(&format!("{i}.log")).unwrap_or(0) >= OUTPUT_LIMIT;
+    Some(match status.as_str() {
+        "ok" => match srcinfo {
+            Ok(Some(_)) if too_large => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
+            Ok(Some(bytes)) => String::from_utf8(bytes)
+                .map(|text| Srcinfo {
+                    text,
+                    has_pkgver_func: matches!(out.file(&format!("{i}.pkgver")), Ok(Some(_))),
+                })
+                .map_err(|_| PkgbuildError::NotUtf8),
+            Ok(None) => Err(PkgbuildError::Exited { log: log() }),
+            Err(e) => Err(e),
+        },
+        "timeout" => Err(PkgbuildError::Timeout { secs: timeout_secs }),
+        _ if too_large => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
+        s => {
+            let code: i32 = s.strip_prefix("exit ").and_then(|c| c.parse().ok()).unwrap_or(-1);
+            match code {
+                0 => Err(PkgbuildError::Exited { log: log() }),
+                91 => Err(PkgbuildError::Missing),
+                92 => Err(PkgbuildError::Crlf),
+                93 => Err(PkgbuildError::Lint { log: log() }),
+                95 => Err(PkgbuildError::NoSpace { log: log() }),
+                // 128 + SIGXCPU: the CPU limit, i.e. a busy endless loop.
+                152 => Err(PkgbuildError::Timeout { secs: timeout_secs }),
+                // 128 + SIGXFSZ: the output limit.
+                153 => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
+                code => Err(PkgbuildError::Source { code, log: log() }),
             }
-        })
-    }
+        }
+    })
 }
 
 /// The `X` of the line `declare -r makepkg_version='X'` in /usr/bin/makepkg,
@@ -614,5 +615,67 @@ mod tests {
         let script = "#!/bin/bash\nmakepkg_version='not this'\ndeclare -r makepkg_version='6.0.2'\nconfdir='/etc'\n";
         assert_eq!(declared_version(script).as_deref(), Some("6.0.2"));
         assert_eq!(declared_version("declare -r makepkg_version=6.0.2\n"), None);
+    }
+
+    /// An output directory as a hostile sandbox could leave it: symlinks to
+    /// a host secret, a FIFO, a huge file.
+    #[test]
+    fn outputs_are_read_without_following_symlinks_blocking_on_fifos_or_reading_without_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, "host secret").unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let w = |name: &str, data: &[u8]| std::fs::write(out.join(name), data).unwrap();
+        // 0: status is a symlink to the secret.
+        std::os::unix::fs::symlink(&secret, out.join("0.status")).unwrap();
+        // 1: ok, but the .SRCINFO is a symlink to the secret.
+        w("1.status", b"ok\n");
+        std::os::unix::fs::symlink(&secret, out.join("1.srcinfo")).unwrap();
+        // 2: ok, but the .SRCINFO is a FIFO nobody writes.
+        w("2.status", b"ok\n");
+        nix::unistd::mkfifo(&out.join("2.srcinfo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // 3: a status FIFO.
+        nix::unistd::mkfifo(&out.join("3.status"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // 4: a failure whose log is a symlink to the secret.
+        w("4.status", b"exit 1\n");
+        std::os::unix::fs::symlink(&secret, out.join("4.log")).unwrap();
+        // 5: a .SRCINFO larger than the limit, 6: a status larger than its own.
+        w("5.status", b"ok\n");
+        w("5.srcinfo", &vec![b'a'; OUTPUT_LIMIT as usize + 10]);
+        w("6.status", &[b'o'; 200]);
+        // 7: a good one, with a pkgver() marker that is a symlink (not trusted).
+        w("7.status", b"ok\n");
+        w("7.srcinfo", b"pkgbase = x\n");
+        std::os::unix::fs::symlink(&secret, out.join("7.pkgver")).unwrap();
+
+        let dir = Confined::open(&out).unwrap();
+        let r: Vec<_> = (0..9).map(|i| collect(&dir, i, 10)).collect();
+        for (i, r) in r.iter().enumerate() {
+            assert!(!format!("{r:?}").contains("host secret"), "{i}: {r:?}");
+        }
+        let output_err = |r: &Option<Result<Srcinfo, PkgbuildError>>, file: &str| {
+            matches!(r, Some(Err(PkgbuildError::Output { file: f, .. })) if f == file)
+        };
+        assert!(output_err(&r[0], "0.status"), "{:?}", r[0]);
+        assert!(output_err(&r[1], "1.srcinfo"), "{:?}", r[1]);
+        assert!(output_err(&r[2], "2.srcinfo"), "{:?}", r[2]);
+        assert!(output_err(&r[3], "3.status"), "{:?}", r[3]);
+        assert!(matches!(&r[4], Some(Err(PkgbuildError::Source { code: 1, log })) if log.is_empty()), "{:?}", r[4]);
+        assert!(output_err(&r[5], "5.srcinfo"), "{:?}", r[5]);
+        assert!(output_err(&r[6], "6.status"), "{:?}", r[6]);
+        assert_eq!(r[7], Some(Ok(Srcinfo { text: "pkgbase = x\n".into(), has_pkgver_func: false })));
+        assert_eq!(r[8], None, "no status: the driver did not report");
+        // None of these is cached: the next run parses again.
+        assert!(r[..7].iter().enumerate().all(|(i, r)| i == 4 || !r.as_ref().unwrap().as_ref().unwrap_err().is_lasting()));
+    }
+
+    #[test]
+    fn the_output_directory_itself_must_not_be_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("out")).unwrap();
+        assert!(Confined::open(&d.path().join("out")).is_err());
+        assert!(Confined::open(&d.path().join("real")).is_ok());
     }
 }

@@ -5,6 +5,7 @@ mod build;
 mod deps;
 mod fetch;
 mod makepkg;
+mod parse_isolation;
 mod pkgutil;
 mod plan;
 mod publish;
