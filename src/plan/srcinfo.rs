@@ -8,8 +8,8 @@
 //!
 //! Isolation within a batch: the driver runs as root inside the sandbox and
 //! sources only the base's makepkg; each PKGBUILD is sourced in a forked
-//! copy of it that first drops to a uid and gid of its own ([`FIRST_JOB_ID`]
-//! + its index, from the subordinate id range) with the loadable builtin
+//! copy of it that first drops to a uid and gid of its own (its index plus
+//! [`FIRST_JOB_ID`], from the subordinate id range) with the loadable builtin
 //! `srcinfo-dropids.rs` (built by build.rs). Its results go to files that
 //! root opened for it in an output directory only root inside (the calling
 //! user) can enter; its tree and scratch sit in a directory only its uid can
