@@ -8,6 +8,7 @@
 pub mod base;
 pub mod build;
 pub mod config;
+pub mod confined;
 pub mod error;
 pub mod fetch;
 pub mod home;
