@@ -31,6 +31,7 @@ use std::time::Duration;
 use pkgcell_sandbox::{Access, Mount, Network, Root, Spec, Upper};
 use serde::{Deserialize, Serialize};
 
+use crate::confined::ConfinedError;
 use crate::error::{IoPath, io_err};
 use crate::home::Home;
 use crate::ids::TreeId;
@@ -86,6 +87,9 @@ pub enum SrcinfoError {
         /// How the driver ended.
         status: pkgcell_sandbox::Status,
     },
+    /// The output directory of the run cannot be opened safely.
+    #[error("cannot open the parse output directory")]
+    Output(#[source] ConfinedError),
     /// The sandbox has no subordinate ids for the PKGBUILDs' own users.
     #[error(
         "parsing PKGBUILDs needs uids and gids {FIRST_JOB_ID}-{last} inside the sandbox, one per PKGBUILD, \
@@ -372,7 +376,7 @@ impl Parser {
             });
         }
 
-        let out = Confined::open(&out_dir).map_err(SrcinfoError::Io)?;
+        let out = Confined::open(&out_dir)?;
         let mut results = Vec::with_capacity(jobs.len());
         for i in 0..jobs.len() {
             match collect(&out, i, self.timeout.as_secs()) {
@@ -535,73 +539,51 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// The output directory of a parse run, read without trusting what is in
-/// it (the sandbox wrote it): each file is opened beneath the directory's
-/// fd, one name without `/`, never through a symlink, non-blocking (a FIFO
-/// cannot stall us), and must be a regular file; reads stop at a limit.
-///
-/// A minimal local version of "open beneath a directory fd, check, read
-/// with a limit"; a shared module for all sandbox outputs may replace it.
+/// it (see [`crate::confined`]: beneath a directory fd, no symlinks,
+/// non-blocking, regular files only, with limits). A failure to read one
+/// file safely is that job's error, never the batch's.
 struct Confined {
-    dir: std::os::fd::OwnedFd,
+    dir: crate::confined::Confined,
 }
 
 impl Confined {
-    fn open(path: &Path) -> Result<Confined, IoPath> {
-        use nix::fcntl::OFlag;
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let dir = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
-            .map_err(|e| IoPath::new("open", path.to_owned(), e.into()))?;
-        Ok(Confined { dir })
+    fn open(path: &Path) -> Result<Confined, SrcinfoError> {
+        Ok(Confined { dir: crate::confined::Confined::open(path).map_err(SrcinfoError::Output)? })
     }
 
-    /// The regular file `name` and its size; `None` if there is none.
-    fn file(&self, name: &str) -> Result<Option<(std::fs::File, u64)>, PkgbuildError> {
-        use nix::fcntl::OFlag;
-        let bad = |why: String| PkgbuildError::Output { file: name.to_owned(), why };
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-            return Err(bad("not a plain file name".into()));
+    fn bad(name: &str, e: &ConfinedError) -> PkgbuildError {
+        PkgbuildError::Output { file: name.to_owned(), why: e.to_string() }
+    }
+
+    /// The regular file `name`; `None` if there is none.
+    fn file(&self, name: &str) -> Result<Option<crate::confined::ConfinedFile>, PkgbuildError> {
+        match self.dir.open_file(name) {
+            Ok(f) => Ok(Some(f)),
+            Err(ConfinedError::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::bad(name, &e)),
         }
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-        let fd = match nix::fcntl::openat(&self.dir, name, flags, nix::sys::stat::Mode::empty()) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => return Ok(None),
-            Err(nix::errno::Errno::ELOOP) => return Err(bad("it is a symlink".into())),
-            Err(e) => return Err(bad(e.desc().to_owned())),
-        };
-        let file = std::fs::File::from(fd);
-        let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(bad("not a regular file".into()));
-        }
-        Ok(Some((file, meta.len())))
     }
 
     /// The contents of `name` (at most `limit` bytes, else an error);
     /// `None` if there is no such file.
     fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, PkgbuildError> {
-        use std::io::Read;
-        let Some((file, size)) = self.file(name)? else { return Ok(None) };
-        let bad = |why: String| PkgbuildError::Output { file: name.to_owned(), why };
-        if size > limit {
-            return Err(bad(format!("larger than {limit} bytes")));
-        }
-        let mut data = Vec::with_capacity(size as usize);
-        // The limit holds even if the file grows meanwhile.
-        file.take(limit).read_to_end(&mut data).map_err(|e| bad(e.to_string()))?;
+        let Some(f) = self.file(name)? else { return Ok(None) };
+        let mut data = Vec::new();
+        f.copy_to(&mut data, limit).map_err(|e| Self::bad(name, &e))?;
         Ok(Some(data))
     }
 
     /// The size of the regular file `name`, if there is one.
     fn size(&self, name: &str) -> Option<u64> {
-        self.file(name).ok().flatten().map(|(_, size)| size)
+        self.file(name).ok().flatten().map(|f| f.size)
     }
 
     /// The last `n` bytes of the regular file `name` (empty if none).
     fn tail(&self, name: &str, n: u64) -> Vec<u8> {
         use std::io::{Read, Seek, SeekFrom};
-        let Ok(Some((mut file, size))) = self.file(name) else { return Vec::new() };
+        let Ok(Some(mut f)) = self.file(name) else { return Vec::new() };
         let mut data = Vec::new();
-        let _ = file.seek(SeekFrom::Start(size.saturating_sub(n))).and_then(|_| file.take(n).read_to_end(&mut data));
+        let _ = f.file.seek(SeekFrom::Start(f.size.saturating_sub(n))).and_then(|_| f.file.take(n).read_to_end(&mut data));
         data
     }
 }
