@@ -1,23 +1,36 @@
 #!/bin/bash
 # pkgcell's .SRCINFO driver. Runs inside the parse sandbox (read-only
-# sources, no network, as the build user) and prints, for many PKGBUILDs in
-# one go, exactly what `makepkg --printsrcinfo` prints for each.
+# sources, no network) and prints, for many PKGBUILDs in one go, exactly
+# what `makepkg --printsrcinfo` prints for each.
 #
-# usage: srcinfo-driver.sh LIST OUTDIR WORKERS TIMEOUT_SECS
-#   LIST    lines of "<id><TAB><directory holding a PKGBUILD>"
+# usage: srcinfo-driver.sh LIST OUTDIR WORKERS TIMEOUT_SECS FIRST_ID DROPIDS_SO
+#   LIST    lines of "<id><TAB><job directory>"; the PKGBUILD's tree is
+#           bound read-only at <job directory>/tree
 #   OUTDIR  gets, per id: <id>.srcinfo (stdout of the job, i.e. the
 #           .SRCINFO text), <id>.log (its stderr), <id>.status ("ok",
 #           "exit N" or "timeout"), and <id>.pkgver when it has pkgver().
+#   FIRST_ID  job n runs as uid and gid FIRST_ID + n
+#   DROPIDS_SO  the loadable builtin pkgcell_dropids (srcinfo-dropids.rs)
 #
 # Why this shape: makepkg --printsrcinfo costs a fresh bash that sources
 # all of libmakepkg and makepkg.conf. Here one bash loads them once, and
 # each PKGBUILD runs in a forked copy of it (a process substitution), so it
-# starts with makepkg's functions and config already in place and cannot
-# disturb the others. The steps per PKGBUILD are the ones /usr/bin/makepkg
-# takes for --printsrcinfo, minus those that only check the host
-# (writable PKGDEST/SRCDEST, EUID, check_software), which change no output.
+# starts with makepkg's functions and config already in place. The steps
+# per PKGBUILD are the ones /usr/bin/makepkg takes for --printsrcinfo,
+# minus those that only check the host (writable PKGDEST/SRCDEST, EUID,
+# check_software), which change no output.
+#
+# Isolation: this script runs as root inside the sandbox and sources only
+# the base's makepkg and makepkg.conf. Each forked job opens its output
+# files while still root, then, before it sources its PKGBUILD, drops to a
+# uid and gid of its own (pkgcell_dropids), with its job directory (HOME,
+# TMPDIR, scratch) made its own and mode 0700. OUTDIR is root's alone: a
+# job holds only its own output fds, and its status is written by its
+# root worker. So no PKGBUILD can read or change another one's result,
+# nor signal or trace another job (different uids).
 
 _pkgcell_list=$1 _pkgcell_out=$2 _pkgcell_workers=$3 _pkgcell_timeout=$4
+_pkgcell_first_id=$5 _pkgcell_dropids=$6
 
 # The globals /usr/bin/makepkg sets before its libraries are sourced.
 export TEXTDOMAIN='pacman-scripts'
@@ -63,20 +76,31 @@ _pkgcell_assign_re='^[[:space:]]* ([[:alnum:]_]+)\+?=(.)'
 # only lines any caller's pattern can match), and ${_pkgcell_fn}_names to
 # an associative array of the variables they set.
 _pkgcell_fn_array() {
-	local i=${_pkgcell_fidx[$1]-} line
+	local i=${_pkgcell_fidx[$1]-} line which
 	if [[ -z $i ]]; then
 		i=$((_pkgcell_fn_n++))
 		_pkgcell_fidx[$1]=$i
 		declare -ga "_pkgcell_f_$i=()"
 		declare -gA "_pkgcell_f_${i}_names=()"
 		local -n _pkgcell_new=_pkgcell_f_$i _pkgcell_newnames=_pkgcell_f_${i}_names
-		{ declare -f "$1" || declare -f package; } >"$_pkgcell_fn_tmp" 2>/dev/null
-		while IFS= read -r line || [[ -n $line ]]; do
-			if [[ $line =~ $_pkgcell_assign_re ]]; then
-				_pkgcell_new+=("$line")
-				_pkgcell_newnames[${BASH_REMATCH[1]}]=1
-			fi
-		done <"$_pkgcell_fn_tmp"
+		# `declare -f "$1" || declare -f package`, with a write error (a
+		# full scratch file system) failing the job rather than silently
+		# dropping the function's variables.
+		which=
+		if declare -F "$1" >/dev/null; then
+			which=$1
+		elif declare -F package >/dev/null; then
+			which=package
+		fi
+		if [[ -n $which ]]; then
+			declare -f "$which" >"$_pkgcell_fn_tmp" || exit 95
+			while IFS= read -r line || [[ -n $line ]]; do
+				if [[ $line =~ $_pkgcell_assign_re ]]; then
+					_pkgcell_new+=("$line")
+					_pkgcell_newnames[${BASH_REMATCH[1]}]=1
+				fi
+			done <"$_pkgcell_fn_tmp"
+		fi
 	fi
 	_pkgcell_fn=_pkgcell_f_$i
 }
@@ -118,17 +142,24 @@ if ! type -P gettext >/dev/null; then
 	gettext() { printf '%s' "$1"; }
 fi
 
-# One PKGBUILD, in a forked copy of this shell. stdout is the .SRCINFO file,
-# stderr the log, fd 3 the pipe to the worker that waits for "ok".
+# One PKGBUILD, in a forked copy of this shell, still root when it starts.
+# stdout is the .SRCINFO file, stderr the log (both opened by root), fd 3
+# the pipe to the worker, which waits for "ok" or "ok pkgver".
+# $1: job directory, $2: id, $3: uid for the job.
 _pkgcell_one() {
 	# Limits: CPU seconds (a busy loop), file size in KiB (huge output),
-	# address space in KiB (a memory bomb), no core files. The size limit
-	# is known to the Rust side (OUTPUT_LIMIT) to name the error.
+	# address space in KiB (a memory bomb), no core files. Set as root, both
+	# soft and hard: the job cannot raise them. The size limit is known to
+	# the Rust side (OUTPUT_LIMIT) to name the error.
 	ulimit -t "$_pkgcell_timeout" -f 1024 -v 2097152 -c 0 2>/dev/null
-	cd -P -- "$1" || exit 90
-	_pkgcell_fn_tmp=/tmp/pkgcell-fn.$BASHPID
+	cd -P -- "$1/tree" || exit 90
+	pkgcell_dropids "$3" "$1" || exit 94
+	# The job's own directory, not shared /tmp: nobody else can plant a
+	# symlink at its scratch path.
+	export HOME=$1 TMPDIR=$1
+	_pkgcell_fn_tmp=$1/.pkgcell-fn
 	startdir=$PWD
-	unset _pkgcell_list _pkgcell_workers _pkgcell_jobs
+	unset _pkgcell_list _pkgcell_workers _pkgcell_jobs _pkgcell_out
 	BUILDFILE=$startdir/$BUILDSCRIPT
 	if [[ ! -f $BUILDFILE ]]; then
 		error "$(gettext "%s does not exist.")" "$BUILDSCRIPT"
@@ -141,25 +172,35 @@ _pkgcell_one() {
 	source_buildfile "$BUILDFILE"
 	pkgbase=${pkgbase:-${pkgname[0]}}
 	lint_pkgbuild || exit 93
+	local has_pkgver=
 	if have_function pkgver; then
-		: >"$_pkgcell_out/$2.pkgver"
+		has_pkgver=' pkgver'
 	fi
 	write_srcinfo_content
-	echo ok >&3
+	echo "ok$has_pkgver" >&3
 }
 
 # Run the PKGBUILDs of one worker one after the other, each with a wall
 # clock limit: the worker waits for the job's "ok" with `read -t`, which
-# needs no extra process per job.
+# needs no extra process per job. Only this root worker writes the status.
 _pkgcell_worker() {
 	local i id dir fd pid st
 	for ((i = $1; i < ${#_pkgcell_jobs[@]}; i += _pkgcell_workers)); do
 		id=${_pkgcell_jobs[i]%%$'\t'*}
 		dir=${_pkgcell_jobs[i]#*$'\t'}
-		exec {fd}< <(_pkgcell_one "$dir" "$id" 3>&1 >"$_pkgcell_out/$id.srcinfo" 2>"$_pkgcell_out/$id.log" </dev/null)
+		exec {fd}< <(_pkgcell_one "$dir" "$id" "$((_pkgcell_first_id + i))" 3>&1 >"$_pkgcell_out/$id.srcinfo" 2>"$_pkgcell_out/$id.log" </dev/null)
 		pid=$!
-		if read -r -t "$_pkgcell_timeout" -u "$fd" st; then
+		# -n: a job cannot make its worker buffer an endless line.
+		if read -r -n 16 -t "$_pkgcell_timeout" -u "$fd" st; then
+			# The job has printed its result and has nothing left to do:
+			# end it, so that a job that lingers cannot stall its worker.
+			kill -KILL "$pid" 2>/dev/null
 			wait "$pid"
+			case $st in
+			ok) ;;
+			'ok pkgver') : >"$_pkgcell_out/$id.pkgver"; st=ok ;;
+			*) st="exit 96" ;;
+			esac
 		elif (($? > 128)); then
 			kill -KILL "$pid" 2>/dev/null
 			wait "$pid"
@@ -174,6 +215,29 @@ _pkgcell_worker() {
 }
 
 mapfile -t _pkgcell_jobs <"$_pkgcell_list"
+
+# Every job id must be mapped inside (a subordinate id range); with only
+# root mapped, isolation is impossible and nothing is sourced.
+_pkgcell_last_id=$((_pkgcell_first_id + ${#_pkgcell_jobs[@]} - 1))
+for _pkgcell_map in /proc/self/uid_map /proc/self/gid_map; do
+	_pkgcell_mapped=
+	while read -r _pkgcell_in _ _pkgcell_count; do
+		if ((_pkgcell_in <= _pkgcell_first_id && _pkgcell_last_id < _pkgcell_in + _pkgcell_count)); then
+			_pkgcell_mapped=1
+		fi
+	done <"$_pkgcell_map"
+	if [[ -z $_pkgcell_mapped ]]; then
+		echo "pkgcell: ids $_pkgcell_first_id-$_pkgcell_last_id are not all mapped in $_pkgcell_map" >&2
+		exit 97
+	fi
+done
+unset _pkgcell_map _pkgcell_mapped _pkgcell_in _pkgcell_count _pkgcell_last_id
+
+enable -f "$_pkgcell_dropids" pkgcell_dropids || exit 98
+# No place shared between jobs stays writable for them: the world-writable
+# directories of the base and the sandbox become root's.
+chmod 0755 /tmp /var/tmp /dev/shm /run/lock 2>/dev/null
+
 for ((w = 0; w < _pkgcell_workers; w++)); do
 	_pkgcell_worker "$w" &
 done

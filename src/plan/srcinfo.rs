@@ -1,11 +1,20 @@
 //! Parsing PKGBUILDs into .SRCINFO text, inside the sandbox, many at a time.
 //!
 //! Sourcing a PKGBUILD runs its code, so it never happens on the host: one
-//! sandbox (the base as a read-only overlay lower, no network, as the build
-//! user uid 1000) runs `srcinfo-driver.sh`, which loads makepkg's own
-//! libraries once and prints each PKGBUILD's .SRCINFO exactly as `makepkg
-//! --printsrcinfo` does, with a time and output limit per PKGBUILD. Results
-//! come back as files in a read-write bound output directory.
+//! sandbox (the base as a read-only overlay lower, no network) runs
+//! `srcinfo-driver.sh`, which loads makepkg's own libraries once and prints
+//! each PKGBUILD's .SRCINFO exactly as `makepkg --printsrcinfo` does, with a
+//! time and output limit per PKGBUILD.
+//!
+//! Isolation within a batch: the driver runs as root inside the sandbox and
+//! sources only the base's makepkg; each PKGBUILD is sourced in a forked
+//! copy of it that first drops to a uid and gid of its own (its index plus
+//! [`FIRST_JOB_ID`], from the subordinate id range) with the loadable builtin
+//! `srcinfo-dropids.rs` (built by build.rs). Its results go to files that
+//! root opened for it in an output directory only root inside (the calling
+//! user) can enter; its tree and scratch sit in a directory only its uid can
+//! enter. The host reads the output directory beneath a directory fd, never
+//! following a symlink, regular files only, non-blocking, up to a limit.
 //!
 //! Results are cached under `$PKGCELL_HOME/cache/srcinfo/<parser version>/
 //! <tree-id>.json`, where the parser version hashes the driver and the
@@ -13,10 +22,6 @@
 //! and a new makepkg parses everything afresh. Failures are cached too
 //! (a PKGBUILD that is broken stays broken until its tree changes), except
 //! time-outs, which may depend on the machine's load.
-//!
-//! Limitation: the PKGBUILDs of one batch share the build user and the
-//! output directory, so a hostile PKGBUILD could overwrite the result of
-//! another one of the same batch. It can reach nothing outside the sandbox.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -26,6 +31,7 @@ use std::time::Duration;
 use pkgcell_sandbox::{Access, Mount, Network, Root, Spec, Upper};
 use serde::{Deserialize, Serialize};
 
+use crate::confined::ConfinedError;
 use crate::error::{IoPath, io_err};
 use crate::home::Home;
 use crate::ids::TreeId;
@@ -37,13 +43,25 @@ pub const DRIVER: &str = include_str!("srcinfo-driver.sh");
 /// `ulimit -f 1024` (KiB) enforces it.
 const OUTPUT_LIMIT: u64 = 1024 * 1024;
 
-/// Where the parts of a parse run sit inside the sandbox.
+/// The loadable bash builtin that drops a job to its own ids.
+const DROPIDS_SO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pkgcell_dropids.so"));
+
+/// Where the parts of a parse run sit inside the sandbox. Job `i` has the
+/// directory `{JOBS}/i`, with its tree bound at `{JOBS}/i/tree`.
 const IN: &str = "/pkgcell/in";
 const OUT: &str = "/pkgcell/out";
-const SRC: &str = "/pkgcell/src";
+const JOBS: &str = "/pkgcell/jobs";
 
-/// The build user inside the base.
-const BUILD_UID: u32 = 1000;
+/// Job `i` of a sandbox runs as uid and gid `FIRST_JOB_ID + i`: far above
+/// the base's users (the build user is 1000) and below `nobody` (65534).
+pub const FIRST_JOB_ID: u32 = 10000;
+
+/// At most this many PKGBUILDs per sandbox, so that every job has an id of
+/// its own within the 65536 ids of a subordinate range.
+const MAX_JOBS_PER_SANDBOX: usize = 50000;
+
+/// The largest status file the driver writes.
+const STATUS_LIMIT: u64 = 64;
 
 /// A parse run that could not happen at all.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +86,22 @@ pub enum SrcinfoError {
     Driver {
         /// How the driver ended.
         status: pkgcell_sandbox::Status,
+    },
+    /// The output directory of the run cannot be opened safely.
+    #[error("cannot open the parse output directory")]
+    Output(#[source] ConfinedError),
+    /// The sandbox has no subordinate ids for the PKGBUILDs' own users.
+    #[error(
+        "parsing PKGBUILDs needs uids and gids {FIRST_JOB_ID}-{last} inside the sandbox, one per PKGBUILD, \
+         so that no PKGBUILD can touch another's result, but the sandbox has {mapped}; \
+         fix: give your user a subordinate id range of 65536 \
+         (`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`) and install newuidmap/newgidmap"
+    )]
+    NoIdRange {
+        /// The highest id needed.
+        last: u32,
+        /// What was mapped.
+        mapped: String,
     },
 }
 
@@ -124,6 +158,29 @@ pub enum PkgbuildError {
         /// alpm-srcinfo's message.
         message: String,
     },
+    /// The sandbox's scratch space was full (perhaps filled by another
+    /// PKGBUILD of the batch): not cached, the next run tries again.
+    #[error("the parse sandbox's scratch space was full; try again: {log}")]
+    NoSpace {
+        /// The tail of its stderr.
+        log: String,
+    },
+    /// An output file of the parse run is not what the driver writes (not
+    /// a regular file, or too large): not cached.
+    #[error("the parse output {file} cannot be read safely: {why}")]
+    Output {
+        /// The file, relative to the output directory.
+        file: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl PkgbuildError {
+    /// Whether this failure may not happen again (and is cached).
+    fn is_lasting(&self) -> bool {
+        !matches!(self, PkgbuildError::Timeout { .. } | PkgbuildError::NoSpace { .. } | PkgbuildError::Output { .. })
+    }
 }
 
 /// One PKGBUILD tree to parse.
@@ -242,7 +299,7 @@ impl Parser {
             std::fs::create_dir_all(&cache_dir)
                 .map_err(io_err("create", &cache_dir))?;
             for (job, result) in todo.iter().zip(fresh) {
-                if !matches!(result, Err(PkgbuildError::Timeout { .. })) {
+                if result.as_ref().err().is_none_or(PkgbuildError::is_lasting) {
                     write_cache(&cache_dir, job.tree_id, &result)?;
                 }
                 known.insert(job.tree_id, result);
@@ -252,8 +309,18 @@ impl Parser {
         Ok(ParseRun { results, parsed, cached })
     }
 
-    /// Source `jobs` in one sandbox and collect their results.
+    /// Source `jobs` in sandboxes of at most [`MAX_JOBS_PER_SANDBOX`] and
+    /// collect their results.
     fn run_batch(&self, jobs: &[&ParseJob]) -> Result<Vec<Result<Srcinfo, PkgbuildError>>, SrcinfoError> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(MAX_JOBS_PER_SANDBOX) {
+            results.extend(self.run_sandbox_batch(chunk)?);
+        }
+        Ok(results)
+    }
+
+    /// Source `jobs` in one sandbox and collect their results.
+    fn run_sandbox_batch(&self, jobs: &[&ParseJob]) -> Result<Vec<Result<Srcinfo, PkgbuildError>>, SrcinfoError> {
         let tmp = self.home.tmp();
         std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         let run = tempfile::Builder::new()
@@ -264,10 +331,11 @@ impl Parser {
         for d in [&in_dir, &out_dir, &trees] {
             std::fs::create_dir(d).map_err(io_err("create", d))?;
         }
-        // The build user inside is a subordinate id outside: it needs a
-        // directory it may write to. The run directory itself stays 0700,
-        // so nobody else reaches it.
-        set_mode(&out_dir, 0o777).map_err(io_err("chmod", &out_dir))?;
+        // Inside, the calling user is root: mode 0700 keeps the PKGBUILDs'
+        // uids (subordinate ids outside) out of the inputs and the outputs.
+        for d in [&in_dir, &out_dir] {
+            set_mode(d, 0o700).map_err(io_err("chmod", d))?;
+        }
 
         let mut list = String::new();
         let mut binds = Vec::new();
@@ -283,24 +351,35 @@ impl Parser {
                     d
                 }
             };
-            let inside = PathBuf::from(format!("{SRC}/{i}"));
-            writeln!(list, "{i}\t{}", inside.display()).expect("writing to a String");
-            binds.push((host, inside));
+            writeln!(list, "{i}\t{JOBS}/{i}").expect("writing to a String");
+            binds.push((host, PathBuf::from(format!("{JOBS}/{i}/tree"))));
         }
-        let list_path = in_dir.join("list");
-        std::fs::write(&list_path, list).map_err(io_err("write", &list_path))?;
-        let driver = in_dir.join("srcinfo-driver.sh");
-        std::fs::write(&driver, DRIVER).map_err(io_err("write", &driver))?;
+        for (name, data) in [("list", list.as_bytes()), ("srcinfo-driver.sh", DRIVER.as_bytes()), ("dropids.so", DROPIDS_SO)] {
+            let path = in_dir.join(name);
+            std::fs::write(&path, data).map_err(io_err("write", &path))?;
+        }
 
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len()).max(1);
         let rounds = jobs.len().div_ceil(workers) as u32;
         let spec = self.spec(&in_dir, &out_dir, binds, workers, self.timeout * rounds + Duration::from_secs(60));
-        let status = run_sandbox(&spec)?;
+        let outcome = pkgcell_sandbox::run(&spec).map_err(SrcinfoError::Sandbox)?;
+        let status = outcome.status;
         tracing::debug!(?status, "parse sandbox ended");
+        // 97: the driver found the job ids unmapped and sourced nothing.
+        if outcome.id_map == pkgcell_sandbox::IdMapUsed::Single || status == (pkgcell_sandbox::Status::Exited { code: 97 }) {
+            return Err(SrcinfoError::NoIdRange {
+                last: FIRST_JOB_ID + jobs.len() as u32 - 1,
+                mapped: match outcome.id_map {
+                    pkgcell_sandbox::IdMapUsed::Single => "only uid 0 (a single-id map)".to_owned(),
+                    pkgcell_sandbox::IdMapUsed::Subordinate { count } => format!("ids 0-{count}"),
+                },
+            });
+        }
 
+        let out = Confined::open(&out_dir)?;
         let mut results = Vec::with_capacity(jobs.len());
         for i in 0..jobs.len() {
-            match self.collect(&out_dir, i) {
+            match collect(&out, i, self.timeout.as_secs()) {
                 Some(r) => results.push(r),
                 None if status == pkgcell_sandbox::Status::TimedOut => {
                     results.push(Err(PkgbuildError::Timeout { secs: self.timeout.as_secs() }))
@@ -321,6 +400,8 @@ impl Parser {
                 OUT.into(),
                 workers.to_string(),
                 self.timeout.as_secs().max(1).to_string(),
+                FIRST_JOB_ID.to_string(),
+                format!("{IN}/dropids.so"),
             ],
         );
         spec.mounts.push(Mount::Bind { src: in_dir.to_owned(), dst: IN.into(), access: Access::ReadOnly });
@@ -333,12 +414,15 @@ impl Parser {
         if let Some(v) = &self.makepkg_version {
             spec.env.insert("PKGCELL_MAKEPKG_VERSION".into(), v.clone());
         }
-        spec.uid = BUILD_UID;
-        spec.gid = BUILD_UID;
+        // Root inside (the calling user outside) runs the driver, which
+        // sources only the base's makepkg; each PKGBUILD gets its own ids.
+        spec.uid = 0;
+        spec.gid = 0;
         spec.cwd = "/".into();
         spec.timeout = Some(total);
         for (k, v) in [
             ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin"),
+            // makepkg reads the build user's ~/.makepkg.conf, as when it builds.
             ("HOME", "/home/builder"),
             ("USER", "builder"),
             ("LOGNAME", "builder"),
@@ -351,42 +435,54 @@ impl Parser {
         spec
     }
 
-    /// The result of job `i` from the output directory, `None` when the
-    /// driver never reported on it.
-    fn collect(&self, out: &Path, i: usize) -> Option<Result<Srcinfo, PkgbuildError>> {
-        let status = std::fs::read_to_string(out.join(format!("{i}.status"))).ok()?;
-        let srcinfo_path = out.join(format!("{i}.srcinfo"));
-        let size = std::fs::metadata(&srcinfo_path).map(|m| m.len()).unwrap_or(0);
-        let log_path = out.join(format!("{i}.log"));
-        let log = || log_tail(&log_path);
-        let too_large = size >= OUTPUT_LIMIT
-            || std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) >= OUTPUT_LIMIT;
-        let status = status.trim();
-        Some(match status {
-            "ok" => match std::fs::read(&srcinfo_path) {
-                Ok(bytes) => String::from_utf8(bytes)
-                    .map(|text| Srcinfo { text, has_pkgver_func: out.join(format!("{i}.pkgver")).exists() })
-                    .map_err(|_| PkgbuildError::NotUtf8),
-                Err(_) => Err(PkgbuildError::Exited { log: log() }),
-            },
-            "timeout" => Err(PkgbuildError::Timeout { secs: self.timeout.as_secs() }),
-            _ if too_large => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
-            s => {
-                let code: i32 = s.strip_prefix("exit ").and_then(|c| c.parse().ok()).unwrap_or(-1);
-                match code {
-                    0 => Err(PkgbuildError::Exited { log: log() }),
-                    91 => Err(PkgbuildError::Missing),
-                    92 => Err(PkgbuildError::Crlf),
-                    93 => Err(PkgbuildError::Lint { log: log() }),
-                    // 128 + SIGXCPU: the CPU limit, i.e. a busy endless loop.
-                    152 => Err(PkgbuildError::Timeout { secs: self.timeout.as_secs() }),
-                    // 128 + SIGXFSZ: the output limit.
-                    153 => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
-                    code => Err(PkgbuildError::Source { code, log: log() }),
-                }
+}
+
+/// The result of job `i` from the output directory, `None` when the driver
+/// never reported on it.
+fn collect(out: &Confined, i: usize, timeout_secs: u64) -> Option<Result<Srcinfo, PkgbuildError>> {
+    let status = match out.read(&format!("{i}.status"), STATUS_LIMIT) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let status = String::from_utf8_lossy(&status).trim().to_owned();
+    let log = || log_tail(out, &format!("{i}.log"));
+    let srcinfo_name = format!("{i}.srcinfo");
+    // ulimit -f stops a job's file at the limit: one that reached it is
+    // too large.
+    let srcinfo = out.read(&srcinfo_name, OUTPUT_LIMIT);
+    let too_large = matches!(&srcinfo, Ok(Some(b)) if b.len() as u64 >= OUTPUT_LIMIT)
+        || out.size(&format!("{i}.log")).unwrap_or(0) >= OUTPUT_LIMIT;
+    Some(match status.as_str() {
+        "ok" => match srcinfo {
+            Ok(Some(_)) if too_large => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
+            Ok(Some(bytes)) => String::from_utf8(bytes)
+                .map(|text| Srcinfo {
+                    text,
+                    has_pkgver_func: matches!(out.file(&format!("{i}.pkgver")), Ok(Some(_))),
+                })
+                .map_err(|_| PkgbuildError::NotUtf8),
+            Ok(None) => Err(PkgbuildError::Exited { log: log() }),
+            Err(e) => Err(e),
+        },
+        "timeout" => Err(PkgbuildError::Timeout { secs: timeout_secs }),
+        _ if too_large => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
+        s => {
+            let code: i32 = s.strip_prefix("exit ").and_then(|c| c.parse().ok()).unwrap_or(-1);
+            match code {
+                0 => Err(PkgbuildError::Exited { log: log() }),
+                91 => Err(PkgbuildError::Missing),
+                92 => Err(PkgbuildError::Crlf),
+                93 => Err(PkgbuildError::Lint { log: log() }),
+                95 => Err(PkgbuildError::NoSpace { log: log() }),
+                // 128 + SIGXCPU: the CPU limit, i.e. a busy endless loop.
+                152 => Err(PkgbuildError::Timeout { secs: timeout_secs }),
+                // 128 + SIGXFSZ: the output limit.
+                153 => Err(PkgbuildError::TooLarge { limit: OUTPUT_LIMIT }),
+                code => Err(PkgbuildError::Source { code, log: log() }),
             }
-        })
-    }
+        }
+    })
 }
 
 /// The `X` of the line `declare -r makepkg_version='X'` in /usr/bin/makepkg,
@@ -432,10 +528,9 @@ fn write_cache(dir: &Path, tree: TreeId, result: &Result<Srcinfo, PkgbuildError>
         .map_err(|source| SrcinfoError::Io(IoPath::new("write", path, source)))
 }
 
-fn log_tail(path: &Path) -> String {
-    let data = std::fs::read(path).unwrap_or_default();
-    let tail = &data[data.len().saturating_sub(2000)..];
-    String::from_utf8_lossy(tail).trim().to_owned()
+fn log_tail(out: &Confined, name: &str) -> String {
+    let tail = out.tail(name, 2000);
+    String::from_utf8_lossy(&tail).trim().to_owned()
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -443,10 +538,54 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// The one place that starts the parse sandbox.
-fn run_sandbox(spec: &Spec) -> Result<pkgcell_sandbox::Status, SrcinfoError> {
-    let outcome = pkgcell_sandbox::run(spec).map_err(SrcinfoError::Sandbox)?;
-    Ok(outcome.status)
+/// The output directory of a parse run, read without trusting what is in
+/// it (see [`crate::confined`]: beneath a directory fd, no symlinks,
+/// non-blocking, regular files only, with limits). A failure to read one
+/// file safely is that job's error, never the batch's.
+struct Confined {
+    dir: crate::confined::Confined,
+}
+
+impl Confined {
+    fn open(path: &Path) -> Result<Confined, SrcinfoError> {
+        Ok(Confined { dir: crate::confined::Confined::open(path).map_err(SrcinfoError::Output)? })
+    }
+
+    fn bad(name: &str, e: &ConfinedError) -> PkgbuildError {
+        PkgbuildError::Output { file: name.to_owned(), why: e.to_string() }
+    }
+
+    /// The regular file `name`; `None` if there is none.
+    fn file(&self, name: &str) -> Result<Option<crate::confined::ConfinedFile>, PkgbuildError> {
+        match self.dir.open_file(name) {
+            Ok(f) => Ok(Some(f)),
+            Err(ConfinedError::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::bad(name, &e)),
+        }
+    }
+
+    /// The contents of `name` (at most `limit` bytes, else an error);
+    /// `None` if there is no such file.
+    fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, PkgbuildError> {
+        let Some(f) = self.file(name)? else { return Ok(None) };
+        let mut data = Vec::new();
+        f.copy_to(&mut data, limit).map_err(|e| Self::bad(name, &e))?;
+        Ok(Some(data))
+    }
+
+    /// The size of the regular file `name`, if there is one.
+    fn size(&self, name: &str) -> Option<u64> {
+        self.file(name).ok().flatten().map(|f| f.size)
+    }
+
+    /// The last `n` bytes of the regular file `name` (empty if none).
+    fn tail(&self, name: &str, n: u64) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(Some(mut f)) = self.file(name) else { return Vec::new() };
+        let mut data = Vec::new();
+        let _ = f.file.seek(SeekFrom::Start(f.size.saturating_sub(n))).and_then(|_| f.file.take(n).read_to_end(&mut data));
+        data
+    }
 }
 
 #[cfg(test)]
@@ -458,5 +597,67 @@ mod tests {
         let script = "#!/bin/bash\nmakepkg_version='not this'\ndeclare -r makepkg_version='6.0.2'\nconfdir='/etc'\n";
         assert_eq!(declared_version(script).as_deref(), Some("6.0.2"));
         assert_eq!(declared_version("declare -r makepkg_version=6.0.2\n"), None);
+    }
+
+    /// An output directory as a hostile sandbox could leave it: symlinks to
+    /// a host secret, a FIFO, a huge file.
+    #[test]
+    fn outputs_are_read_without_following_symlinks_blocking_on_fifos_or_reading_without_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, "host secret").unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let w = |name: &str, data: &[u8]| std::fs::write(out.join(name), data).unwrap();
+        // 0: status is a symlink to the secret.
+        std::os::unix::fs::symlink(&secret, out.join("0.status")).unwrap();
+        // 1: ok, but the .SRCINFO is a symlink to the secret.
+        w("1.status", b"ok\n");
+        std::os::unix::fs::symlink(&secret, out.join("1.srcinfo")).unwrap();
+        // 2: ok, but the .SRCINFO is a FIFO nobody writes.
+        w("2.status", b"ok\n");
+        nix::unistd::mkfifo(&out.join("2.srcinfo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // 3: a status FIFO.
+        nix::unistd::mkfifo(&out.join("3.status"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // 4: a failure whose log is a symlink to the secret.
+        w("4.status", b"exit 1\n");
+        std::os::unix::fs::symlink(&secret, out.join("4.log")).unwrap();
+        // 5: a .SRCINFO larger than the limit, 6: a status larger than its own.
+        w("5.status", b"ok\n");
+        w("5.srcinfo", &vec![b'a'; OUTPUT_LIMIT as usize + 10]);
+        w("6.status", &[b'o'; 200]);
+        // 7: a good one, with a pkgver() marker that is a symlink (not trusted).
+        w("7.status", b"ok\n");
+        w("7.srcinfo", b"pkgbase = x\n");
+        std::os::unix::fs::symlink(&secret, out.join("7.pkgver")).unwrap();
+
+        let dir = Confined::open(&out).unwrap();
+        let r: Vec<_> = (0..9).map(|i| collect(&dir, i, 10)).collect();
+        for (i, r) in r.iter().enumerate() {
+            assert!(!format!("{r:?}").contains("host secret"), "{i}: {r:?}");
+        }
+        let output_err = |r: &Option<Result<Srcinfo, PkgbuildError>>, file: &str| {
+            matches!(r, Some(Err(PkgbuildError::Output { file: f, .. })) if f == file)
+        };
+        assert!(output_err(&r[0], "0.status"), "{:?}", r[0]);
+        assert!(output_err(&r[1], "1.srcinfo"), "{:?}", r[1]);
+        assert!(output_err(&r[2], "2.srcinfo"), "{:?}", r[2]);
+        assert!(output_err(&r[3], "3.status"), "{:?}", r[3]);
+        assert!(matches!(&r[4], Some(Err(PkgbuildError::Source { code: 1, log })) if log.is_empty()), "{:?}", r[4]);
+        assert!(output_err(&r[5], "5.srcinfo"), "{:?}", r[5]);
+        assert!(output_err(&r[6], "6.status"), "{:?}", r[6]);
+        assert_eq!(r[7], Some(Ok(Srcinfo { text: "pkgbase = x\n".into(), has_pkgver_func: false })));
+        assert_eq!(r[8], None, "no status: the driver did not report");
+        // None of these is cached: the next run parses again.
+        assert!(r[..7].iter().enumerate().all(|(i, r)| i == 4 || !r.as_ref().unwrap().as_ref().unwrap_err().is_lasting()));
+    }
+
+    #[test]
+    fn the_output_directory_itself_must_not_be_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("out")).unwrap();
+        assert!(Confined::open(&d.path().join("out")).is_err());
+        assert!(Confined::open(&d.path().join("real")).is_ok());
     }
 }

@@ -7,6 +7,7 @@ mod deps;
 mod fetch;
 mod hostile;
 mod makepkg;
+mod parse_isolation;
 mod pkgutil;
 mod plan;
 mod publish;
