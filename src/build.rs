@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Seek};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, mpsc};
@@ -1370,22 +1370,25 @@ impl BuildDir {
             .map_err(io_err("create a directory in", &tmp))?
             .keep();
         let d = BuildDir { root };
-        let gitconfig = d.root.join("upper/build/.gitconfig");
-        for sub in ["upper/build", "pkgdest", "srcdest"] {
+        // 0755: the build user, a subordinate id outside, gets PKGDEST and
+        // SRCDEST (and /build) by a chown inside the sandbox (its spec's
+        // owners), not by opening them to every user of the host.
+        for sub in ["upper", "pkgdest", "srcdest"] {
             let p = d.root.join(sub);
-            fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+            fs::DirBuilder::new().mode(0o755).create(&p).map_err(io_err("create", &p))?;
         }
+        let gitconfig = d.gitconfig();
         fs::write(&gitconfig, "[safe]\n\tdirectory = *\n").map_err(io_err("write", &gitconfig))?;
-        // The build user is a subordinate id outside: it needs these open.
-        for (sub, mode) in [("upper/build", 0o1777), ("pkgdest", 0o777), ("srcdest", 0o777)] {
-            let p = d.root.join(sub);
-            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &p))?;
-        }
         Ok(d)
     }
 
     fn pkgdest(&self) -> PathBuf {
         self.root.join("pkgdest")
+    }
+
+    /// The build's git config, bound read-only (GIT_CONFIG_GLOBAL).
+    fn gitconfig(&self) -> PathBuf {
+        self.root.join("gitconfig")
     }
 
     fn finish(&self, keep: KeepFailed, opts: &BuildOptions, pkgid: &PkgId) {
@@ -1731,6 +1734,7 @@ fn run_makepkg(
         // build user (they belong to the caller), git mirrors bound read-only.
         Mount::Bind { src: srcdest.clone(), dst: "/srcdest".into(), access: Access::ReadWrite },
         Mount::Bind { src: dir.pkgdest(), dst: "/pkgdest".into(), access: Access::ReadWrite },
+        Mount::Bind { src: dir.gitconfig(), dst: "/pkgcell/gitconfig".into(), access: Access::ReadOnly },
     ];
     for f in fetched {
         match f {
@@ -1783,6 +1787,13 @@ fn run_makepkg(
     spec.uid = BUILD_UID;
     spec.gid = BUILD_UID;
     spec.cwd = "/startdir".into();
+    // Given to the build user inside the user namespace (outside: its
+    // subordinate id), so they need not be open to every user of the host.
+    // /build is the base's, made for builder when the base was prepared;
+    // a base that lacks that gets it here too.
+    spec.owners = ["/pkgdest", "/srcdest", "/build"]
+        .map(|p| pkgcell_sandbox::Owner { path: p.into(), uid: BUILD_UID, gid: BUILD_UID })
+        .to_vec();
     spec.timeout = Some(opts.timeout);
     let home = if opts.base.root.join("home/builder").is_dir() { "/home/builder" } else { "/build" };
     spec.mounts.extend(opts.binds.iter().cloned());
@@ -1806,7 +1817,7 @@ fn run_makepkg(
         // The cached git mirrors belong to the caller (root inside), not to
         // the build user; git refuses such repositories unless its global
         // (protected) config allows them, see git-config(1) safe.directory.
-        ("GIT_CONFIG_GLOBAL", "/build/.gitconfig"),
+        ("GIT_CONFIG_GLOBAL", "/pkgcell/gitconfig"),
     ] {
         spec.env.insert(k.into(), v.into());
     }

@@ -57,6 +57,8 @@ pub enum Step {
     SetBindFlags,
     /// A tmpfs mount from the spec.
     MountTmpfs,
+    /// Giving a path to ids inside (the spec's `owners`).
+    Chown,
     /// Setting the host name.
     Hostname,
     /// Bringing `lo` up.
@@ -113,6 +115,7 @@ impl Step {
             Step::Bind => "bind mount",
             Step::SetBindFlags => "set bind mount flags",
             Step::MountTmpfs => "mount a tmpfs",
+            Step::Chown => "give a path to ids inside",
             Step::Hostname => "set the host name",
             Step::LoopbackUp => "bring up the loopback interface",
             Step::DetachOldRoot => "detach the old root",

@@ -352,6 +352,10 @@ fn apply(op: &MountOp, root: &mut Option<OwnedFd>) -> Result<(), SetupError> {
             };
             step(Step::Bind, sys::bind_onto(src, Some(attrs), sys::borrow(&fd), dst))?;
         }
+        MountOp::Chown { dst, uid, gid } => {
+            let fd = beneath(root, dst, Kind::Dir)?;
+            step(Step::Chown, sys::chown_fd(sys::borrow(&fd), *uid, *gid, dst))?;
+        }
         MountOp::Tmpfs { dst, size } => {
             let fd = beneath(root, dst, Kind::Dir)?;
             let size = size.to_string();

@@ -50,6 +50,8 @@ pub(crate) enum MountOp {
     Bind { src: PathBuf, dst: PathBuf, access: Access },
     /// A tmpfs from the spec.
     Tmpfs { dst: PathBuf, size: u64 },
+    /// Give a path (a mount point) to ids inside.
+    Chown { dst: PathBuf, uid: u32, gid: u32 },
 }
 
 /// `path` (absolute, host) as seen under [`OLD_ROOT`].
@@ -97,6 +99,9 @@ pub(crate) fn plan(spec: &Spec) -> Vec<MountOp> {
             Mount::Tmpfs { dst, size } => MountOp::Tmpfs { dst: dst.clone(), size: size.unwrap_or(default_size) },
         });
     }
+    // Last: what they give away is the mounted directory, not what lies
+    // beneath it.
+    ops.extend(spec.owners.iter().map(|o| MountOp::Chown { dst: o.path.clone(), uid: o.uid, gid: o.gid }));
     ops
 }
 

@@ -71,6 +71,24 @@ pub struct Spec {
     /// The payload's syscall filter.
     #[serde(default)]
     pub seccomp: Seccomp,
+    /// Paths inside (mount points, after every mount) given to an id
+    /// inside: a bind of a host directory that a non-root payload must
+    /// write is chowned inside the user namespace rather than opened to
+    /// every user of the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<Owner>,
+}
+
+/// A path inside the sandbox and the ids inside it is given to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    /// The path inside (absolute, no `..`), resolved inside the root.
+    pub path: PathBuf,
+    /// The uid inside.
+    pub uid: u32,
+    /// The gid inside.
+    pub gid: u32,
 }
 
 fn default_cwd() -> PathBuf {
@@ -335,6 +353,7 @@ impl Spec {
             id_map: IdMapMode::default(),
             cgroup: None,
             seccomp: Seccomp::default(),
+            owners: Vec::new(),
         }
     }
 
@@ -381,6 +400,9 @@ impl Spec {
                     }
                 }
             }
+        }
+        for o in &self.owners {
+            mount_dst(&o.path)?;
         }
         for (what, size) in [("tmp_size", self.tmp_size), ("shm_size", self.shm_size)] {
             if let Some(size) = size {

@@ -322,6 +322,14 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, path: &Path, kind: Kind, shown:
         .map_err(rerr("openat2 RESOLVE_IN_ROOT", disp(shown)))
 }
 
+/// chown the file of the (O_PATH) fd `fd`: fchownat(fd, "", AT_EMPTY_PATH).
+pub(crate) fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32, shown: &Path) -> SysResult<()> {
+    use rustix::fs::{AtFlags, Gid, Uid};
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    rustix::fs::chownat(fd, "", Some(uid), Some(gid), AtFlags::EMPTY_PATH)
+        .map_err(rerr("fchownat AT_EMPTY_PATH", format!("{} to {}:{}", disp(shown), uid.as_raw(), gid.as_raw())))
+}
+
 /// mkdir `name` (one component) in the directory `dir`; never follows a
 /// symlink (one in the way is EEXIST).
 pub(crate) fn mkdir_at(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, mode: u32, shown: &Path) -> SysResult<()> {

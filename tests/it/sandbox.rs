@@ -746,12 +746,12 @@ fn it_works_when_the_caller_is_itself_in_a_user_namespace() {
 
 // ------------------------------------------------------------ keyring and syscall filter
 
-/// Compile tests/fixtures/hostile/syscall-probe.c inside a sandbox with the
+/// Compile tests/fixtures/probe/syscall-probe.c inside a sandbox with the
 /// test base's gcc and run it in `mode`; its report as name -> result
 /// ("ok", "EPERM" or "errno=N"). `extra`: more `pkgcell run` flags.
 fn syscall_probe(extra: &[&str], mode: &str) -> std::collections::BTreeMap<String, String> {
     let d = TestDir::new();
-    copy_fixture("hostile", &d.join("hostile"));
+    copy_fixture("probe", &d.join("hostile"));
     let bind = format!("{}:/probe", d.join("hostile").display());
     let script = format!("gcc -o /tmp/probe /probe/syscall-probe.c && /tmp/probe {mode}");
     let mut args = vec!["--ro-bind", &bind];
@@ -819,7 +819,7 @@ fn seccomp_off_runs_the_payload_without_the_filter() {
 #[test]
 fn the_spec_field_seccomp_off_turns_the_filter_off_too() {
     let d = TestDir::new();
-    copy_fixture("hostile", &d.join("hostile"));
+    copy_fixture("probe", &d.join("hostile"));
     let run = |seccomp: Option<&str>| {
         let mut spec = serde_json::json!({
             "root": {"overlay": {"lowers": [test_base()], "upper": {"tmpfs": {"size": 1u64 << 28}}}},
@@ -852,7 +852,7 @@ fn keyring_probe(extra: &[&str]) -> std::collections::BTreeMap<String, String> {
     let o = output(Command::new("keyctl").arg("--version"));
     assert!(o.status.success(), "keyctl (keyutils) is needed: scripts/install-deps installs it: {}", text(&o));
     let d = TestDir::new();
-    copy_fixture("hostile", &d.join("hostile"));
+    copy_fixture("probe", &d.join("hostile"));
     let script = format!(
         "keyctl add user pkgcell-host-key secret @s >/dev/null || exit 3
          {pkgcell} run --lower {base} --ro-bind {probe}:/probe {extra} -- \
