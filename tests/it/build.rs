@@ -1088,6 +1088,62 @@ fn laptop_mode_honours_packager_pkgdest_logdest_and_signing_from_makepkg_conf() 
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
+/// `pkgcell ARGS` in `dir` under a pseudo-terminal (util-linux `script`):
+/// everything the terminal received.
+fn on_a_terminal(d: &TestDir, dir: &Path, args: &str, env: &[(&str, &str)]) -> String {
+    let cmd = format!("{} {args}", pkgcell_bin().display());
+    let o = output(
+        Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(dir)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base())
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null()),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", text(&o));
+    out
+}
+
+/// Whether `s` has an SGR (colour) sequence: ESC [ digits/semicolons m.
+fn has_colour(s: &str) -> bool {
+    s.match_indices("\x1b[").any(|(i, m)| {
+        let rest = &s[i + m.len()..];
+        let params = rest.find(|c: char| !c.is_ascii_digit() && c != ';').unwrap_or(rest.len());
+        rest[params..].starts_with('m')
+    })
+}
+
+/// Issue 17: on a terminal a build draws a spinner per running build with
+/// its step and running time (not the plain `==> NAME: step` lines), and
+/// the counts; `NO_COLOR` turns every colour off.
+#[test]
+fn on_a_terminal_a_build_draws_its_progress_and_no_color_turns_colours_off() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let out = on_a_terminal(&d, &dir, "build -q -f", &[]);
+    assert!(out.contains("hello\x1b[0m: makepkg") && out.contains("1 running"), "{out:?}");
+    assert!(has_colour(&out), "colours on a terminal without NO_COLOR: {out:?}");
+    assert!(out.contains("==> hello: built in ") && !out.contains("==> hello: started"), "{out:?}");
+    remove_packages(&dir);
+
+    let out = on_a_terminal(&d, &dir, "build -q -f", &[("NO_COLOR", "1")]);
+    assert!(out.contains("hello: makepkg") && out.contains("\x1b[2K"), "spinners are drawn: {out:?}");
+    assert!(!has_colour(&out), "NO_COLOR=1 yet colours: {out:?}");
+    assert!(out.contains("==> hello: built in ") && out.contains("1 done, 0 failed, 0 running"), "{out:?}");
+    remove_packages(&dir);
+
+    // Without -q the build's output is shown as it comes: nothing is
+    // redrawn over it, the steps are plain lines.
+    let out = on_a_terminal(&d, &dir, "build -f", &[]);
+    assert!(out.contains("Making package: hello 1.0-1") && out.contains("==> hello: makepkg"), "{out:?}");
+    assert!(!out.contains("\x1b[2K") && !out.contains("running"), "{out:?}");
+}
+
 /// Issue 17: laptop mode shows makepkg's output as it comes (`-q` hides
 /// it), and names the log; `pkgcell log NAME` shows the newest log of a
 /// package, and `-f` follows a running build until it ends.
