@@ -308,11 +308,22 @@ fn fetch_downloads_into_the_checksum_cache_once() {
     let env = Env::new();
     env.git_repo();
     env.config(&["a", "b"], 1);
-    let out = ok(env.run(&["fetch"]));
+    let o = env.run(&["fetch"]);
+    let err = stderr(&o);
+    let out = ok(o);
     assert!(out.contains("==> a: 1 sources fetched") && out.contains("==> b: 1 sources fetched"), "{out}");
     let sum = std::fs::read_dir(env.dir.join("home/sources/sha256")).unwrap().next().unwrap().unwrap().path();
     assert_eq!(std::fs::read_to_string(sum).unwrap(), "remote file of a\n");
-    ok(env.run(&["fetch", "a"]));
+    // Not a terminal: one line as a download starts and one as it ends
+    // (with its size), nothing in between.
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("remote.txt")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("==> a: downloading remote.txt from http://127.0.0.1:"), "{err}");
+    assert_eq!(lines[1], "==> a: downloaded remote.txt (17 B)", "{err}");
+    // Cached: nothing to download.
+    let o = env.run(&["fetch", "a"]);
+    assert!(!stderr(&o).contains("downloading"), "{}", text(&o));
+    ok(o);
 }
 
 #[test]
