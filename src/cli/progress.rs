@@ -122,8 +122,8 @@ impl BasePhases {
         match cur.as_mut() {
             Some((bar, last, started)) => {
                 line(format!("==> base: {last} ({:.0}s)", started.elapsed().as_secs_f64()));
-                bar.set_message(p.to_string());
                 bar.reset_elapsed();
+                bar.set_message(p.to_string());
                 *last = p;
                 *started = Instant::now();
             }
