@@ -5,6 +5,7 @@ mod base;
 mod build;
 mod log;
 mod plan;
+mod progress;
 mod publish;
 mod repro;
 mod run;
@@ -85,10 +86,8 @@ fn init_tracing(verbose: u8) {
         2 => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Log lines go above the progress spinners, never through them.
+    let builder = tracing_subscriber::fmt().with_writer(progress::log_writer).with_target(false).with_ansi(progress::colour());
     // An EnvFilter compiles its directives, which costs more than a whole
     // sandbox start; only pay for it when asked.
     match std::env::var("PKGCELL_LOG") {

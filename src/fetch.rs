@@ -276,6 +276,49 @@ fn last_component(s: &str) -> String {
     s.trim_end_matches('/').rsplit('/').next().unwrap_or(s).to_owned()
 }
 
+/// How far a file download is, for a caller that shows it (the library
+/// does not print). Git sources report nothing.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Download<'a> {
+    /// A download began.
+    Started {
+        /// The file's name (the source's, or the package file's).
+        file: &'a str,
+        /// Where it comes from.
+        url: &'a str,
+    },
+    /// Bytes written so far (every ~200 ms while it runs).
+    Bytes {
+        /// The file's name.
+        file: &'a str,
+        /// Bytes so far.
+        bytes: u64,
+    },
+    /// The download ended (before its checksums are checked).
+    Finished {
+        /// The file's name.
+        file: &'a str,
+        /// Bytes written.
+        bytes: u64,
+        /// Whether curl succeeded.
+        ok: bool,
+    },
+}
+
+/// The observer of [`Download`]s.
+#[derive(Clone)]
+struct OnDownload(std::sync::Arc<dyn Fn(Download<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for OnDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDownload")
+    }
+}
+
+/// How often a running download's size is looked at.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Fetches sources into the cache of a home, in sandboxes over `base`.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
@@ -284,12 +327,19 @@ pub struct Fetcher {
     rlimits: Vec<Rlimit>,
     /// Host directories `file://` sources may read (none: no such source).
     file_sources: Vec<PathBuf>,
+    on_download: Option<OnDownload>,
 }
 
 impl Fetcher {
     /// A fetcher for `home`, running its downloads over the base root `base`.
     pub fn new(home: Home, base: PathBuf) -> Fetcher {
-        Fetcher { home, base, rlimits: Vec::new(), file_sources: Vec::new() }
+        Fetcher { home, base, rlimits: Vec::new(), file_sources: Vec::new(), on_download: None }
+    }
+
+    /// The same, telling `f` how file downloads go ([`Download`]).
+    pub fn with_progress(mut self, f: impl Fn(Download<'_>) + Send + Sync + 'static) -> Fetcher {
+        self.on_download = Some(OnDownload(std::sync::Arc::new(f)));
+        self
     }
 
     /// The same, letting `file://` sources read beneath these host
@@ -388,7 +438,8 @@ impl Fetcher {
             let real = self.file_source(e, url, p)?;
             mounts.push(Mount::Bind { src: real, dst: p.into(), access: Access::ReadOnly });
         }
-        let out = self.run(vec!["sh".into(), "-c".into(), script, "sh".into(), url.to_owned()], mounts, url)?;
+        let argv = vec!["sh".into(), "-c".into(), script, "sh".into(), url.to_owned()];
+        let out = self.run_watched(argv, mounts, url, &e.filename, &tmp.path().join("file"))?;
         if !out.0 {
             return Err(FetchError::Download { filename: e.filename.clone(), url: url.to_owned(), tail: tail(&out.1, 5) });
         }
@@ -453,7 +504,8 @@ impl Fetcher {
                 mounts.push(Mount::Bind { src: p.into(), dst: p.into(), access: Access::ReadOnly });
             }
             let script = "curl -gqb '' -fL --retry 3 --retry-delay 1 -o /out/file \"$1\"".to_owned();
-            let out = self.run(vec!["sh".into(), "-c".into(), script, "sh".into(), url.clone()], mounts, &url)?;
+            let argv = vec!["sh".into(), "-c".into(), script, "sh".into(), url.clone()];
+            let out = self.run_watched(argv, mounts, &url, filename, &tmp.path().join("file"))?;
             if !out.0 {
                 last = FetchError::Download { filename: filename.to_owned(), url, tail: tail(&out.1, 5) };
                 continue;
@@ -529,6 +581,35 @@ impl Fetcher {
         }
         touch(&mirror);
         Ok(mirror)
+    }
+
+    /// [`Self::run`] for a download into `out` (in a temp directory of
+    /// ours), telling the observer its size as it grows.
+    fn run_watched(&self, argv: Vec<String>, mounts: Vec<Mount>, url: &str, file: &str, out: &Path) -> Result<(bool, String), FetchError> {
+        let Some(OnDownload(on)) = &self.on_download else { return self.run(argv, mounts, url) };
+        // The sandbox writes the file: its size is only shown, never trusted,
+        // and the link itself is looked at (a symlink is not followed).
+        let size = || fs::symlink_metadata(out).map(|m| m.len()).unwrap_or(0);
+        on(Download::Started { file, url });
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            let poller = s.spawn(|| {
+                loop {
+                    std::thread::park_timeout(POLL);
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    on(Download::Bytes { file, bytes: size() });
+                }
+            });
+            let r = self.run(argv, mounts, url);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Not a sleep's worth later.
+            poller.thread().unpark();
+            r
+        });
+        on(Download::Finished { file, bytes: size(), ok: result.as_ref().is_ok_and(|r| r.0) });
+        result
     }
 
     /// Run a fetch command with the host's network; (success, output).

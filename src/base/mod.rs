@@ -292,16 +292,53 @@ fn sync_dbs(root: &Path) -> Result<Vec<(String, Blake3)>, BaseError> {
     Ok(out)
 }
 
+/// A step of making a base, reported as it starts (the library does not
+/// print; the caller shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Unpacking the tarball (of the tarball source, or of the command's output).
+    Unpacking,
+    /// Running the `command` source.
+    RunningCommand,
+    /// Installing the packages of the `pacman` source into the new root.
+    Bootstrapping,
+    /// Preparing the root (users, makepkg.conf, keyring).
+    Preparing,
+    /// Reading the installed packages and hashing them into the base's id.
+    Hashing,
+    /// Renaming the finished base into place.
+    Moving,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Unpacking => "unpacking the tarball",
+            Phase::RunningCommand => "running the base command",
+            Phase::Bootstrapping => "bootstrapping with pacman",
+            Phase::Preparing => "preparing the base",
+            Phase::Hashing => "hashing the base",
+            Phase::Moving => "moving the base into place",
+        })
+    }
+}
+
 /// The newest ready base made from the configured source, made first when
 /// there is none. This is what the build stage calls.
-#[tracing::instrument(skip_all)]
 pub fn resolve(home: &Home, config: &BaseConfig) -> Result<Base, BaseError> {
+    resolve_with(home, config, &|_| {})
+}
+
+/// [`resolve`], telling `on_phase` each step of making the base, if it is made.
+#[tracing::instrument(skip_all)]
+pub fn resolve_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Base, BaseError> {
     let source = SourceRecord::of(config)?;
     let key = source.key();
     if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
         return Ok(b);
     }
-    Ok(make(home, config, source)?.base)
+    Ok(make(home, config, source, on_phase)?.base)
 }
 
 /// What [`create`] or [`update`] did.
@@ -327,12 +364,17 @@ pub enum MadeHow {
 /// `pkgcell base create`: the base of the configured source, made unless
 /// one exists already.
 pub fn create(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
+    create_with(home, config, &|_| {})
+}
+
+/// [`create`], telling `on_phase` each step as it starts.
+pub fn create_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Made, BaseError> {
     let source = SourceRecord::of(config)?;
     let key = source.key();
     if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
         return Ok(Made { base: b, how: MadeHow::Existing });
     }
-    make(home, config, source)
+    make(home, config, source, on_phase)
 }
 
 /// `pkgcell base update`: make the base again from its source (pacman picks
@@ -341,8 +383,13 @@ pub fn create(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
 /// base is the one [`resolve`] returns from now on, and the old one stays
 /// until removed.
 pub fn update(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
+    update_with(home, config, &|_| {})
+}
+
+/// [`update`], telling `on_phase` each step as it starts.
+pub fn update_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Made, BaseError> {
     let source = SourceRecord::of(config)?;
-    make(home, config, source)
+    make(home, config, source, on_phase)
 }
 
 /// Every ready base, oldest first.
@@ -425,7 +472,7 @@ fn read_record(dir: &Path) -> Result<BaseRecord, BaseError> {
 }
 
 /// Make a base in a temporary directory, then rename it into place.
-fn make(home: &Home, config: &BaseConfig, source: SourceRecord) -> Result<Made, BaseError> {
+fn make(home: &Home, config: &BaseConfig, source: SourceRecord, on_phase: &dyn Fn(Phase)) -> Result<Made, BaseError> {
     let bases = home.bases();
     std::fs::create_dir_all(&bases).map_err(io_err("create", &bases))?;
     remove_stale(&bases);
@@ -433,7 +480,7 @@ fn make(home: &Home, config: &BaseConfig, source: SourceRecord) -> Result<Made, 
     let tmp = bases.join(format!(".tmp-{}-{nanos}", std::process::id()));
     std::fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
     // Whatever happens below, a failed attempt leaves nothing behind.
-    let result = make_in(home, config, source, &tmp);
+    let result = make_in(home, config, source, &tmp, on_phase);
     match result {
         Ok(record) => {
             let id = record.id;
@@ -443,6 +490,7 @@ fn make(home: &Home, config: &BaseConfig, source: SourceRecord) -> Result<Made, 
                 let base = Base { id, root: dst.join("root"), record: read_record(&dst)? };
                 return Ok(Made { base, how: MadeHow::Unchanged });
             }
+            on_phase(Phase::Moving);
             match std::fs::rename(&tmp, &dst) {
                 Ok(()) => Ok(Made { base: Base { id, root: dst.join("root"), record }, how: MadeHow::New }),
                 // Another pkgcell made the same base at the same time: keep theirs.
@@ -463,11 +511,13 @@ fn make(home: &Home, config: &BaseConfig, source: SourceRecord) -> Result<Made, 
     }
 }
 
-fn make_in(home: &Home, config: &BaseConfig, source: SourceRecord, tmp: &Path) -> Result<BaseRecord, BaseError> {
+fn make_in(home: &Home, config: &BaseConfig, source: SourceRecord, tmp: &Path, on_phase: &dyn Fn(Phase)) -> Result<BaseRecord, BaseError> {
     let root = tmp.join("root");
-    let made = source::populate(home, config, tmp, &root)?;
+    let made = source::populate(home, config, tmp, &root, on_phase)?;
+    on_phase(Phase::Preparing);
     tracing::info!(root = %root.display(), "preparing the base");
     source::run_logged(prepare::spec(&root, made.pacman_conf.as_deref(), made.keyring), "preparing the base", &tmp.join("prepare.log"), &[])?;
+    on_phase(Phase::Hashing);
     let packages = installed_packages(&root)?;
     let source_key = source.key();
     let id = base_id(&source_key, &packages, &sync_dbs(&root)?, PREPARE_VERSION);

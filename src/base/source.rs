@@ -17,7 +17,7 @@ use pkgcell_sandbox::{Access, Mount, Network, Root, Sandbox, Spec};
 
 use super::pacman_conf::{bootstrap_conf, file_servers};
 use super::prepare::Keyring;
-use super::{BaseError, TAIL_LINES};
+use super::{BaseError, Phase, TAIL_LINES};
 use crate::error::io_err;
 use crate::config::{BaseConfig, BaseSource, Signatures};
 use crate::home::Home;
@@ -37,17 +37,26 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 const TAR_DEVICE_NOISE: &[&str] = &["Cannot mknod", "Exiting with failure status due to previous errors"];
 
 /// Fill `root` (not yet existing, inside `tmp`) from the configured source.
-pub(super) fn populate(home: &Home, config: &BaseConfig, tmp: &Path, root: &Path) -> Result<Populated, BaseError> {
+pub(super) fn populate(
+    home: &Home,
+    config: &BaseConfig,
+    tmp: &Path,
+    root: &Path,
+    on_phase: &dyn Fn(Phase),
+) -> Result<Populated, BaseError> {
     match &config.source {
         BaseSource::Tarball { path } => {
+            on_phase(Phase::Unpacking);
             unpack(path, tmp, root)?;
             Ok(Populated { pacman_conf: None, keyring: Keyring::Init })
         }
         BaseSource::Command { command, dir } => {
-            run_command(command, dir, tmp, root)?;
+            on_phase(Phase::RunningCommand);
+            run_command(command, dir, tmp, root, on_phase)?;
             Ok(Populated { pacman_conf: None, keyring: Keyring::Init })
         }
         BaseSource::Pacman { packages, pacman_conf, signatures } => {
+            on_phase(Phase::Bootstrapping);
             let conf = pacstrap(home, packages, pacman_conf.as_deref(), *signatures, tmp, root)?;
             let keyring = match signatures {
                 Signatures::Check => Keyring::Init,
@@ -158,7 +167,7 @@ fn check_root(root: &Path) -> Result<(), BaseError> {
 
 /// Run the `command` source: it writes a tarball or a directory to
 /// `$PKGCELL_BASE_OUT` (`<tmp>/out.tar`).
-fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path) -> Result<(), BaseError> {
+fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path, on_phase: &dyn Fn(Phase)) -> Result<(), BaseError> {
     let out = tmp.join("out.tar");
     let log = tmp.join("command.log");
     let stdout = File::create(&log).map_err(io_err("create", &log))?;
@@ -183,6 +192,7 @@ fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path) -> Result<(),
         std::fs::rename(&out, root).map_err(io_err("move the command's tree to", root))?;
         check_root(root)
     } else {
+        on_phase(Phase::Unpacking);
         unpack(&out, tmp, root)?;
         // The tarball is in the base's directory; it is not part of the base.
         Ok(std::fs::remove_file(&out).map_err(io_err("remove", &out))?)

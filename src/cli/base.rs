@@ -82,8 +82,8 @@ impl<'a> From<&'a Base> for BaseJson<'a> {
 pub fn base(args: BaseArgs) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     match args.command {
-        BaseCommand::Create(a) => make(&home, a, base::create),
-        BaseCommand::Update(a) => make(&home, a, base::update),
+        BaseCommand::Create(a) => make(&home, a, base::create_with),
+        BaseCommand::Update(a) => make(&home, a, base::update_with),
         BaseCommand::List(a) => list(&home, a.json),
         BaseCommand::Show(a) => show(&home, &a.id, a.json),
         BaseCommand::Rm(a) => {
@@ -95,12 +95,15 @@ pub fn base(args: BaseArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-type MakeFn = fn(&Home, &config::BaseConfig) -> Result<base::Made, base::BaseError>;
+type MakeFn = fn(&Home, &config::BaseConfig, &dyn Fn(base::Phase)) -> Result<base::Made, base::BaseError>;
 
 fn make(home: &Home, args: MakeArgs, f: MakeFn) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     eprintln!("pkgcell: making the base if needed (a bootstrap can take minutes)...");
-    let made = f(home, &config.base).context("cannot make the base")?;
+    let phases = super::progress::BasePhases::new();
+    let made = f(home, &config.base, &|p| phases.phase(p));
+    phases.finish();
+    let made = made.context("cannot make the base")?;
     let how = match made.how {
         MadeHow::New => "new",
         MadeHow::Unchanged => "unchanged",

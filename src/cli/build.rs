@@ -6,14 +6,15 @@
 //! package files copied next to the PKGBUILD afterwards, as makepkg would.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use indicatif::ProgressBar;
 use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus, Rebuild};
 use pkgcell::config::{self, Config};
 use pkgcell::fetch::{self, Fetcher};
@@ -25,6 +26,8 @@ use pkgcell::store::Store;
 use pkgcell::sync::{self, SyncMode};
 use pkgcell::userconf::UserConf;
 use pkgcell_sandbox::Network;
+
+use super::progress;
 
 /// Where the config and the base come from (shared by build and fetch).
 #[derive(Debug, Args)]
@@ -224,8 +227,10 @@ pub(super) fn resolve_base(
         let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
         bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one{defaults}", config::FILE_NAME);
     };
-    let b = pkgcell::base::resolve(home, &config.base)
-        .with_context(|| file.cannot_make_base())?;
+    let phases = super::progress::BasePhases::new();
+    let b = pkgcell::base::resolve_with(home, &config.base, &|p| phases.phase(p));
+    phases.finish();
+    let b = b.with_context(|| file.cannot_make_base())?;
     Ok(build::Base { id: b.id.to_string(), root: b.root })
 }
 
@@ -367,24 +372,11 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             (Mode::Laptop { .. }, true) | (Mode::Config(..), _) => pkgcell::buildlog::Echo::Off,
         },
     };
-    // The build's own output on stderr leaves no room for a redrawn block.
-    let progress = Progress::new(true, opts.echo == pkgcell::buildlog::Echo::Off);
-    let finished = std::sync::atomic::AtomicBool::new(false);
-    let results = std::thread::scope(|s| {
-        // On a terminal, redraw once a second so the running times move.
-        if progress.tty {
-            s.spawn(|| {
-                while !finished.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(250));
-                    progress.redraw();
-                }
-            });
-        }
-        let r = build::build_plan(&plan, &args.packages, &opts, &|e| progress.event(e));
-        finished.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
-    })?;
+    // The build's own output on stderr leaves no room for spinners.
+    let progress = Progress::new(opts.echo == pkgcell::buildlog::Echo::Off);
+    let results = build::build_plan(&plan, &args.packages, &opts, &|e| progress.event(e));
     progress.clear();
+    let results = results?;
 
     let mut results = results;
     if let Mode::Laptop { dir, .. } = &mode {
@@ -527,107 +519,106 @@ fn status_word(s: PackageStatus) -> &'static str {
     }
 }
 
-/// Progress on stderr: a redrawn block on a terminal (one line per running
-/// build, then the counts), plain lines otherwise.
+/// Progress of builds on stderr: on a terminal, a spinner per running
+/// build (its step and running time) above a line of counts; otherwise
+/// plain `==> NAME: step` lines. Finished builds get a line either way.
 struct Progress {
-    enabled: bool,
-    tty: bool,
-    state: Mutex<ProgressState>,
+    /// The spinners, on a terminal.
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    counts: ProgressBar,
+    state: Mutex<Counts>,
 }
 
 #[derive(Default)]
-struct ProgressState {
-    running: BTreeMap<String, (&'static str, Instant)>,
+struct Counts {
+    running: BTreeMap<String, ProgressBar>,
     done: usize,
     failed: usize,
-    drawn: usize,
 }
 
 impl Progress {
-    /// `redraw`: on a terminal, a block redrawn in place; else plain lines.
-    fn new(enabled: bool, redraw: bool) -> Progress {
-        Progress { enabled, tty: redraw && std::io::stderr().is_terminal(), state: Mutex::new(ProgressState::default()) }
+    /// `spinners`: on a terminal, spinners; else (or when not a terminal) plain lines.
+    fn new(spinners: bool) -> Progress {
+        let bars = (spinners && progress::on_terminal())
+            .then(|| Bars { counts: progress::text_line(), state: Mutex::new(Counts::default()) });
+        let p = Progress { bars };
+        if let Some(b) = &p.bars {
+            b.show_counts(&b.state.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        p
     }
 
     fn event(&self, e: Event<'_>) {
-        if !self.enabled {
+        let Some(bars) = &self.bars else {
+            match e {
+                Event::Started { name } => progress::line(format!("==> {name}: started")),
+                Event::Step { name, step } => progress::line(format!("==> {name}: {step}")),
+                Event::Finished(r) => progress::line(finished_line(r)),
+            }
             return;
-        }
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(err, "{}", erase(s.drawn));
-        }
+        };
+        let mut s = bars.state.lock().unwrap_or_else(|p| p.into_inner());
         match e {
             Event::Started { name } => {
-                s.running.insert(name.to_owned(), ("start", Instant::now()));
-                if !self.tty {
-                    let _ = writeln!(err, "==> {name}: started");
-                }
+                let bar = progress::spinner(name.to_owned(), Some(&bars.counts));
+                bar.set_message("start");
+                s.running.insert(name.to_owned(), bar);
             }
             Event::Step { name, step } => {
-                if let Some(r) = s.running.get_mut(name) {
-                    r.0 = step;
-                }
-                if !self.tty {
-                    let _ = writeln!(err, "==> {name}: {step}");
+                if let Some(bar) = s.running.get(name) {
+                    bar.set_message(step);
                 }
             }
             Event::Finished(r) => {
-                s.running.remove(&r.name);
+                if let Some(bar) = s.running.remove(&r.name) {
+                    bar.finish_and_clear();
+                    progress::multi().remove(&bar);
+                }
                 match r.status {
                     PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded | PackageStatus::NotForArch => {
                         s.done += 1
                     }
                     PackageStatus::Failed | PackageStatus::Skipped => s.failed += 1,
                 }
-                let reason = match r.status {
-                    PackageStatus::Failed | PackageStatus::Skipped | PackageStatus::NotForArch => {
-                        format!(": {}", r.reason.as_deref().unwrap_or("").lines().next().unwrap_or(""))
-                    }
-                    PackageStatus::Built => format!(" in {:.1}s", r.seconds.unwrap_or(0.0)),
-                    PackageStatus::Cached | PackageStatus::Downloaded => String::new(),
-                };
-                let _ = writeln!(err, "==> {}: {}{reason}", r.name, status_word(r.status));
+                bars.show_counts(&s);
+                progress::line(finished_line(r));
+                return;
             }
         }
-        if self.tty {
-            draw(&mut s, &mut err);
-        }
+        bars.show_counts(&s);
     }
 
-    /// Redraw the block of running builds (terminal only).
-    fn redraw(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "{}", erase(s.drawn));
-        draw(&mut s, &mut err);
-    }
-
+    /// Remove the spinners (the run is over).
     fn clear(&self) {
-        if self.enabled && self.tty {
-            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            eprint!("{}", erase(s.drawn));
+        if let Some(b) = &self.bars {
+            for bar in b.state.lock().unwrap_or_else(|e| e.into_inner()).running.values() {
+                bar.finish_and_clear();
+            }
+            b.counts.finish_and_clear();
+            let _ = progress::multi().clear();
         }
     }
 }
 
-/// One line per running build, then the counts.
-fn draw(s: &mut ProgressState, err: &mut impl Write) {
-    let mut lines = Vec::new();
-    for (name, (step, t)) in &s.running {
-        lines.push(format!("    {name}: {step} ({:.0}s)", t.elapsed().as_secs_f64()));
+impl Bars {
+    fn show_counts(&self, s: &Counts) {
+        self.counts.set_message(format!("    {} done, {} failed, {} running", s.done, s.failed, s.running.len()));
     }
-    lines.push(format!("    {} done, {} failed, {} running", s.done, s.failed, s.running.len()));
-    for l in &lines {
-        let _ = writeln!(err, "{l}");
-    }
-    s.drawn = lines.len();
 }
 
-/// ANSI: move up `n` lines and clear to the end of the screen.
-fn erase(n: usize) -> String {
-    if n == 0 { String::new() } else { format!("\x1b[{n}A\x1b[J") }
+/// `==> NAME: built in 1.2s`, `==> NAME: failed: why`, ...
+fn finished_line(r: &PackageResult) -> String {
+    let reason = match r.status {
+        PackageStatus::Failed | PackageStatus::Skipped | PackageStatus::NotForArch => {
+            format!(": {}", r.reason.as_deref().unwrap_or("").lines().next().unwrap_or(""))
+        }
+        PackageStatus::Built => format!(" in {:.1}s", r.seconds.unwrap_or(0.0)),
+        PackageStatus::Cached | PackageStatus::Downloaded => String::new(),
+    };
+    format!("==> {}: {}{reason}", r.name, status_word(r.status))
 }
 
 pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
@@ -640,8 +631,14 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let base = args.common.base(&home, &mode)?;
     let plan = args.common.plan(config, &home, &base)?;
     let limits = Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size, max_output: config.build.max_output };
-    let fetcher =
-        Fetcher::new(home, base.root.clone()).with_rlimits(limits.rlimits()).with_file_sources(config.file_source_dirs());
+    let downloads = std::sync::Arc::new(progress::Downloads::new());
+    let fetcher = Fetcher::new(home, base.root.clone())
+        .with_rlimits(limits.rlimits())
+        .with_file_sources(config.file_source_dirs())
+        .with_progress({
+            let d = downloads.clone();
+            move |e| d.event(e)
+        });
     let mut failed = false;
     for p in &plan.packages {
         if !args.packages.is_empty() && !args.packages.contains(&p.name) {
@@ -661,6 +658,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let sources = fetch::sources_of(srcinfo, &config.repo.arch.to_string());
+        downloads.entry(&p.name);
         match fetcher.fetch(&sources).and_then(|got| Ok((got, fetcher.fetch_packages(&p.installs)?))) {
             Ok((got, pkgs)) if pkgs.is_empty() => writeln!(std::io::stdout().lock(), "==> {}: {} sources fetched", p.name, got.len())?,
             Ok((got, pkgs)) => {

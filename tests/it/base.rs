@@ -118,7 +118,23 @@ pub(crate) fn test_base_tarball() -> &'static Path {
 fn a_tarball_base_keeps_owners_is_prepared_and_can_be_listed_shown_and_removed() {
     let e = Env::new();
     e.config(&format!("[base]\nsource = \"tarball\"\ntarball = \"{}\"\n", test_base_tarball().display()));
-    let id = e.create();
+    let o = e.pkgcell(&["base", "create"]);
+    let err = stderr(&o);
+    let id = ok(o).trim().to_owned();
+    // stderr is not a terminal: each phase is one plain line as it starts,
+    // with no cursor movement or colour.
+    let phases: Vec<&str> = err.lines().filter(|l| l.starts_with("==> base: ")).collect();
+    assert_eq!(
+        phases,
+        [
+            "==> base: unpacking the tarball",
+            "==> base: preparing the base",
+            "==> base: hashing the base",
+            "==> base: moving the base into place"
+        ],
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
     assert_eq!(e.listed(), std::slice::from_ref(&id));
     let shown = e.show(&id[..8]);
     assert_eq!(shown["id"], id.as_str());

@@ -309,11 +309,22 @@ fn fetch_downloads_into_the_checksum_cache_once() {
     let env = Env::new();
     env.git_repo();
     env.config(&["a", "b"], 1);
-    let out = ok(env.run(&["fetch"]));
+    let o = env.run(&["fetch"]);
+    let err = stderr(&o);
+    let out = ok(o);
     assert!(out.contains("==> a: 1 sources fetched") && out.contains("==> b: 1 sources fetched"), "{out}");
     let sum = std::fs::read_dir(env.dir.join("home/sources/sha256")).unwrap().next().unwrap().unwrap().path();
     assert_eq!(std::fs::read_to_string(sum).unwrap(), "remote file of a\n");
-    ok(env.run(&["fetch", "a"]));
+    // Not a terminal: one line as a download starts and one as it ends
+    // (with its size), nothing in between.
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("remote.txt")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("==> a: downloading remote.txt from http://127.0.0.1:"), "{err}");
+    assert_eq!(lines[1], "==> a: downloaded remote.txt (17 B)", "{err}");
+    // Cached: nothing to download.
+    let o = env.run(&["fetch", "a"]);
+    assert!(!stderr(&o).contains("downloading"), "{}", text(&o));
+    ok(o);
 }
 
 #[test]
@@ -1087,6 +1098,62 @@ fn laptop_mode_honours_packager_pkgdest_logdest_and_signing_from_makepkg_conf() 
             .env("PKGCELL_BASE_DIR", test_base()),
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// `pkgcell ARGS` in `dir` under a pseudo-terminal (util-linux `script`):
+/// everything the terminal received.
+fn on_a_terminal(d: &TestDir, dir: &Path, args: &str, env: &[(&str, &str)]) -> String {
+    let cmd = format!("{} {args}", pkgcell_bin().display());
+    let o = output(
+        Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(dir)
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_BASE_DIR", test_base())
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null()),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", text(&o));
+    out
+}
+
+/// Whether `s` has an SGR (colour) sequence: ESC [ digits/semicolons m.
+fn has_colour(s: &str) -> bool {
+    s.match_indices("\x1b[").any(|(i, m)| {
+        let rest = &s[i + m.len()..];
+        let params = rest.find(|c: char| !c.is_ascii_digit() && c != ';').unwrap_or(rest.len());
+        rest[params..].starts_with('m')
+    })
+}
+
+/// Issue 17: on a terminal a build draws a spinner per running build with
+/// its step and running time (not the plain `==> NAME: step` lines), and
+/// the counts; `NO_COLOR` turns every colour off.
+#[test]
+fn on_a_terminal_a_build_draws_its_progress_and_no_color_turns_colours_off() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let out = on_a_terminal(&d, &dir, "build -q -f", &[]);
+    assert!(out.contains("hello\x1b[0m: makepkg") && out.contains("1 running"), "{out:?}");
+    assert!(has_colour(&out), "colours on a terminal without NO_COLOR: {out:?}");
+    assert!(out.contains("==> hello: built in ") && !out.contains("==> hello: started"), "{out:?}");
+    remove_packages(&dir);
+
+    let out = on_a_terminal(&d, &dir, "build -q -f", &[("NO_COLOR", "1")]);
+    assert!(out.contains("hello: makepkg") && out.contains("\x1b[2K"), "spinners are drawn: {out:?}");
+    assert!(!has_colour(&out), "NO_COLOR=1 yet colours: {out:?}");
+    assert!(out.contains("==> hello: built in ") && out.contains("1 done, 0 failed, 0 running"), "{out:?}");
+    remove_packages(&dir);
+
+    // Without -q the build's output is shown as it comes: nothing is
+    // redrawn over it, the steps are plain lines.
+    let out = on_a_terminal(&d, &dir, "build -f", &[]);
+    assert!(out.contains("Making package: hello 1.0-1") && out.contains("==> hello: makepkg"), "{out:?}");
+    assert!(!out.contains("\x1b[2K") && !out.contains("running"), "{out:?}");
 }
 
 /// Issue 17: laptop mode shows makepkg's output as it comes (`-q` hides

@@ -1,7 +1,8 @@
 //! Downloads under concurrency and kill -9: two `pkgcell build` processes on
 //! one PKGCELL_HOME (two PKGBUILDs, so two pkgids) that need the same sync
 //! package or the same source download it once, and a pkgcell killed in the
-//! middle of a download leaves no partial file under a cache name.
+//! middle of a download leaves no partial file under a cache name; on a
+//! terminal a running download shows its bytes so far.
 //!
 //! The loopback server holds a response half sent until the test lets it
 //! go, so the downloads really overlap; the tests wait for what they can
@@ -341,4 +342,46 @@ fn store_gc_removes_the_sources_neither_a_kept_record_nor_the_config_needs() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(stdout(&o).contains("kept every cached source: the sources of 2 kept builds or config entries are unknown"), "{}", text(&o));
     assert!(new.is_file());
+}
+
+/// Issue 17: on a terminal, `pkgcell fetch` shows a byte counter that
+/// grows while a download runs (the size of curl's temp file, looked at
+/// from outside the sandbox), then a line with the whole size.
+#[test]
+fn on_a_terminal_fetch_counts_the_bytes_of_a_running_download() {
+    let e = SyncEnv::new();
+    let (data, sum) = payload_of(0x5bd1_e995);
+    std::fs::write(e.dir.join("sync/counted.bin"), &data).unwrap();
+    source_pkgbuild(&e, "c", "counted.bin", &sum, "");
+    e.config(&["c"], 1);
+    e.server.hold("counted.bin");
+
+    // util-linux `script` gives pkgcell a pseudo-terminal and copies what
+    // it draws into `typescript` as it comes (-f).
+    let typescript = e.dir.join("typescript");
+    let fetch = e.cmd(&["fetch"]);
+    let mut cmd = Command::new("script");
+    cmd.arg("-qfec").arg(format!("{} fetch", fetch.get_program().to_string_lossy())).arg(&typescript);
+    cmd.current_dir(e.dir.path()).env("TERM", "xterm").env("NO_COLOR", "1");
+    for (k, v) in fetch.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let p = Spawned::new(&mut cmd);
+    // Half the file is sent, then the server holds the rest back: the
+    // counter shows the half while the download is still running.
+    let shown = || String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default()).into_owned();
+    let t = Instant::now();
+    while !shown().contains("c: shared.bin: 128.00 KiB") {
+        assert!(t.elapsed() < WAIT, "no byte counter at half the download: {:?}", shown());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!shown().contains("downloaded shared.bin"), "{:?}", shown());
+    e.server.release("counted.bin");
+    let o = p.finish();
+    assert!(o.status.success(), "{}", text(&o));
+    let all = shown();
+    assert!(all.contains("==> c: downloaded shared.bin (256.00 KiB)") && all.contains("==> c: 1 sources fetched"), "{all:?}");
+    assert!(!all.contains("==> c: downloading"), "no plain start line on a terminal: {all:?}");
 }
