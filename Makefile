@@ -34,7 +34,7 @@ test-base:
 # these modules run pacman or makepkg (make test SMOKE_6=... to choose).
 # Not again: making a base with make-test-base (minutes; ensure-test-base
 # just made the bookworm one).
-SMOKE_6 ?= base:: plan:: build:: deps:: repro:: publish:: \
+SMOKE_6 ?= base:: makepkg:: plan:: build:: deps:: repro:: publish:: \
 	--skip base::a_command_base_from_make_test_base_builds_hello_with_makepkg
 
 test: deps
