@@ -528,3 +528,20 @@ fn a_tarball_without_a_pacman_database_is_a_base_with_no_packages() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|err| panic!("no JSON ({err})\n{}", text(&o)));
     assert_eq!(v["packages"][0]["status"], "built", "{}", text(&o));
 }
+
+#[test]
+fn the_test_base_runs_the_pacman_and_makepkg_of_its_debian_suite() {
+    // sid: 7.1 (the demo's and the full test run's base); bookworm: 6.0.2.
+    let debian = std::fs::read_to_string(test_base().join("etc/debian_version")).unwrap();
+    let (suite, want) = match debian.trim_end() {
+        v if v.ends_with("/sid") => ("sid", "7.1."),
+        v if v.starts_with("12.") => ("bookworm", "6.0.2"),
+        v => panic!("the test base is Debian {v:?}: neither sid nor bookworm (scripts/make-test-base)"),
+    };
+    if let Ok(asked) = std::env::var("PKGCELL_TEST_SUITE") {
+        assert_eq!(asked, suite, "PKGCELL_TEST_SUITE does not name the suite of PKGCELL_TEST_BASE");
+    }
+    let out = ok(run_sh(&[], "pacman --version; makepkg --version"));
+    assert!(out.contains(&format!("Pacman v{want}")), "not pacman {want}:\n{out}");
+    assert!(out.contains(&format!("makepkg (pacman) {want}")), "not makepkg {want}:\n{out}");
+}

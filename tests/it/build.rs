@@ -624,6 +624,17 @@ fn remove_packages(dir: &Path) {
     }
 }
 
+/// The major version N of the test base's `debian-toolchain-N-1`, its
+/// Debian release (scripts/test-base-customize).
+fn base_toolchain_major() -> u32 {
+    let local = test_base().join("var/lib/pacman/local");
+    std::fs::read_dir(&local)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("debian-toolchain-")?.strip_suffix("-1")?.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no debian-toolchain-N-1 in {}", local.display()))
+}
+
 /// (tree-id, dephash) of a pkgid `<pkgbase>-<tree-id>-<dephash>`.
 fn pkgid_parts(id: &str) -> (String, String) {
     let mut it = id.rsplitn(3, '-');
@@ -634,19 +645,25 @@ fn pkgid_parts(id: &str) -> (String, String) {
 #[test]
 fn a_layer_that_replaces_a_base_package_lets_makepkg_check_the_dependencies_again() {
     use crate::pkgutil::{TestPackage, makepkg};
-    // The plan resolves `debian-toolchain<13` to the base's 12-1; the -I
-    // file then replaces it with 13-1 in the layer. makepkg must not be
-    // told --nodeps then: the build has to fail on the unmet dependency
-    // instead of building against the wrong version.
+    // The plan resolves `debian-toolchain<N+1` to the base's N-1 (N is the
+    // base's Debian release); the -I file then replaces it with N+1-1 in
+    // the layer. makepkg must not be told --nodeps then: the build has to
+    // fail on the unmet dependency instead of building against the wrong
+    // version.
+    let major = base_toolchain_major();
+    let next = (major + 1).to_string();
     let d = TestDir::new();
-    let newer = makepkg(&TestPackage { pkgver: "13", ..TestPackage::new("debian-toolchain") }, &d.join("work"), &d.join("out"));
+    let newer = makepkg(&TestPackage { pkgver: &next, ..TestPackage::new("debian-toolchain") }, &d.join("work"), &d.join("out"));
     let newer = newer.display().to_string();
     let dir = d.join("oldtoolchain");
     std::fs::create_dir_all(&dir).unwrap();
+    let wanted = format!("debian-toolchain<{next}");
     std::fs::write(
         dir.join("PKGBUILD"),
-        "pkgname=oldtoolchain\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\ndepends=('debian-toolchain<13')\n\
-         package() { mkdir -p \"$pkgdir/usr/share/oldtoolchain\"; }\n",
+        format!(
+            "pkgname=oldtoolchain\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\ndepends=('{wanted}')\n\
+             package() {{ mkdir -p \"$pkgdir/usr/share/oldtoolchain\"; }}\n"
+        ),
     )
     .unwrap();
 
@@ -655,7 +672,7 @@ fn a_layer_that_replaces_a_base_package_lets_makepkg_check_the_dependencies_agai
     let p = &v["packages"][0];
     assert_eq!(p["status"], "failed", "{v:#}");
     let log = std::fs::read_to_string(p["log"].as_str().expect("a log")).unwrap();
-    assert!(log.contains("debian-toolchain<13"), "makepkg did not name the unmet dependency:\n{log}");
+    assert!(log.contains(&wanted), "makepkg did not name the unmet dependency:\n{log}");
 
     // Without the replacement the same PKGBUILD builds (with --nodeps).
     let (code, v, o) = laptop_build(&d, &dir, &[]);

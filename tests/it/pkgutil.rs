@@ -51,17 +51,17 @@ pub fn show(out: &Output) -> String {
 /// A package for [`makepkg`] to build: a PKGBUILD with no sources whose
 /// `package()` installs a script and a data file.
 #[derive(Clone, Debug)]
-pub struct TestPackage {
+pub struct TestPackage<'a> {
     pub name: &'static str,
     pub epoch: Option<u32>,
-    pub pkgver: &'static str,
+    pub pkgver: &'a str,
     pub pkgrel: u32,
     pub arch: &'static str,
     pub depends: &'static [&'static str],
     pub desc: &'static str,
 }
 
-impl TestPackage {
+impl TestPackage<'_> {
     /// A package with defaults: `1.0-1`, x86_64, no dependencies.
     pub const fn new(name: &'static str) -> Self {
         TestPackage { name, epoch: None, pkgver: "1.0", pkgrel: 1, arch: "x86_64", depends: &[], desc: "A test package" }

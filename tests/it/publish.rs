@@ -1,7 +1,7 @@
 //! The publish stage end to end (issue 3): packages built by the real
 //! makepkg, published by `pkgcell publish` / `pkgcell repo add`, read by the
-//! real pacman (rootless, through `unshare --map-root-user`) and compared
-//! with the real repo-add.
+//! real pacman of the test base (6.0.2 or 7.1, as root of a `pkgcell run`
+//! sandbox) and compared with the real repo-add.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -107,46 +107,48 @@ fn assert_names_only_existing_files(arch_dir: &Path) {
     }
 }
 
-/// A pacman client with its own root, db path and config, run rootless.
+/// A pacman client with its own root, db path and config: the test base's
+/// pacman, run as root of a sandbox on the base with `dir` at /client, the
+/// repository at /server and the keyring at /gnupg.
 struct Pacman {
+    /// The root pacman installs into (outside: `dir/root`).
     root: PathBuf,
-    dbpath: PathBuf,
-    conf: PathBuf,
+    dir: PathBuf,
+    server: PathBuf,
+    gpgdir: PathBuf,
 }
 
 impl Pacman {
-    fn new(base: &Path, server: &Path, siglevel: &str, gpgdir: Option<&Path>) -> Pacman {
-        let root = base.join("root");
-        let dbpath = base.join("db");
-        for dir in [&root, &dbpath, &base.join("cache")] {
-            fs::create_dir_all(dir).unwrap();
+    fn new(dir: &Path, server: &Path, siglevel: &str, gpgdir: Option<&Path>) -> Pacman {
+        let root = dir.join("root");
+        for d in [&root, &dir.join("db"), &dir.join("cache")] {
+            fs::create_dir_all(d).unwrap();
         }
-        let gpgdir = gpgdir.map_or_else(|| base.join("gnupg"), Path::to_owned);
-        let conf = base.join("pacman.conf");
+        let gpgdir = gpgdir.map_or_else(|| dir.join("gnupg"), Path::to_owned);
+        fs::create_dir_all(&gpgdir).unwrap();
         fs::write(
-            &conf,
+            dir.join("pacman.conf"),
             format!(
-                "[options]\nArchitecture = x86_64\nSigLevel = {siglevel}\nDBPath = {}\nCacheDir = {}\n\
-                 LogFile = {}\nGPGDir = {}\n\n[test]\nServer = file://{}\n",
-                dbpath.display(),
-                base.join("cache").display(),
-                base.join("pacman.log").display(),
-                gpgdir.display(),
-                server.display()
+                "[options]\nArchitecture = x86_64\nSigLevel = {siglevel}\nDBPath = /client/db\nCacheDir = /client/cache\n\
+                 LogFile = /client/pacman.log\nGPGDir = /gnupg\n\n[test]\nServer = file:///server\n"
             ),
         )
         .unwrap();
-        Pacman { root, dbpath, conf }
+        Pacman { root, dir: dir.to_owned(), server: server.to_owned(), gpgdir }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--map-root-user", "pacman", "--noconfirm", "--root"])
-            .arg(&self.root)
-            .arg("--dbpath")
-            .arg(&self.dbpath)
-            .arg("--config")
-            .arg(&self.conf)
+        let mut cmd = pkgcell();
+        cmd.arg("run")
+            .arg("--lower")
+            .arg(crate::util::test_base())
+            .arg("--bind")
+            .arg(format!("{}:/client", self.dir.display()))
+            .arg("--ro-bind")
+            .arg(format!("{}:/server", self.server.display()))
+            .arg("--bind")
+            .arg(format!("{}:/gnupg", self.gpgdir.display()))
+            .args(["--", "pacman", "--noconfirm", "--root", "/client/root", "--dbpath", "/client/db", "--config", "/client/pacman.conf"])
             .args(args);
         cmd
     }

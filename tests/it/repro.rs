@@ -407,3 +407,62 @@ fn a_local_package_file_missing_from_the_store_is_named_and_can_be_given_again_w
     assert_eq!((v["packages"][0]["status"].as_str(), v["packages"][0]["pkgid"].as_str()), (Some("cached"), Some(pkgid.as_str())), "{v:#}");
     assert_eq!(std::fs::read(&object).unwrap(), std::fs::read(&file).unwrap());
 }
+
+/// The member paths of a package file, listed by the test base's bsdtar.
+fn members_of(file: &Path) -> Vec<String> {
+    ok(run_sh(&["--ro-bind", &format!("{}:/p.pkg.tar.zst", file.display())], "bsdtar -tf /p.pkg.tar.zst")).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_package_built_with_the_debug_option_yields_a_debug_package_that_is_stored_published_and_reproduced() {
+    let env = Env::new(&["withdebug"]);
+    let config = std::fs::read_to_string(env.dir.join("pkgcell.toml")).unwrap();
+    std::fs::write(env.dir.join("pkgcell.toml"), format!("[repo]\nname = \"dbg\"\npublish = \"repo\"\n\n{config}")).unwrap();
+
+    // Two outputs of one build: the program and withdebug-debug, which is
+    // not a pkgname of the PKGBUILD (makepkg adds it).
+    let o = env.run(&["build", "--json", "withdebug"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    assert_eq!(code(&o), 0, "{v:#}\n{}", text(&o));
+    let p = &v["packages"][0];
+    let names: Vec<&str> = p["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let (main, debug) = ("withdebug-1.0-1-x86_64.pkg.tar.zst", "withdebug-debug-1.0-1-x86_64.pkg.tar.zst");
+    assert_eq!(names, [main, debug], "{v:#}");
+    let pkgid = p["pkgid"].as_str().unwrap();
+    let files: Vec<PathBuf> = p["files"].as_array().unwrap().iter().map(|f| PathBuf::from(f.as_str().unwrap())).collect();
+    let record: Value = serde_json::from_slice(&std::fs::read(env.dir.join(format!("home/store/records/{pkgid}.json"))).unwrap()).unwrap();
+    assert_eq!(record["outputs"].as_array().unwrap().len(), 2, "{record:#}");
+    assert!(record["buildinfo"].as_str().unwrap().lines().any(|l| l == "format = 2"), "{record:#}");
+
+    // The symbols (by build id) and the source are in the debug package,
+    // the program is stripped of them. makepkg 7 puts the source under
+    // usr/src/debug/withdebug/, 6.0.2 right under usr/src/debug/.
+    let in_debug = members_of(&files[1]);
+    assert!(in_debug.iter().any(|m| m.starts_with("usr/lib/debug/.build-id/") && m.ends_with(".debug")), "{in_debug:?}");
+    assert!(in_debug.iter().any(|m| m.starts_with("usr/src/debug/") && m.ends_with("/withdebug.c")), "{in_debug:?}");
+    let in_main = members_of(&files[0]);
+    assert!(in_main.iter().any(|m| m == "usr/bin/withdebug"), "{in_main:?}");
+    assert!(!in_main.iter().any(|m| m.starts_with("usr/lib/debug") || m.starts_with("usr/src")), "{in_main:?}");
+
+    // Both are published, and the base's pacman lists both.
+    let o = env.run(&["publish"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let arch_dir = env.dir.join("repo/x86_64");
+    for n in [main, debug] {
+        assert!(arch_dir.join(n).is_file(), "{n} not published");
+    }
+    let listed = ok(run_sh(
+        &["--ro-bind", &format!("{}:/srv/repo", arch_dir.display())],
+        "mkdir -p /tmp/db && printf '[options]\\nArchitecture = x86_64\\nSigLevel = Never\\n\\n[dbg]\\nServer = file:///srv/repo\\n' > /tmp/pacman.conf && \
+         pacman --config /tmp/pacman.conf --dbpath /tmp/db -Sy >&2 && pacman --config /tmp/pacman.conf --dbpath /tmp/db -Sl dbg",
+    ));
+    assert!(listed.lines().any(|l| l == "dbg withdebug 1.0-1") && listed.lines().any(|l| l == "dbg withdebug-debug 1.0-1"), "{listed}");
+
+    // repro rebuilds and compares both.
+    let o = env.run(&["repro", "--json", pkgid]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", text(&o)));
+    let verdicts: Vec<(&str, &str)> =
+        r["files"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap(), f["verdict"].as_str().unwrap())).collect();
+    assert_eq!(verdicts, [(main, "reproducible"), (debug, "reproducible")], "{r:#}");
+}
