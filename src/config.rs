@@ -175,6 +175,9 @@ pub struct BuildConfig {
     /// Bytes of one build's log kept: its head and its tail, with a line
     /// saying what was cut between them.
     pub log_limit: u64,
+    /// makepkg's `PACKAGER` for this repository's builds (over the user's
+    /// makepkg.conf; the environment's `PACKAGER` wins over both).
+    pub packager: Option<String>,
     /// Host directories `file://` sources may read (absolute; relative ones
     /// in the file are taken from the config's directory). See
     /// [`BuildConfig::file_source_dirs`].
@@ -319,6 +322,7 @@ struct RawBuild {
     log_limit: Option<Spanned<String>>,
     #[serde(default)]
     file_sources: Vec<PathBuf>,
+    packager: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -467,6 +471,14 @@ impl Config {
                     .bytes(),
             ),
         };
+        // It becomes a line of .PKGINFO and .BUILDINFO: one line.
+        let packager = match &raw.build.packager {
+            None => None,
+            Some(p) if p.get_ref().trim().is_empty() || p.get_ref().chars().any(char::is_control) => {
+                return Err(invalid(Some(p.span()), format!("packager {:?}: one line of text, like \"Jane Doe <jane@example.org>\"", p.get_ref())));
+            }
+            Some(p) => Some(p.get_ref().clone()),
+        };
         let build = BuildConfig {
             jobs: raw.build.jobs.unwrap_or(NonZeroUsize::MIN),
             network: raw.build.network.unwrap_or(false),
@@ -478,6 +490,7 @@ impl Config {
             tmp_size,
             log_limit,
             file_sources: raw.build.file_sources.iter().map(|p| dir.join(p)).collect(),
+            packager,
         };
 
         let mut pkgbuilds = Vec::new();
@@ -685,6 +698,7 @@ timeout = "2h"               # per build: "90s", "30m", "2h", "1h30m"
 # max_output = "8G"          # example: package files of a build, each and together (default: 8G)
 # tmp_size = "2G"            # example: size of each of /tmp and /dev/shm in a build (default: 1G)
 log_limit = "256M"           # per build: bytes of its log kept (head and tail)
+# packager = "Jane Doe <jane@example.org>"  # example: PACKAGER of the packages (default: your makepkg.conf's)
 # file_sources = ["/srv/git"]  # example: host directories file:// sources may read, beyond the path entries' own
 
 [store]

@@ -363,7 +363,12 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             (true, false) => Rebuild::Entries(args.packages.iter().cloned().collect()),
         },
         makepkg_flags,
-        packager: user.packager.clone(),
+        // The environment's PACKAGER, else the config's, else makepkg.conf's.
+        packager: std::env::var("PACKAGER")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .or_else(|| config.build.packager.clone())
+            .or_else(|| user.packager.clone()),
         file_sources: config.file_source_dirs(),
         // Laptop mode builds one package, as makepkg: its output is shown.
         // A repository's builds run side by side: `pkgcell log -f NAME`.

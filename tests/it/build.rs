@@ -1262,3 +1262,24 @@ fn no_directory_pkgcell_makes_is_world_writable_while_a_build_runs() {
     assert!(open.is_empty(), "world-writable: {open:?}");
     assert!(child.wait().unwrap().success());
 }
+
+/// Issue 17: `[build] packager` names the packager of a repository's
+/// packages; one that is not one line is a config error naming the line.
+#[test]
+fn the_configs_packager_goes_into_the_packages_and_a_bad_one_is_refused() {
+    let env = Env::new();
+    env.config(&["multiarch"], 1);
+    let path = env.dir.join("pkgcell.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, cfg.replace("[build]\n", "[build]\npackager = \"Repo Bot <bot@example.org>\"\n")).unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!(code, 0, "{}", text(&o));
+    let file = pkg(&v, "multiarch")["files"][0].as_str().unwrap().to_owned();
+    let pkginfo = run_sh(&["--ro-bind", &format!("{file}:/p.pkg.tar.zst")], "bsdtar -xOf /p.pkg.tar.zst .PKGINFO");
+    assert!(ok(pkginfo).contains("packager = Repo Bot <bot@example.org>"));
+
+    std::fs::write(&path, cfg.replace("[build]\n", "[build]\npackager = \"two\\nlines\"\n")).unwrap();
+    let o = env.run(&["plan"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("pkgcell.toml:2: packager"), "{}", text(&o));
+}
