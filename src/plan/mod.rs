@@ -244,6 +244,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     let arch = config.repo.arch.clone();
     let mut out: Vec<PlannedPackage> = Vec::new();
     let mut jobs: Vec<(usize, ParseJob)> = Vec::new();
+    let mut index = treeid::StatIndex::load(&opts.home.tree_index());
     for (s, entry) in synced.into_iter().zip(&config.pkgbuilds) {
         let mut p = PlannedPackage {
             name: s.name.to_string(),
@@ -264,7 +265,8 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
         };
         let tree = match s.checkout {
             Err(e) => Err(("sync", error_chain(&e))),
-            Ok(Checkout::Dir { dir }) => treeid::of_dir(&dir)
+            Ok(Checkout::Dir { dir }) => index
+                .of_dir(&dir)
                 .map(|t| (t, TreeSource::Dir(dir)))
                 .map_err(|e| ("tree-id", error_chain(&e))),
             Ok(Checkout::Git { repo, commit, subtree, .. }) => treeid::of_git(&repo, &commit, subtree.as_deref())
@@ -280,6 +282,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
         }
         out.push(p);
     }
+    save_index(&index);
 
     let parser = Parser::new(&opts.base, opts.home.clone(), opts.parse_timeout)?;
     let job_list: Vec<ParseJob> = jobs.iter().map(|(_, j)| j.clone()).collect();
@@ -653,6 +656,15 @@ fn source_ref(entry: &PkgbuildEntry, checkout: Option<&Checkout>) -> SourceRef {
     }
 }
 
+/// Keep the stat index for the next run; it is only a cache, so failing to
+/// write it costs that run re-hashing, no more.
+fn save_index(index: &treeid::StatIndex) {
+    tracing::debug!(hits = index.hits, hashed = index.hashed, "tree-ids computed");
+    if let Err(e) = index.save() {
+        tracing::warn!(error = %e, "cannot write the stat index of tree-ids; the next plan will hash every file again");
+    }
+}
+
 /// An error and its sources on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -669,8 +681,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, PkgbuildError>>, usize), PlanError> {
     let mut jobs = Vec::new();
     let mut early: Vec<Option<PkgbuildError>> = Vec::new();
+    let mut index = treeid::StatIndex::load(&home.tree_index());
     for d in dirs {
-        match treeid::of_dir(d) {
+        match index.of_dir(d) {
             Ok(t) => {
                 jobs.push(ParseJob { tree_id: t, tree: TreeSource::Dir(d.clone()) });
                 early.push(None);
@@ -678,6 +691,7 @@ pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Durat
             Err(e) => early.push(Some(PkgbuildError::Invalid { message: error_chain(&e) })),
         }
     }
+    save_index(&index);
     let parser = Parser::new(base, home, timeout)?;
     let run = parser.parse(&jobs)?;
     let mut results = run.results.into_iter();
