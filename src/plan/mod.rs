@@ -384,10 +384,13 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     let mut needs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); out.len()];
     let mut install_sets: Vec<Vec<(usize, String)>> = vec![Vec::new(); out.len()];
     let mut install_lists: Vec<Vec<Install>> = vec![Vec::new(); out.len()];
+    let resolver = deps::Resolver::new(&providers);
+    // Strict dephashes hash this same closure: kept for them.
+    let mut closures: Vec<Option<Vec<&Provider>>> = vec![None; out.len()];
     for i in 0..out.len() {
         let Some(n) = &nodes[i] else { continue };
         let roots: Vec<&RelationOrSoname> = n.depends.iter().chain(&n.makedepends).chain(&n.checkdepends).collect();
-        match closure(&providers, i, &roots) {
+        match closure(&resolver, i, &roots) {
             Ok(set) => {
                 let mut list: Vec<Install> =
                     set.iter().filter(|p| p.origin != Origin::Pkgbuild(i)).map(|p| install_of(p, &out)).collect();
@@ -407,6 +410,9 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
                     Origin::Pkgbuild(j) if j != i => Some(j),
                     _ => None,
                 }).collect();
+                if config.build.dephash == DephashMode::Strict {
+                    closures[i] = Some(set);
+                }
             }
             Err(message) => {
                 out[i].status = Status::Error { stage: "deps", message };
@@ -432,7 +438,10 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
             DephashMode::Loose => n.depends.iter().collect(),
             DephashMode::None => Vec::new(),
         };
-        let set = closure(&providers, i, &roots).expect("resolved above");
+        let set = match closures[i].take() {
+            Some(set) => set,
+            None => closure(&resolver, i, &roots).expect("resolved above"),
+        };
         let mut lines: Vec<String> = set
             .iter()
             .filter(|p| p.origin != Origin::Pkgbuild(i))
@@ -482,12 +491,12 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
 /// Every provider installed for `roots` of entry `me`: each root's provider
 /// and, transitively, the providers of their run-time dependencies. Err names
 /// the chain to a dependency nothing provides.
-fn closure<'a>(providers: &'a [Provider], me: usize, roots: &[&RelationOrSoname]) -> Result<Vec<&'a Provider>, String> {
+fn closure<'a>(resolver: &deps::Resolver<'a>, me: usize, roots: &[&RelationOrSoname]) -> Result<Vec<&'a Provider>, String> {
     let mut found: Vec<&Provider> = Vec::new();
     // (dependency, chain of package names that led to it)
     let mut stack: Vec<(&RelationOrSoname, Vec<String>)> = roots.iter().map(|d| (*d, Vec::new())).collect();
     while let Some((dep, chain)) = stack.pop() {
-        let Some(p) = deps::resolve(providers, dep) else {
+        let Some(p) = resolver.resolve(dep) else {
             let via = if chain.is_empty() { String::new() } else { format!(" (needed by {})", chain.join(" → ")) };
             return Err(format!("nothing provides {dep}{via}"));
         };
