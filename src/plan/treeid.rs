@@ -102,10 +102,10 @@ pub struct StatIndex {
     path: Option<PathBuf>,
     /// The start of this run, in ns since the epoch.
     now_ns: i64,
-    /// Read from the file: directory → file name → entry.
-    old: HashMap<Vec<u8>, HashMap<Vec<u8>, IndexEntry>>,
+    /// Read from the file.
+    old: Entries,
     /// Seen in this run, to be written.
-    new: HashMap<Vec<u8>, HashMap<Vec<u8>, IndexEntry>>,
+    new: Entries,
     /// Files whose blob id came from the index.
     pub hits: usize,
     /// Files read and hashed.
@@ -138,6 +138,9 @@ impl FileStat {
         }
     }
 }
+
+/// Directory → file name → entry.
+type Entries = HashMap<Vec<u8>, HashMap<Vec<u8>, IndexEntry>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IndexEntry {
@@ -239,7 +242,7 @@ impl StatIndex {
 /// and entry count (u32), per entry its name (u32 length, bytes) and
 /// [`ENTRY_LEN`] bytes of stat data and blob id, all little-endian; then a
 /// BLAKE3 hash of everything before it, so a damaged file is never used.
-fn encode(map: &HashMap<Vec<u8>, HashMap<Vec<u8>, IndexEntry>>) -> Vec<u8> {
+fn encode(map: &Entries) -> Vec<u8> {
     let mut out = Vec::from(MAGIC);
     let len = |out: &mut Vec<u8>, n: usize| out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
     for (dir, files) in map {
@@ -266,7 +269,7 @@ fn encode(map: &HashMap<Vec<u8>, HashMap<Vec<u8>, IndexEntry>>) -> Vec<u8> {
 }
 
 /// The inverse of [`encode`]; `None` for anything but a whole, intact file.
-fn decode(data: &[u8]) -> Option<HashMap<Vec<u8>, HashMap<Vec<u8>, IndexEntry>>> {
+fn decode(data: &[u8]) -> Option<Entries> {
     let body_len = data.len().checked_sub(32)?;
     let (body, sum) = data.split_at(body_len);
     if blake3::hash(body).as_bytes() != sum {
@@ -279,8 +282,7 @@ fn decode(data: &[u8]) -> Option<HashMap<Vec<u8>, HashMap<Vec<u8>, IndexEntry>>>
         Some(a)
     };
     let mut map = HashMap::new();
-    loop {
-        let Some(n) = take(4) else { break };
+    while let Some(n) = take(4) {
         let dir = take(u32::from_le_bytes(n.try_into().ok()?) as usize)?.to_vec();
         let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
         let mut files = HashMap::new();
