@@ -282,7 +282,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
         }
         out.push(p);
     }
-    save_index(&index);
+    save_index(index);
 
     let parser = Parser::new(&opts.base, opts.home.clone(), opts.parse_timeout)?;
     let job_list: Vec<ParseJob> = jobs.iter().map(|(_, j)| j.clone()).collect();
@@ -667,7 +667,7 @@ fn source_ref(entry: &PkgbuildEntry, checkout: Option<&Checkout>) -> SourceRef {
 
 /// Keep the stat index for the next run; it is only a cache, so failing to
 /// write it costs that run re-hashing, no more.
-fn save_index(index: &treeid::StatIndex) {
+fn save_index(index: treeid::StatIndex) {
     tracing::debug!(hits = index.hits, hashed = index.hashed, "tree-ids computed");
     if let Err(e) = index.save() {
         tracing::warn!(error = %e, "cannot write the stat index of tree-ids; the next plan will hash every file again");
@@ -690,7 +690,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, PkgbuildError>>, usize), PlanError> {
     let mut jobs = Vec::new();
     let mut early: Vec<Option<PkgbuildError>> = Vec::new();
-    let mut index = treeid::StatIndex::load(&home.tree_index());
+    let mut index = treeid::StatIndex::load(&home.tree_index()).keep_unseen();
     for d in dirs {
         match index.of_dir(d) {
             Ok(t) => {
@@ -700,7 +700,7 @@ pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Durat
             Err(e) => early.push(Some(PkgbuildError::Invalid { message: error_chain(&e) })),
         }
     }
-    save_index(&index);
+    save_index(index);
     let parser = Parser::new(base, home, timeout)?;
     let run = parser.parse(&jobs)?;
     let mut results = run.results.into_iter();

@@ -112,6 +112,8 @@ pub struct StatIndex {
     pub hashed: usize,
     /// Whether `new` differs from `old` (something to write).
     dirty: bool,
+    /// Keep the entries of files not seen in this run too.
+    keep_unseen: bool,
 }
 
 /// A file's stat data, all of which must match for an entry to be trusted.
@@ -187,15 +189,31 @@ impl StatIndex {
         to_tree_id(tree_of(&dir, Some(self))?)
     }
 
-    /// Write the entries seen in this run, if they differ from what was
-    /// read; atomically (temp + rename), so that a reader never sees half
-    /// an index.
-    pub fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
-        let dropped = self.old.values().map(HashMap::len).sum::<usize>() != self.new.values().map(HashMap::len).sum::<usize>();
+    /// Keep what the index holds of files this run does not look at
+    /// (`pkgcell srcinfo DIR` must not drop a plan's entries).
+    pub fn keep_unseen(mut self) -> StatIndex {
+        self.keep_unseen = true;
+        self
+    }
+
+    /// Write the entries seen in this run (and, with
+    /// [`StatIndex::keep_unseen`], the others read), if they differ from
+    /// what was read; atomically (temp + rename), so that a reader never
+    /// sees half an index.
+    pub fn save(mut self) -> std::io::Result<()> {
+        let Some(path) = self.path.take() else { return Ok(()) };
+        if self.keep_unseen {
+            // Directories looked at are in `new` already, as they are now.
+            for (dir, files) in std::mem::take(&mut self.old) {
+                self.new.entry(dir).or_insert(files);
+            }
+        }
+        let count = |m: &Entries| m.values().map(HashMap::len).sum::<usize>();
+        let dropped = !self.keep_unseen && count(&self.old) != count(&self.new);
         if !self.dirty && !dropped {
             return Ok(());
         }
+        let path = &path;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::Builder::new().prefix(".treeid-index.").tempfile_in(dir)?;
@@ -245,7 +263,7 @@ impl StatIndex {
 fn encode(map: &Entries) -> Vec<u8> {
     let mut out = Vec::from(MAGIC);
     let len = |out: &mut Vec<u8>, n: usize| out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
-    for (dir, files) in map {
+    for (dir, files) in map.iter().filter(|(_, f)| !f.is_empty()) {
         len(&mut out, dir.len());
         out.extend_from_slice(dir);
         len(&mut out, files.len());
@@ -332,6 +350,9 @@ pub fn of_git(repo: &Path, commit: &str, subtree: Option<&Path>) -> Result<TreeI
 /// With an index, regular files are looked up in it first.
 fn tree_of(dir: &Path, mut index: Option<&mut StatIndex>) -> Result<Option<gix_hash::ObjectId>, TreeIdError> {
     let io = |source| TreeIdError::Io { path: dir.to_owned(), source };
+    if let Some(i) = index.as_deref_mut() {
+        i.new.entry(dir.as_os_str().as_bytes().to_owned()).or_default();
+    }
     let mut entries = Vec::new();
     for item in std::fs::read_dir(dir).map_err(io)? {
         let item = item.map_err(io)?;
@@ -444,8 +465,9 @@ mod tests {
     fn agree(d: &Path, index: &Path) -> (usize, usize) {
         let mut i = index_in(index, 10);
         assert_eq!(i.of_dir(d).unwrap(), of_dir(d).unwrap());
+        let counts = (i.hits, i.hashed);
         i.save().unwrap();
-        (i.hits, i.hashed)
+        counts
     }
 
     fn mtime(p: &Path) -> SystemTime {
@@ -513,6 +535,28 @@ mod tests {
         let mut i = StatIndex::load(&index);
         assert_eq!(i.of_dir(&d).unwrap(), of_dir(&d).unwrap());
         assert_eq!((i.hits, i.hashed), (0, 1));
+    }
+
+    #[test]
+    fn a_run_that_keeps_unseen_entries_does_not_drop_another_directorys() {
+        let t = tempfile::tempdir().unwrap();
+        let index = t.path().join("index");
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("PKGBUILD"), "pkgname=x\n").unwrap();
+        }
+        let mut i = index_in(&index, 10);
+        i.of_dir(&a).unwrap();
+        i.of_dir(&b).unwrap();
+        i.save().unwrap();
+        // `pkgcell srcinfo b`, with b changed: a's entry stays.
+        std::fs::write(b.join("PKGBUILD"), "pkgname=y\n").unwrap();
+        let mut i = index_in(&index, 10).keep_unseen();
+        assert_eq!(i.of_dir(&b).unwrap(), of_dir(&b).unwrap());
+        assert_eq!((i.hits, i.hashed), (0, 1));
+        i.save().unwrap();
+        assert_eq!(agree(&a, &index), (1, 0));
     }
 
     #[test]
