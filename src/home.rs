@@ -119,6 +119,13 @@ impl Home {
         self.root.join("cache/srcinfo")
     }
 
+    /// The stat index of path sources' files: path and stat data to blob
+    /// id, so that a tree-id hashes only what changed
+    /// ([`crate::plan::treeid::StatIndex`]).
+    pub fn tree_index(&self) -> PathBuf {
+        self.root.join("cache/treeid-index")
+    }
+
     /// The content-addressed store of build outputs.
     pub fn store(&self) -> PathBuf {
         self.root.join("store")

@@ -13,6 +13,7 @@
 //! pacman.conf order. Within a tier, a package of that name wins over one
 //! that only provides it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -200,9 +201,92 @@ pub fn resolve<'a>(providers: &'a [Provider], dep: &RelationOrSoname) -> Option<
         .map(|(_, p)| p)
 }
 
+/// [`resolve`] over an index of `providers` by the names they answer to:
+/// a dependency is checked against its candidates only, not against every
+/// provider (a distribution's worth of PKGBUILDs plus the sync repositories
+/// is tens of thousands of providers, looked up for every dependency of
+/// every entry).
+#[derive(Debug)]
+pub struct Resolver<'a> {
+    providers: &'a [Provider],
+    /// Key ([`dep_key`]) → indices into `providers`, ascending.
+    by_key: HashMap<String, Vec<usize>>,
+}
+
+/// The name a dependency is looked up by: a relation's name, or a soname's
+/// written form up to its first `=` (`libfoo.so=1-64` is found as
+/// `libfoo.so`, so both `libfoo.so` and `libfoo.so=1-64` find it).
+fn dep_key(dep: &RelationOrSoname) -> String {
+    match dep {
+        RelationOrSoname::Relation(r) => r.name.to_string(),
+        s => {
+            let s = s.to_string();
+            s.split('=').next().unwrap_or_default().to_owned()
+        }
+    }
+}
+
+impl<'a> Resolver<'a> {
+    /// Index `providers`.
+    pub fn new(providers: &'a [Provider]) -> Resolver<'a> {
+        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, p) in providers.iter().enumerate() {
+            // Every key under which `satisfies` could accept `p`: its name,
+            // and each provide as a relation name and as written (sonames
+            // are compared by their written form).
+            let mut keys = vec![p.name.to_string()];
+            for prov in &p.provides {
+                keys.push(dep_key(prov));
+                let written = prov.to_string();
+                keys.push(written.split('=').next().unwrap_or_default().to_owned());
+            }
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                by_key.entry(k).or_default().push(i);
+            }
+        }
+        Resolver { providers, by_key }
+    }
+
+    /// The provider of `dep`: the same answer as [`resolve`].
+    pub fn resolve(&self, dep: &RelationOrSoname) -> Option<&'a Provider> {
+        let by_name = |p: &Provider| matches!(dep, RelationOrSoname::Relation(r) if r.name == p.name);
+        self.by_key
+            .get(&dep_key(dep))?
+            .iter()
+            .map(|&i| (i, &self.providers[i]))
+            .filter(|(_, p)| satisfies(p, dep))
+            .min_by_key(|(i, p)| (p.origin.tier(), !by_name(p), *i))
+            .map(|(_, p)| p)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_indexed_resolver_answers_as_the_scan_of_every_provider() {
+        let ps = vec![
+            prov("x-alt", "1-1", &["x=1", "libx.so=1-64"], Origin::Pkgbuild(1)),
+            prov("x", "1-1", &["liby.so=2-64"], Origin::Pkgbuild(0)),
+            prov("cm", "3-1", &[], Origin::Sync(1)),
+            prov("cm", "2-1", &["libx.so"], Origin::Sync(0)),
+            prov("cm-alt", "1-1", &["cm=9", "iface=2.0"], Origin::Sync(0)),
+            prov("toolchain", "1-1", &["x=1", "plain"], Origin::Base),
+            prov("cm", "0.5-1", &[], Origin::Pkgbuild(3)),
+        ];
+        let r = Resolver::new(&ps);
+        for d in [
+            "x", "x>1", "x=1", "x-alt", "cm", "cm>5", "cm<1", "iface", "iface>=1.5", "iface>2.0", "plain", "plain>=1",
+            "libx.so", "libx.so=1-64", "liby.so", "liby.so=2-64", "libz.so", "nothing",
+        ] {
+            let d = dep(d);
+            let want = resolve(&ps, &d).map(std::ptr::from_ref);
+            assert_eq!(r.resolve(&d).map(std::ptr::from_ref), want, "{d}");
+        }
+    }
 
     fn prov(name: &str, version: &str, provides: &[&str], origin: Origin) -> Provider {
         Provider {

@@ -244,6 +244,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     let arch = config.repo.arch.clone();
     let mut out: Vec<PlannedPackage> = Vec::new();
     let mut jobs: Vec<(usize, ParseJob)> = Vec::new();
+    let mut index = treeid::StatIndex::load(&opts.home.tree_index());
     for (s, entry) in synced.into_iter().zip(&config.pkgbuilds) {
         let mut p = PlannedPackage {
             name: s.name.to_string(),
@@ -264,7 +265,8 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
         };
         let tree = match s.checkout {
             Err(e) => Err(("sync", error_chain(&e))),
-            Ok(Checkout::Dir { dir }) => treeid::of_dir(&dir)
+            Ok(Checkout::Dir { dir }) => index
+                .of_dir(&dir)
                 .map(|t| (t, TreeSource::Dir(dir)))
                 .map_err(|e| ("tree-id", error_chain(&e))),
             Ok(Checkout::Git { repo, commit, subtree, .. }) => treeid::of_git(&repo, &commit, subtree.as_deref())
@@ -280,6 +282,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
         }
         out.push(p);
     }
+    save_index(index);
 
     let parser = Parser::new(&opts.base, opts.home.clone(), opts.parse_timeout)?;
     let job_list: Vec<ParseJob> = jobs.iter().map(|(_, j)| j.clone()).collect();
@@ -381,10 +384,13 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     let mut needs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); out.len()];
     let mut install_sets: Vec<Vec<(usize, String)>> = vec![Vec::new(); out.len()];
     let mut install_lists: Vec<Vec<Install>> = vec![Vec::new(); out.len()];
+    let resolver = deps::Resolver::new(&providers);
+    // Strict dephashes hash this same closure: kept for them.
+    let mut closures: Vec<Option<Vec<&Provider>>> = vec![None; out.len()];
     for i in 0..out.len() {
         let Some(n) = &nodes[i] else { continue };
         let roots: Vec<&RelationOrSoname> = n.depends.iter().chain(&n.makedepends).chain(&n.checkdepends).collect();
-        match closure(&providers, i, &roots) {
+        match closure(&resolver, i, &roots) {
             Ok(set) => {
                 let mut list: Vec<Install> =
                     set.iter().filter(|p| p.origin != Origin::Pkgbuild(i)).map(|p| install_of(p, &out)).collect();
@@ -404,6 +410,9 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
                     Origin::Pkgbuild(j) if j != i => Some(j),
                     _ => None,
                 }).collect();
+                if config.build.dephash == DephashMode::Strict {
+                    closures[i] = Some(set);
+                }
             }
             Err(message) => {
                 out[i].status = Status::Error { stage: "deps", message };
@@ -429,7 +438,10 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
             DephashMode::Loose => n.depends.iter().collect(),
             DephashMode::None => Vec::new(),
         };
-        let set = closure(&providers, i, &roots).expect("resolved above");
+        let set = match closures[i].take() {
+            Some(set) => set,
+            None => closure(&resolver, i, &roots).expect("resolved above"),
+        };
         let mut lines: Vec<String> = set
             .iter()
             .filter(|p| p.origin != Origin::Pkgbuild(i))
@@ -479,12 +491,12 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
 /// Every provider installed for `roots` of entry `me`: each root's provider
 /// and, transitively, the providers of their run-time dependencies. Err names
 /// the chain to a dependency nothing provides.
-fn closure<'a>(providers: &'a [Provider], me: usize, roots: &[&RelationOrSoname]) -> Result<Vec<&'a Provider>, String> {
+fn closure<'a>(resolver: &deps::Resolver<'a>, me: usize, roots: &[&RelationOrSoname]) -> Result<Vec<&'a Provider>, String> {
     let mut found: Vec<&Provider> = Vec::new();
     // (dependency, chain of package names that led to it)
     let mut stack: Vec<(&RelationOrSoname, Vec<String>)> = roots.iter().map(|d| (*d, Vec::new())).collect();
     while let Some((dep, chain)) = stack.pop() {
-        let Some(p) = deps::resolve(providers, dep) else {
+        let Some(p) = resolver.resolve(dep) else {
             let via = if chain.is_empty() { String::new() } else { format!(" (needed by {})", chain.join(" → ")) };
             return Err(format!("nothing provides {dep}{via}"));
         };
@@ -653,6 +665,15 @@ fn source_ref(entry: &PkgbuildEntry, checkout: Option<&Checkout>) -> SourceRef {
     }
 }
 
+/// Keep the stat index for the next run; it is only a cache, so failing to
+/// write it costs that run re-hashing, no more.
+fn save_index(index: treeid::StatIndex) {
+    tracing::debug!(hits = index.hits, hashed = index.hashed, "tree-ids computed");
+    if let Err(e) = index.save() {
+        tracing::warn!(error = %e, "cannot write the stat index of tree-ids; the next plan will hash every file again");
+    }
+}
+
 /// An error and its sources on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -669,8 +690,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, PkgbuildError>>, usize), PlanError> {
     let mut jobs = Vec::new();
     let mut early: Vec<Option<PkgbuildError>> = Vec::new();
+    let mut index = treeid::StatIndex::load(&home.tree_index()).keep_unseen();
     for d in dirs {
-        match treeid::of_dir(d) {
+        match index.of_dir(d) {
             Ok(t) => {
                 jobs.push(ParseJob { tree_id: t, tree: TreeSource::Dir(d.clone()) });
                 early.push(None);
@@ -678,6 +700,7 @@ pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Durat
             Err(e) => early.push(Some(PkgbuildError::Invalid { message: error_chain(&e) })),
         }
     }
+    save_index(index);
     let parser = Parser::new(base, home, timeout)?;
     let run = parser.parse(&jobs)?;
     let mut results = run.results.into_iter();

@@ -327,6 +327,30 @@ fn unchanged_tree_is_not_parsed_twice() {
 }
 
 #[test]
+fn a_path_source_edited_to_the_same_size_and_mtime_after_a_plan_is_planned_anew() {
+    let env = Env::new();
+    let d = env.pkgbuild("one", &simple("one", "1", ""));
+    env.config("[pkgbuilds]\none = { path = \"pkgs/one\" }\n");
+    // Files changed within a second of a plan are not put in the stat index
+    // (racy): wait, so that this plan records the PKGBUILD.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, first) = env.plan(&[]);
+    assert_eq!(code, 0, "{first:#}");
+    assert!(env.path().join("home/cache/treeid-index").is_file(), "the plan keeps a stat index");
+    let (_, again) = env.plan(&[]);
+    assert_eq!(package(&again, "one")["tree_id"], package(&first, "one")["tree_id"]);
+
+    let mtime = std::fs::metadata(d.join("PKGBUILD")).unwrap().modified().unwrap();
+    std::fs::write(d.join("PKGBUILD"), simple("one", "2", "")).unwrap();
+    std::fs::File::options().write(true).open(d.join("PKGBUILD")).unwrap().set_modified(mtime).unwrap();
+    let (code, second) = env.plan(&[]);
+    assert_eq!(code, 0, "{second:#}");
+    assert_ne!(package(&second, "one")["tree_id"], package(&first, "one")["tree_id"]);
+    assert_eq!(package(&second, "one")["pkgver"], "2-1");
+    assert_eq!(second["parsed"], 1);
+}
+
+#[test]
 fn config_errors_name_the_line_and_the_valid_keys() {
     let env = Env::new();
     env.config("[repo]\nname = \"r\"\n\n[build]\njobs = 2\ndephsah = \"loose\"\n");
