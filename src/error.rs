@@ -49,3 +49,26 @@ pub(crate) fn io_err<'a>(
 ) -> impl FnOnce(io::Error) -> IoPath + 'a {
     move |source| IoPath::new(action, path, source)
 }
+
+/// The entries of `dir` (none when it does not exist), sorted by name: the
+/// name, the path and the metadata of the entry itself (a symlink is not
+/// followed). An entry gone between the listing and its stat is left out.
+pub(crate) fn dir_entries(dir: &std::path::Path) -> Result<Vec<(String, std::path::PathBuf, std::fs::Metadata)>, IoPath> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IoPath::new("read", dir, e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(|err| IoPath::new("read", dir, err))?;
+        let path = e.path();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) => out.push((e.file_name().to_string_lossy().into_owned(), path, m)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(IoPath::new("stat", path, err)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}

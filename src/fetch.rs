@@ -969,27 +969,9 @@ pub fn gc_source_cache(home: &Home, needed: &NeededSources, max_age: Duration, m
     Ok(report)
 }
 
-/// The entries of `dir` (none if it does not exist): name, path, and
-/// metadata of the entry itself (a link is not followed out of the cache).
+/// The entries of `dir` ([`crate::error::dir_entries`]).
 fn list(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, FetchError> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("read", dir)(e).into()),
-    };
-    let mut out = Vec::new();
-    for e in rd {
-        let e = e.map_err(io_err("read", dir))?;
-        let path = e.path();
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(io_err("stat", &path)(err).into()),
-        };
-        out.push((e.file_name().to_string_lossy().into_owned(), path, meta));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(crate::error::dir_entries(dir)?)
 }
 
 /// The SHA-256 of a file, lowercase hex.

@@ -196,25 +196,9 @@ pub fn tree_bytes(path: &Path) -> u64 {
     fs::read_dir(path).map(|rd| rd.flatten().map(|e| tree_bytes(&e.path())).sum()).unwrap_or(0)
 }
 
-/// The entries of `dir` (none when it does not exist), sorted by name.
+/// The entries of `dir` ([`crate::error::dir_entries`]).
 fn list(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, LeftoversError> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("read", dir)(e).into()),
-    };
-    let mut out = Vec::new();
-    for e in rd {
-        let e = e.map_err(io_err("read", dir))?;
-        let path = e.path();
-        match fs::symlink_metadata(&path) {
-            Ok(m) => out.push((e.file_name().to_string_lossy().into_owned(), path, m)),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_err("stat", &path)(err).into()),
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(crate::error::dir_entries(dir)?)
 }
 
 #[cfg(test)]

@@ -134,20 +134,24 @@ pub(crate) enum MountAttrs {
     ReadOnlyKeepDev,
 }
 
+/// mount_setattr(2)'s `AT_RECURSIVE` (not in libc's crate for every target).
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// mount_setattr(2)'s `struct mount_attr`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
 /// mount_setattr(2) on `path` and every mount below it: unlike a remount it
 /// applies recursively and keeps the flags the kernel locked for us.
 pub(crate) fn set_mount_attrs(path: &Path, attrs: MountAttrs) -> SysResult<()> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     const MOUNT_ATTR_NOSUID: u64 = 0x2;
     const MOUNT_ATTR_NODEV: u64 = 0x4;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     let set = match attrs {
         MountAttrs::ReadOnly => MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         MountAttrs::NoSuidDev => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
@@ -262,14 +266,6 @@ pub(crate) fn bind_onto(src: &Path, attrs: Option<MountAttrs>, target: BorrowedF
 
 /// mount_setattr(2) on the mount `fd` and every mount below it.
 fn set_mount_attrs_fd(fd: BorrowedFd<'_>, attrs: MountAttrs, shown: &str) -> SysResult<()> {
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     let attr = MountAttr { attr_set: u64::from(attr_bits(attrs).bits()), attr_clr: 0, propagation: 0, userns_fd: 0 };
     // SAFETY: the path is an empty NUL-terminated string (AT_EMPTY_PATH: the
     // fd itself), `attr` a properly laid out `struct mount_attr` that
