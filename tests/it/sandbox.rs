@@ -2,7 +2,7 @@
 //! what must work, and the escape probes: what must fail.
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -717,17 +717,8 @@ fn a_refused_proc_mount_is_diagnosed() {
 fn an_upper_dir_on_an_overlayfs_is_diagnosed() {
     // Inside a sandbox the root is an overlayfs, which cannot hold another
     // overlay's upper dir: run pkgcell there with its upper on it.
-    let bin = pkgcell_bin();
     let script = "mkdir -p /var/lower /var/up && pkgcell run --lower /var/lower --upper /var/up -- /bin/true; echo upper-rc=$?";
-    let o = output(
-        pkgcell()
-            .arg("run")
-            .arg("--lower")
-            .arg(test_base())
-            .arg("--ro-bind")
-            .arg(format!("{}:/usr/local/bin/pkgcell", bin.display()))
-            .args(["--", "sh", "-c", script]),
-    );
+    let o = in_a_sandbox_with_pkgcell(script);
     let out = text(&o);
     assert!(out.contains("upper-rc=2"), "{out}");
     assert!(out.contains("cannot mount the overlay root") && out.contains("upper dir must be on a file system"), "{out}");
@@ -968,21 +959,26 @@ fn inside_a_filtered_sandbox_pkgcell_skips_the_keyring_with_its_filter_on_and_sa
     // reachable from its payload anyway) and setup goes on to the mounts
     // (where a nested sandbox fails for other reasons); with --seccomp off
     // it is a setup error at the keyring step, with a hint.
-    let bin = pkgcell_bin();
     let script = "exec 2>&1; pkgcell run --lower / -- /bin/true; echo on-rc=$?; echo ---; \
                   pkgcell run --seccomp off --lower / -- /bin/true; echo off-rc=$?";
-    let o = output(
-        pkgcell()
-            .arg("run")
-            .arg("--lower")
-            .arg(test_base())
-            .arg("--ro-bind")
-            .arg(format!("{}:/usr/local/bin/pkgcell", bin.display()))
-            .args(["--", "sh", "-c", script]),
-    );
+    let o = in_a_sandbox_with_pkgcell(script);
     let out = stdout(&o);
     let (on, off) = out.split_once("---").unwrap_or_else(|| panic!("{out}"));
     assert!(!on.contains("keyring") && on.contains("cannot mount"), "{on}");
     assert!(off.contains("off-rc=2") && off.contains("cannot join a fresh session keyring"), "{off}");
     assert!(off.contains("denies keyctl"), "{off}");
+}
+
+/// `sh -c SCRIPT` in a sandbox over the test base, with this pkgcell bound
+/// at /usr/local/bin/pkgcell: pkgcell run inside pkgcell.
+fn in_a_sandbox_with_pkgcell(script: &str) -> Output {
+    output(
+        pkgcell()
+            .arg("run")
+            .arg("--lower")
+            .arg(test_base())
+            .arg("--ro-bind")
+            .arg(format!("{}:/usr/local/bin/pkgcell", pkgcell_bin().display()))
+            .args(["--", "sh", "-c", script]),
+    )
 }
