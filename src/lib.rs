@@ -13,6 +13,7 @@ pub mod config;
 pub mod confined;
 pub mod error;
 pub mod fetch;
+pub mod gc;
 pub mod home;
 pub mod ids;
 pub mod leftovers;

@@ -1,7 +1,6 @@
 //! `pkgcell store ls|fsck|gc`: look at and maintain the content-addressed
 //! store. Thin: the work is in `pkgcell::store`.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,9 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use pkgcell::config::{self, Config};
-use pkgcell::fetch;
+use pkgcell::gc;
 use pkgcell::home::{GcMode, Home};
-use pkgcell::leftovers;
 use pkgcell::store::{Repair, Store};
 
 /// Look at and maintain the content-addressed store.
@@ -140,29 +138,11 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             let mode = if dry_run { GcMode::DryRun } else { GcMode::Remove };
-            // Alone: a running build's downloads, layer and sources have
-            // no record yet and would look unneeded, and its scratch
-            // directories under tmp/ like a killed run's.
-            let _alone = home.gc_lock(|| eprintln!("==> waiting for running builds (build, fetch, repro, publish, plan) to finish"))?;
-            let report = store.gc(keep.max(1), &BTreeSet::new(), mode)?;
-            // What stays (in a dry run, what would stay).
-            let dropped: BTreeSet<&str> = report.records.iter().map(String::as_str).collect();
-            let kept: Vec<_> = store.records()?.into_iter().filter(|r| !dropped.contains(r.pkgid.to_string().as_str())).collect();
-            let (layers, layer_bytes) = pkgcell::build::gc_layers(&home, &kept, mode)?;
-            let used: BTreeSet<String> = kept.iter().map(|r| r.base_id.clone()).collect();
-            let bases: Vec<String> = pkgcell::base::gc(&home, &used, mode)?.iter().map(ToString::to_string).collect();
-            let needed: BTreeSet<String> = kept.iter().flat_map(|r| r.cached_packages()).map(str::to_owned).collect();
-            let packages = fetch::gc_package_cache(&home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE, mode)?;
-            // Same grace as the package cache's partial downloads: an entry
-            // used that recently may belong to a build that has no record yet.
-            let mut needed_sources = fetch::needed_sources(&home, &kept);
-            if let Some(config) = &config {
-                fetch::add_needed_by_config(&mut needed_sources, &home, config);
-            }
-            let sources = fetch::gc_source_cache(&home, &needed_sources, fetch::PARTIAL_DOWNLOAD_MAX_AGE, mode)?;
-            let kept_ids: BTreeSet<_> = kept.iter().map(|r| r.pkgid.clone()).collect();
-            let rules = leftovers::Rules { keep_logs, failed_age };
-            let left = leftovers::gc(&home, &kept_ids, &rules, mode)?;
+            let rules = gc::Rules { keep, keep_logs, failed_age };
+            let gc::Report { store: report, layers, layer_bytes, bases, packages, sources, leftovers: left } =
+                gc::collect(&home, &rules, config.as_ref(), mode, || {
+                    eprintln!("==> waiting for running builds (build, fetch, repro, publish, plan) to finish")
+                })?;
             if json {
                 serde_json::to_writer(
                     &mut out,
