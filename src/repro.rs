@@ -30,6 +30,7 @@
 //! test `alpm_buildinfo_does_not_fit`). Only a few fields are needed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -41,7 +42,9 @@ use crate::error::{IoPath, io_err};
 use crate::build::{self, BuildError, BuildOptions, MakepkgEnv};
 use crate::ids::{Blake3, PkgId};
 use crate::local::{LocalPackage, LocalPackageError};
+use crate::config::{Config, Location};
 use crate::plan::Plan;
+use crate::sync::{Checkout, Synced};
 use crate::store::{Record, Store, StoreError};
 
 /// Version of the `--json` form of a [`Report`].
@@ -115,6 +118,9 @@ pub enum ReproError {
         /// What the plan has for that pkgbase.
         planned: String,
     },
+    /// git could not look through a PKGBUILD repository's history.
+    #[error("cannot find the recorded tree in the PKGBUILD's git history")]
+    Sync(#[from] crate::sync::SyncError),
     /// The rebuild failed.
     #[error("the rebuild failed")]
     Rebuild(#[source] Box<BuildError>),
@@ -568,6 +574,83 @@ pub fn planned_entry<'a>(plan: &'a Plan, pkgid: &PkgId) -> Option<&'a crate::pla
             p.pkgid.as_ref().is_some_and(|i| i.pkgbase() == pkgid.pkgbase() && i.tree_id() == pkgid.tree_id())
         })
     })
+}
+
+/// Package files left in a path source (laptop mode copies them next to
+/// the PKGBUILD) change its tree-id, and so the pkgid. The config again,
+/// with each path entry of the record's pkgbase replaced by a copy (under
+/// `scratch`) of its directory without the record's package files and
+/// their signatures; `None` when there is no such entry.
+pub fn without_outputs(config: &Config, plan: &Plan, found: &Found, scratch: &Path) -> Result<Option<Config>, ReproError> {
+    let pkgbase = found.record.pkgid.pkgbase().to_string();
+    let mut skip: BTreeSet<OsString> = BTreeSet::new();
+    for o in &found.record.outputs {
+        skip.insert(o.name.clone().into());
+        skip.insert(format!("{}.sig", o.name).into());
+    }
+    let mut copy = config.clone();
+    let mut changed = false;
+    for entry in &mut copy.pkgbuilds {
+        let same_base =
+            plan.packages.iter().any(|p| p.name == entry.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
+        let Location::Path { dir } = &mut entry.location else { continue };
+        if !same_base {
+            continue;
+        }
+        let dst = scratch.join(entry.name.to_string());
+        copy_tree(dir, &dst, &skip)?;
+        *dir = dst;
+        changed = true;
+    }
+    Ok(changed.then_some(copy))
+}
+
+/// Copy a PKGBUILD directory (files, their modes, symlinks, `.git` left
+/// out as the tree-id leaves it out), without the top-level names in `skip`.
+fn copy_tree(src: &Path, dst: &Path, skip: &BTreeSet<OsString>) -> Result<(), ReproError> {
+    fs::create_dir_all(dst).map_err(io_err("create", dst))?;
+    for e in fs::read_dir(src).map_err(io_err("read", src))? {
+        let e = e.map_err(io_err("read", src))?;
+        let name = e.file_name();
+        if skip.contains(&name) || name == ".git" {
+            continue;
+        }
+        let (from, to) = (e.path(), dst.join(&name));
+        let kind = e.file_type().map_err(io_err("stat", &from))?;
+        if kind.is_symlink() {
+            let target = fs::read_link(&from).map_err(io_err("read", &from))?;
+            std::os::unix::fs::symlink(target, &to).map_err(io_err("create", &to))?;
+        } else if kind.is_dir() {
+            copy_tree(&from, &to, &BTreeSet::new())?;
+        } else {
+            // fs::copy keeps the mode bits, and the executable bit is part of the tree-id.
+            fs::copy(&from, &to).map_err(io_err("copy", &from))?;
+        }
+    }
+    Ok(())
+}
+
+/// For each git entry of `pkgid`'s pkgbase, look through its mirror's
+/// history for a commit whose tree (at the entry's subtree) is the
+/// recorded tree-id, and make that the entry's commit. Whether one was found.
+pub fn pin_recorded_tree(synced: &mut [Synced], plan: &Plan, pkgid: &PkgId) -> Result<bool, ReproError> {
+    let want = pkgid.tree_id().to_string();
+    let pkgbase = pkgid.pkgbase().to_string();
+    let mut pinned = false;
+    for s in synced.iter_mut() {
+        let same_base =
+            plan.packages.iter().any(|p| p.name == s.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
+        let Ok(Checkout::Git { repo, commit, subtree, .. }) = &mut s.checkout else { continue };
+        if !same_base {
+            continue;
+        }
+        if let Some(c) = crate::sync::commit_with_tree(repo, &want, subtree.as_deref())? {
+            tracing::info!(commit = c, tree = %want, "rebuilding an older commit");
+            *commit = c;
+            pinned = true;
+        }
+    }
+    Ok(pinned)
 }
 
 /// Compare each original with the rebuilt file of the same name; with

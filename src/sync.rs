@@ -196,6 +196,48 @@ where
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The first commit of `repo`'s history (every ref) whose tree at
+/// `subtree` (the root when `None`) is `tree`.
+pub fn commit_with_tree(repo: &Path, tree: &str, subtree: Option<&Path>) -> Result<Option<String>, SyncError> {
+    use std::io::Write;
+    let commits = git(Some(repo), ["rev-list", "--all"])?;
+    let path = subtree.map(|p| p.to_string_lossy().trim_end_matches('/').to_owned());
+    // One git process for every commit: `<commit>:<subtree>` names the tree
+    // there, and --batch-check prints its id (or "missing").
+    let queries: String = commits
+        .lines()
+        .map(|c| match &path {
+            Some(p) if !p.is_empty() => format!("{c}:{p}\n"),
+            Some(_) | None => format!("{c}^{{tree}}\n"),
+        })
+        .collect();
+    let args = ["cat-file", "--batch-check=%(objectname)"];
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(SyncError::Spawn)?;
+    // Written from a thread: git answers while it reads, and a full pipe
+    // each way would stall both.
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || stdin.write_all(queries.as_bytes()));
+    let out = child.wait_with_output().map_err(SyncError::Spawn)?;
+    writer.join().expect("the writer does not panic").map_err(SyncError::Spawn)?;
+    if !out.status.success() {
+        return Err(SyncError::Git {
+            args: args.join(" "),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let answers = String::from_utf8_lossy(&out.stdout);
+    Ok(commits.lines().zip(answers.lines()).find(|(_, t)| *t == tree).map(|(c, _)| c.to_owned()))
+}
+
 /// Write the files of tree `tree` of `repo` into the empty directory `dst`.
 pub(crate) fn export_tree(repo: &Path, tree: &str, dst: &Path) -> Result<(), SyncError> {
     // git archive | tar -x keeps modes and symlinks, like a checkout.

@@ -6,11 +6,9 @@
 //! finds them: the rebuild needs the PKGBUILD of the recorded pkgid, which
 //! only the config knows where to find.
 
-use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
@@ -18,9 +16,8 @@ use pkgcell::build::{BuildOptions, KeepFailed};
 use pkgcell::home::Home;
 use pkgcell::ids::PkgId;
 use pkgcell::local::LocalPackage;
-use pkgcell::config::{Config, Location};
-use pkgcell::plan::Plan;
-use pkgcell::repro::{self, FileReport, Found, Report, Target, Verdict};
+use pkgcell::config::Config;
+use pkgcell::repro::{self, FileReport, Report, Target, Verdict};
 use pkgcell::store::Store;
 use pkgcell::sync::{self, SyncMode};
 use pkgcell_sandbox::Network;
@@ -113,14 +110,14 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let mut plan = args.common.plan_with(config, &home, &base, &local)?;
     let pkgid = &found.record.pkgid;
     if repro::planned_entry(&plan, pkgid).is_none()
-        && let Some(copy) = without_outputs(config, &plan, &found, scratch.path())?
+        && let Some(copy) = repro::without_outputs(config, &plan, &found, scratch.path())?
     {
         plan = args.common.plan_with(&copy, &home, &base, &local)?;
     }
     if repro::planned_entry(&plan, pkgid).is_none() {
         // A git entry that moved on: pin the commit whose tree is the recorded one.
         let mut synced = sync::sync(config, &home, SyncMode::Offline);
-        if pin_recorded_tree(&mut synced, &plan, pkgid)? {
+        if repro::pin_recorded_tree(&mut synced, &plan, pkgid)? {
             plan = args.common.plan_synced(config, &home, &base, synced, &local)?;
         }
     }
@@ -133,105 +130,6 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         None => Vec::new(),
     };
     Ok((report, written))
-}
-
-/// Package files left in a path source (laptop mode copies them next to
-/// the PKGBUILD) change its tree-id, and so the pkgid. The config again,
-/// with each path entry of the record's pkgbase replaced by a copy of its
-/// directory without the record's package files (and their signatures);
-/// `None` when there is no such entry.
-fn without_outputs(config: &Config, plan: &Plan, found: &Found, scratch: &Path) -> anyhow::Result<Option<Config>> {
-    let pkgbase = found.record.pkgid.pkgbase().to_string();
-    let mut skip: BTreeSet<OsString> = BTreeSet::new();
-    for o in &found.record.outputs {
-        skip.insert(o.name.clone().into());
-        skip.insert(format!("{}.sig", o.name).into());
-    }
-    let mut copy = config.clone();
-    let mut changed = false;
-    for entry in &mut copy.pkgbuilds {
-        let same_base = plan.packages.iter().any(|p| p.name == entry.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
-        let Location::Path { dir } = &mut entry.location else { continue };
-        if !same_base {
-            continue;
-        }
-        let dst = scratch.join(entry.name.to_string());
-        copy_tree(dir, &dst, &skip)?;
-        *dir = dst;
-        changed = true;
-    }
-    Ok(changed.then_some(copy))
-}
-
-/// Copy a PKGBUILD directory (files, their modes, symlinks, `.git` left
-/// out as the tree-id leaves it out), without the top-level names in `skip`.
-fn copy_tree(src: &Path, dst: &Path, skip: &BTreeSet<OsString>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
-    for e in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
-        let e = e.with_context(|| format!("cannot read {}", src.display()))?;
-        let name = e.file_name();
-        if skip.contains(&name) || name == ".git" {
-            continue;
-        }
-        let (from, to) = (e.path(), dst.join(&name));
-        let kind = e.file_type().with_context(|| format!("cannot stat {}", from.display()))?;
-        if kind.is_symlink() {
-            let target = std::fs::read_link(&from).with_context(|| format!("cannot read {}", from.display()))?;
-            std::os::unix::fs::symlink(target, &to).with_context(|| format!("cannot create {}", to.display()))?;
-        } else if kind.is_dir() {
-            copy_tree(&from, &to, &BTreeSet::new())?;
-        } else {
-            // fs::copy keeps the mode bits, and the executable bit is part of the tree-id.
-            std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// For each git entry of `pkgid`'s pkgbase, look through its mirror's
-/// history for a commit whose tree (at the entry's subtree) is the
-/// recorded tree-id, and make that the entry's commit. Whether one was found.
-fn pin_recorded_tree(synced: &mut [sync::Synced], plan: &Plan, pkgid: &PkgId) -> anyhow::Result<bool> {
-    let want = pkgid.tree_id().to_string();
-    let pkgbase = pkgid.pkgbase().to_string();
-    let mut pinned = false;
-    for s in synced.iter_mut() {
-        let same_base = plan.packages.iter().any(|p| p.name == s.name.to_string() && p.pkgbase.as_deref() == Some(pkgbase.as_str()));
-        let Ok(sync::Checkout::Git { repo, commit, subtree, .. }) = &mut s.checkout else { continue };
-        if !same_base {
-            continue;
-        }
-        let git = |args: &[&str], input: Option<&str>| -> anyhow::Result<String> {
-            let mut c = std::process::Command::new("git");
-            c.arg("--git-dir").arg(&*repo).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-            c.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
-            let mut child = c.spawn().context("cannot run git")?;
-            if let Some(text) = input {
-                child.stdin.take().expect("piped").write_all(text.as_bytes()).context("cannot write to git")?;
-            }
-            let o = child.wait_with_output().context("cannot run git")?;
-            anyhow::ensure!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
-            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-        };
-        let commits = git(&["rev-list", "--all"], None)?;
-        let path = subtree.as_ref().map(|p| p.to_string_lossy().trim_end_matches('/').to_owned());
-        // One git process for every commit: `<commit>:<subtree>` names the
-        // tree there, and --batch-check prints its id (or "missing").
-        let queries: String = commits
-            .lines()
-            .map(|c| match &path {
-                Some(p) if !p.is_empty() => format!("{c}:{p}\n"),
-                Some(_) | None => format!("{c}^{{tree}}\n"),
-            })
-            .collect();
-        let answers = git(&["cat-file", "--batch-check=%(objectname)"], Some(&queries))?;
-        if let Some((c, _)) = commits.lines().zip(answers.lines()).find(|(_, t)| *t == want) {
-            tracing::info!(commit = c, tree = %want, "rebuilding an older commit");
-            *commit = c.to_owned();
-            pinned = true;
-        }
-    }
-    Ok(pinned)
 }
 
 /// `--twice`: the two builds' report, exit 0 same, 1 different, 2 error.
