@@ -1422,7 +1422,7 @@ impl BuildDir {
 /// build user's subordinate ids are mapped), so that the user can look at a
 /// kept build and remove it by hand. The tree's files are not followed:
 /// chown -R does not follow links by default.
-fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
+pub(crate) fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
     let mut spec = Spec::new(
         Root::Overlay { lowers: vec![base.to_owned()], upper: Upper::Tmpfs { size: 1 << 20 } },
         vec!["sh".into(), "-c".into(), "chown -R 0:0 /tree && chmod -R u+rwX /tree".into()],
@@ -1441,7 +1441,7 @@ fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
 }
 
 /// Remove a tree that may hold files of subordinate ids.
-fn remove_dir(path: &Path) -> Result<(), BuildError> {
+pub(crate) fn remove_dir(path: &Path) -> Result<(), BuildError> {
     if !path.exists() {
         return Ok(());
     }
@@ -1843,6 +1843,9 @@ fn run_makepkg(
         opts.limits_text(cgroup.as_ref()),
         if opts.makepkg_flags.as_slice().is_empty() { "none".into() } else { opts.makepkg_flags.as_slice().join(" ") },
     );
+    if opts.keep_failed == KeepFailed::Yes {
+        crate::kept::save_spec(&dir.root, &spec);
+    }
     let ran = run_logged(spec, log, "makepkg", &header, opts, cgroup.as_ref())?;
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fetch;
 pub mod home;
 pub mod ids;
+pub mod kept;
 pub mod leftovers;
 pub mod local;
 pub mod plan;
