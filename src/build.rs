@@ -1014,8 +1014,7 @@ fn build_one(
     step: &dyn Fn(&'static str),
 ) -> Result<Built, Failure> {
     let no_log = |e: BuildError| Box::new((e, None));
-    step("waiting for lock");
-    let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
+    let _lock = store.lock_with(job.pkgid, || step("waiting for lock")).map_err(|e| no_log(e.into()))?;
     // Whatever comes next (cached, downloaded or built), the record names
     // the -I files: this also puts back one that a record made before
     // builds stored them lacks.

@@ -133,7 +133,7 @@ fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(repo_add_verify(std::env::args_os().collect()));
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => code,
@@ -146,6 +146,24 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `repo add -v` and `repo remove -v` mean `--verify`, as in repo-add
+/// and repo-remove, not the global `-v` (--verbose); clap cannot take a
+/// global short flag back in one subcommand, so the word is changed here.
+fn repo_add_verify(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let is = |i: usize, w: &[&str]| args.get(i).and_then(|a| a.to_str()).is_some_and(|a| w.contains(&a));
+    if is(1, &["repo"]) && is(2, &["add", "remove"]) {
+        for a in args.iter_mut().skip(3) {
+            if a == "--" {
+                break;
+            }
+            if a == "-v" {
+                *a = "--verify".into();
+            }
+        }
+    }
+    args
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

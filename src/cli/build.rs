@@ -32,15 +32,15 @@ use super::progress;
 /// Where the config and the base come from (shared by build and fetch).
 #[derive(Debug, Args)]
 pub struct Common {
-    /// The config file (default: pkgcell.toml; without one, the PKGBUILD in
-    /// the current directory is built alone).
+    /// The config file (default: pkgcell.toml; without one, laptop mode:
+    /// the PKGBUILD in the current directory alone).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The base root file system to build on (default: $PKGCELL_BASE_DIR,
-    /// else the base of --base or of the config's [base], made if missing).
+    /// A base root file system directory (default: $PKGCELL_BASE_DIR, else
+    /// the base of --base or of the config's [base], made if missing).
     #[arg(long, value_name = "DIR")]
     base_dir: Option<PathBuf>,
-    /// The base chroot to build on, by id or unique prefix (see `pkgcell base list`).
+    /// A base chroot, by id or unique prefix (see `pkgcell base list`).
     #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
     base: Option<String>,
     /// Do not fetch the git repositories of [pkgbuilds]: use them as last synced.
@@ -66,17 +66,19 @@ pub struct BuildArgs {
     /// Give builds the host's network (default: [build] network, normally off).
     #[arg(long)]
     net: bool,
-    /// Keep the directory of a failed build under $PKGCELL_HOME/failed/<pkgid>.
-    #[arg(long, alias = "inspect")]
+    /// Keep the sandbox of a failed build under $PKGCELL_HOME/failed/<pkgid>
+    /// (yours to read and remove): enter it with `pkgcell shell NAME`,
+    /// remove it with `pkgcell clean` (or `store gc` after --failed-age).
+    #[arg(long, visible_alias = "inspect")]
     keep_failed: bool,
     /// Print the result as one JSON object on stdout (see docs/build.md).
     #[arg(long)]
     json: bool,
     /// Bind a host directory read-write into every build (as makechrootpkg -d).
-    #[arg(short = 'd', long = "bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_rw)]
+    #[arg(short = 'd', long = "bind", value_name = "SRC[:DST]", value_parser = parse_bind_rw)]
     binds_rw: Vec<pkgcell_sandbox::Mount>,
     /// Bind a host directory read-only into every build (as makechrootpkg -D).
-    #[arg(short = 'D', long = "ro-bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_ro)]
+    #[arg(short = 'D', long = "ro-bind", value_name = "SRC[:DST]", value_parser = parse_bind_ro)]
     binds_ro: Vec<pkgcell_sandbox::Mount>,
     /// Install this package file (.pkg.tar.zst) into every build before its
     /// dependencies (as makechrootpkg -I; repeatable). Part of every pkgid.
@@ -128,6 +130,27 @@ pub(crate) fn delegated_cgroup() -> Option<pkgcell::cgroup::Delegated> {
     }
 }
 
+fn parse_bind_rw(s: &str) -> Result<pkgcell_sandbox::Mount, String> {
+    existing(super::run::parse_bind_rw(s)?)
+}
+
+fn parse_bind_ro(s: &str) -> Result<pkgcell_sandbox::Mount, String> {
+    existing(super::run::parse_bind_ro(s)?)
+}
+
+/// A -d/-D source must exist when the command line is read: a usage error
+/// (exit 2) before any build, not a failed package.
+fn existing(m: pkgcell_sandbox::Mount) -> Result<pkgcell_sandbox::Mount, String> {
+    if let pkgcell_sandbox::Mount::Bind { src, .. } = &m {
+        match src.try_exists() {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("{} does not exist", src.display())),
+            Err(e) => return Err(format!("cannot look at {}: {e}", src.display())),
+        }
+    }
+    Ok(m)
+}
+
 fn parse_memory(s: &str) -> Result<u64, String> {
     config::parse_memory(s)
 }
@@ -138,9 +161,10 @@ fn parse_pids(s: &str) -> Result<u64, String> {
 
 /// Download the sources of PKGBUILDs into the cache.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 all fetched, 1 some source failed, 2 usage or setup error.")]
+#[command(after_help = "Exit status: 0 all fetched, 1 some source failed, 2 usage or setup error.\n\
+Without a config file, in a directory holding a PKGBUILD, fetches the sources of that PKGBUILD.")]
 pub struct FetchArgs {
-    /// The [pkgbuilds] entries (default: all).
+    /// The [pkgbuilds] entries whose sources to fetch (default: all).
     #[arg(value_name = "PKG")]
     packages: Vec<String>,
     #[command(flatten)]
@@ -320,7 +344,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     if jobs == 0 {
         bail!("-j must be at least 1");
     }
-    eprintln!("==> planning {} entries on base {}", config.pkgbuilds.len(), base.id);
+    eprintln!("==> planning {} on base {}", super::count(config.pkgbuilds.len(), "entry", "entries"), base.id);
     let plan = args.common.plan_with(config, &home, &base, &local)?;
     let remote = match &config.store.remote {
         Some(url) => {
@@ -507,7 +531,7 @@ fn summary(w: &mut impl Write, results: &[PackageResult]) -> std::io::Result<()>
     }
     let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     if results.iter().all(|r| r.status == PackageStatus::Cached) && !results.is_empty() {
-        writeln!(w, "nothing to build: every pkgid is already in the store ({} packages)", results.len())
+        writeln!(w, "nothing to build: every pkgid is already in the store ({})", super::count(results.len(), "package", "packages"))
     } else {
         writeln!(w, "{}", parts.join(", "))
     }
@@ -665,9 +689,15 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         let sources = fetch::sources_of(srcinfo, &config.repo.arch.to_string());
         downloads.entry(&p.name);
         match fetcher.fetch(&sources).and_then(|got| Ok((got, fetcher.fetch_packages(&p.installs)?))) {
-            Ok((got, pkgs)) if pkgs.is_empty() => writeln!(std::io::stdout().lock(), "==> {}: {} sources fetched", p.name, got.len())?,
+            Ok((got, pkgs)) if pkgs.is_empty() => writeln!(std::io::stdout().lock(), "==> {}: {} fetched", p.name, super::count(got.len(), "source", "sources"))?,
             Ok((got, pkgs)) => {
-                writeln!(std::io::stdout().lock(), "==> {}: {} sources and {} repository packages fetched", p.name, got.len(), pkgs.len())?
+                writeln!(
+                    std::io::stdout().lock(),
+                    "==> {}: {} and {} fetched",
+                    p.name,
+                    super::count(got.len(), "source", "sources"),
+                    super::count(pkgs.len(), "repository package", "repository packages")
+                )?
             }
             Err(e) => {
                 eprintln!("==> {}: failed: {}", p.name, build::error_chain(&e));
