@@ -55,7 +55,7 @@ use crate::sync::Checkout;
 pub const BUILD_JSON_VERSION: u32 = 1;
 
 /// The build user inside the sandbox (the test base's `builder`, devtools' too).
-const BUILD_UID: u32 = 1000;
+pub const BUILD_UID: u32 = 1000;
 
 /// The base root a build runs on, and its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -226,6 +226,14 @@ pub(super) fn user_defaults() -> Option<PathBuf> {
     var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))).map(|d| d.join("pkgcell/config.toml"))
 }
 
+/// pkgcell's own check that the build user can exist inside a sandbox,
+/// before a base is made (or a build starts) rather than after a
+/// bootstrap failed with its own words.
+pub(super) fn check_build_user_mapped() -> anyhow::Result<()> {
+    pkgcell_sandbox::check_id_mapped(build::BUILD_UID, &super::run::subid_files())
+        .context("pkgcell builds as the user builder (uid 1000 inside the sandbox), and bases are made for it")
+}
+
 /// The one answer to "which base", for every command: `--base ID`, else
 /// `--base-dir DIR` or `$PKGCELL_BASE_DIR`, else the config's `[base]`
 /// (made when missing). Errors name the file to edit.
@@ -251,6 +259,7 @@ pub(super) fn resolve_base(
         let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
         bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one{defaults}", config::FILE_NAME);
     };
+    check_build_user_mapped()?;
     let phases = super::progress::BasePhases::new();
     let b = pkgcell::base::resolve_with(home, &config.base, &|p| phases.phase(p));
     phases.finish();

@@ -104,3 +104,88 @@ fn the_man_page_renders_and_one_per_subcommand_is_written_with_out() {
         assert!(o.status.success() && stdout(&o).contains("--keep-failed"), "{}", text(&o));
     }
 }
+
+#[test]
+fn a_ro_bind_that_does_not_exist_is_a_usage_error_before_any_build() {
+    let d = TestDir::new();
+    let dir = d.join("hello");
+    copy_fixture("hello", &dir);
+    let o = output(pkgcell_in(d.path()).current_dir(&dir).args(["build", "-D", "/nonexistent/x:/x"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("/nonexistent/x does not exist"), "{}", text(&o));
+    assert!(!d.join("home/logs").exists(), "a build started: {}", text(&o));
+    let o = output(pkgcell_in(d.path()).current_dir(&dir).args(["build", "-d", "/nonexistent/y"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("/nonexistent/y does not exist"), "{}", text(&o));
+}
+
+/// The `start-end` ranges of every line of a subid file.
+fn subid_ranges(file: &str) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.trim().split(':').collect();
+            let (s, n) = (f.get(1)?.parse::<u64>().ok()?, f.get(2)?.parse::<u64>().ok()?);
+            Some((s, s + n))
+        })
+        .collect()
+}
+
+#[test]
+fn without_a_subordinate_range_base_create_stops_before_the_command_and_proposes_a_free_range() {
+    let d = TestDir::new();
+    std::fs::write(d.join("empty"), "").unwrap();
+    std::fs::write(
+        d.join("pkgcell.toml"),
+        "[base]\nsource = \"command\"\ncommand = 'touch ran && mkdir -p \"$PKGCELL_BASE_OUT/usr\"'\n",
+    )
+    .unwrap();
+    let o = output(
+        pkgcell()
+            .args(["base", "create"])
+            .current_dir(d.path())
+            .env("PKGCELL_HOME", d.join("home"))
+            .env("PKGCELL_SUBUID_FILE", d.join("empty"))
+            .env("PKGCELL_SUBGID_FILE", d.join("empty")),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!d.join("ran").exists(), "the command ran before pkgcell's check: {}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("uid 1000 inside the sandbox is not mapped") && err.contains("builder"), "{err}");
+    // The proposed range is one no line of /etc/subuid or /etc/subgid uses.
+    let range = err.split("--add-subuids ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("{err}"));
+    let (a, b) = range.split_once('-').unwrap();
+    let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse::<u64>().unwrap() + 1);
+    assert_eq!(b - a, 65536, "{err}");
+    for (s, e) in subid_ranges("/etc/subuid").into_iter().chain(subid_ranges("/etc/subgid")) {
+        assert!(e <= a || s >= b, "{range} overlaps {s}-{e}: {err}");
+    }
+}
+
+#[test]
+fn repo_add_v_verifies_the_db_signature_as_repo_add_does() {
+    let d = TestDir::new();
+    let out = d.join("out");
+    let a = crate::pkgutil::makepkg(&crate::pkgutil::TestPackage::new("alpha"), &d.join("work"), &out);
+    let b = crate::pkgutil::makepkg(&crate::pkgutil::TestPackage::new("beta"), &d.join("work"), &out);
+    let db = d.join("repo/test.db.tar.zst");
+    let repo_add = |args: &[&str], file: &Path| {
+        output(pkgcell().args(["repo", "add"]).args(args).arg(&db).arg(file).env("GNUPGHOME", d.join("gnupg")))
+    };
+    // No signature yet: a warning, and the update goes on.
+    let o = repo_add(&["-v"], &a);
+    assert!(o.status.success() && stderr(&o).contains("no existing signature found"), "{}", text(&o));
+    // A bad signature stops it: exit 1, the db as it was.
+    std::fs::create_dir_all(d.join("gnupg")).unwrap();
+    std::fs::set_permissions(d.join("gnupg"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(d.join("repo/test.db.tar.zst.sig"), "not a signature").unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let o = repo_add(&["-v"], &b);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("signature of") && stderr(&o).contains("is invalid"), "{}", text(&o));
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the db changed");
+    // Without -v it is not checked (and -v was not --verbose).
+    let o = repo_add(&[], &b);
+    assert!(o.status.success() && !stderr(&o).contains("signature"), "{}", text(&o));
+}
