@@ -74,6 +74,11 @@ pub struct BuildArgs {
     /// Print the result as one JSON object on stdout (see docs/build.md).
     #[arg(long)]
     json: bool,
+    /// Then publish the config's repository, as `pkgcell publish` does (the
+    /// newest build of every entry, into [repo] publish), even when some
+    /// package failed (it keeps its published version). Needs a pkgcell.toml.
+    #[arg(long)]
+    publish: bool,
     /// Bind a host directory read-write into every build (as makechrootpkg -d).
     #[arg(short = 'd', long = "bind", value_name = "SRC[:DST]", value_parser = parse_bind_rw)]
     binds_rw: Vec<pkgcell_sandbox::Mount>,
@@ -341,6 +346,13 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let config = match &mode {
         Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
+    let publish_config = match (&mode, args.publish) {
+        (_, false) => None,
+        (Mode::Config(_, path), true) => Some(path.clone()),
+        (Mode::Laptop { .. }, true) => {
+            bail!("--publish publishes the [repo] of a {}: laptop mode (a PKGBUILD alone) has none; use `pkgcell repo add DB FILE`", config::FILE_NAME)
+        }
+    };
     let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
     // The packager's makepkg.conf and environment, as makechrootpkg honours them.
     let user = UserConf::load()?;
@@ -444,6 +456,20 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         PackageStatus::NotForArch => laptop_mode,
         PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => false,
     });
+    drop(stdout);
+    // The exit status says the worse of the two: a publish that failed (2)
+    // over a package that failed (1).
+    if let Some(path) = publish_config {
+        eprintln!("==> publishing the repository of {}", path.display());
+        match super::publish::run_publish(super::publish::PublishArgs::of_config(path)) {
+            Ok(code) if code == ExitCode::SUCCESS => {}
+            Ok(code) => return Ok(code),
+            Err(e) => {
+                eprintln!("pkgcell: error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

@@ -139,6 +139,24 @@ pub struct RepoRemoveArgs {
     names: Vec<String>,
 }
 
+impl PublishArgs {
+    /// `pkgcell publish --config CONFIG`: the newest builds of the config's
+    /// entries, into its `[repo]` (for `build --publish`).
+    pub(super) fn of_config(config: PathBuf) -> PublishArgs {
+        PublishArgs {
+            to: None,
+            repo: None,
+            arch: None,
+            config: Some(config),
+            keep: 2,
+            sign: None,
+            remove: Vec::new(),
+            desc_version: DescVersionArg::default(),
+            json: false,
+            inputs: Vec::new(),
+        }
+    }
+}
 
 pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     // Without package files, publish the store's newest builds of the config.

@@ -189,3 +189,65 @@ fn repo_add_v_verifies_the_db_signature_as_repo_add_does() {
     let o = repo_add(&[], &b);
     assert!(o.status.success() && !stderr(&o).contains("signature"), "{}", text(&o));
 }
+
+/// The entries of a repository db (`NAME-VER-REL/` directories).
+fn db_entries(db: &Path) -> String {
+    let o = output(Command::new("bsdtar").arg("-tf").arg(db));
+    assert!(o.status.success(), "{}", text(&o));
+    stdout(&o)
+}
+
+#[test]
+fn build_publish_builds_then_publishes_the_repository_and_its_exit_status_says_what_failed() {
+    let d = TestDir::new();
+    let pkg = |name: &str, body: &str| {
+        let dir = d.join("pkgs").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("PKGBUILD"),
+            format!("pkgname={name}\npkgver=1.0\npkgrel=1\narch=(any)\nlicense=(MIT)\npackage() {{\n  {body}\n}}\n"),
+        )
+        .unwrap();
+    };
+    pkg("good", "install -Dm644 /dev/null \"$pkgdir/usr/share/good/x\"");
+    pkg("bad", "false");
+    std::fs::write(
+        d.join("pkgcell.toml"),
+        "[repo]\nname = \"mine\"\narch = \"x86_64\"\npublish = \"repo\"\n\n[pkgbuilds]\ngood = { path = \"pkgs/good\" }\n",
+    )
+    .unwrap();
+    let o = output(pkgcell_in(d.path()).args(["build", "--publish"]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let db = d.join("repo/x86_64/mine.db.tar.zst");
+    assert!(db_entries(&db).contains("good-1.0-1/desc"), "{}", text(&o));
+    assert!(d.join("repo/x86_64/good-1.0-1-any.pkg.tar.zst").is_file());
+
+    // A failed package: the rest is published, the status is 1.
+    std::fs::write(
+        d.join("pkgcell.toml"),
+        "[repo]\nname = \"mine\"\narch = \"x86_64\"\npublish = \"repo\"\n\n[pkgbuilds]\ngood = { path = \"pkgs/good\" }\nbad = { path = \"pkgs/bad\" }\n",
+    )
+    .unwrap();
+    let o = output(pkgcell_in(d.path()).args(["build", "--publish"]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("==> publishing the repository of pkgcell.toml"), "{}", text(&o));
+    let entries = db_entries(&db);
+    assert!(entries.contains("good-1.0-1/desc") && !entries.contains("bad-"), "{entries}");
+
+    // A publish that cannot be done: 2, after the build.
+    std::fs::write(d.join("blocker"), "").unwrap();
+    std::fs::write(
+        d.join("pkgcell.toml"),
+        "[repo]\nname = \"mine\"\narch = \"x86_64\"\npublish = \"blocker\"\n\n[pkgbuilds]\ngood = { path = \"pkgs/good\" }\n",
+    )
+    .unwrap();
+    let o = output(pkgcell_in(d.path()).args(["build", "--publish"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stdout(&o).contains("cached") && stderr(&o).contains("publishing to"), "{}", text(&o));
+
+    // Laptop mode has no repository to publish: a usage error, nothing built.
+    let o = output(pkgcell_in(d.path()).current_dir(d.join("pkgs/good")).args(["build", "--publish"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("--publish publishes the [repo] of a pkgcell.toml"), "{}", text(&o));
+    assert!(!d.join("pkgs/good/good-1.0-1-any.pkg.tar.zst").exists());
+}
