@@ -100,8 +100,9 @@ struct ManArgs {
 }
 
 /// `N thing` or `N things`, as the count asks.
-pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+pub(crate) fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
+    let word = if n == N::from(1) { one } else { many };
+    format!("{n} {word}")
 }
 
 fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {

@@ -66,7 +66,7 @@ except a missing local package file of a record, which only `pkgcell repro -I FI
 }
 
 /// `N thing` or `N things`.
-fn n(count: usize, one: &str) -> String {
+fn n<N: std::fmt::Display + PartialEq + From<u8>>(count: N, one: &str) -> String {
     super::count(count, one, &format!("{one}s"))
 }
 
@@ -125,11 +125,11 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 writeln!(
                     out,
                     "{}, {} checked; {}, {}, {}{}",
-                    n(report.objects as usize, "object"),
-                    n(report.records as usize, "record"),
+                    n(report.objects, "object"),
+                    n(report.records, "record"),
                     n(report.bad_objects.len(), "bad object"),
                     n(report.bad_records.len(), "bad record"),
-                    n(report.temp_files as usize, "temporary file"),
+                    n(report.temp_files, "temporary file"),
                     if no_repair || report.temp_files == 0 { "" } else { " (removed)" }
                 )?;
             }
@@ -187,10 +187,10 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     out,
                     "{} and {} ({}) {dropped}; {} ({}) and {} {removed}",
                     n(report.records.len(), "record"),
-                    n(report.objects as usize, "object"),
-                    n(report.bytes as usize, "byte"),
+                    n(report.objects, "object"),
+                    n(report.bytes, "byte"),
                     n(layers, "dependency layer"),
-                    n(layer_bytes as usize, "byte"),
+                    n(layer_bytes, "byte"),
                     n(bases.len(), "base")
                 )?;
                 for f in &packages.files {
@@ -200,8 +200,8 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     out,
                     "{} and {} ({}) {removed} from the package cache",
                     n(packages.files.len(), "cached package"),
-                    n(packages.partial as usize, "partial download"),
-                    n(packages.bytes as usize, "byte")
+                    n(packages.partial, "partial download"),
+                    n(packages.bytes, "byte")
                 )?;
                 if !sources.unknown.is_empty() {
                     writeln!(
@@ -222,12 +222,12 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     "{}, {} and {} ({}) {removed} from the source cache",
                     n(sources.files.len(), "cached source"),
                     n(sources.mirrors.len(), "git mirror"),
-                    n(sources.partial as usize, "partial download"),
-                    n(sources.bytes as usize, "byte")
+                    n(sources.partial, "partial download"),
+                    n(sources.bytes, "byte")
                 )?;
                 for (what, list) in [("log", &left.logs), ("failed build", &left.failed), ("leftover of a killed run", &left.tmp)] {
                     for f in list {
-                        writeln!(out, "{removed} {what} {} ({})", f.path.display(), n(f.bytes as usize, "byte"))?;
+                        writeln!(out, "{removed} {what} {} ({})", f.path.display(), n(f.bytes, "byte"))?;
                     }
                 }
                 writeln!(
@@ -236,7 +236,7 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     n(left.logs.len(), "log"),
                     n(left.failed.len(), "failed build tree"),
                     super::count(left.tmp.len(), "leftover of a killed run", "leftovers of killed runs"),
-                    n(left.bytes() as usize, "byte")
+                    n(left.bytes(), "byte")
                 )?;
             }
             Ok(ExitCode::SUCCESS)
