@@ -251,3 +251,30 @@ fn build_publish_builds_then_publishes_the_repository_and_its_exit_status_says_w
     assert!(stderr(&o).contains("--publish publishes the [repo] of a pkgcell.toml"), "{}", text(&o));
     assert!(!d.join("pkgs/good/good-1.0-1-any.pkg.tar.zst").exists());
 }
+
+#[test]
+fn waiting_for_lock_is_said_only_while_another_process_holds_the_pkgid() {
+    let d = TestDir::new();
+    let dir = d.join("pkgs/quick");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("PKGBUILD"), "pkgname=quick\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\npackage() {\n  :\n}\n").unwrap();
+    std::fs::write(d.join("pkgcell.toml"), "[pkgbuilds]\nquick = { path = \"pkgs/quick\" }\n").unwrap();
+    let o = output(pkgcell_in(d.path()).args(["build"]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!stderr(&o).contains("waiting for lock"), "nothing held the lock: {}", text(&o));
+
+    let plan: serde_json::Value = serde_json::from_str(&ok(output(pkgcell_in(d.path()).args(["plan", "--json", "--offline"])))).unwrap();
+    let pkgid = plan["packages"][0]["pkgid"].as_str().unwrap().to_owned();
+    let lock = d.join(format!("home/store/locks/{pkgid}.lock"));
+    assert!(lock.is_file(), "{} (the build's lock file) is missing", lock.display());
+    let mut holder = Command::new("flock").arg(&lock).args(["sleep", "3"]).spawn().unwrap();
+    let t = std::time::Instant::now();
+    while output(Command::new("flock").arg("-n").arg(&lock).arg("true")).status.success() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "flock did not take the lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = output(pkgcell_in(d.path()).args(["build", "-f"]));
+    holder.wait().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stderr(&o).contains("==> quick: waiting for lock"), "{}", text(&o));
+}
