@@ -55,7 +55,7 @@ use crate::sync::Checkout;
 pub const BUILD_JSON_VERSION: u32 = 1;
 
 /// The build user inside the sandbox (the test base's `builder`, devtools' too).
-const BUILD_UID: u32 = 1000;
+pub const BUILD_UID: u32 = 1000;
 
 /// The base root a build runs on, and its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1014,8 +1014,7 @@ fn build_one(
     step: &dyn Fn(&'static str),
 ) -> Result<Built, Failure> {
     let no_log = |e: BuildError| Box::new((e, None));
-    step("waiting for lock");
-    let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
+    let _lock = store.lock_with(job.pkgid, || step("waiting for lock")).map_err(|e| no_log(e.into()))?;
     // Whatever comes next (cached, downloaded or built), the record names
     // the -I files: this also puts back one that a record made before
     // builds stored them lacks.
@@ -1422,7 +1421,7 @@ impl BuildDir {
 /// build user's subordinate ids are mapped), so that the user can look at a
 /// kept build and remove it by hand. The tree's files are not followed:
 /// chown -R does not follow links by default.
-fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
+pub(crate) fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
     let mut spec = Spec::new(
         Root::Overlay { lowers: vec![base.to_owned()], upper: Upper::Tmpfs { size: 1 << 20 } },
         vec!["sh".into(), "-c".into(), "chown -R 0:0 /tree && chmod -R u+rwX /tree".into()],
@@ -1441,7 +1440,7 @@ fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
 }
 
 /// Remove a tree that may hold files of subordinate ids.
-fn remove_dir(path: &Path) -> Result<(), BuildError> {
+pub(crate) fn remove_dir(path: &Path) -> Result<(), BuildError> {
     if !path.exists() {
         return Ok(());
     }
@@ -1843,6 +1842,9 @@ fn run_makepkg(
         opts.limits_text(cgroup.as_ref()),
         if opts.makepkg_flags.as_slice().is_empty() { "none".into() } else { opts.makepkg_flags.as_slice().join(" ") },
     );
+    if opts.keep_failed == KeepFailed::Yes {
+        crate::kept::save_spec(&dir.root, &spec);
+    }
     let ran = run_logged(spec, log, "makepkg", &header, opts, cgroup.as_ref())?;
     if !ran.ok {
         return Err(BuildError::Makepkg { status: ran.status, log: log.to_owned(), tail: ran.tail });

@@ -3,6 +3,7 @@
 
 mod base;
 mod build;
+mod kept;
 mod log;
 mod plan;
 mod progress;
@@ -13,7 +14,11 @@ mod store;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Build Arch Linux packages in rootless sandboxes and publish them as a pacman repository.
 #[derive(Debug, Parser)]
@@ -55,10 +60,81 @@ enum Command {
     Repro(Box<repro::ReproArgs>),
     /// Show the newest build log of a package (-f: follow a running build).
     Log(log::LogArgs),
+    /// Run a shell (or CMD) as the build user in the kept sandbox of a failed build.
+    Shell(kept::ShellArgs),
+    /// Remove the kept trees of failed builds (all, or the named ones).
+    Clean(kept::CleanArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one per subcommand into a directory.
+    Man(ManArgs),
+}
+
+/// Print a shell completion script.
+#[derive(Debug, Args)]
+#[command(after_help = "bash: pkgcell completions bash > ~/.local/share/bash-completion/completions/pkgcell\n\
+zsh:  pkgcell completions zsh > ~/.zfunc/_pkgcell (with ~/.zfunc in $fpath)\n\
+fish: pkgcell completions fish > ~/.config/fish/completions/pkgcell.fish\n\
+`make install` installs all three.")]
+struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: CompletionShell,
+}
+
+/// The shells completions are made for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Print the man page (roff), or write them all.
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write pkgcell.1 and a pkgcell-SUBCOMMAND.1 per subcommand into DIR
+    /// instead of printing pkgcell.1 (`make install` does this).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// `N thing` or `N things`, as the count asks.
+pub(crate) fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
+    let word = if n == N::from(1) { one } else { many };
+    format!("{n} {word}")
+}
+
+fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
+    let shell = match args.shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "pkgcell", &mut out);
+    std::io::stdout().lock().write_all(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
+    let cmd = Cli::command();
+    match args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir).with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+        }
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            std::io::stdout().lock().write_all(&out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(repo_add_verify(std::env::args_os().collect()));
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => code,
@@ -71,6 +147,24 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `repo add -v` and `repo remove -v` mean `--verify`, as in repo-add
+/// and repo-remove, not the global `-v` (--verbose); clap cannot take a
+/// global short flag back in one subcommand, so the word is changed here.
+fn repo_add_verify(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let is = |i: usize, w: &[&str]| args.get(i).and_then(|a| a.to_str()).is_some_and(|a| w.contains(&a));
+    if is(1, &["repo"]) && is(2, &["add", "remove"]) {
+        for a in args.iter_mut().skip(3) {
+            if a == "--" {
+                break;
+            }
+            if a == "-v" {
+                *a = "--verify".into();
+            }
+        }
+    }
+    args
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -111,5 +205,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::store(args),
         Command::Repro(args) => repro::repro(*args),
         Command::Log(args) => log::log(args),
+        Command::Shell(args) => kept::shell(args),
+        Command::Clean(args) => kept::clean(args),
+        Command::Completions(args) => completions(args),
+        Command::Man(args) => man(args),
     }
 }

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod gc;
 pub mod home;
 pub mod ids;
+pub mod kept;
 pub mod leftovers;
 pub mod local;
 pub mod plan;

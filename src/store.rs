@@ -267,11 +267,24 @@ impl Store {
 
     /// Take the lock of `id`, waiting while another process holds it.
     pub fn lock(&self, id: &PkgId) -> Result<PkgLock, StoreError> {
+        self.lock_with(id, || {})
+    }
+
+    /// [`Store::lock`], calling `on_wait` first when another process holds
+    /// the lock (and only then), so that "waiting" is said only when true.
+    pub fn lock_with(&self, id: &PkgId, on_wait: impl FnOnce()) -> Result<PkgLock, StoreError> {
         let dir = self.root.join("locks");
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let path = dir.join(format!("{id}.lock"));
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
-        file.lock().map_err(io_err("lock", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().map_err(io_err("lock", &path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e).into()),
+        }
         Ok(PkgLock { _file: file })
     }
 

@@ -246,7 +246,7 @@ pub enum Error {
     #[error(
         "{what} {id} inside the sandbox is not mapped (the highest mapped id is {max}): a non-root id inside \
          needs a subordinate id range of the calling user in /etc/subuid and /etc/subgid, and newuidmap/newgidmap; \
-         fix: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`"
+         fix: `{fix}`"
     )]
     UnmappedId {
         /// uid or gid.
@@ -255,6 +255,8 @@ pub enum Error {
         id: u32,
         /// The highest id mapped.
         max: u32,
+        /// The command that gives the user a free range.
+        fix: String,
     },
     /// The id maps could not be written.
     #[error("cannot write the id maps of the sandbox")]

@@ -81,6 +81,70 @@ pub fn read_range(file: &Path, user: &str, uid: u32) -> Option<SubIdRange> {
     })
 }
 
+/// A range of `count` ids, from 100000 up (shadow's SUB_UID_MIN), that no
+/// line of /etc/subuid or /etc/subgid (as `files` name them) uses yet: the
+/// range to propose to a user who has none. Unreadable files count as empty.
+///
+/// ```
+/// # let d = tempfile::tempdir().unwrap();
+/// let files = pkgcell_sandbox::SubIdFiles { subuid: d.path().join("subuid"), subgid: d.path().join("subgid") };
+/// std::fs::write(&files.subuid, "alice:100000:65536\n").unwrap();
+/// std::fs::write(&files.subgid, "alice:100000:65536\nbob:165536:65536\n").unwrap();
+/// let r = pkgcell_sandbox::free_range(&files, 65536);
+/// assert_eq!((r.start, r.count), (231072, 65536));
+/// ```
+pub fn free_range(files: &SubIdFiles, count: u32) -> SubIdRange {
+    const SUB_ID_MIN: u64 = 100_000;
+    let mut used: Vec<(u64, u64)> = [&files.subuid, &files.subgid]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut f = line.trim().split(':');
+                    let (_, start, n) = (f.next()?, f.next()?.parse::<u64>().ok()?, f.next()?.parse::<u64>().ok()?);
+                    Some((start, start + n))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    used.sort_unstable();
+    let mut start = SUB_ID_MIN;
+    for (a, b) in used {
+        if a < start + u64::from(count) && b > start {
+            start = b;
+        }
+    }
+    SubIdRange { start: u32::try_from(start).unwrap_or(u32::MAX - count), count }
+}
+
+/// The command that gives `user` a free range of 65536 subordinate ids
+/// ([`free_range`] of the default files).
+pub fn usermod_hint(user: &str) -> String {
+    let r = free_range(&SubIdFiles::default(), MAX_INSIDE_ID + 1);
+    let range = format!("{}-{}", r.start, r.start + (r.count - 1));
+    format!("sudo usermod --add-subuids {range} --add-subgids {range} {user}")
+}
+
+/// Check, before any long work, that a sandbox of the calling user can
+/// have `id` as its uid and gid inside (a subordinate range in `files` and
+/// newuidmap/newgidmap): the error [`crate::Sandbox::spawn`] would give.
+pub fn check_id_mapped(id: u32, files: &SubIdFiles) -> Result<(), crate::Error> {
+    let plan = IdMapPlan::for_caller(IdMapMode::Auto, files);
+    let max = plan.max_inside_id();
+    if id <= max {
+        return Ok(());
+    }
+    let user = sys::user_name(sys::getuid()).unwrap_or_else(|| "$USER".into());
+    let fix = match &plan {
+        IdMapPlan::Single { reason: SingleReason::NoTool { tool }, .. } => {
+            format!("install {tool} (Debian: uidmap, Arch: shadow)")
+        }
+        IdMapPlan::Single { .. } | IdMapPlan::Subordinate { .. } => usermod_hint(&user),
+    };
+    Err(crate::Error::UnmappedId { what: "uid", id, max, fix })
+}
+
 /// Find an executable on PATH.
 pub(crate) fn find_on_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -127,9 +191,9 @@ impl IdMapPlan {
         let fix = match reason {
             SingleReason::Requested => return,
             SingleReason::NoRange { file, .. } => format!(
-                "no subordinate id range for user {user} in {}; fix: \
-                 `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`",
-                file.display()
+                "no subordinate id range for user {user} in {}; fix: `{}`",
+                file.display(),
+                usermod_hint(&user)
             ),
             SingleReason::NoTool { tool } => {
                 format!("{tool} was not found on PATH; fix: install it (Debian: uidmap, Arch: shadow)")
@@ -218,6 +282,19 @@ fn write_single(pid: i32, uid: u32, gid: u32) -> Result<(), IdMapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proposed_range_is_free_in_both_files() {
+        let d = tempfile::tempdir().unwrap();
+        let files = SubIdFiles { subuid: d.path().join("subuid"), subgid: d.path().join("subgid") };
+        // No files: shadow's default.
+        assert_eq!(free_range(&files, 65536), SubIdRange { start: 100000, count: 65536 });
+        // A gap too small is skipped; one big enough (between ranges) is used.
+        std::fs::write(&files.subuid, "a:100000:65536\nb:200000:65536\n# c\n").unwrap();
+        std::fs::write(&files.subgid, "a:100000:65536\nx:1000:5\n").unwrap();
+        assert_eq!(free_range(&files, 65536), SubIdRange { start: 265536, count: 65536 });
+        assert_eq!(free_range(&files, 1000), SubIdRange { start: 165536, count: 1000 });
+    }
 
     #[test]
     fn ranges_are_found_by_name_or_uid() {

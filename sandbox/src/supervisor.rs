@@ -99,7 +99,8 @@ impl Sandbox {
         for (what, id) in [("uid", spec.uid), ("gid", spec.gid)] {
             if id > max {
                 plan.warn_if_single();
-                return Err(Error::UnmappedId { what, id, max });
+                let user = crate::sys::user_name(crate::sys::getuid()).unwrap_or_else(|| "$USER".into());
+                return Err(Error::UnmappedId { what, id, max, fix: crate::idmap::usermod_hint(&user) });
             }
         }
         plan.warn_if_single();

@@ -78,7 +78,11 @@ pub fn bootstrap_conf(text: &str, signatures: Signatures) -> String {
 }
 
 /// The pacman.conf the dependency layers install with: the base's own, with
-/// `LocalFileSigLevel = Optional` as the last word of `[options]`.
+/// `LocalFileSigLevel = Optional` as the last word of `[options]`, and
+/// pkgcell's own `[pkgcell]` repository commented out: a layer installs
+/// files by path, and that repository's db is not there (it is only bound
+/// at build time), so pacman would warn "database file for 'pkgcell' does
+/// not exist" in every layer's log.
 ///
 /// Why: `pacman -U` checks package files by `LocalFileSigLevel`, and a base
 /// may require signatures there (pacman 7.1 with a strict config refuses
@@ -97,9 +101,11 @@ pub fn bootstrap_conf(text: &str, signatures: Signatures) -> String {
 /// ```
 pub fn layer_conf(text: &str) -> String {
     const LINE: &str = "# pkgcell: its dependency layers are checked by hash, see docs/base.md\nLocalFileSigLevel = Optional\n";
+    let own = format!("[{PKGCELL_REPO_NAME}]");
     let mut out = String::new();
     let mut in_options = false;
     let mut saw_options = false;
+    let mut in_own = false;
     for line in text.lines() {
         let key = line.trim_start();
         if key.starts_with('[') {
@@ -109,6 +115,13 @@ pub fn layer_conf(text: &str) -> String {
             }
             in_options = key.starts_with("[options]");
             saw_options |= in_options;
+            in_own = key.starts_with(&own);
+            if in_own {
+                out.push_str("# pkgcell: its own repository is not used by dependency layers, see layer_conf\n");
+            }
+        }
+        if in_own {
+            out.push('#');
         }
         out.push_str(line);
         out.push('\n');
@@ -185,6 +198,14 @@ mod tests {
         assert!(conf.starts_with("[options]\n"), "{conf}");
         assert!(conf.contains("SigLevel = Never"), "{conf}");
         assert!(conf.contains("#SigLevel = Required"), "{conf}");
+    }
+
+    #[test]
+    fn layers_install_without_pkgcells_own_repository() {
+        let conf = layer_conf(&format!("[options]\nArchitecture = auto\n[core]\nInclude = /etc/m\n{PKGCELL_REPO}[extra]\nServer = x\n"));
+        assert!(conf.contains("#[pkgcell]\n#SigLevel = Optional TrustAll\n#Server = file:///pkgcell-repo\n"), "{conf}");
+        assert!(conf.contains("\n[core]\nInclude = /etc/m\n") && conf.contains("\n[extra]\nServer = x\n"), "{conf}");
+        assert!(!conf.lines().any(|l| l == "[pkgcell]"), "{conf}");
     }
 
     #[test]

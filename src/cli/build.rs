@@ -32,15 +32,15 @@ use super::progress;
 /// Where the config and the base come from (shared by build and fetch).
 #[derive(Debug, Args)]
 pub struct Common {
-    /// The config file (default: pkgcell.toml; without one, the PKGBUILD in
-    /// the current directory is built alone).
+    /// The config file (default: pkgcell.toml; without one, laptop mode:
+    /// the PKGBUILD in the current directory alone).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The base root file system to build on (default: $PKGCELL_BASE_DIR,
-    /// else the base of --base or of the config's [base], made if missing).
+    /// A base root file system directory (default: $PKGCELL_BASE_DIR, else
+    /// the base of --base or of the config's [base], made if missing).
     #[arg(long, value_name = "DIR")]
     base_dir: Option<PathBuf>,
-    /// The base chroot to build on, by id or unique prefix (see `pkgcell base list`).
+    /// A base chroot, by id or unique prefix (see `pkgcell base list`).
     #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
     base: Option<String>,
     /// Do not fetch the git repositories of [pkgbuilds]: use them as last synced.
@@ -66,17 +66,24 @@ pub struct BuildArgs {
     /// Give builds the host's network (default: [build] network, normally off).
     #[arg(long)]
     net: bool,
-    /// Keep the directory of a failed build under $PKGCELL_HOME/failed/<pkgid>.
-    #[arg(long, alias = "inspect")]
+    /// Keep the sandbox of a failed build under $PKGCELL_HOME/failed/<pkgid>
+    /// (yours to read and remove): enter it with `pkgcell shell NAME`,
+    /// remove it with `pkgcell clean` (or `store gc` after --failed-age).
+    #[arg(long, visible_alias = "inspect")]
     keep_failed: bool,
     /// Print the result as one JSON object on stdout (see docs/build.md).
     #[arg(long)]
     json: bool,
+    /// Then publish the config's repository, as `pkgcell publish` does (the
+    /// newest build of every entry, into [repo] publish), even when some
+    /// package failed (it keeps its published version). Needs a pkgcell.toml.
+    #[arg(long)]
+    publish: bool,
     /// Bind a host directory read-write into every build (as makechrootpkg -d).
-    #[arg(short = 'd', long = "bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_rw)]
+    #[arg(short = 'd', long = "bind", value_name = "SRC[:DST]", value_parser = parse_bind_rw)]
     binds_rw: Vec<pkgcell_sandbox::Mount>,
     /// Bind a host directory read-only into every build (as makechrootpkg -D).
-    #[arg(short = 'D', long = "ro-bind", value_name = "SRC[:DST]", value_parser = super::run::parse_bind_ro)]
+    #[arg(short = 'D', long = "ro-bind", value_name = "SRC[:DST]", value_parser = parse_bind_ro)]
     binds_ro: Vec<pkgcell_sandbox::Mount>,
     /// Install this package file (.pkg.tar.zst) into every build before its
     /// dependencies (as makechrootpkg -I; repeatable). Part of every pkgid.
@@ -128,6 +135,27 @@ pub(crate) fn delegated_cgroup() -> Option<pkgcell::cgroup::Delegated> {
     }
 }
 
+fn parse_bind_rw(s: &str) -> Result<pkgcell_sandbox::Mount, String> {
+    existing(super::run::parse_bind_rw(s)?)
+}
+
+fn parse_bind_ro(s: &str) -> Result<pkgcell_sandbox::Mount, String> {
+    existing(super::run::parse_bind_ro(s)?)
+}
+
+/// A -d/-D source must exist when the command line is read: a usage error
+/// (exit 2) before any build, not a failed package.
+fn existing(m: pkgcell_sandbox::Mount) -> Result<pkgcell_sandbox::Mount, String> {
+    if let pkgcell_sandbox::Mount::Bind { src, .. } = &m {
+        match src.try_exists() {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("{} does not exist", src.display())),
+            Err(e) => return Err(format!("cannot look at {}: {e}", src.display())),
+        }
+    }
+    Ok(m)
+}
+
 fn parse_memory(s: &str) -> Result<u64, String> {
     config::parse_memory(s)
 }
@@ -138,9 +166,10 @@ fn parse_pids(s: &str) -> Result<u64, String> {
 
 /// Download the sources of PKGBUILDs into the cache.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 all fetched, 1 some source failed, 2 usage or setup error.")]
+#[command(after_help = "Exit status: 0 all fetched, 1 some source failed, 2 usage or setup error.\n\
+Without a config file, in a directory holding a PKGBUILD, fetches the sources of that PKGBUILD.")]
 pub struct FetchArgs {
-    /// The [pkgbuilds] entries (default: all).
+    /// The [pkgbuilds] entries whose sources to fetch (default: all).
     #[arg(value_name = "PKG")]
     packages: Vec<String>,
     #[command(flatten)]
@@ -202,6 +231,14 @@ pub(super) fn user_defaults() -> Option<PathBuf> {
     var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))).map(|d| d.join("pkgcell/config.toml"))
 }
 
+/// pkgcell's own check that the build user can exist inside a sandbox,
+/// before a base is made (or a build starts) rather than after a
+/// bootstrap failed with its own words.
+pub(super) fn check_build_user_mapped() -> anyhow::Result<()> {
+    pkgcell_sandbox::check_id_mapped(build::BUILD_UID, &super::run::subid_files())
+        .context("pkgcell builds as the user builder (uid 1000 inside the sandbox), and bases are made for it")
+}
+
 /// The one answer to "which base", for every command: `--base ID`, else
 /// `--base-dir DIR` or `$PKGCELL_BASE_DIR`, else the config's `[base]`
 /// (made when missing). Errors name the file to edit.
@@ -227,6 +264,7 @@ pub(super) fn resolve_base(
         let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
         bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one{defaults}", config::FILE_NAME);
     };
+    check_build_user_mapped()?;
     let phases = super::progress::BasePhases::new();
     let b = pkgcell::base::resolve_with(home, &config.base, &|p| phases.phase(p));
     phases.finish();
@@ -308,6 +346,13 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let config = match &mode {
         Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
     };
+    let publish_config = match (&mode, args.publish) {
+        (_, false) => None,
+        (Mode::Config(_, path), true) => Some(path.clone()),
+        (Mode::Laptop { .. }, true) => {
+            bail!("--publish publishes the [repo] of a {}: laptop mode (a PKGBUILD alone) has none; use `pkgcell repo add DB FILE`", config::FILE_NAME)
+        }
+    };
     let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
     // The packager's makepkg.conf and environment, as makechrootpkg honours them.
     let user = UserConf::load()?;
@@ -320,7 +365,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     if jobs == 0 {
         bail!("-j must be at least 1");
     }
-    eprintln!("==> planning {} entries on base {}", config.pkgbuilds.len(), base.id);
+    eprintln!("==> planning {} on base {}", super::count(config.pkgbuilds.len(), "entry", "entries"), base.id);
     let plan = args.common.plan_with(config, &home, &base, &local)?;
     let remote = match &config.store.remote {
         Some(url) => {
@@ -411,6 +456,20 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         PackageStatus::NotForArch => laptop_mode,
         PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded => false,
     });
+    drop(stdout);
+    // The exit status says the worse of the two: a publish that failed (2)
+    // over a package that failed (1).
+    if let Some(path) = publish_config {
+        eprintln!("==> publishing the repository of {}", path.display());
+        match super::publish::run_publish(super::publish::PublishArgs::of_config(path)) {
+            Ok(code) if code == ExitCode::SUCCESS => {}
+            Ok(code) => return Ok(code),
+            Err(e) => {
+                eprintln!("pkgcell: error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -507,7 +566,7 @@ fn summary(w: &mut impl Write, results: &[PackageResult]) -> std::io::Result<()>
     }
     let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     if results.iter().all(|r| r.status == PackageStatus::Cached) && !results.is_empty() {
-        writeln!(w, "nothing to build: every pkgid is already in the store ({} packages)", results.len())
+        writeln!(w, "nothing to build: every pkgid is already in the store ({})", super::count(results.len(), "package", "packages"))
     } else {
         writeln!(w, "{}", parts.join(", "))
     }
@@ -665,9 +724,15 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         let sources = fetch::sources_of(srcinfo, &config.repo.arch.to_string());
         downloads.entry(&p.name);
         match fetcher.fetch(&sources).and_then(|got| Ok((got, fetcher.fetch_packages(&p.installs)?))) {
-            Ok((got, pkgs)) if pkgs.is_empty() => writeln!(std::io::stdout().lock(), "==> {}: {} sources fetched", p.name, got.len())?,
+            Ok((got, pkgs)) if pkgs.is_empty() => writeln!(std::io::stdout().lock(), "==> {}: {} fetched", p.name, super::count(got.len(), "source", "sources"))?,
             Ok((got, pkgs)) => {
-                writeln!(std::io::stdout().lock(), "==> {}: {} sources and {} repository packages fetched", p.name, got.len(), pkgs.len())?
+                writeln!(
+                    std::io::stdout().lock(),
+                    "==> {}: {} and {} fetched",
+                    p.name,
+                    super::count(got.len(), "source", "sources"),
+                    super::count(pkgs.len(), "repository package", "repository packages")
+                )?
             }
             Err(e) => {
                 eprintln!("==> {}: failed: {}", p.name, build::error_chain(&e));

@@ -173,7 +173,7 @@ fn print_table(w: &mut impl Write, plan: &plan::Plan, built: &[bool]) -> std::io
             writeln!(w, "    installs {}", from.join(", "))?;
         }
     }
-    writeln!(w, "{} packages; {} parsed, {} from cache", plan.packages.len(), plan.parsed, plan.cached)
+    writeln!(w, "{}; {} parsed, {} from cache", super::count(plan.packages.len(), "package", "packages"), plan.parsed, plan.cached)
 }
 
 pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {

@@ -88,6 +88,10 @@ pub struct RepoSignArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Verify the db's signature (DB.sig, with gpg) before updating it, as
+    /// repo-add -v/--verify; here too `-v` means this, not --verbose.
+    #[arg(long)]
+    verify: bool,
     /// Accepted for repo-add compatibility; messages are plain.
     #[arg(long, hide = true)]
     nocolor: bool,
@@ -135,6 +139,24 @@ pub struct RepoRemoveArgs {
     names: Vec<String>,
 }
 
+impl PublishArgs {
+    /// `pkgcell publish --config CONFIG`: the newest builds of the config's
+    /// entries, into its `[repo]` (for `build --publish`).
+    pub(super) fn of_config(config: PathBuf) -> PublishArgs {
+        PublishArgs {
+            to: None,
+            repo: None,
+            arch: None,
+            config: Some(config),
+            keep: 2,
+            sign: None,
+            remove: Vec::new(),
+            desc_version: DescVersionArg::default(),
+            json: false,
+            inputs: Vec::new(),
+        }
+    }
+}
 
 pub fn run_publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     // Without package files, publish the store's newest builds of the config.
@@ -249,6 +271,9 @@ fn print_publish_report(
 }
 
 pub fn run_repo_add(args: RepoAddArgs) -> anyhow::Result<ExitCode> {
+    if args.common.verify && !verify_db(&args.db)? {
+        return Ok(ExitCode::from(1));
+    }
     let options = publish::RepoAddOptions {
         sign: args.common.sign,
         key: args.common.key.map(publish::SignKey::new),
@@ -263,6 +288,9 @@ pub fn run_repo_add(args: RepoAddArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_repo_remove(args: RepoRemoveArgs) -> anyhow::Result<ExitCode> {
+    if args.common.verify && !verify_db(&args.db)? {
+        return Ok(ExitCode::from(1));
+    }
     let options = publish::RepoAddOptions {
         sign: args.common.sign,
         key: args.common.key.map(publish::SignKey::new),
@@ -271,6 +299,33 @@ pub fn run_repo_remove(args: RepoRemoveArgs) -> anyhow::Result<ExitCode> {
     let report = publish::repo_remove(&args.db, &args.names, &options)
         .with_context(|| format!("updating {}", args.db.display()))?;
     print_report(&report, args.common.json)
+}
+
+/// repo-add's --verify: check DB.sig with gpg before the update; a db
+/// without a signature (or no db yet) is updated with a warning, as
+/// repo-add does. False (after saying why) when the signature is bad.
+fn verify_db(db: &std::path::Path) -> anyhow::Result<bool> {
+    let sig = PathBuf::from(format!("{}.sig", db.display()));
+    if !db.exists() || !sig.exists() {
+        eprintln!("==> WARNING: no existing signature found for {}, skipping verification", db.display());
+        return Ok(true);
+    }
+    let out = std::process::Command::new("gpg")
+        .args(["--batch", "--verify"])
+        .arg(&sig)
+        .arg(db)
+        .output()
+        .context("cannot run gpg to verify the db's signature (--verify)")?;
+    if !out.status.success() {
+        eprintln!(
+            "==> ERROR: the signature of {} is invalid, the db was not updated: {}",
+            db.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return Ok(false);
+    }
+    eprintln!("==> the signature of {} is valid", db.display());
+    Ok(true)
 }
 
 /// The report: JSON (with a schema version) on stdout, or one line per
@@ -294,12 +349,12 @@ fn print_report(report: &publish::Report, json: bool) -> anyhow::Result<ExitCode
         eprintln!("deleted {file}");
     }
     eprintln!(
-        "{}: {} added, {} unchanged, {} removed, {} package files read",
+        "{}: {} added, {} unchanged, {} removed, {} read",
         report.db.display(),
         report.added.len(),
         report.unchanged.len(),
         report.removed.len(),
-        report.packages_read
+        super::count(report.packages_read, "package file", "package files")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -273,7 +273,7 @@ impl RunArgs {
 /// /etc/subuid and /etc/subgid, or the files named by PKGCELL_SUBUID_FILE and
 /// PKGCELL_SUBGID_FILE (for tests of the fallback paths, and for systems that
 /// keep them elsewhere).
-fn subid_files() -> SubIdFiles {
+pub(super) fn subid_files() -> SubIdFiles {
     let mut f = SubIdFiles::default();
     if let Some(p) = std::env::var_os("PKGCELL_SUBUID_FILE") {
         f.subuid = p.into();

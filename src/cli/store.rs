@@ -63,6 +63,11 @@ except a missing local package file of a record, which only `pkgcell repro -I FI
     },
 }
 
+/// `N thing` or `N things`.
+fn n<N: std::fmt::Display + PartialEq + From<u8>>(count: N, one: &str) -> String {
+    super::count(count, one, &format!("{one}s"))
+}
+
 fn parse_age(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -88,7 +93,7 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     let files: Vec<&str> = r.outputs.iter().map(|o| o.name.as_str()).collect();
                     writeln!(out, "{}  {:.1}s  {}", r.pkgid, r.seconds, files.join(" "))?;
                 }
-                eprintln!("{} records", records.len());
+                eprintln!("{}", super::count(records.len(), "record", "records"));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -117,12 +122,12 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 }
                 writeln!(
                     out,
-                    "{} objects, {} records checked; {} bad objects, {} bad records, {} temporary files{}",
-                    report.objects,
-                    report.records,
-                    report.bad_objects.len(),
-                    report.bad_records.len(),
-                    report.temp_files,
+                    "{}, {} checked; {}, {}, {}{}",
+                    n(report.objects, "object"),
+                    n(report.records, "record"),
+                    n(report.bad_objects.len(), "bad object"),
+                    n(report.bad_records.len(), "bad record"),
+                    n(report.temp_files, "temporary file"),
                     if no_repair || report.temp_files == 0 { "" } else { " (removed)" }
                 )?;
             }
@@ -160,23 +165,23 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 }
                 writeln!(
                     out,
-                    "{} records and {} objects ({} bytes) {dropped}; {} dependency layers ({} bytes) and {} bases {removed}",
-                    report.records.len(),
-                    report.objects,
-                    report.bytes,
-                    layers,
-                    layer_bytes,
-                    bases.len()
+                    "{} and {} ({}) {dropped}; {} ({}) and {} {removed}",
+                    n(report.records.len(), "record"),
+                    n(report.objects, "object"),
+                    n(report.bytes, "byte"),
+                    n(layers, "dependency layer"),
+                    n(layer_bytes, "byte"),
+                    n(bases.len(), "base")
                 )?;
                 for f in &packages.files {
                     writeln!(out, "{removed} cached package {f}")?;
                 }
                 writeln!(
                     out,
-                    "{} cached packages and {} partial downloads ({} bytes) {removed} from the package cache",
-                    packages.files.len(),
-                    packages.partial,
-                    packages.bytes
+                    "{} and {} ({}) {removed} from the package cache",
+                    n(packages.files.len(), "cached package"),
+                    n(packages.partial, "partial download"),
+                    n(packages.bytes, "byte")
                 )?;
                 if !sources.unknown.is_empty() {
                     writeln!(
@@ -194,24 +199,24 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 }
                 writeln!(
                     out,
-                    "{} cached sources, {} git mirrors and {} partial downloads ({} bytes) {removed} from the source cache",
-                    sources.files.len(),
-                    sources.mirrors.len(),
-                    sources.partial,
-                    sources.bytes
+                    "{}, {} and {} ({}) {removed} from the source cache",
+                    n(sources.files.len(), "cached source"),
+                    n(sources.mirrors.len(), "git mirror"),
+                    n(sources.partial, "partial download"),
+                    n(sources.bytes, "byte")
                 )?;
                 for (what, list) in [("log", &left.logs), ("failed build", &left.failed), ("leftover of a killed run", &left.tmp)] {
                     for f in list {
-                        writeln!(out, "{removed} {what} {} ({} bytes)", f.path.display(), f.bytes)?;
+                        writeln!(out, "{removed} {what} {} ({})", f.path.display(), n(f.bytes, "byte"))?;
                     }
                 }
                 writeln!(
                     out,
-                    "{} logs, {} failed build trees and {} leftovers of killed runs ({} bytes) {removed}",
-                    left.logs.len(),
-                    left.failed.len(),
-                    left.tmp.len(),
-                    left.bytes()
+                    "{}, {} and {} ({}) {removed}",
+                    n(left.logs.len(), "log"),
+                    n(left.failed.len(), "failed build tree"),
+                    super::count(left.tmp.len(), "leftover of a killed run", "leftovers of killed runs"),
+                    n(left.bytes(), "byte")
                 )?;
             }
             Ok(ExitCode::SUCCESS)

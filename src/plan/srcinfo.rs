@@ -95,13 +95,15 @@ pub enum SrcinfoError {
         "parsing PKGBUILDs needs uids and gids {FIRST_JOB_ID}-{last} inside the sandbox, one per PKGBUILD, \
          so that no PKGBUILD can touch another's result, but the sandbox has {mapped}; \
          fix: give your user a subordinate id range of 65536 \
-         (`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`) and install newuidmap/newgidmap"
+         (`{fix}`) and install newuidmap/newgidmap"
     )]
     NoIdRange {
         /// The highest id needed.
         last: u32,
         /// What was mapped.
         mapped: String,
+        /// The command that gives the user a free range.
+        fix: String,
     },
 }
 
@@ -373,6 +375,7 @@ impl Parser {
                     pkgcell_sandbox::IdMapUsed::Single => "only uid 0 (a single-id map)".to_owned(),
                     pkgcell_sandbox::IdMapUsed::Subordinate { count } => format!("ids 0-{count}"),
                 },
+                fix: pkgcell_sandbox::usermod_hint(&std::env::var("USER").unwrap_or_else(|_| "$USER".into())),
             });
         }
 

@@ -255,7 +255,7 @@ fn store_gc_removes_failed_logs_but_the_newest_old_failed_trees_and_leftovers_of
     let newest: Vec<String> = entries(&logs);
     assert!(newest.iter().any(|n| n.starts_with(&failed[1])) || newest.iter().any(|n| n.starts_with(&failed[0])), "{newest:?}");
     let out = ok(env.run(&["store", "gc", "--failed-age", "0"]));
-    assert!(out.contains("0 logs, 1 failed build trees"), "{out}");
+    assert!(out.contains("0 logs, 1 failed build tree and"), "{out}");
     assert!(entries(&home.join("failed")).is_empty());
     ok(env.run(&["store", "fsck"]));
 }

@@ -312,7 +312,7 @@ fn fetch_downloads_into_the_checksum_cache_once() {
     let o = env.run(&["fetch"]);
     let err = stderr(&o);
     let out = ok(o);
-    assert!(out.contains("==> a: 1 sources fetched") && out.contains("==> b: 1 sources fetched"), "{out}");
+    assert!(out.contains("==> a: 1 source fetched") && out.contains("==> b: 1 source fetched"), "{out}");
     let sum = std::fs::read_dir(env.dir.join("home/sources/sha256")).unwrap().next().unwrap().unwrap().path();
     assert_eq!(std::fs::read_to_string(sum).unwrap(), "remote file of a\n");
     // Not a terminal: one line as a download starts and one as it ends

@@ -251,7 +251,7 @@ fn a_dependency_found_only_in_the_published_repo_is_installed_from_it() {
     assert_eq!(i["version"], "1.0-1");
     // `pkgcell fetch` puts it into the shared package cache, checked.
     let o = run(&["fetch"]);
-    assert!(stdout(&o).contains("==> user: 0 sources and 1 repository packages fetched"), "{}", text(&o));
+    assert!(stdout(&o).contains("==> user: 0 sources and 1 repository package fetched"), "{}", text(&o));
     let filename = i["from"]["filename"].as_str().unwrap();
     assert!(d.join("home/cache/pkg").join(filename).is_file());
     let o = run(&["build", "--json"]);

@@ -292,7 +292,7 @@ fn store_gc_removes_the_sources_neither_a_kept_record_nor_the_config_needs() {
     assert!(o.status.success(), "{}", text(&o));
     let out = stdout(&o);
     assert!(out.contains(&format!("removed cached source sha256/{sum1}\n")), "{out}");
-    let summary = format!("1 cached sources, 0 git mirrors and 0 partial downloads ({} bytes) removed from the source cache", data1.len());
+    let summary = format!("1 cached source, 0 git mirrors and 0 partial downloads ({} bytes) removed from the source cache", data1.len());
     assert!(out.contains(&summary), "{out}");
     assert_eq!(names(&cached), [sum2.as_str()]);
     assert_eq!(std::fs::read(&new).unwrap(), data2);
@@ -388,7 +388,7 @@ fn on_a_terminal_fetch_counts_the_bytes_of_a_running_download() {
     let o = p.finish();
     assert!(o.status.success(), "{}", text(&o));
     let all = shown();
-    assert!(all.contains("==> c: downloaded shared.bin (256.00 KiB)") && all.contains("==> c: 1 sources fetched"), "{all:?}");
+    assert!(all.contains("==> c: downloaded shared.bin (256.00 KiB)") && all.contains("==> c: 1 source fetched"), "{all:?}");
     assert!(!all.contains("==> c: downloading"), "no plain start line on a terminal: {all:?}");
 }
 

@@ -3,6 +3,7 @@
 mod base;
 mod bounds;
 mod build;
+mod cli;
 mod deps;
 mod fetch;
 mod hostile;

@@ -49,7 +49,7 @@ fn fsck_finds_a_damaged_object_repairs_the_store_and_the_next_build_makes_it_aga
     let ls: Value = serde_json::from_str(&ok(run(&["store", "ls", "--json"]))).unwrap();
     assert_eq!(ls["records"].as_array().unwrap().len(), 2);
     let out = ok(run(&["store", "gc"]));
-    assert!(out.contains("1 records"), "{out}");
+    assert!(out.contains("1 record and"), "{out}");
     let ls: Value = serde_json::from_str(&ok(run(&["store", "ls", "--json"]))).unwrap();
     assert_eq!(ls["records"].as_array().unwrap().len(), 1);
     ok(run(&["store", "fsck"]));
