@@ -673,6 +673,22 @@ mod tests {
     }
 
     #[test]
+    fn a_pacman_key_counts_the_trusted_keys_but_not_the_tools_root() {
+        let pacman = |tools: Option<&str>, keys: &[&[u8]]| SourceRecord::Pacman {
+            packages: vec!["base".into()],
+            pacman_conf: "/etc/pacman.conf".into(),
+            pacman_conf_blake3: Blake3::of(b"conf"),
+            signatures: Signatures::Check,
+            tools: tools.map(PathBuf::from),
+            keys: keys.iter().map(|k| KeyFile { path: "/k.asc".into(), blake3: Blake3::of(k) }).collect(),
+        };
+        let plain = pacman(None, &[]);
+        assert_eq!(plain.key(), pacman(Some("/srv/arch"), &[]).key());
+        assert_ne!(plain.key(), pacman(None, &[b"key"]).key());
+        assert_ne!(pacman(None, &[b"key"]).key(), pacman(None, &[b"other"]).key());
+    }
+
+    #[test]
     fn desc_files_give_name_and_version() {
         let text = "%NAME%\nglibc\n\n%VERSION%\n2.39-1\n\n%PROVIDES%\nfoo\n";
         assert_eq!(parse_desc(text), Some(pkg("glibc", "2.39-1")));

@@ -272,7 +272,10 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     assert!(o.status.success(), "repo-add failed\n{}", text(&o));
     std::fs::write(
         e.dir.join("pacman.conf"),
-        format!("[options]\nArchitecture = auto\nSigLevel = Required\n\n[testrepo]\nServer = file://{}\n", repo.display()),
+        format!(
+            "[options]\nArchitecture = auto\nSigLevel = Required\nDownloadUser = pkgcell-nobody\n\n[testrepo]\nServer = file://{}\n",
+            repo.display()
+        ),
     )
     .unwrap();
     e.config(
@@ -291,6 +294,13 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     assert_eq!(std::fs::read_dir(root.join("dev")).unwrap().count(), 0, "/dev of the bootstrap stayed in the base");
     // The package cache is pkgcell's shared one.
     assert!(e.home().join("cache/pkg/testroot-1-1-x86_64.pkg.tar.zst").exists());
+    // The host has no such download user and its /etc/passwd is not ours
+    // to change: DownloadUser is off for the bootstrap, and the log says so.
+    let dir = e.home().join("bases").join(&id);
+    let log = std::fs::read_to_string(dir.join("pacman.log")).unwrap();
+    assert!(log.contains("the host has no user pkgcell-nobody: DownloadUser is off"), "{log}");
+    let boot_conf = std::fs::read_to_string(dir.join("pacman.conf")).unwrap();
+    assert!(boot_conf.contains("# pkgcell: off: the host has no user pkgcell-nobody\n#DownloadUser = pkgcell-nobody\n"), "{boot_conf}");
 
     // It works as the lower layer of a sandbox, prepared: the build user
     // exists, pacman's config has the repos it was made with plus pkgcell's.
