@@ -124,6 +124,12 @@ pub enum BaseSource {
         pacman_conf: Option<PathBuf>,
         /// Whether package signatures are checked while bootstrapping.
         signatures: Signatures,
+        /// The tools root: a root file system whose pacman, pacman-key and
+        /// gpg bootstrap the base (the host's `/` when unset).
+        tools: Option<PathBuf>,
+        /// Public key files (ASCII-armored or binary) added to the keyrings
+        /// of the bootstrap and of the base, and locally signed there.
+        keys: Vec<PathBuf>,
     },
     /// Unpacked from a tarball.
     Tarball {
@@ -298,6 +304,8 @@ struct RawBase {
     tarball: Option<PathBuf>,
     command: Option<String>,
     signatures: Option<Signatures>,
+    tools: Option<PathBuf>,
+    keys: Option<Spanned<Vec<PathBuf>>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -414,12 +422,34 @@ impl Config {
         };
 
         let b = raw.base;
+        let pacman_only = |key: &str, span| invalid(span, format!(r#"`{key}` is a key of source = "pacman" only"#));
+        if !matches!(b.source.as_ref().map(|s| *s.get_ref()), None | Some(RawBaseKind::Pacman)) {
+            let span = b.source.as_ref().map(Spanned::span);
+            if b.tools.is_some() {
+                return Err(pacman_only("tools", span));
+            }
+            if b.keys.is_some() {
+                return Err(pacman_only("keys", span));
+            }
+        }
         let source = match b.source.as_ref().map(|s| (*s.get_ref(), s.span())) {
-            None | Some((RawBaseKind::Pacman, _)) => BaseSource::Pacman {
-                packages: b.packages.unwrap_or_else(|| vec!["base-devel".to_owned()]),
-                pacman_conf: b.pacman_conf.map(|p| dir.join(p)),
-                signatures: b.signatures.unwrap_or_default(),
-            },
+            None | Some((RawBaseKind::Pacman, _)) => {
+                let signatures = b.signatures.unwrap_or_default();
+                let keys = match b.keys {
+                    None => Vec::new(),
+                    Some(k) if signatures == Signatures::Skip => {
+                        return Err(invalid(Some(k.span()), r#"`keys` are for checking signatures: not with signatures = "skip""#.into()));
+                    }
+                    Some(k) => k.into_inner().into_iter().map(|p| dir.join(p)).collect(),
+                };
+                BaseSource::Pacman {
+                    packages: b.packages.unwrap_or_else(|| vec!["base-devel".to_owned()]),
+                    pacman_conf: b.pacman_conf.map(|p| dir.join(p)),
+                    signatures,
+                    tools: b.tools.map(|p| dir.join(p)),
+                    keys,
+                }
+            }
             Some((RawBaseKind::Tarball, span)) => BaseSource::Tarball {
                 path: dir.join(b.tarball.ok_or_else(|| {
                     invalid(Some(span), r#"source = "tarball" needs `tarball = "FILE"`"#.into())
@@ -687,6 +717,8 @@ packages = ["base-devel"]    # pacman: what to install
 # tarball = "archlinux-bootstrap-x86_64.tar.zst"
 # command = "scripts/make-test-base $PKGCELL_BASE_OUT"
 # signatures = "check"       # pacman: "check", or "skip" for unsigned local repos
+# tools = "root.x86_64"      # example, pacman: a root file system whose pacman bootstraps the base (default: the host's /)
+# keys = ["myrepo.asc"]      # example, pacman: public keys added and locally signed in the keyrings
 
 [build]
 jobs = 1                     # builds at the same time
@@ -839,8 +871,26 @@ bar = { url = "https://example.org/pkgs.git", branch = "main", subtree = "bar/",
         let c = parse("[base]\nsource = \"pacman\"\nsignatures = \"skip\"\n").unwrap();
         assert_eq!(
             c.base.source,
-            BaseSource::Pacman { packages: vec!["base-devel".into()], pacman_conf: None, signatures: Signatures::Skip }
+            BaseSource::Pacman {
+                packages: vec!["base-devel".into()],
+                pacman_conf: None,
+                signatures: Signatures::Skip,
+                tools: None,
+                keys: vec![]
+            }
         );
+        let c = parse("[base]\ntools = \"arch\"\nkeys = [\"k.asc\"]\n").unwrap();
+        assert!(
+            matches!(&c.base.source, BaseSource::Pacman { tools: Some(t), keys, .. } if t == Path::new("/cfg/arch") && keys == &[PathBuf::from("/cfg/k.asc")]),
+            "{:?}",
+            c.base.source
+        );
+        let (line, msg) = error("[base]\nsource = \"tarball\"\ntarball = \"x\"\ntools = \"arch\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("`tools` is a key of source = \"pacman\" only"), "{msg}");
+        let (line, msg) = error("[base]\nsignatures = \"skip\"\nkeys = [\"k.asc\"]\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("not with signatures = \"skip\""), "{msg}");
         let c = parse("[base]\nsource = \"command\"\ncommand = \"mk $PKGCELL_BASE_OUT\"\n").unwrap();
         assert_eq!(c.base.source, BaseSource::Command { command: "mk $PKGCELL_BASE_OUT".into(), dir: "/cfg".into() });
         let (line, msg) = error("[base]\n\nsignatures = \"never\"\n");

@@ -53,7 +53,7 @@ use crate::config::{BaseConfig, BaseSource, Signatures};
 use crate::home::{GcMode, Home};
 use crate::ids::{BaseId, Blake3};
 
-pub use pacman_conf::{PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers, layer_conf};
+pub use pacman_conf::{DownloadUser, PKGCELL_REPO_DIR, PKGCELL_REPO_NAME, bootstrap_conf, file_servers, layer_conf};
 pub use prepare::{MAKEPKG_CONF, PREPARE_VERSION};
 
 /// Version of [`BaseRecord`]'s JSON form (and of `base list/show --json`).
@@ -107,12 +107,21 @@ pub enum BaseError {
     /// Signatures are to be checked, but there are no keys to check them with.
     #[error(
         "cannot check package signatures: no keyrings in {} to initialise a pacman keyring from; \
-         install your distribution's keyring package (archlinux-keyring), or set `signatures = \"skip\"` \
-         in [base] for unsigned local repositories", dir.display()
+         install your distribution's keyring package (archlinux-keyring), name your repository's key \
+         in `keys` of [base], or set `signatures = \"skip\"` in [base] for unsigned local repositories", dir.display()
     )]
     NoKeyring {
         /// Where keyrings were looked for.
         dir: PathBuf,
+    },
+    /// `[base] tools` names no root file system with pacman.
+    #[error(
+        "the tools root {} has no usr/bin/pacman: `tools` in [base] must name a root file system with pacman, \
+         pacman-key and gpg (such as Arch's bootstrap tarball, unpacked)", path.display()
+    )]
+    NoPacman {
+        /// The tools root.
+        path: PathBuf,
     },
     /// No base with this id.
     #[error("no base {query:?}: see `pkgcell base list`")]
@@ -184,6 +193,13 @@ pub enum SourceRecord {
         pacman_conf_blake3: Blake3,
         /// Whether signatures were checked.
         signatures: Signatures,
+        /// The tools root whose pacman bootstrapped the base; none: the
+        /// host's. Not part of the key: see [`SourceRecord::key`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tools: Option<PathBuf>,
+        /// The key files added to the keyrings, with their hashes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<KeyFile>,
     },
     /// Unpacked from a tarball.
     Tarball {
@@ -201,6 +217,15 @@ pub enum SourceRecord {
     },
 }
 
+/// A public key file a `pacman` base trusts (`[base] keys`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its hash: the keys, not the file's place, count.
+    pub blake3: Blake3,
+}
+
 /// A package installed in a base.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Package {
@@ -214,14 +239,20 @@ impl SourceRecord {
     /// Describe the configured source, hashing its inputs.
     pub fn of(config: &BaseConfig) -> Result<SourceRecord, BaseError> {
         Ok(match &config.source {
-            BaseSource::Pacman { packages, pacman_conf, signatures } => {
-                let path = pacman_conf.clone().unwrap_or_else(|| PathBuf::from("/etc/pacman.conf"));
+            BaseSource::Pacman { packages, pacman_conf, signatures, tools, keys } => {
+                let path = source::pacman_conf_path(pacman_conf.as_deref(), tools.as_deref());
                 let text = std::fs::read(&path).map_err(io_err("read pacman config", &path))?;
+                let keys = keys
+                    .iter()
+                    .map(|k| Ok(KeyFile { path: k.clone(), blake3: Blake3::of(&std::fs::read(k).map_err(io_err("read key file", k))?) }))
+                    .collect::<Result<_, BaseError>>()?;
                 SourceRecord::Pacman {
                     packages: packages.clone(),
                     pacman_conf: path,
                     pacman_conf_blake3: Blake3::of(&text),
                     signatures: *signatures,
+                    tools: tools.clone(),
+                    keys,
                 }
             }
             BaseSource::Tarball { path } => {
@@ -236,16 +267,29 @@ impl SourceRecord {
 
     /// The hash that identifies the source: what it is made from, not
     /// where a tarball happens to lie.
+    ///
+    /// The `pacman` source's tools root is left out, like the host's pacman
+    /// it replaces: which pacman (6 or 7) installs the repository's
+    /// packages does not change what is installed (the packages, their
+    /// versions and the synced databases are in the base id; both write
+    /// local database version 9), and its place is no more content than a
+    /// tarball's. The trusted keys do count: they end up in the base's
+    /// keyring. (Without keys the key is what it was before keys existed.)
     pub fn key(&self) -> Blake3 {
         let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
         let text = match self {
-            SourceRecord::Pacman { packages, pacman_conf_blake3, signatures, .. } => {
+            SourceRecord::Pacman { packages, pacman_conf_blake3, signatures, keys, .. } => {
                 let sig = match signatures {
                     Signatures::Check => "check",
                     Signatures::Skip => "skip",
                 };
                 let pkgs: Vec<String> = packages.iter().map(|p| q(p)).collect();
-                format!("pacman\nconf {pacman_conf_blake3}\nsignatures {sig}\npackages {}\n", pkgs.join(" "))
+                let mut text = format!("pacman\nconf {pacman_conf_blake3}\nsignatures {sig}\npackages {}\n", pkgs.join(" "));
+                if !keys.is_empty() {
+                    let hashes: Vec<String> = keys.iter().map(|k| k.blake3.to_string()).collect();
+                    text.push_str(&format!("keys {}\n", hashes.join(" ")));
+                }
+                text
             }
             SourceRecord::Tarball { blake3, .. } => format!("tarball\n{blake3}\n"),
             SourceRecord::Command { command, dir } => {
@@ -516,7 +560,7 @@ fn make_in(home: &Home, config: &BaseConfig, source: SourceRecord, tmp: &Path, o
     let made = source::populate(home, config, tmp, &root, on_phase)?;
     on_phase(Phase::Preparing);
     tracing::info!(root = %root.display(), "preparing the base");
-    source::run_logged(prepare::spec(&root, made.pacman_conf.as_deref(), made.keyring), "preparing the base", &tmp.join("prepare.log"), &[])?;
+    source::run_logged(prepare::spec(&root, made.pacman_conf.as_deref(), made.keyring, made.keys.as_deref()), "preparing the base", &tmp.join("prepare.log"), &[])?;
     on_phase(Phase::Hashing);
     let packages = installed_packages(&root)?;
     let source_key = source.key();
@@ -626,6 +670,22 @@ mod tests {
         assert_eq!(a.key(), b.key());
         let c = SourceRecord::Command { command: "x".into(), dir: "/".into() };
         assert_ne!(a.key(), c.key());
+    }
+
+    #[test]
+    fn a_pacman_key_counts_the_trusted_keys_but_not_the_tools_root() {
+        let pacman = |tools: Option<&str>, keys: &[&[u8]]| SourceRecord::Pacman {
+            packages: vec!["base".into()],
+            pacman_conf: "/etc/pacman.conf".into(),
+            pacman_conf_blake3: Blake3::of(b"conf"),
+            signatures: Signatures::Check,
+            tools: tools.map(PathBuf::from),
+            keys: keys.iter().map(|k| KeyFile { path: "/k.asc".into(), blake3: Blake3::of(k) }).collect(),
+        };
+        let plain = pacman(None, &[]);
+        assert_eq!(plain.key(), pacman(Some("/srv/arch"), &[]).key());
+        assert_ne!(plain.key(), pacman(None, &[b"key"]).key());
+        assert_ne!(pacman(None, &[b"key"]).key(), pacman(None, &[b"other"]).key());
     }
 
     #[test]

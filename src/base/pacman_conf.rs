@@ -22,31 +22,48 @@ pub const PKGCELL_REPO_DIR: &str = "/pkgcell-repo";
 /// so that a base (and its id) does not depend on `[repo] name`.
 pub const PKGCELL_REPO_NAME: &str = "pkgcell";
 
-/// The config pacman bootstraps a base with: the user's config, with
-/// `DownloadUser` turned off and, for [`Signatures::Skip`], every `SigLevel`
-/// replaced by `SigLevel = Never` in `[options]`.
+/// What becomes of pacman 7's `DownloadUser` in a config pkgcell writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadUser {
+    /// Kept: the bootstrap's config. pacman then downloads as that user,
+    /// in its own sandbox (Landlock, syscall filter), inside pkgcell's.
+    Keep,
+    /// Commented out, with the reason: the base's own config.
+    Off,
+}
+
+/// The config pacman bootstraps a base with, and the one the base gets:
+/// the user's config, with every `SigLevel` replaced by `SigLevel = Never`
+/// in `[options]` for [`Signatures::Skip`], and `DownloadUser` as
+/// `download_user` says.
 ///
 /// ```
-/// use pkgcell::base::bootstrap_conf;
+/// use pkgcell::base::{DownloadUser, bootstrap_conf};
 /// use pkgcell::config::Signatures;
-/// let conf = bootstrap_conf("[options]\nDownloadUser = alpm\n[core]\nSigLevel = Required\n", Signatures::Skip);
+/// let text = "[options]\nDownloadUser = alpm\n[core]\nSigLevel = Required\n";
+/// let conf = bootstrap_conf(text, Signatures::Skip, DownloadUser::Off);
 /// assert!(conf.contains("#DownloadUser = alpm"));
 /// assert!(conf.contains("SigLevel = Never"));
 /// assert!(conf.contains("#SigLevel = Required"));
+/// let conf = bootstrap_conf(text, Signatures::Check, DownloadUser::Keep);
+/// assert_eq!(conf, text);
 /// ```
-pub fn bootstrap_conf(text: &str, signatures: Signatures) -> String {
+pub fn bootstrap_conf(text: &str, signatures: Signatures, download_user: DownloadUser) -> String {
     let mut out = String::new();
     let mut saw_options = false;
     for line in text.lines() {
         let key = line.trim_start();
         // pacman 7 downloads as an unprivileged `DownloadUser` in a sandbox
-        // of its own. Inside pkgcell's user namespace that user may not
-        // exist yet in a base being made (its sysusers hook has not run),
-        // and downloads at build time come from local file:// repos only,
-        // inside pkgcell's own sandbox. So it is turned off rather than
-        // half-working.
-        if key.starts_with("DownloadUser") {
-            out.push_str("# pkgcell: off, see docs/base.md (pacman 7's download sandbox)\n#");
+        // of its own. A base need not have that user (pacman refuses a
+        // DownloadUser that does not exist, whatever it is asked to do), and
+        // builds never download with the base's pacman: dependency layers
+        // install local files with `pacman -U`. So the base's config has it
+        // off. The bootstrap keeps it (pkgcell sees to the user there).
+        if key.starts_with("DownloadUser") && download_user == DownloadUser::Off {
+            out.push_str(
+                "# pkgcell: off in bases: builds install only local files (pacman -U), and a base need not\n\
+                 # have this user, which pacman requires; see docs/base.md (pacman 7's download sandbox)\n#",
+            );
             out.push_str(line);
             out.push('\n');
             continue;
@@ -137,16 +154,17 @@ pub fn layer_conf(text: &str) -> String {
 
 /// The local directories of the `file://` servers of a pacman.conf (and of
 /// the files it `Include`s), with `$repo` and `$arch` filled in, so that a
-/// sandbox can bind them. `Include` paths are read from the host.
-pub fn file_servers(text: &str, arch: &str) -> Vec<PathBuf> {
+/// sandbox can bind them. `Include` paths are read below `root`, the root
+/// file system pacman runs in (`/` for the host's).
+pub fn file_servers(text: &str, arch: &str, root: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    scan(text, arch, "", &mut dirs, 0);
+    scan(text, arch, root, "", &mut dirs, 0);
     dirs.sort();
     dirs.dedup();
     dirs
 }
 
-fn scan(text: &str, arch: &str, section: &str, dirs: &mut Vec<PathBuf>, depth: u32) {
+fn scan(text: &str, arch: &str, root: &Path, section: &str, dirs: &mut Vec<PathBuf>, depth: u32) {
     let mut section = section.to_owned();
     for line in text.lines() {
         let line = line.trim();
@@ -165,8 +183,8 @@ fn scan(text: &str, arch: &str, section: &str, dirs: &mut Vec<PathBuf>, depth: u
             }
             // Mirror lists hold Server lines of the section that includes them.
             "Include" if depth < 4 => {
-                if let Ok(inner) = std::fs::read_to_string(Path::new(value)) {
-                    scan(&inner, arch, &section, dirs, depth + 1);
+                if let Ok(inner) = std::fs::read_to_string(root.join(value.trim_start_matches('/'))) {
+                    scan(&inner, arch, root, &section, dirs, depth + 1);
                 }
             }
             _ => {}
@@ -185,8 +203,12 @@ mod tests {
     }
 
     #[test]
-    fn download_user_is_commented_out_and_signatures_kept_by_default() {
-        let conf = bootstrap_conf("[options]\n  DownloadUser = alpm\nSigLevel = Required DatabaseOptional\n", Signatures::Check);
+    fn download_user_is_commented_out_in_bases_and_signatures_kept_by_default() {
+        let conf = bootstrap_conf(
+            "[options]\n  DownloadUser = alpm\nSigLevel = Required DatabaseOptional\n",
+            Signatures::Check,
+            DownloadUser::Off,
+        );
         assert!(conf.contains("#  DownloadUser = alpm"), "{conf}");
         assert!(conf.contains("\nSigLevel = Required DatabaseOptional\n"), "{conf}");
         assert!(!conf.contains("Never"), "{conf}");
@@ -194,7 +216,7 @@ mod tests {
 
     #[test]
     fn skip_turns_every_siglevel_into_never() {
-        let conf = bootstrap_conf("[core]\nSigLevel = Required\nServer = x\n", Signatures::Skip);
+        let conf = bootstrap_conf("[core]\nSigLevel = Required\nServer = x\n", Signatures::Skip, DownloadUser::Keep);
         assert!(conf.starts_with("[options]\n"), "{conf}");
         assert!(conf.contains("SigLevel = Never"), "{conf}");
         assert!(conf.contains("#SigLevel = Required"), "{conf}");
@@ -212,6 +234,15 @@ mod tests {
     fn file_servers_are_found_with_their_variables_filled_in() {
         let conf = "[options]\n[local]\nServer = file:///srv/$repo/os/$arch\nServer = https://example.org/$repo\n\
                     [other]\nServer=file:///tmp/r\n";
-        assert_eq!(file_servers(conf, "x86_64"), [PathBuf::from("/srv/local/os/x86_64"), PathBuf::from("/tmp/r")]);
+        assert_eq!(file_servers(conf, "x86_64", Path::new("/")), [PathBuf::from("/srv/local/os/x86_64"), PathBuf::from("/tmp/r")]);
+    }
+
+    #[test]
+    fn includes_are_read_below_the_root_pacman_runs_in() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/pacman.d")).unwrap();
+        std::fs::write(d.path().join("etc/pacman.d/mirrorlist"), "Server = file:///srv/$repo\n").unwrap();
+        let conf = "[core]\nInclude = /etc/pacman.d/mirrorlist\n";
+        assert_eq!(file_servers(conf, "x86_64", d.path()), [PathBuf::from("/srv/core")]);
     }
 }

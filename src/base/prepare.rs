@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pkgcell_sandbox::{Network, Root, Spec};
+use pkgcell_sandbox::{Access, Mount, Network, Root, Spec};
 
 use super::pacman_conf::PKGCELL_REPO;
 
@@ -48,14 +48,23 @@ pub enum Keyring {
     None,
 }
 
+/// Where the key files of `[base] keys` are bound while preparing: below
+/// the sandbox's own /tmp, so that the mount point is not made in the base.
+const KEYS_DIR: &str = "/tmp/pkgcell-keys";
+
 /// The sandbox that prepares the base at `root`. `pacman_conf`, when given,
 /// replaces the base's /etc/pacman.conf (the pacman source installs the
-/// config it bootstrapped with); otherwise the base's own is edited.
-pub fn spec(root: &Path, pacman_conf: Option<&str>, keyring: Keyring) -> Spec {
+/// config it bootstrapped with); otherwise the base's own is edited. The
+/// key files in the host directory `keys` are added to the base's keyring
+/// and locally signed.
+pub fn spec(root: &Path, pacman_conf: Option<&str>, keyring: Keyring, keys: Option<&Path>) -> Spec {
     let mut spec = Spec::new(
         Root::Dir { path: root.to_owned() },
         vec!["/bin/sh".into(), "-c".into(), SCRIPT.into(), "pkgcell-prepare".into()],
     );
+    if let Some(k) = keys {
+        spec.mounts.push(Mount::Bind { src: k.to_owned(), dst: KEYS_DIR.into(), access: Access::ReadOnly });
+    }
     spec.network = Network::Loopback;
     let keyring = match keyring {
         Keyring::Init => "init",
@@ -70,6 +79,7 @@ pub fn spec(root: &Path, pacman_conf: Option<&str>, keyring: Keyring) -> Spec {
         ("PKGCELL_PACMAN_REPO".into(), PKGCELL_REPO.into()),
         ("PKGCELL_HOSTS".into(), HOSTS.into()),
         ("PKGCELL_KEYRING".into(), keyring.into()),
+        ("PKGCELL_KEYS_DIR".into(), keys.map(|_| KEYS_DIR).unwrap_or_default().into()),
         ("PKGCELL_MARKER".into(), format!("pkgcell base preparation {PREPARE_VERSION}")),
     ]);
     spec.timeout = Some(std::time::Duration::from_secs(600));
@@ -82,11 +92,16 @@ mod tests {
 
     #[test]
     fn the_spec_is_valid_and_runs_the_script_as_root_without_network() {
-        let s = spec(Path::new("/"), None, Keyring::None);
+        let s = spec(Path::new("/"), None, Keyring::None, None);
         assert_eq!(s.validate(), Ok(()));
         assert_eq!((s.uid, s.gid, s.network), (0, 0, Network::Loopback));
         assert!(s.argv[2].contains("builder:x:1000:1000"));
         assert_eq!(s.env["PKGCELL_PACMAN_CONF"], "");
+        assert_eq!(s.env["PKGCELL_KEYS_DIR"], "");
+        assert!(s.mounts.is_empty());
+        let s = spec(Path::new("/"), None, Keyring::Init, Some(Path::new("/usr")));
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(s.env["PKGCELL_KEYS_DIR"], KEYS_DIR);
     }
 
     #[test]

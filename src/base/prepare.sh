@@ -47,12 +47,31 @@ printf 'LANG=C.UTF-8\n' > /etc/locale.conf
 
 # A keyring of the base's own, for installing signed dependencies at build
 # time. Only where the base ships keyrings to populate it from (Arch's
-# archlinux-keyring); pacman-key needs gpg and a /dev/urandom, which the
-# sandbox provides.
-if [ "$PKGCELL_KEYRING" = init ] && command -v pacman-key >/dev/null 2>&1 \
-    && ls /usr/share/pacman/keyrings/*.gpg >/dev/null 2>&1 && [ ! -d /etc/pacman.d/gnupg ]; then
-    pacman-key --init
-    pacman-key --populate
+# archlinux-keyring) or [base] keys names keys to trust; pacman-key needs
+# gpg and a /dev/urandom, which the sandbox provides.
+keys=${PKGCELL_KEYS_DIR:-}
+if [ "$PKGCELL_KEYRING" = init ] && command -v pacman-key >/dev/null 2>&1 && [ ! -d /etc/pacman.d/gnupg ]; then
+    if ls /usr/share/pacman/keyrings/*.gpg >/dev/null 2>&1; then
+        pacman-key --init
+        pacman-key --populate
+    elif [ -n "$keys" ]; then
+        pacman-key --init
+    fi
+fi
+# The keys of [base] keys: added and locally signed, as a user trusts the
+# key of their own repository.
+if [ -n "$keys" ]; then
+    if ! command -v pacman-key >/dev/null 2>&1 || ! command -v gpg >/dev/null 2>&1; then
+        echo "pkgcell: [base] keys: the base has no pacman-key and gpg to add the keys with" >&2
+        exit 1
+    fi
+    for k in "$keys"/*; do
+        pacman-key --add "$k"
+        for fpr in $(gpg --homedir /etc/pacman.d/gnupg --with-colons --show-keys "$k" | awk -F: '$1 == "pub" { p = 1 } $1 == "fpr" && p { print $10; p = 0 }'); do
+            pacman-key --lsign-key "$fpr"
+        done
+    done
+    gpgconf --homedir /etc/pacman.d/gnupg --kill all 2>/dev/null || true
 fi
 
 printf '%s\n' "$PKGCELL_MARKER" > /etc/pkgcell-base

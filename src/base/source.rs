@@ -6,6 +6,9 @@
 //! can chown to any id the base needs, and the files of uid 0 end up as the
 //! caller's, exactly as every later sandbox maps them. The sandbox's /tmp
 //! is private, so every host path a step needs is bound at its own path.
+//! With `[base] tools`, pacman, pacman-key and gpg are those of that root
+//! file system instead: the sandbox's root is an overlay of it with a tmpfs
+//! upper (so it is never changed), with the same host paths bound.
 //! The `command` source runs on the host as it is: bootstrap tools such as
 //! `mmdebstrap --mode=unshare` make user namespaces of their own.
 
@@ -13,9 +16,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use pkgcell_sandbox::{Access, Mount, Network, Root, Sandbox, Spec};
+use pkgcell_sandbox::{Access, Mount, Network, Root, Sandbox, Spec, Upper};
 
-use super::pacman_conf::{bootstrap_conf, file_servers};
+use super::pacman_conf::{DownloadUser, bootstrap_conf, file_servers};
 use super::prepare::Keyring;
 use super::{BaseError, Phase, TAIL_LINES};
 use crate::error::io_err;
@@ -28,6 +31,8 @@ pub(super) struct Populated {
     pub pacman_conf: Option<String>,
     /// Whether the base gets a keyring.
     pub keyring: Keyring,
+    /// A directory of key files to add to the base's keyring and lsign.
+    pub keys: Option<PathBuf>,
 }
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -48,21 +53,28 @@ pub(super) fn populate(
         BaseSource::Tarball { path } => {
             on_phase(Phase::Unpacking);
             unpack(path, tmp, root)?;
-            Ok(Populated { pacman_conf: None, keyring: Keyring::Init })
+            Ok(Populated { pacman_conf: None, keyring: Keyring::Init, keys: None })
         }
         BaseSource::Command { command, dir } => {
             on_phase(Phase::RunningCommand);
             run_command(command, dir, tmp, root, on_phase)?;
-            Ok(Populated { pacman_conf: None, keyring: Keyring::Init })
+            Ok(Populated { pacman_conf: None, keyring: Keyring::Init, keys: None })
         }
-        BaseSource::Pacman { packages, pacman_conf, signatures } => {
+        BaseSource::Pacman { packages, pacman_conf, signatures, tools, keys } => {
             on_phase(Phase::Bootstrapping);
-            let conf = pacstrap(home, packages, pacman_conf.as_deref(), *signatures, tmp, root)?;
+            let how = Pacstrap {
+                packages,
+                pacman_conf: pacman_conf.as_deref(),
+                signatures: *signatures,
+                tools: tools.as_deref(),
+                keys,
+            };
+            let (conf, keys) = pacstrap(home, &how, tmp, root)?;
             let keyring = match signatures {
                 Signatures::Check => Keyring::Init,
                 Signatures::Skip => Keyring::None,
             };
-            Ok(Populated { pacman_conf: Some(conf), keyring })
+            Ok(Populated { pacman_conf: Some(conf), keyring, keys })
         }
     }
 }
@@ -199,8 +211,23 @@ fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path, on_phase: &dy
     }
 }
 
-/// The bootstrap, run as root in a host sandbox: `$1` check|skip, `$2` the
-/// bootstrap keyring, `$3` the new root, then pacman's arguments.
+/// The bootstrap, run as root in a host or tools sandbox: `$1` host|tools,
+/// `$2` check|skip, `$3` the bootstrap keyring, `$4` a directory of key
+/// files to trust or "", `$5` the bootstrap's pacman.conf, `$6` the new
+/// root, then pacman's arguments.
+///
+/// The keyring: `pacman-key --init`, populated from the keyrings of the
+/// root pacman runs in (Arch's archlinux-keyring), then each key of `$4`
+/// added and locally signed, as a user trusts their own repository's key.
+///
+/// pacman 7 downloads as its `DownloadUser` in a sandbox of its own
+/// (Landlock, a syscall filter), which works inside pkgcell's: the user's
+/// id is mapped (the subordinate range covers every system id) and Landlock
+/// and seccomp are unprivileged. The user must exist in the root pacman
+/// runs in. A tools root is an overlay with a tmpfs upper, so a missing
+/// user is added there for this run (Debian's pacman has none; Arch's
+/// bootstrap tarball has `alpm`). The host's /etc/passwd cannot be changed:
+/// there a missing user turns DownloadUser off, said in the log.
 ///
 /// Like pacstrap, it gives the new root a /dev, /proc and /tmp while pacman
 /// runs, because install scriptlets and hooks run chrooted in it. They are
@@ -209,69 +236,136 @@ fn run_command(command: &str, dir: &Path, tmp: &Path, root: &Path, on_phase: &dy
 /// Its /tmp is sized like the sandbox's own (1G, `DEFAULT_TMP_SIZE`), not
 /// the kernel's half of RAM.
 const PACSTRAP: &str = r#"set -e
-if [ "$1" = check ]; then
-    pacman-key --gpgdir "$2" --init
-    pacman-key --gpgdir "$2" --populate
+mode=$1 sig=$2 gpgdir=$3 keys=$4 conf=$5 root=$6
+shift 6
+if [ "$sig" = check ]; then
+    pacman-key --gpgdir "$gpgdir" --init
+    if ls /usr/share/pacman/keyrings/*.gpg >/dev/null 2>&1; then
+        pacman-key --gpgdir "$gpgdir" --populate
+    fi
+    if [ -n "$keys" ]; then
+        for k in "$keys"/*; do
+            pacman-key --gpgdir "$gpgdir" --add "$k"
+            for fpr in $(gpg --homedir "$gpgdir" --with-colons --show-keys "$k" | awk -F: '$1 == "pub" { p = 1 } $1 == "fpr" && p { print $10; p = 0 }'); do
+                pacman-key --gpgdir "$gpgdir" --lsign-key "$fpr"
+            done
+        done
+    fi
 fi
-root=$3
-shift 3
+user=$(sed -n 's/^[[:space:]]*DownloadUser[[:space:]]*=[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$conf" | tail -n 1)
+if [ -n "$user" ] && ! grep -q "^$user:" /etc/passwd; then
+    if [ "$mode" = tools ]; then
+        id=999
+        while grep -q "^[^:]*:[^:]*:$id:" /etc/passwd /etc/group; do id=$((id - 1)); done
+        echo "$user:x:$id:$id:pacman download user (added by pkgcell for the bootstrap):/:/usr/sbin/nologin" >> /etc/passwd
+        echo "$user:x:$id:" >> /etc/group
+        echo "pkgcell: added the download user $user (uid $id) to the tools root for this bootstrap" >&2
+    else
+        echo "pkgcell: the host has no user $user: DownloadUser is off for this bootstrap (no download sandbox)" >&2
+        sed -i "s/^[[:space:]]*DownloadUser/# pkgcell: off: the host has no user $user\n#&/" "$conf"
+    fi
+fi
 mkdir -p "$root/dev" "$root/proc" "$root/tmp"
 mount --rbind /dev "$root/dev" && mount --rbind /proc "$root/proc" && mount -t tmpfs -o size=1G,mode=1777 tmpfs "$root/tmp" ||
     echo "pkgcell: warning: no /dev, /proc or /tmp for install scriptlets" >&2
+pacman --version | sed -n 's/^.*\(Pacman v[^ ]*\).*$/pkgcell: bootstrapping with \1/p' >&2
 exec pacman "$@"
 "#;
 
-/// Install `packages` into `root` with the host's pacman, like
-/// `pacstrap -N`. Returns the pacman.conf it used, for the base.
-fn pacstrap(
-    home: &Home,
-    packages: &[String],
-    pacman_conf: Option<&Path>,
+/// What the `pacman` source asks for.
+struct Pacstrap<'a> {
+    packages: &'a [String],
+    pacman_conf: Option<&'a Path>,
     signatures: Signatures,
-    tmp: &Path,
-    root: &Path,
-) -> Result<String, BaseError> {
-    let conf_path = pacman_conf.unwrap_or(Path::new("/etc/pacman.conf"));
-    let text = std::fs::read_to_string(conf_path).map_err(io_err("read pacman config", conf_path))?;
-    let conf = bootstrap_conf(&text, signatures);
+    tools: Option<&'a Path>,
+    keys: &'a [PathBuf],
+}
+
+/// The pacman.conf the `pacman` source uses: the configured one, else that
+/// of the root file system pacman runs in (the tools root's, or the host's).
+pub(super) fn pacman_conf_path(pacman_conf: Option<&Path>, tools: Option<&Path>) -> PathBuf {
+    match (pacman_conf, tools) {
+        (Some(p), _) => p.to_owned(),
+        (None, Some(t)) => t.join("etc/pacman.conf"),
+        (None, None) => PathBuf::from("/etc/pacman.conf"),
+    }
+}
+
+/// Install `packages` into `root` with the host's pacman (or the tools
+/// root's), like `pacstrap -N`. Returns the pacman.conf for the base and
+/// the directory of the key files to trust, if any.
+fn pacstrap(home: &Home, how: &Pacstrap, tmp: &Path, root: &Path) -> Result<(String, Option<PathBuf>), BaseError> {
+    let tools = match how.tools {
+        Some(t) => {
+            let t = std::path::absolute(t).map_err(io_err("find", t))?;
+            if std::fs::symlink_metadata(t.join("usr/bin/pacman")).is_err() {
+                return Err(BaseError::NoPacman { path: t });
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let conf_path = pacman_conf_path(how.pacman_conf, tools.as_deref());
+    let text = std::fs::read_to_string(&conf_path).map_err(io_err("read pacman config", &conf_path))?;
+    let conf = bootstrap_conf(&text, how.signatures, DownloadUser::Keep);
     let boot_conf = tmp.join("pacman.conf");
     std::fs::write(&boot_conf, &conf).map_err(io_err("write", &boot_conf))?;
     let cache = home.package_cache();
     for d in [root.join("var/lib/pacman"), root.join("var/log"), cache.clone()] {
         std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
     }
-    // A keyring of our own for the bootstrap, populated from the host's
-    // keyring packages: the host's /etc/pacman.d/gnupg belongs to the real
-    // root, and root inside the sandbox is only the caller.
+    // The key files, copied where the sandbox sees them (tmp is bound).
+    let keys = if how.keys.is_empty() {
+        None
+    } else {
+        let dir = tmp.join("keys");
+        std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+        for (i, k) in how.keys.iter().enumerate() {
+            let to = dir.join(format!("{i}.key"));
+            std::fs::copy(k, &to).map_err(io_err("copy key file", k))?;
+        }
+        Some(dir)
+    };
+    // A keyring of our own for the bootstrap, populated from the keyring
+    // packages of the root pacman runs in: the host's /etc/pacman.d/gnupg
+    // belongs to the real root, and root inside the sandbox is only the
+    // caller.
     let gpgdir = tmp.join("gnupg");
-    let keyrings = Path::new("/usr/share/pacman/keyrings");
-    let check = match signatures {
+    let keyrings = tools.as_deref().unwrap_or(Path::new("/")).join("usr/share/pacman/keyrings");
+    let check = match how.signatures {
         Signatures::Check => {
-            let any = std::fs::read_dir(keyrings)
+            let any = std::fs::read_dir(&keyrings)
                 .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "gpg")))
                 .unwrap_or(false);
-            if !any {
-                return Err(BaseError::NoKeyring { dir: keyrings.to_owned() });
+            if !any && keys.is_none() {
+                return Err(BaseError::NoKeyring { dir: keyrings });
             }
             "check"
         }
         Signatures::Skip => "skip",
     };
     let s = |p: &Path| p.to_string_lossy().into_owned();
+    let mode = if tools.is_some() { "tools" } else { "host" };
     let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), PACSTRAP.into(), "pkgcell-pacstrap".into()];
-    argv.extend([check.into(), s(&gpgdir), s(root)]);
+    argv.extend([mode.into(), check.into(), s(&gpgdir), keys.as_deref().map(s).unwrap_or_default(), s(&boot_conf), s(root)]);
     argv.extend(["--root".into(), s(root), "--dbpath".into(), s(&root.join("var/lib/pacman"))]);
     argv.extend(["--cachedir".into(), s(&cache), "--logfile".into(), s(&root.join("var/log/pacman.log"))]);
     argv.extend(["--gpgdir".into(), s(&gpgdir), "--config".into(), s(&boot_conf)]);
     argv.extend(["-Sy".into(), "--noconfirm".into(), "--needed".into(), "--".into()]);
-    argv.extend(packages.iter().cloned());
+    argv.extend(how.packages.iter().cloned());
     // file:// repositories must be visible, also when they are below /tmp.
-    let ro: Vec<PathBuf> = file_servers(&conf, std::env::consts::ARCH).into_iter().filter(|d| d.is_dir()).collect();
-    let spec = host_spec(argv, &ro, &[tmp.to_owned(), cache], Network::Host);
-    tracing::info!(?packages, "installing the base with pacman");
+    let include_root = tools.as_deref().unwrap_or(Path::new("/"));
+    let ro: Vec<PathBuf> = file_servers(&conf, std::env::consts::ARCH, include_root).into_iter().filter(|d| d.is_dir()).collect();
+    let mut spec = host_spec(argv, &ro, &[tmp.to_owned(), cache], Network::Host);
+    if let Some(t) = &tools {
+        // The tools root is never changed: what the bootstrap writes there
+        // (a download user, gpg's sockets) goes to a tmpfs.
+        spec.root = Root::Overlay { lowers: vec![t.clone()], upper: Upper::Tmpfs { size: 1 << 30 } };
+    }
+    tracing::info!(packages = ?how.packages, tools = ?tools, "installing the base with pacman");
     run_logged(spec, "pacman", &tmp.join("pacman.log"), &[])?;
     check_root(root)?;
-    Ok(conf)
+    Ok((bootstrap_conf(&text, how.signatures, DownloadUser::Off), keys))
 }
 
 #[cfg(test)]

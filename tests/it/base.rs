@@ -228,26 +228,24 @@ fn a_command_base_from_make_test_base_builds_hello_with_makepkg() {
     assert!(out.join("hello-1.0-1-x86_64.pkg.tar.zst").exists(), "{}", text(&o));
 }
 
-#[test]
-fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
-    let e = Env::new();
-    // A package repackaging the test base's userland that makepkg needs
-    // (shells, coreutils, makepkg, pacman, fakeroot, bsdtar, ...) and the
-    // libraries they load.
-    let pkg = e.dir.join("testroot");
-    std::fs::create_dir(&pkg).unwrap();
-    std::fs::write(pkg.join("PKGBUILD"), TESTROOT_PKGBUILD).unwrap();
-    std::fs::write(pkg.join("testroot.install"), TESTROOT_INSTALL).unwrap();
-    let repo = e.dir.join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    std::fs::set_permissions(&repo, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+/// Build the PKGBUILD made of `files` in `dir` with makepkg on the test
+/// base, as the build user, into `repo` (made when missing).
+fn makepkg_into(dir: &Path, repo: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir(dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    if !repo.exists() {
+        std::fs::create_dir(repo).unwrap();
+        std::fs::set_permissions(repo, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
     let o = output(
         pkgcell()
             .arg("run")
             .arg("--lower")
             .arg(test_base())
             .arg("--ro-bind")
-            .arg(format!("{}:/startdir", pkg.display()))
+            .arg(format!("{}:/startdir", dir.display()))
             .arg("--bind")
             .arg(format!("{}:/pkgdest", repo.display()))
             .args(["--uid", "1000", "--gid", "1000", "--cwd", "/startdir"])
@@ -255,7 +253,17 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
             .args(["--env", "PKGEXT=.pkg.tar.zst", "--env", "HOME=/home/builder"])
             .args(["--", "makepkg", "--nodeps", "--noconfirm"]),
     );
-    assert!(o.status.success(), "makepkg of testroot failed\n{}", text(&o));
+    assert!(o.status.success(), "makepkg in {} failed\n{}", dir.display(), text(&o));
+}
+
+#[test]
+fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
+    let e = Env::new();
+    // A package repackaging the test base's userland that makepkg needs
+    // (shells, coreutils, makepkg, pacman, fakeroot, bsdtar, ...) and the
+    // libraries they load.
+    let repo = e.dir.join("repo");
+    makepkg_into(&e.dir.join("testroot"), &repo, &[("PKGBUILD", TESTROOT_PKGBUILD), ("testroot.install", TESTROOT_INSTALL)]);
     let o = output(
         Command::new("repo-add")
             .arg(repo.join("testrepo.db.tar.gz"))
@@ -264,7 +272,10 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     assert!(o.status.success(), "repo-add failed\n{}", text(&o));
     std::fs::write(
         e.dir.join("pacman.conf"),
-        format!("[options]\nArchitecture = auto\nSigLevel = Required\n\n[testrepo]\nServer = file://{}\n", repo.display()),
+        format!(
+            "[options]\nArchitecture = auto\nSigLevel = Required\nDownloadUser = pkgcell-nobody\n\n[testrepo]\nServer = file://{}\n",
+            repo.display()
+        ),
     )
     .unwrap();
     e.config(
@@ -283,6 +294,13 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     assert_eq!(std::fs::read_dir(root.join("dev")).unwrap().count(), 0, "/dev of the bootstrap stayed in the base");
     // The package cache is pkgcell's shared one.
     assert!(e.home().join("cache/pkg/testroot-1-1-x86_64.pkg.tar.zst").exists());
+    // The host has no such download user and its /etc/passwd is not ours
+    // to change: DownloadUser is off for the bootstrap, and the log says so.
+    let dir = e.home().join("bases").join(&id);
+    let log = std::fs::read_to_string(dir.join("pacman.log")).unwrap();
+    assert!(log.contains("the host has no user pkgcell-nobody: DownloadUser is off"), "{log}");
+    let boot_conf = std::fs::read_to_string(dir.join("pacman.conf")).unwrap();
+    assert!(boot_conf.contains("# pkgcell: off: the host has no user pkgcell-nobody\n#DownloadUser = pkgcell-nobody\n"), "{boot_conf}");
 
     // It works as the lower layer of a sandbox, prepared: the build user
     // exists, pacman's config has the repos it was made with plus pkgcell's.
@@ -309,6 +327,165 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     );
     assert!(o.status.success(), "build on the pacman base failed\n{}", text(&o));
     assert!(pkgdir.join("greeting-1-1-any.pkg.tar.zst").is_file(), "{}", text(&o));
+}
+
+/// Issue 15: `[base] tools` bootstraps with the pacman of another root file
+/// system (the test base: pacman 7.1 on sid, 6.0.2 on bookworm), with
+/// signatures checked against a throwaway key given in `[base] keys`, from
+/// a repository served over loopback HTTP, with pacman 7's download
+/// sandbox (DownloadUser = alpm) on.
+#[test]
+fn a_pacman_base_is_bootstrapped_with_the_pacman_of_a_tools_root_and_a_trusted_key() {
+    let e = Env::new();
+    let tools = test_base();
+    let want = if tools.join("etc/debian_version").exists()
+        && std::fs::read_to_string(tools.join("etc/debian_version")).unwrap().trim_end().ends_with("/sid")
+    {
+        "7.1."
+    } else {
+        "6.0.2"
+    };
+    // The base package: the userland of the first pacman test, with gpg
+    // and gettext for pacman-key; and a tiny package to tamper with.
+    let repo = e.dir.join("repo");
+    let testroot = TESTROOT_PKGBUILD.replace("xz-utils gzip tar diffutils;", "xz-utils gzip tar diffutils gpg gpg-agent gpgconf gettext-base;");
+    assert_ne!(testroot, TESTROOT_PKGBUILD);
+    makepkg_into(&e.dir.join("testroot"), &repo, &[("PKGBUILD", &testroot), ("testroot.install", TESTROOT_INSTALL)]);
+    makepkg_into(
+        &e.dir.join("greet"),
+        &repo,
+        &[("PKGBUILD", "pkgname=greet\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\npackage() { install -Dm644 /dev/null \"$pkgdir/usr/share/greet/hi\"; }\n")],
+    );
+
+    // A throwaway signing key, without a passphrase, in the test's own GNUPGHOME.
+    let gnupg = e.dir.join("gnupg");
+    std::fs::create_dir(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let o = output(Command::new("gpg").arg("--homedir").arg(&gnupg).args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""]).args(args));
+        assert!(o.status.success(), "gpg {args:?} failed\n{}", text(&o));
+        o
+    };
+    gpg(&["--quick-gen-key", "pkgcell test repository <repo@pkgcell.invalid>", "ed25519", "sign", "never"]);
+    let listed = stdout(&gpg(&["--with-colons", "--list-secret-keys"]));
+    let fpr = listed.lines().find(|l| l.starts_with("fpr:")).and_then(|l| l.split(':').nth(9)).unwrap().to_owned();
+    let key = e.dir.join("repo-key.asc");
+    std::fs::write(&key, gpg(&["--armor", "--export", &fpr]).stdout).unwrap();
+    let sign = |file: &Path| {
+        gpg(&["--local-user", &fpr, "--detach-sign", "--no-armor", "--output", &format!("{}.sig", file.display()), file.to_str().unwrap()]);
+    };
+    let testroot_pkg = repo.join("testroot-1-1-x86_64.pkg.tar.zst");
+    let greet_pkg = repo.join("greet-1-1-any.pkg.tar.zst");
+    sign(&testroot_pkg);
+    sign(&greet_pkg);
+    let repo_add = |repo: &Path| {
+        let o = output(
+            Command::new("repo-add")
+                .env("GNUPGHOME", &gnupg)
+                .args(["--sign", "--key", &fpr])
+                .arg(repo.join("testrepo.db.tar.gz"))
+                .arg(repo.join("testroot-1-1-x86_64.pkg.tar.zst"))
+                .arg(repo.join("greet-1-1-any.pkg.tar.zst")),
+        );
+        assert!(o.status.success(), "repo-add failed\n{}", text(&o));
+    };
+    repo_add(&repo);
+    assert!(repo.join("testrepo.db.sig").exists());
+    let served = serve_dir(&repo);
+    std::fs::write(
+        e.dir.join("pacman.conf"),
+        format!(
+            "[options]\nArchitecture = auto\nSigLevel = Required DatabaseRequired\nDownloadUser = alpm\n\n\
+             [testrepo]\nServer = http://127.0.0.1:{}\n",
+            served.port
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "[base]\nsource = \"pacman\"\npackages = [\"testroot\", \"greet\"]\npacman_conf = \"pacman.conf\"\n\
+         tools = \"{}\"\nkeys = [\"repo-key.asc\"]\n",
+        tools.display()
+    );
+    e.config(&config);
+
+    let id = e.create();
+    let shown = e.show(&id);
+    assert_eq!(shown["source"]["tools"], tools.to_str().unwrap(), "{shown:#}");
+    let names: Vec<&str> = shown["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["greet", "testroot"], "{shown:#}");
+    // Downloaded over HTTP (database, signatures and packages), by the
+    // tools root's pacman, whose download user pkgcell added to the tools
+    // root's overlay (the test base, being Debian's, has none), not to the
+    // tools root itself.
+    for f in ["testrepo.db", "testrepo.db.sig", "testroot-1-1-x86_64.pkg.tar.zst", "greet-1-1-any.pkg.tar.zst"] {
+        assert!(served.hits(f) > 0, "{f} was not downloaded");
+    }
+    let dir = e.home().join("bases").join(&id);
+    let log = std::fs::read_to_string(dir.join("pacman.log")).unwrap();
+    assert!(log.contains(&format!("pkgcell: bootstrapping with Pacman v{want}")), "not pacman {want}:\n{log}");
+    assert!(log.contains("added the download user alpm"), "{log}");
+    assert!(!log.to_lowercase().contains("sandbox") && !log.contains("Landlock"), "the download sandbox complained:\n{log}");
+    assert!(!std::fs::read_to_string(tools.join("etc/passwd")).unwrap().contains("alpm:"), "the tools root was changed");
+    // The bootstrap ran with DownloadUser on; the base's config has it off, saying why.
+    let boot_conf = std::fs::read_to_string(dir.join("pacman.conf")).unwrap();
+    assert!(boot_conf.lines().any(|l| l == "DownloadUser = alpm"), "{boot_conf}");
+    let root = dir.join("root");
+    let base_conf = std::fs::read_to_string(root.join("etc/pacman.conf")).unwrap();
+    assert!(base_conf.contains("# pkgcell: off in bases") && base_conf.contains("\n#DownloadUser = alpm\n"), "{base_conf}");
+    assert!(base_conf.contains("SigLevel = Required DatabaseRequired"), "{base_conf}");
+
+    // The key is in the base's own keyring, locally signed: fully valid.
+    let out = ok(run_on(
+        &root,
+        &[],
+        &format!("gpg --homedir /etc/pacman.d/gnupg --with-colons --list-keys {fpr} | grep ^pub; ls -A /tmp"),
+    ));
+    assert!(out.lines().next().unwrap_or("").starts_with("pub:f:"), "the key is not fully valid in the base's keyring:\n{out}");
+    assert!(std::fs::read_dir(root.join("tmp")).unwrap().next().is_none(), "the preparation left files in /tmp of the base");
+
+    // A PKGBUILD builds on it.
+    let pkgdir = e.dir.join("greeting");
+    std::fs::create_dir(&pkgdir).unwrap();
+    std::fs::write(
+        pkgdir.join("PKGBUILD"),
+        "pkgname=greeting\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\noptions=(!strip !debug)\n\
+         package() { mkdir -p \"$pkgdir/usr/share/greeting\"; echo hi > \"$pkgdir/usr/share/greeting/hi\"; }\n",
+    )
+    .unwrap();
+    let o = output(
+        pkgcell()
+            .args(["build", "--base", &id])
+            .current_dir(&pkgdir)
+            .env("PKGCELL_HOME", e.home())
+            .env("XDG_CONFIG_HOME", e.dir.join("xdg")),
+    );
+    assert!(o.status.success(), "build on the pacman base failed\n{}", text(&o));
+    assert!(pkgdir.join("greeting-1-1-any.pkg.tar.zst").is_file(), "{}", text(&o));
+
+    // A package whose signature does not match it (greet's is testroot's):
+    // signatures are checked, so making the base fails with pacman's error.
+    let bad = e.dir.join("bad-repo");
+    std::fs::create_dir(&bad).unwrap();
+    for f in ["testroot-1-1-x86_64.pkg.tar.zst", "testroot-1-1-x86_64.pkg.tar.zst.sig", "greet-1-1-any.pkg.tar.zst"] {
+        std::fs::copy(repo.join(f), bad.join(f)).unwrap();
+    }
+    std::fs::copy(repo.join("testroot-1-1-x86_64.pkg.tar.zst.sig"), bad.join("greet-1-1-any.pkg.tar.zst.sig")).unwrap();
+    repo_add(&bad);
+    let bad_served = serve_dir(&bad);
+    let e2 = Env::new();
+    std::fs::copy(&key, e2.dir.join("repo-key.asc")).unwrap();
+    std::fs::write(
+        e2.dir.join("pacman.conf"),
+        std::fs::read_to_string(e.dir.join("pacman.conf")).unwrap().replace(&served.port.to_string(), &bad_served.port.to_string()),
+    )
+    .unwrap();
+    e2.config(&config);
+    let o = e2.pkgcell(&["base", "create"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = stderr(&o);
+    assert!(err.contains("pacman failed") && err.contains("invalid or corrupted package (PGP signature)"), "{err}");
+    assert!(e2.listed().is_empty());
+    let _ = Command::new("gpgconf").arg("--homedir").arg(&gnupg).args(["--kill", "all"]).status();
 }
 
 const TESTROOT_PKGBUILD: &str = r#"pkgname=testroot
