@@ -1083,7 +1083,7 @@ fn build_one(
     split(&mut timings.deps);
     step("makepkg");
     let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid).map_err(no_log)?;
-    let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
+    let log_path = buildlog::log_path(&opts.home.logs(), job.pkgid, job.srcinfo, buildlog::LogKind::Build);
     let result = run_makepkg(job, opts, &dir, layer.as_ref(), &fetched, &log_path, &MakepkgEnv::default());
     let made = match result {
         Ok(made) => made,
@@ -1149,7 +1149,7 @@ pub struct Rebuilt {
 /// the environment `menv`, on exactly the dependency set `deps` (the lines
 /// of a [`Record::deps`]), and with the package files copied into `dest`
 /// instead of the store: nothing is recorded, no lock is taken. `tag`
-/// names the log (`<pkgid>.repro-<tag>.log`). For [`crate::repro`].
+/// names the log (`….repro-<tag>.log`). For [`crate::repro`].
 pub fn rebuild(
     plan: &Plan,
     name: &str,
@@ -1179,7 +1179,7 @@ pub fn rebuild(
         check_layer(&layer.upper, &opts.base.root, &dep_files, &opts.local)?;
     }
     let dir = BuildDir::new(&opts.home, DirKind::Repro, pkgid)?;
-    let log = opts.home.logs().join(pkgid.pkgbase().to_string()).join(format!("{pkgid}.repro-{tag}.log"));
+    let log = buildlog::log_path(&opts.home.logs(), pkgid, srcinfo, buildlog::LogKind::Repro(tag));
     let made = run_makepkg(&job, opts, &dir, layer.as_ref(), &fetched, &log, menv);
     let copied = made.and_then(|Made { files, .. }| {
         fs::create_dir_all(dest).map_err(io_err("create", dest))?;
@@ -1547,7 +1547,7 @@ fn dep_layer(
         }
         argv.push(format!("/pkgcell/pkgs/{}", d.filename));
     }
-    let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.deps.log", job.pkgid));
+    let log_path = buildlog::log_path(&opts.home.logs(), job.pkgid, job.srcinfo, buildlog::LogKind::Deps);
     spec.argv = argv;
     spec.mounts.insert(0, Mount::Bind { src: pkgs.clone(), dst: "/pkgcell/pkgs".into(), access: Access::ReadOnly });
     spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());

@@ -809,7 +809,8 @@ fn clean_flag_makes_a_fresh_dependency_layer_that_later_builds_reuse_while_a_run
     let fresh = layer_inode(&env, &key);
     assert_ne!(fresh, first, "-c did not make a new layer");
     let pkgid = pkg(&v, "usesa")["pkgid"].as_str().unwrap().to_owned();
-    let deps_log = std::fs::read_to_string(env.dir.join("home/logs/usesa").join(format!("{pkgid}.deps.log"))).unwrap();
+    let short = pkgid.rsplitn(3, '-').take(2).map(|h| &h[..12]).collect::<Vec<_>>();
+    let deps_log = std::fs::read_to_string(env.dir.join("home/logs/usesa").join(format!("usesa-1.0-1-{}-{}.deps.log", short[1], short[0]))).unwrap();
     assert!(deps_log.contains("made afresh (-c)"), "{deps_log}");
     assert_eq!(old_layers(&env).len(), 1, "the old layer is kept for running builds");
     assert!(!processes_with("sleep 7.319").is_empty(), "holda finished before the swap: the test proves nothing");
