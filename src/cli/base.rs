@@ -181,13 +181,7 @@ fn show(home: &Home, id: &str, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn describe(s: &SourceRecord) -> String {
-    match s {
-        SourceRecord::Pacman { packages, pacman_conf, .. } => {
-            format!("pacman {} ({})", packages.join(" "), pacman_conf.display())
-        }
-        SourceRecord::Tarball { path, .. } => format!("tarball {}", path.display()),
-        SourceRecord::Command { command, .. } => format!("command {command}"),
-    }
+    s.describe()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of Unix seconds, in UTC (Howard Hinnant's
