@@ -91,6 +91,9 @@ pub enum SetupError {
         /// The entries there are.
         known: String,
     },
+    /// A `-d` directory could not be lent to the build user.
+    #[error("cannot make a -d directory writable by the build user")]
+    Lend(#[from] crate::lent::LentError),
 }
 
 /// A base given as a plain directory (`--base-dir`, not made by
@@ -780,6 +783,10 @@ pub fn build_plan(
     let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone())
         .with_rlimits(opts.limits.rlimits())
         .with_file_sources(opts.file_sources.clone());
+    // `-d` directories: writable by the build user for the whole run (its
+    // builds may share them), the caller's again after it.
+    crate::lent::repair(&opts.home, &opts.base.root);
+    let lent = crate::lent::lend(&opts.home, &opts.base.root, &opts.binds)?;
 
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, PackageResult)>();
@@ -844,6 +851,9 @@ pub fn build_plan(
             results.insert(i, r);
         }
     });
+    if let Err(e) = lent.give_back() {
+        tracing::warn!(error = %error_chain(&e), "cannot give a -d directory back to you: the next `pkgcell build` tries again");
+    }
     Ok(results.into_values().collect())
 }
 

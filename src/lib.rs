@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod home;
 pub mod ids;
 pub mod leftovers;
+pub mod lent;
 pub mod local;
 pub mod plan;
 pub mod publish;
