@@ -528,6 +528,45 @@ fn a_read_write_bind_is_writable_by_the_build_user_and_every_file_in_it_is_the_u
     assert!(lent.is_empty(), "{lent:?}");
 }
 
+/// A run killed while a `-d` directory is lent leaves it to the build user
+/// (a subordinate id outside); the next `pkgcell build`, even one without
+/// `-d`, gives it back first.
+#[test]
+fn a_read_write_bind_left_lent_by_a_killed_run_is_given_back_by_the_next_build() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let uid = std::fs::metadata(env.dir.path()).unwrap().uid();
+    let out = env.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("mine.txt"), "mine\n").unwrap();
+    let dir = env.dir.join("pkgs/sleepy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("PKGBUILD"),
+        "pkgname=sleepy\npkgver=1.0\npkgrel=1\narch=(any)\nlicense=(MIT)\n\
+         build() {\n  if [ -d /out ]; then echo made > /out/made.txt; sleep 7.421; fi\n}\npackage() {\n  :\n}\n",
+    )
+    .unwrap();
+    std::fs::write(env.dir.join("pkgcell.toml"), "[pkgbuilds]\nsleepy = { path = \"pkgs/sleepy\" }\n").unwrap();
+    let mut run = env.cmd(&["build", "-d", &format!("{}:/out", out.display())]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t = Instant::now();
+    while processes_with("sleep 7.421").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(90), "the build never reached build()");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let owner = |name: &str| std::fs::symlink_metadata(out.join(name)).unwrap().uid();
+    assert_ne!(owner("mine.txt"), uid, "lent while the build ran");
+    assert_ne!(owner("made.txt"), uid);
+    // The next build gives it back, also one without -d.
+    let o = env.run(&["build"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for name in [".", "mine.txt", "made.txt"] {
+        assert_eq!(owner(name), uid, "{name}\n{}", text(&o));
+    }
+}
+
 #[test]
 fn without_a_base_dir_the_configs_base_is_made_and_a_b_c_build_on_it() {
     let env = Env::new();
