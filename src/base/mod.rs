@@ -275,6 +275,23 @@ impl SourceRecord {
         }
     }
 
+    /// Whether the base of `record` was made from this source: it has this
+    /// source's key, or it is a base of the same command and directory
+    /// that a version before program hashes made (kept in use rather than
+    /// made again after an upgrade; `base update` replaces it).
+    pub fn made(&self, record: &BaseRecord) -> bool {
+        if record.source_key == self.key() {
+            return true;
+        }
+        match (self, &record.source) {
+            (
+                SourceRecord::Command { command, dir, program: Some(_), .. },
+                SourceRecord::Command { command: c, dir: d, program: None, .. },
+            ) => command == c && dir == d && record.source_key == record.source.key(),
+            _ => false,
+        }
+    }
+
     /// The hash that identifies the source: what it is made from, not
     /// where a tarball happens to lie.
     pub fn key(&self) -> Blake3 {
@@ -437,8 +454,7 @@ pub fn resolve(home: &Home, config: &BaseConfig) -> Result<Base, BaseError> {
 #[tracing::instrument(skip_all)]
 pub fn resolve_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Base, BaseError> {
     let source = SourceRecord::of(config)?;
-    let key = source.key();
-    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| source.made(&b.record)) {
         return Ok(b);
     }
     Ok(make(home, config, source, on_phase)?.base)
@@ -473,8 +489,7 @@ pub fn create(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
 /// [`create`], telling `on_phase` each step as it starts.
 pub fn create_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Made, BaseError> {
     let source = SourceRecord::of(config)?;
-    let key = source.key();
-    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| source.made(&b.record)) {
         return Ok(Made { base: b, how: MadeHow::Existing });
     }
     make(home, config, source, on_phase)
@@ -781,6 +796,17 @@ mod tests {
         let r: BaseRecord = serde_json::from_str(&old.replace("SK", &legacy_key.to_string())).unwrap();
         assert_eq!(r.source, SourceRecord::Command { command: "mk $PKGCELL_BASE_OUT".into(), dir: "/cfg".into(), program: None, files: Vec::new() });
         assert_eq!(r.source.key(), r.source_key);
+        // The same command in the same directory finds it, once its program is hashed too.
+        let now = SourceRecord::Command {
+            command: "mk $PKGCELL_BASE_OUT".into(),
+            dir: "/cfg".into(),
+            program: Some(HashedFile { word: "mk".into(), path: "/cfg/mk".into(), blake3: Blake3::of(b"#!/bin/sh") }),
+            files: Vec::new(),
+        };
+        assert!(now.made(&r));
+        let SourceRecord::Command { program, .. } = &now else { unreachable!() };
+        let elsewhere = SourceRecord::Command { command: "mk $PKGCELL_BASE_OUT".into(), dir: "/other".into(), program: program.clone(), files: Vec::new() };
+        assert!(!elsewhere.made(&r));
         // Written back, it is the same JSON as before (no new empty fields).
         let j = serde_json::to_value(&r.source).unwrap();
         assert_eq!(j, serde_json::json!({"kind": "command", "command": "mk $PKGCELL_BASE_OUT", "dir": "/cfg"}));
