@@ -91,6 +91,9 @@ pub enum SetupError {
         /// The entries there are.
         known: String,
     },
+    /// A `-d` directory could not be lent to the build user.
+    #[error("cannot make a -d directory writable by the build user")]
+    Lend(#[from] crate::lent::LentError),
 }
 
 /// A base given as a plain directory (`--base-dir`, not made by
@@ -780,6 +783,10 @@ pub fn build_plan(
     let fetcher = Fetcher::new(opts.home.clone(), opts.base.root.clone())
         .with_rlimits(opts.limits.rlimits())
         .with_file_sources(opts.file_sources.clone());
+    // `-d` directories: writable by the build user for the whole run (its
+    // builds may share them), the caller's again after it.
+    crate::lent::repair(&opts.home, &opts.base.root);
+    let lent = crate::lent::lend(&opts.home, &opts.base.root, &opts.binds)?;
 
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, PackageResult)>();
@@ -844,6 +851,9 @@ pub fn build_plan(
             results.insert(i, r);
         }
     });
+    if let Err(e) = lent.give_back() {
+        tracing::warn!(error = %error_chain(&e), "cannot give a -d directory back to you: the next `pkgcell build` tries again");
+    }
     Ok(results.into_values().collect())
 }
 
@@ -1082,7 +1092,7 @@ fn build_one(
     split(&mut timings.deps);
     step("makepkg");
     let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid).map_err(no_log)?;
-    let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
+    let log_path = buildlog::log_path(&opts.home.logs(), job.pkgid, job.srcinfo, buildlog::LogKind::Build);
     let result = run_makepkg(job, opts, &dir, layer.as_ref(), &fetched, &log_path, &MakepkgEnv::default());
     let made = match result {
         Ok(made) => made,
@@ -1148,7 +1158,7 @@ pub struct Rebuilt {
 /// the environment `menv`, on exactly the dependency set `deps` (the lines
 /// of a [`Record::deps`]), and with the package files copied into `dest`
 /// instead of the store: nothing is recorded, no lock is taken. `tag`
-/// names the log (`<pkgid>.repro-<tag>.log`). For [`crate::repro`].
+/// names the log (`….repro-<tag>.log`). For [`crate::repro`].
 pub fn rebuild(
     plan: &Plan,
     name: &str,
@@ -1178,7 +1188,7 @@ pub fn rebuild(
         check_layer(&layer.upper, &opts.base.root, &dep_files, &opts.local)?;
     }
     let dir = BuildDir::new(&opts.home, DirKind::Repro, pkgid)?;
-    let log = opts.home.logs().join(pkgid.pkgbase().to_string()).join(format!("{pkgid}.repro-{tag}.log"));
+    let log = buildlog::log_path(&opts.home.logs(), pkgid, srcinfo, buildlog::LogKind::Repro(tag));
     let made = run_makepkg(&job, opts, &dir, layer.as_ref(), &fetched, &log, menv);
     let copied = made.and_then(|Made { files, .. }| {
         fs::create_dir_all(dest).map_err(io_err("create", dest))?;
@@ -1546,7 +1556,7 @@ fn dep_layer(
         }
         argv.push(format!("/pkgcell/pkgs/{}", d.filename));
     }
-    let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.deps.log", job.pkgid));
+    let log_path = buildlog::log_path(&opts.home.logs(), job.pkgid, job.srcinfo, buildlog::LogKind::Deps);
     spec.argv = argv;
     spec.mounts.insert(0, Mount::Bind { src: pkgs.clone(), dst: "/pkgcell/pkgs".into(), access: Access::ReadOnly });
     spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use crate::error::{IoPath, io_err};
+use crate::ids::PkgId;
 
 /// The bytes at the end of a log read back for its tail and for hints.
 pub const WINDOW: u64 = 64 << 10;
@@ -266,6 +267,128 @@ pub fn follow(path: &Path, out: &mut dyn Write, running: &dyn Fn() -> bool) -> R
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// Which run of a build a log is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind<'a> {
+    /// makepkg.
+    Build,
+    /// The installation of its dependency layer.
+    Deps,
+    /// A rebuild by `pkgcell repro`, with its tag.
+    Repro(&'a str),
+}
+
+/// Where the log of `kind` of the build of `pkgid` goes:
+/// `<logs>/<pkgbase>/<pkgbase>-<version>-<tree12>-<deps12><suffix>`, e.g.
+/// `logs/hello/hello-1.0-1-4b825dc642cb-0123456789ab.log`: the version the
+/// PKGBUILD states (from `srcinfo`) and the two short hashes of
+/// [`PkgId::short`], which is what `pkgcell plan` and `store ls` show.
+/// Suffixes: `.log`, `.deps.log`, `.repro-<tag>.log`. [`LogKey::of_name`]
+/// reads the hashes back; the full pkgid is in the log's first line.
+pub fn log_path(logs: &Path, pkgid: &PkgId, srcinfo: &str, kind: LogKind<'_>) -> PathBuf {
+    let suffix = match kind {
+        LogKind::Build => ".log".to_owned(),
+        LogKind::Deps => ".deps.log".to_owned(),
+        LogKind::Repro(tag) => format!(".repro-{tag}.log"),
+    };
+    let base = pkgid.pkgbase().to_string();
+    let version = stated_version(srcinfo).map(|v| format!("-{v}")).unwrap_or_default();
+    let name = format!("{base}{version}-{}-{}{suffix}", pkgid.tree_id().short(), pkgid.dephash().short());
+    logs.join(base).join(name)
+}
+
+/// `[epoch:]pkgver-pkgrel` of the pkgbase section of a .SRCINFO, when it
+/// has one made only of the characters a version may hold (so the log's
+/// name stays a plain file name whatever the text says).
+fn stated_version(srcinfo: &str) -> Option<String> {
+    let (mut epoch, mut pkgver, mut pkgrel) = (None, None, None);
+    for line in srcinfo.lines() {
+        let Some((k, v)) = line.trim().split_once(" = ") else { continue };
+        match k {
+            // The pkgbase section ends where the first package's begins.
+            "pkgname" => break,
+            "epoch" => epoch = Some(v),
+            "pkgver" => pkgver = Some(v),
+            "pkgrel" => pkgrel = Some(v),
+            _ => {}
+        }
+    }
+    let v = match epoch {
+        Some(e) => format!("{e}:{}-{}", pkgver?, pkgrel?),
+        None => format!("{}-{}", pkgver?, pkgrel?),
+    };
+    let plain = v.len() <= 100 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+:~-".contains(&b));
+    plain.then_some(v)
+}
+
+/// What a log's name tells of its build: the short tree-id and dephash
+/// (12 hex digits each, as [`PkgId::short`]). Logs named by the whole
+/// pkgid (before short names) give the same key, so old and new logs of
+/// one build count together.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogKey {
+    tree: String,
+    deps: String,
+}
+
+impl LogKey {
+    /// The key of the logs of `pkgid`.
+    pub fn of(pkgid: &PkgId) -> LogKey {
+        LogKey { tree: pkgid.tree_id().short(), deps: pkgid.dephash().short() }
+    }
+
+    /// The key of a log file's name (`*.log`), short or old; `None` for a
+    /// name that is neither.
+    pub fn of_name(name: &str) -> Option<LogKey> {
+        if let Some(id) = pkgid_of_long_name(name) {
+            return Some(LogKey::of(&id));
+        }
+        let hex12 = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        // The first dot after which a log suffix follows ends the id part
+        // (a version holds dots too, the hashes do not).
+        name.match_indices('.').find_map(|(i, _)| {
+            let rest = &name[i..];
+            let suffix = rest == ".log" || rest == ".deps.log" || (rest.starts_with(".repro-") && rest.ends_with(".log"));
+            if !suffix {
+                return None;
+            }
+            let mut parts = name[..i].rsplitn(3, '-');
+            let (deps, tree, _) = (parts.next()?, parts.next()?, parts.next()?);
+            (hex12(tree) && hex12(deps)).then(|| LogKey { tree: tree.to_owned(), deps: deps.to_owned() })
+        })
+    }
+}
+
+/// The pkgid an old log file is named after: `<pkgid>.log`,
+/// `<pkgid>.deps.log`, `<pkgid>.repro-<tag>.log`. A pkgbase may hold
+/// dots: the first prefix ending at a dot that reads as a pkgid is it.
+fn pkgid_of_long_name(name: &str) -> Option<PkgId> {
+    if !name.ends_with(".log") {
+        return None;
+    }
+    name.match_indices('.').find_map(|(i, _)| name[..i].parse().ok())
+}
+
+/// The pkgid of the build a log file at `path` is of: from its name when
+/// it is an old one, else from its first line, which pkgcell writes
+/// (`pkgcell …: building <pkgid> on base …`, `… dependency layer … for
+/// <pkgid>, …`) and which must agree with the name's short hashes.
+pub fn pkgid_of_log(path: &Path) -> Option<PkgId> {
+    let name = path.file_name()?.to_str()?;
+    if let Some(id) = pkgid_of_long_name(name) {
+        return Some(id);
+    }
+    let key = LogKey::of_name(name)?;
+    let mut head = [0u8; 1024];
+    let n = File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
+    let first = head[..n].split(|b| *b == b'\n').next()?;
+    std::str::from_utf8(first)
+        .ok()?
+        .split([' ', ','])
+        .filter_map(|w| w.parse::<PkgId>().ok())
+        .find(|id| LogKey::of(id) == key)
 }
 
 #[cfg(test)]

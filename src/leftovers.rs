@@ -1,7 +1,8 @@
 //! What runs leave under `$PKGCELL_HOME` besides the store, and its
 //! collection by `pkgcell store gc`:
 //!
-//! - `logs/<pkgbase>/<pkgid>.*log`: a log of every build attempt. Those of
+//! - `logs/<pkgbase>/<pkgbase>-<version>-<tree12>-<deps12>.*log` (or, made
+//!   by older versions, `<pkgid>.*log`): a log of every build attempt. Those of
 //!   builds that have a kept record stay; of the others (failed builds,
 //!   dropped records) the newest `keep_logs` pkgids per pkgbase stay.
 //!   `*.log.tail` side files of killed runs go.
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::buildlog::LogKey;
 use crate::error::{IoPath, io_err};
 use crate::home::{GcMode, Home};
 use crate::ids::PkgId;
@@ -88,13 +90,15 @@ pub fn gc(home: &Home, kept: &BTreeSet<PkgId>, rules: &Rules, mode: GcMode) -> R
     let mut report = LeftoversGc::default();
     let now = SystemTime::now();
 
-    // Logs, per pkgbase directory.
-    for (_, dir, meta) in list(&home.logs())? {
+    // Logs, per pkgbase directory. Their names carry the short hashes of
+    // the pkgid (older ones the whole pkgid): enough to tell its builds apart.
+    let kept_keys: BTreeSet<(String, LogKey)> = kept.iter().map(|id| (id.pkgbase().to_string(), LogKey::of(id))).collect();
+    for (pkgbase, dir, meta) in list(&home.logs())? {
         if !meta.is_dir() {
             continue;
         }
-        // pkgid → its files, and the newest mtime among them.
-        let mut attempts: BTreeMap<String, (SystemTime, Vec<(PathBuf, u64)>)> = BTreeMap::new();
+        // build → its files, and the newest mtime among them.
+        let mut attempts: BTreeMap<LogKey, (SystemTime, Vec<(PathBuf, u64)>)> = BTreeMap::new();
         for (name, path, meta) in list(&dir)? {
             if !meta.is_file() {
                 continue;
@@ -104,12 +108,12 @@ pub fn gc(home: &Home, kept: &BTreeSet<PkgId>, rules: &Rules, mode: GcMode) -> R
                 report.logs.push(Freed { path, bytes: meta.len() });
                 continue;
             }
-            let Some(id) = pkgid_of_log(&name) else { continue };
-            if kept.contains(&id) {
+            let Some(key) = LogKey::of_name(&name) else { continue };
+            if kept_keys.contains(&(pkgbase.clone(), key.clone())) {
                 continue;
             }
             let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            let e = attempts.entry(id.to_string()).or_insert((mtime, Vec::new()));
+            let e = attempts.entry(key).or_insert((mtime, Vec::new()));
             e.0 = e.0.max(mtime);
             e.1.push((path, meta.len()));
         }
@@ -150,16 +154,6 @@ pub fn gc(home: &Home, kept: &BTreeSet<PkgId>, rules: &Rules, mode: GcMode) -> R
         }
     }
     Ok(report)
-}
-
-/// The pkgid a log file is named after: `<pkgid>.log`, `<pkgid>.deps.log`,
-/// `<pkgid>.repro-<tag>.log`. A pkgbase may hold dots: the first prefix
-/// ending at a dot that reads as a pkgid is it.
-pub fn pkgid_of_log(name: &str) -> Option<PkgId> {
-    if !name.ends_with(".log") {
-        return None;
-    }
-    name.match_indices('.').find_map(|(i, _)| name[..i].parse().ok())
 }
 
 /// Remove a tree that may hold files of subordinate ids.
@@ -204,19 +198,30 @@ fn list(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, LeftoversErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TREE: &str = "0123456789abcdef0123456789abcdef01234567";
-    const DEPS: &str = "0123456789abcdef0123456789abcdef";
+    use crate::buildlog::LogKind;
 
     #[test]
-    fn log_names_give_their_pkgid_even_when_the_pkgbase_has_dots() {
+    fn log_names_short_or_old_give_the_key_of_their_pkgid_even_when_the_pkgbase_has_dots() {
+        const TREE: &str = "0123456789abcdef0123456789abcdef01234567";
+        const DEPS: &str = "fedcba9876543210fedcba9876543210";
         for base in ["hello", "python3.11-foo"] {
-            let id = format!("{base}-{TREE}-{DEPS}");
-            for suffix in [".log", ".deps.log", ".repro-a.log"] {
-                assert_eq!(pkgid_of_log(&format!("{id}{suffix}")).map(|p| p.to_string()), Some(id.clone()), "{suffix}");
+            let id: PkgId = format!("{base}-{TREE}-{DEPS}").parse().unwrap();
+            let srcinfo = "pkgbase = x\n\tpkgver = 1.2.3\n\tpkgrel = 1\n\tepoch = 2\n\npkgname = x\n\tpkgver = 9\n";
+            for (kind, suffix) in [(LogKind::Build, ".log"), (LogKind::Deps, ".deps.log"), (LogKind::Repro("twice-1"), ".repro-twice-1.log")] {
+                let path = crate::buildlog::log_path(Path::new("/logs"), &id, srcinfo, kind);
+                let name = path.file_name().unwrap().to_str().unwrap();
+                assert_eq!(name, format!("{base}-2:1.2.3-1-0123456789ab-fedcba987654{suffix}"));
+                assert_eq!(path.parent().unwrap(), Path::new("/logs").join(base));
+                assert_eq!(LogKey::of_name(name), Some(LogKey::of(&id)), "{name}");
+                assert_eq!(LogKey::of_name(&format!("{id}{suffix}")), Some(LogKey::of(&id)), "old {suffix}");
             }
         }
-        assert_eq!(pkgid_of_log("notes.txt"), None);
-        assert_eq!(pkgid_of_log("x.log"), None);
+        assert_eq!(LogKey::of_name("notes.txt"), None);
+        assert_eq!(LogKey::of_name("x.log"), None);
+        assert_eq!(LogKey::of_name("x-0123456789ab-fedcba987654.log.tail"), None);
+        // A version with characters no file name should carry is left out.
+        let id: PkgId = format!("x-{TREE}-{DEPS}").parse().unwrap();
+        let path = crate::buildlog::log_path(Path::new("/l"), &id, "pkgver = a/b\npkgrel = 1\n", LogKind::Build);
+        assert_eq!(path, Path::new("/l/x/x-0123456789ab-fedcba987654.log"));
     }
 }

@@ -18,6 +18,7 @@ pub mod home;
 pub mod ids;
 pub mod kept;
 pub mod leftovers;
+pub mod lent;
 pub mod local;
 pub mod plan;
 pub mod publish;

@@ -212,8 +212,17 @@ pub enum SourceRecord {
     Command {
         /// The command.
         command: String,
-        /// Where it ran.
+        /// Where it ran (shown, not part of the key once `program` is known).
         dir: PathBuf,
+        /// The program it runs, resolved. `None` in records of older
+        /// versions, and when the first word names no file (a shell
+        /// builtin, a `$VARIABLE`): then `dir` is part of the key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        program: Option<HashedFile>,
+        /// The other words of the command that name files (relative to
+        /// `dir`): a script given to an interpreter, a config file.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<HashedFile>,
     },
 }
 
@@ -223,6 +232,17 @@ pub struct KeyFile {
     /// The file.
     pub path: PathBuf,
     /// Its hash: the keys, not the file's place, count.
+    pub blake3: Blake3,
+}
+
+/// A file a base command names, and what was in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashedFile {
+    /// The word of the command.
+    pub word: String,
+    /// Where it was found (symlinks resolved).
+    pub path: PathBuf,
+    /// Its content's hash.
     pub blake3: Blake3,
 }
 
@@ -261,8 +281,47 @@ impl SourceRecord {
                 std::io::copy(&mut f, &mut h).map_err(io_err("read base tarball", path))?;
                 SourceRecord::Tarball { path: path.clone(), blake3: Blake3::from_bytes(*h.finalize().as_bytes()) }
             }
-            BaseSource::Command { command, dir } => SourceRecord::Command { command: command.clone(), dir: dir.clone() },
+            BaseSource::Command { command, dir } => {
+                let (program, files) = command_files(command, dir)?;
+                SourceRecord::Command { command: command.clone(), dir: dir.clone(), program, files }
+            }
         })
+    }
+
+    /// One line for people: what the source is, with what tells two bases
+    /// of the same text apart (a command's program and file hashes).
+    pub fn describe(&self) -> String {
+        match self {
+            SourceRecord::Pacman { packages, pacman_conf, pacman_conf_blake3, tools, .. } => {
+                let tools = tools.as_ref().map(|t| format!(", the pacman of {}", t.display())).unwrap_or_default();
+                format!("pacman {} ({} {}{tools})", packages.join(" "), pacman_conf.display(), short(pacman_conf_blake3))
+            }
+            SourceRecord::Tarball { path, blake3 } => format!("tarball {} ({})", path.display(), short(blake3)),
+            SourceRecord::Command { command, dir, program, files } => {
+                let mut hashes: Vec<String> = program.iter().chain(files).map(|f| format!("{} {}", f.path.display(), short(&f.blake3))).collect();
+                if program.is_none() {
+                    hashes.insert(0, format!("in {}", dir.display()));
+                }
+                format!("command {command} ({})", hashes.join(", "))
+            }
+        }
+    }
+
+    /// Whether the base of `record` was made from this source: it has this
+    /// source's key, or it is a base of the same command and directory
+    /// that a version before program hashes made (kept in use rather than
+    /// made again after an upgrade; `base update` replaces it).
+    pub fn made(&self, record: &BaseRecord) -> bool {
+        if record.source_key == self.key() {
+            return true;
+        }
+        match (self, &record.source) {
+            (
+                SourceRecord::Command { command, dir, program: Some(_), .. },
+                SourceRecord::Command { command: c, dir: d, program: None, .. },
+            ) => command == c && dir == d && record.source_key == record.source.key(),
+            _ => false,
+        }
     }
 
     /// The hash that identifies the source: what it is made from, not
@@ -292,12 +351,74 @@ impl SourceRecord {
                 text
             }
             SourceRecord::Tarball { blake3, .. } => format!("tarball\n{blake3}\n"),
-            SourceRecord::Command { command, dir } => {
+            // Records of older versions (and commands whose program is not
+            // a file) keep the key they had: by directory and text.
+            SourceRecord::Command { command, dir, program: None, .. } => {
                 format!("command\ndir {}\ncommand {}\n", q(&dir.to_string_lossy()), q(command))
+            }
+            // What the command is: its text and the contents of the files it
+            // names, not where the config lies.
+            SourceRecord::Command { command, program: Some(program), files, .. } => {
+                let mut t = format!("command\nprogram {}\ncommand {}\n", program.blake3, q(command));
+                for f in files {
+                    t.push_str(&format!("file {} {}\n", q(&f.word), f.blake3));
+                }
+                t
             }
         };
         Blake3::of(text.as_bytes())
     }
+}
+
+/// The first 12 hex digits of a hash, for people.
+fn short(h: &Blake3) -> String {
+    h.to_string()[..12].to_owned()
+}
+
+/// The program a base command runs and the other files it names, hashed.
+///
+/// The command is split as the shell would split plain words (`shlex`);
+/// leading `NAME=value` words and `exec` are skipped. The program is the
+/// first word: a path (relative ones against `dir`) or a name looked up in
+/// `$PATH`, as `/bin/sh` will. Every later word without `$` that names a
+/// regular file relative to `dir` is hashed too, so `sh mk-base.sh` and
+/// `mk-base --config base.conf` follow their script and config. What the
+/// program itself reads (another script it calls) is not seen.
+fn command_files(command: &str, dir: &Path) -> Result<(Option<HashedFile>, Vec<HashedFile>), BaseError> {
+    let Some(words) = shlex::split(command) else { return Ok((None, Vec::new())) };
+    let mut words = words.into_iter().skip_while(|w| {
+        w.split_once('=').is_some_and(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) || w == "exec"
+    });
+    let Some(first) = words.next() else { return Ok((None, Vec::new())) };
+    let found = if first.contains('$') {
+        None
+    } else if first.contains('/') {
+        Some(dir.join(&first)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).map(|d| d.join(&first)).find(|p| p.is_file()))
+            .unwrap_or(None)
+    };
+    let program = found.map(|p| hash_file(first, &p)).transpose()?;
+    let mut files = Vec::new();
+    for w in words {
+        if w.contains('$') || w.is_empty() {
+            continue;
+        }
+        let p = dir.join(&w);
+        if p.is_file() {
+            files.push(hash_file(w, &p)?);
+        }
+    }
+    Ok((program, files))
+}
+
+fn hash_file(word: String, path: &Path) -> Result<HashedFile, BaseError> {
+    let path = std::fs::canonicalize(path).map_err(io_err("resolve", path))?;
+    let mut f = std::fs::File::open(&path).map_err(io_err("open", &path))?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).map_err(io_err("read", &path))?;
+    Ok(HashedFile { word, path, blake3: Blake3::from_bytes(*h.finalize().as_bytes()) })
 }
 
 /// The id of a base made from the source with `source_key` that holds
@@ -378,8 +499,7 @@ pub fn resolve(home: &Home, config: &BaseConfig) -> Result<Base, BaseError> {
 #[tracing::instrument(skip_all)]
 pub fn resolve_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Base, BaseError> {
     let source = SourceRecord::of(config)?;
-    let key = source.key();
-    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| source.made(&b.record)) {
         return Ok(b);
     }
     Ok(make(home, config, source, on_phase)?.base)
@@ -414,8 +534,7 @@ pub fn create(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
 /// [`create`], telling `on_phase` each step as it starts.
 pub fn create_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Made, BaseError> {
     let source = SourceRecord::of(config)?;
-    let key = source.key();
-    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.source_key == key) {
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| source.made(&b.record)) {
         return Ok(Made { base: b, how: MadeHow::Existing });
     }
     make(home, config, source, on_phase)
@@ -668,8 +787,74 @@ mod tests {
         let a = SourceRecord::Tarball { path: "/a.tar".into(), blake3: h };
         let b = SourceRecord::Tarball { path: "/b/c.tar".into(), blake3: h };
         assert_eq!(a.key(), b.key());
-        let c = SourceRecord::Command { command: "x".into(), dir: "/".into() };
+        let c = SourceRecord::Command { command: "x".into(), dir: "/".into(), program: None, files: Vec::new() };
         assert_ne!(a.key(), c.key());
+    }
+
+    fn command_in(dir: &Path, command: &str) -> SourceRecord {
+        let config = BaseConfig { source: BaseSource::Command { command: command.into(), dir: dir.to_owned() } };
+        SourceRecord::of(&config).unwrap()
+    }
+
+    #[test]
+    fn a_command_key_is_its_program_and_files_not_its_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d.join("scripts")).unwrap();
+            std::fs::write(d.join("scripts/mk"), "#!/bin/sh\necho one\n").unwrap();
+            std::fs::set_permissions(d.join("scripts/mk"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(d.join("base.conf"), "x\n").unwrap();
+        }
+        for cmd in ["scripts/mk \"$PKGCELL_BASE_OUT\"", "FOO=1 exec ./scripts/mk base.conf $PKGCELL_BASE_OUT", "sh scripts/mk"] {
+            let (ra, rb) = (command_in(&a, cmd), command_in(&b, cmd));
+            assert_eq!(ra.key(), rb.key(), "{cmd}: the same command in two directories");
+            assert_ne!(ra, rb, "the records still say where each ran");
+            let SourceRecord::Command { program: Some(p), .. } = &ra else { panic!("{cmd}: no program in {ra:?}") };
+            assert!(p.path.is_absolute(), "{p:?}");
+            assert!(ra.describe().contains(&short(&p.blake3)), "{}", ra.describe());
+        }
+        // The script is read whether it is the program or an interpreter's argument.
+        let before: Vec<Blake3> = ["scripts/mk x", "sh scripts/mk x"].iter().map(|c| command_in(&a, c).key()).collect();
+        std::fs::write(a.join("scripts/mk"), "#!/bin/sh\necho two\n").unwrap();
+        let after: Vec<Blake3> = ["scripts/mk x", "sh scripts/mk x"].iter().map(|c| command_in(&a, c).key()).collect();
+        assert_ne!(before[0], after[0]);
+        assert_ne!(before[1], after[1]);
+        // So is a config file it names; and the rest of the line counts.
+        let k = command_in(&b, "scripts/mk base.conf").key();
+        assert_ne!(k, command_in(&b, "scripts/mk other.conf").key());
+        std::fs::write(b.join("base.conf"), "y\n").unwrap();
+        assert_ne!(k, command_in(&b, "scripts/mk base.conf").key());
+        // A first word that is no file: keyed by directory and text, as before.
+        let (ca, cb) = (command_in(&a, "cd x && true"), command_in(&b, "cd x && true"));
+        assert!(matches!(ca, SourceRecord::Command { program: None, .. }), "{ca:?}");
+        assert_ne!(ca.key(), cb.key());
+        assert!(ca.describe().contains(&format!("in {}", a.display())), "{}", ca.describe());
+    }
+
+    #[test]
+    fn a_record_of_the_version_before_program_hashes_loads_and_keeps_its_key() {
+        let old = r#"{"version":1,"id":"0123456789abcdef0123456789abcdef","source":{"kind":"command","command":"mk $PKGCELL_BASE_OUT","dir":"/cfg"},
+            "source_key":"SK","prepare_version":3,"packages":[],"created":5}"#;
+        let legacy_key = Blake3::of(b"command\ndir \"/cfg\"\ncommand \"mk $PKGCELL_BASE_OUT\"\n");
+        let r: BaseRecord = serde_json::from_str(&old.replace("SK", &legacy_key.to_string())).unwrap();
+        assert_eq!(r.source, SourceRecord::Command { command: "mk $PKGCELL_BASE_OUT".into(), dir: "/cfg".into(), program: None, files: Vec::new() });
+        assert_eq!(r.source.key(), r.source_key);
+        // The same command in the same directory finds it, once its program is hashed too.
+        let now = SourceRecord::Command {
+            command: "mk $PKGCELL_BASE_OUT".into(),
+            dir: "/cfg".into(),
+            program: Some(HashedFile { word: "mk".into(), path: "/cfg/mk".into(), blake3: Blake3::of(b"#!/bin/sh") }),
+            files: Vec::new(),
+        };
+        assert!(now.made(&r));
+        let SourceRecord::Command { program, .. } = &now else { unreachable!() };
+        let elsewhere = SourceRecord::Command { command: "mk $PKGCELL_BASE_OUT".into(), dir: "/other".into(), program: program.clone(), files: Vec::new() };
+        assert!(!elsewhere.made(&r));
+        // Written back, it is the same JSON as before (no new empty fields).
+        let j = serde_json::to_value(&r.source).unwrap();
+        assert_eq!(j, serde_json::json!({"kind": "command", "command": "mk $PKGCELL_BASE_OUT", "dir": "/cfg"}));
     }
 
     #[test]
@@ -701,7 +886,7 @@ mod tests {
         let r = BaseRecord {
             version: BASE_JSON_VERSION,
             id: base_id(&key, &[], &[], 1),
-            source: SourceRecord::Command { command: "make-base $PKGCELL_BASE_OUT".into(), dir: "/cfg".into() },
+            source: SourceRecord::Command { command: "make-base $PKGCELL_BASE_OUT".into(), dir: "/cfg".into(), program: None, files: Vec::new() },
             source_key: key,
             prepare_version: 1,
             packages: vec![pkg("a", "1-1")],

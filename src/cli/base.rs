@@ -184,14 +184,7 @@ fn show(home: &Home, id: &str, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn describe(s: &SourceRecord) -> String {
-    match s {
-        SourceRecord::Pacman { packages, pacman_conf, tools, .. } => {
-            let tools = tools.as_ref().map(|t| format!(", the pacman of {}", t.display())).unwrap_or_default();
-            format!("pacman {} ({}{tools})", packages.join(" "), pacman_conf.display())
-        }
-        SourceRecord::Tarball { path, .. } => format!("tarball {}", path.display()),
-        SourceRecord::Command { command, .. } => format!("command {command}"),
-    }
+    s.describe()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of Unix seconds, in UTC (Howard Hinnant's

@@ -43,7 +43,7 @@ pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = Store::at(home.store());
-    let pkgid = path.file_name().and_then(|n| pkgcell::leftovers::pkgid_of_log(&n.to_string_lossy()));
+    let pkgid = buildlog::pkgid_of_log(&path);
     // A build holds its pkgid's lock while it runs: the log grows until it
     // is released.
     let running = || args.follow && pkgid.as_ref().is_some_and(|id| store.is_locked(id));

@@ -669,6 +669,64 @@ fn store_gc_removes_a_base_replaced_by_update_that_no_build_needs() {
     assert_eq!(e.listed(), vec![second]);
 }
 
+/// Issue 17: a `command` base is keyed by what the command runs (its
+/// program's bytes and the command line), not by the config's directory:
+/// the same command in a second directory finds the first base (`plan`
+/// there makes none), and a changed script makes a new one, which
+/// `base list` tells apart by the script's hash.
+#[test]
+fn the_same_command_in_two_directories_is_one_base_and_a_changed_script_is_another() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let script = |dir: &Path, extra: &str| {
+        std::fs::create_dir_all(dir.join("scripts")).unwrap();
+        let path = dir.join("scripts/mk-base");
+        std::fs::write(&path, format!("#!/bin/sh\nset -e\n{extra}cp {} \"$1\"\n", test_base_tarball().display())).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("pkgcell.toml"), "[base]\nsource = \"command\"\ncommand = 'scripts/mk-base \"$PKGCELL_BASE_OUT\"'\n").unwrap();
+    };
+    let (a, b) = (e.path().to_owned(), e.path().join("elsewhere"));
+    script(&a, "");
+    script(&b, "");
+    let first = e.create();
+    let shown = e.show(&first);
+    assert_eq!(shown["source"]["dir"], a.display().to_string(), "{shown:#}");
+    assert_eq!(shown["source"]["program"]["path"], a.join("scripts/mk-base").display().to_string(), "{shown:#}");
+
+    // `plan` in the other directory resolves the base: the existing one.
+    std::fs::write(b.join("pkgcell.toml"), format!("{}\n[pkgbuilds]\n", std::fs::read_to_string(b.join("pkgcell.toml")).unwrap())).unwrap();
+    let o = output(e.cmd(&["plan", "--json"]).current_dir(&b));
+    ok(o);
+    assert_eq!(e.listed(), vec![first.clone()], "plan in another directory made a second base");
+    let o = output(e.cmd(&["base", "create", "--json"]).current_dir(&b));
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!((v["status"].as_str(), v["base"]["id"].as_str()), (Some("existing"), Some(first.as_str())), "{v:#}");
+
+    // A changed script is another command.
+    script(&b, "echo changed\n");
+    let o = output(e.cmd(&["base", "create", "--json"]).current_dir(&b));
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!(v["status"], "new", "{v:#}");
+    let second = v["base"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let mut listed = e.listed();
+    listed.sort();
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    assert_eq!(listed, both);
+    // The table shows what differs: the script's hash.
+    let table = ok(e.pkgcell(&["base", "list"]));
+    let hash = |id: &str| e.show(id)["source"]["program"]["blake3"].as_str().unwrap()[..12].to_owned();
+    let (h1, h2) = (hash(&first), hash(&second));
+    assert_ne!(h1, h2);
+    for (id, h) in [(&first, &h1), (&second, &h2)] {
+        let line = table.lines().find(|l| l.starts_with(id.as_str())).unwrap_or_else(|| panic!("{id} not in\n{table}"));
+        assert!(line.contains(h.as_str()), "{line}");
+    }
+    let shown = ok(e.pkgcell(&["base", "show", &second]));
+    assert!(shown.contains(&h2) && shown.contains(&b.join("scripts/mk-base").display().to_string()), "{shown}");
+}
+
 /// Issue 15: a plain root file system tarball with no pacman database (as
 /// mmdebstrap writes one) is a base with no packages: it is given an empty
 /// database, and a PKGBUILD with no dependencies plans and builds on it.

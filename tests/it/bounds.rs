@@ -164,6 +164,81 @@ fn failing(env: &Env, n: u32) {
     std::fs::write(env.dir.join("pkgcell.toml"), "[pkgbuilds]\nleaky = { path = \"pkgs/leaky\" }\n").unwrap();
 }
 
+/// `-<tree12>-<deps12>` of a pkgid: what a log's name carries of it.
+fn short_tag(pkgid: &str) -> String {
+    let mut parts = pkgid.rsplitn(3, '-');
+    let (deps, tree) = (parts.next().unwrap(), parts.next().unwrap());
+    format!("-{}-{}", &tree[..12], &deps[..12])
+}
+
+/// Issue 17: a log is named `<pkgbase>-<version>-<tree12>-<deps12>.log`,
+/// not by the whole pkgid; `store gc --keep-logs N` still keeps the logs
+/// of stored builds and the newest N other builds per pkgbase, old
+/// (pkgid-named) logs counted with the new ones, and `pkgcell log` shows
+/// the newest.
+#[test]
+fn log_names_are_short_and_gc_keeps_the_logs_of_stored_builds_and_the_newest_others_old_names_too() {
+    let env = Env::new();
+    let home = env.dir.join("home");
+    let logs = home.join("logs/leaky");
+    // A build that works: its record is kept, and so is its log.
+    let dir = env.dir.join("pkgs/leaky");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("PKGBUILD"),
+        "pkgname=leaky\nepoch=1\npkgver=2.0\npkgrel=3\narch=(any)\nlicense=(MIT)\npackage() {\n  echo working build\n}\n",
+    )
+    .unwrap();
+    std::fs::write(env.dir.join("pkgcell.toml"), "[pkgbuilds]\nleaky = { path = \"pkgs/leaky\" }\n").unwrap();
+    let (code, v, o) = env.build(&[]);
+    assert_eq!((code, status(&v, "leaky").as_str()), (0, "built"), "{}", text(&o));
+    let good = pkg(&v, "leaky")["pkgid"].as_str().unwrap().to_owned();
+    let good_log = PathBuf::from(pkg(&v, "leaky")["log"].as_str().unwrap());
+    let name = good_log.file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(name, format!("leaky-1:2.0-3{}.log", short_tag(&good)));
+    assert!(name.len() < good.len(), "{name}");
+    assert_eq!(good_log.parent().unwrap(), logs);
+    std::thread::sleep(Duration::from_millis(1100));
+    // Three failed attempts (no record), a second apart.
+    let mut bad = Vec::new();
+    for n in 0..3 {
+        failing(&env, n);
+        let (code, v, o) = env.build(&[]);
+        assert_eq!((code, status(&v, "leaky").as_str()), (1, "failed"), "{}", text(&o));
+        let log = PathBuf::from(pkg(&v, "leaky")["log"].as_str().unwrap());
+        let id = pkg(&v, "leaky")["pkgid"].as_str().unwrap().to_owned();
+        assert_eq!(log.file_name().unwrap().to_str().unwrap(), format!("leaky-1.0-1{}.log", short_tag(&id)));
+        bad.push((id, log));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // `pkgcell log` shows the newest, and -f of a finished build ends.
+    let o = env.run(&["log", "--path", "leaky"]);
+    assert_eq!(PathBuf::from(ok(o).trim()), bad[2].1);
+    let o = env.run(&["log", "-f", "leaky"]);
+    assert!(ok(o).contains("failing on purpose"));
+    // Logs an older pkgcell named by the whole pkgid: one of the stored
+    // build (kept with it), one of a build without a record, older than
+    // every other (it goes).
+    let old_good = logs.join(format!("{good}.deps.log"));
+    std::fs::write(&old_good, "old log of the stored build\n").unwrap();
+    let gone_id = format!("leaky-{}-{}", "ab".repeat(20), "cd".repeat(16));
+    let old_gone = logs.join(format!("{gone_id}.log"));
+    std::fs::write(&old_gone, "old log of a dropped build\n").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(86400);
+    std::fs::File::options().write(true).open(&old_gone).unwrap().set_modified(long_ago).unwrap();
+
+    let out = ok(env.run(&["store", "gc", "--keep-logs", "2"]));
+    let mut left = entries(&logs);
+    left.sort();
+    let mut want: Vec<String> = [&good_log, &bad[1].1, &bad[2].1, &old_good]
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    want.sort();
+    assert_eq!(left, want, "{out}");
+    assert!(out.contains("2 logs"), "the oldest failed attempt's log and the old one of a dropped build: {out}");
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> =
         std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
@@ -252,8 +327,12 @@ fn store_gc_removes_failed_logs_but_the_newest_old_failed_trees_and_leftovers_of
     assert_eq!(entries(&logs).len(), 2, "{:?}", entries(&logs));
     assert!(entries(&home.join("tmp")).is_empty(), "{:?}", entries(&home.join("tmp")));
     assert!(home.join("failed").join(&failed[1]).exists());
+    // The two newest attempts are the two kept trees (named by pkgid); their
+    // logs by the short form of it.
     let newest: Vec<String> = entries(&logs);
-    assert!(newest.iter().any(|n| n.starts_with(&failed[1])) || newest.iter().any(|n| n.starts_with(&failed[0])), "{newest:?}");
+    let mut tags: Vec<String> = failed.iter().map(|id| format!("leaky-1.0-1{}.log", short_tag(id))).collect();
+    tags.sort();
+    assert_eq!(newest, tags);
     let out = ok(env.run(&["store", "gc", "--failed-age", "0"]));
     assert!(out.contains("0 logs, 1 failed build tree and"), "{out}");
     assert!(entries(&home.join("failed")).is_empty());

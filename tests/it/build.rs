@@ -445,6 +445,128 @@ fn extra_binds_reach_the_build_read_only_with_capital_d() {
     assert!(package_contains(&file, "usr/share/readbind/hello.txt"));
 }
 
+/// Issue 17: `-d SRC:DST` is writable by the build user, as makechrootpkg's
+/// `-d` is: new files, files of the user there, deeper directories. After
+/// the run, failed or not, every file in it is the user's again, the
+/// directory's mode is what it was, and a symlink the build planted is
+/// left a symlink of the user's: its target outside is not touched.
+#[test]
+fn a_read_write_bind_is_writable_by_the_build_user_and_every_file_in_it_is_the_users_afterwards() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    let me = std::fs::metadata(env.dir.path()).unwrap();
+    let (uid, gid) = (me.uid(), me.gid());
+    let out = env.dir.join("out");
+    std::fs::create_dir_all(out.join("olddir")).unwrap();
+    std::fs::write(out.join("existing.txt"), "mine\n").unwrap();
+    std::fs::write(out.join("olddir/old.txt"), "old\n").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let secret = env.dir.join("secret.txt");
+    std::fs::write(&secret, "secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pkgbuild = |attempt: u32, fail: &str| {
+        let dir = env.dir.join("pkgs/writebind");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("PKGBUILD"),
+            format!(
+                "# attempt {attempt}\npkgname=writebind\npkgver=1.0\npkgrel=1\narch=(any)\nlicense=(MIT)\n\
+                 build() {{\n  test \"$(id -u)\" = 1000\n  echo \"by $(id -u)\" > /out/new-{attempt}.txt\n  \
+                 mkdir -p /out/sub-{attempt}/deep\n  echo x > /out/sub-{attempt}/deep/f\n  echo appended >> /out/existing.txt\n  \
+                 echo more >> /out/olddir/old.txt\n  ln -sfn {secret} /out/link\n  {fail}\n}}\n\
+                 package() {{\n  mkdir -p \"$pkgdir/usr/share/writebind\"\n}}\n",
+                secret = secret.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(env.dir.join("pkgcell.toml"), "[pkgbuilds]\nwritebind = { path = \"pkgs/writebind\" }\n").unwrap();
+    };
+    let check = |attempt: u32| {
+        let mut stack = vec![out.clone()];
+        let mut seen = 0;
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let m = std::fs::symlink_metadata(e.path()).unwrap();
+                assert_eq!((m.uid(), m.gid()), (uid, gid), "{} after attempt {attempt}", e.path().display());
+                seen += 1;
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+        assert!(seen >= 8, "{seen} files");
+        let m = std::fs::symlink_metadata(&out).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o750), "the directory itself");
+        assert_eq!(std::fs::read_link(out.join("link")).unwrap(), secret);
+        let s = std::fs::metadata(&secret).unwrap();
+        assert_eq!((s.uid(), s.mode() & 0o7777), (uid, 0o600), "the link's target is untouched");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "secret\n");
+        assert_eq!(std::fs::read_to_string(out.join(format!("new-{attempt}.txt"))).unwrap(), "by 1000\n");
+    };
+    let bind = format!("{}:/out", out.display());
+
+    pkgbuild(1, ":");
+    let (code, v, o) = env.build(&["-d", &bind]);
+    assert_eq!((code, status(&v, "writebind").as_str()), (0, "built"), "{}", text(&o));
+    check(1);
+    assert_eq!(std::fs::read_to_string(out.join("existing.txt")).unwrap(), "mine\nappended\n");
+
+    // A failed build gives it back too; the files the first build made
+    // (the user's now) are the build user's again while it runs.
+    pkgbuild(2, "echo failing on purpose; false");
+    let (code, v, o) = env.build(&["-d", &bind]);
+    assert_eq!((code, status(&v, "writebind").as_str()), (1, "failed"), "{}", text(&o));
+    check(2);
+    assert_eq!(std::fs::read_to_string(out.join("olddir/old.txt")).unwrap(), "old\nmore\nmore\n");
+    // Nothing is left marked as lent.
+    let lent: Vec<String> = std::fs::read_dir(env.dir.join("home/lent"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(lent.is_empty(), "{lent:?}");
+}
+
+/// A run killed while a `-d` directory is lent leaves it to the build user
+/// (a subordinate id outside); the next `pkgcell build`, even one without
+/// `-d`, gives it back first.
+#[test]
+fn a_read_write_bind_left_lent_by_a_killed_run_is_given_back_by_the_next_build() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let uid = std::fs::metadata(env.dir.path()).unwrap().uid();
+    let out = env.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("mine.txt"), "mine\n").unwrap();
+    let dir = env.dir.join("pkgs/sleepy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("PKGBUILD"),
+        "pkgname=sleepy\npkgver=1.0\npkgrel=1\narch=(any)\nlicense=(MIT)\n\
+         build() {\n  if [ -d /out ]; then echo made > /out/made.txt; sleep 7.421; fi\n}\npackage() {\n  :\n}\n",
+    )
+    .unwrap();
+    std::fs::write(env.dir.join("pkgcell.toml"), "[pkgbuilds]\nsleepy = { path = \"pkgs/sleepy\" }\n").unwrap();
+    let mut run = env.cmd(&["build", "-d", &format!("{}:/out", out.display())]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t = Instant::now();
+    while processes_with("sleep 7.421").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(90), "the build never reached build()");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let owner = |name: &str| std::fs::symlink_metadata(out.join(name)).unwrap().uid();
+    assert_ne!(owner("mine.txt"), uid, "lent while the build ran");
+    assert_ne!(owner("made.txt"), uid);
+    // The next build gives it back, also one without -d.
+    let o = env.run(&["build"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for name in [".", "mine.txt", "made.txt"] {
+        assert_eq!(owner(name), uid, "{name}\n{}", text(&o));
+    }
+}
+
 #[test]
 fn without_a_base_dir_the_configs_base_is_made_and_a_b_c_build_on_it() {
     let env = Env::new();
@@ -809,7 +931,8 @@ fn clean_flag_makes_a_fresh_dependency_layer_that_later_builds_reuse_while_a_run
     let fresh = layer_inode(&env, &key);
     assert_ne!(fresh, first, "-c did not make a new layer");
     let pkgid = pkg(&v, "usesa")["pkgid"].as_str().unwrap().to_owned();
-    let deps_log = std::fs::read_to_string(env.dir.join("home/logs/usesa").join(format!("{pkgid}.deps.log"))).unwrap();
+    let short = pkgid.rsplitn(3, '-').take(2).map(|h| &h[..12]).collect::<Vec<_>>();
+    let deps_log = std::fs::read_to_string(env.dir.join("home/logs/usesa").join(format!("usesa-1.0-1-{}-{}.deps.log", short[1], short[0]))).unwrap();
     assert!(deps_log.contains("made afresh (-c)"), "{deps_log}");
     assert_eq!(old_layers(&env).len(), 1, "the old layer is kept for running builds");
     assert!(!processes_with("sleep 7.319").is_empty(), "holda finished before the swap: the test proves nothing");
