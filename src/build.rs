@@ -1804,6 +1804,20 @@ fn run_makepkg(
         .map(|p| pkgcell_sandbox::Owner { path: p.into(), uid: BUILD_UID, gid: BUILD_UID })
         .to_vec();
     spec.timeout = Some(opts.timeout);
+    // Unless a failed build is kept to look at, the sandbox's own helper
+    // removes the build's trees as it ends and hands PKGDEST back (their
+    // files are the build user's, a subordinate id outside): the build
+    // directory is then ours to remove without a second sandbox.
+    if opts.keep_failed == KeepFailed::No {
+        use pkgcell_sandbox::{Cleanup, CleanupAction};
+        let remove = |path: PathBuf| Cleanup { path, action: CleanupAction::Remove };
+        spec.cleanup = vec![
+            remove(dir.root.join("upper")),
+            remove(dir.root.join("work")),
+            remove(srcdest.clone()),
+            Cleanup { path: dir.pkgdest(), action: CleanupAction::HandBack },
+        ];
+    }
     let home = if opts.base.root.join("home/builder").is_dir() { "/home/builder" } else { "/build" };
     spec.mounts.extend(opts.binds.iter().cloned());
     for rel in opts.home_binds.get(job.name).into_iter().flatten() {

@@ -89,6 +89,8 @@ pub enum Step {
     Wait,
     /// Removing a directory tree.
     RemoveTree,
+    /// A cleanup step of the spec, after the sandbox ended.
+    Cleanup,
 }
 
 impl Step {
@@ -131,6 +133,7 @@ impl Step {
             Step::Exec => "execute the command",
             Step::Wait => "wait for the payload",
             Step::RemoveTree => "remove a directory tree",
+            Step::Cleanup => "clean up after the sandbox",
         }
     }
 }

@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use crate::error::{SetupError, Step};
 use crate::message::{FromHelper, HelperChannel, Job, Receiver, Sender};
 use crate::outcome::{IdMapUsed, Status};
-use crate::spec::{Network, Spec};
+use crate::spec::{CleanupAction, Network, Spec};
 use crate::sys::{self, ChildExit, Forked, Namespace};
 
 /// The argument that turns the binary into the helper.
@@ -54,8 +54,8 @@ pub(crate) fn helper_main(expected_parent: i32, rx: OwnedFd, tx: OwnedFd) -> i32
         return 1;
     }
     let mut ch = HelperChannel { rx: Receiver::new(rx), tx: Sender::new(tx) };
-    let job = match ch.wait_for_job() {
-        Ok(Some(job)) => job,
+    let (job, join_user_ns) = match ch.wait_for_job() {
+        Ok(Some(j)) => j,
         Ok(None) => return 1,
         Err(e) => {
             ch.failed(SetupError::io(Step::ReadJob, "read job", &e));
@@ -64,12 +64,22 @@ pub(crate) fn helper_main(expected_parent: i32, rx: OwnedFd, tx: OwnedFd) -> i32
     };
 
     // The user namespace first: it gives us the capabilities for the rest.
-    if let Err(e) = sys::unshare(&[Namespace::User]) {
+    // An earlier sandbox of the supervisor made one whose maps are written:
+    // joining it spares the supervisor running newuidmap and newgidmap
+    // again (two setuid programs, most of a sandbox's start). Sandboxes
+    // stay apart by their own mount, pid, ipc, uts and net namespaces, and
+    // each payload gets a nested user namespace of its own (`init::lock_mounts`).
+    let entered = match join_user_ns {
+        Some(fd) => sys::adopt_fd(fd).and_then(|fd| sys::setns_user(sys::borrow(&fd))),
+        None => sys::unshare(&[Namespace::User]),
+    };
+    if let Err(e) = entered {
         ch.failed(SetupError::new(Step::UnshareUser, e));
         return 1;
     }
     // Only a process outside can write our id maps (newuidmap checks the
-    // caller's subordinate ranges); ask the supervisor and wait.
+    // caller's subordinate ranges); ask the supervisor and wait (it answers
+    // at once for a joined namespace, but first moves us into its cgroup).
     if ch.user_ns_ready().is_err() {
         return 1;
     }
@@ -97,10 +107,32 @@ pub(crate) fn helper_main(expected_parent: i32, rx: OwnedFd, tx: OwnedFd) -> i32
 }
 
 fn run_sandbox(spec: &Spec, id_map: IdMapUsed, mut ch: HelperChannel) -> i32 {
-    // Mount: our own mount table. Pid: the payload cannot see or signal the
-    // host's processes, and all of them die with our pid 1. Ipc, uts: private
-    // SysV IPC and host name. Net: only `lo`, unless the host network is asked for.
-    let mut namespaces = vec![Namespace::Mount, Namespace::Pid, Namespace::Ipc, Namespace::Uts];
+    let code = run_sandbox_and_wait(spec, id_map, &mut ch);
+    // Every process of the sandbox is gone (pid 1 was reaped, and its death
+    // killed the rest), and with them its mount namespace: the trees the
+    // caller wants removed or handed back are nobody's any more. We are
+    // still in the caller's mount namespace, as root of the user namespace
+    // that maps every id the payload could use.
+    for c in &spec.cleanup {
+        let done = match c.action {
+            CleanupAction::Remove => sys::remove_tree(&c.path),
+            CleanupAction::HandBack => sys::hand_back_tree(&c.path, 0, 0),
+        };
+        if let Err(e) = done {
+            let _ = ch.tx.send(&FromHelper::CleanupFailed(SetupError::new(Step::Cleanup, e)));
+        }
+    }
+    code
+}
+
+fn run_sandbox_and_wait(spec: &Spec, id_map: IdMapUsed, ch: &mut HelperChannel) -> i32 {
+    // Pid: the payload cannot see or signal the host's processes, and all of
+    // them die with our pid 1. Ipc, uts: private SysV IPC and host name. Net:
+    // only `lo`, unless the host network is asked for. The mount namespace
+    // is pid 1's own (it makes it first thing): this process stays in the
+    // caller's, so that it can still reach the host's paths for the spec's
+    // cleanup once the sandbox has ended.
+    let mut namespaces = vec![Namespace::Pid, Namespace::Ipc, Namespace::Uts];
     match spec.network {
         Network::Loopback => namespaces.push(Namespace::Net),
         Network::Host => {}

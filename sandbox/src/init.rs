@@ -128,6 +128,9 @@ fn reap_until(payload: i32) -> Status {
 /// Everything pid 1 sets up before it forks the payload: the keyring, the
 /// root, and the syscall filter the payload will load.
 fn init_setup(spec: &Spec) -> Result<Option<SyscallFilter>, SetupError> {
+    // Our own mount table, made here rather than in the helper, which stays
+    // in the caller's to clean up after us (see `helper::run_sandbox`).
+    step(Step::UnshareNamespaces, sys::unshare(&[Namespace::Mount]))?;
     // A fresh, empty session keyring before anything of the sandbox runs, so
     // that the payload (which inherits it) can neither read the caller's keys
     // nor leave keys behind in the caller's session: keyrings are kernel

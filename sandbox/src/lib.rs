@@ -42,7 +42,7 @@ pub use helper::helper_main_if_requested;
 pub use idmap::{IdMapError, MAX_INSIDE_ID, SubIdFiles, SubIdRange, check_id_mapped, free_range, read_range, usermod_hint};
 pub use outcome::{IdMapUsed, Outcome, Status};
 pub use spec::{
-    Access, DEFAULT_TMP_SIZE, IdMapMode, Mount, Network, Owner, Rlimit, RlimitResource, Root, SPEC_VERSION, Seccomp, Spec,
+    Access, Cleanup, CleanupAction, DEFAULT_TMP_SIZE, IdMapMode, Mount, Network, Owner, Rlimit, RlimitResource, Root, SPEC_VERSION, Seccomp, Spec,
     SpecError, Upper,
 };
 pub use units::{Size, Timeout, UnitError};

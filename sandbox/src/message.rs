@@ -27,8 +27,10 @@ pub(crate) enum Job {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ToHelper {
-    /// The first message: what to do.
-    Start(Job),
+    /// The first message: what to do, and whether to join the user
+    /// namespace (whose maps are written) on this fd number instead of
+    /// making one.
+    Start { job: Job, join_user_ns: Option<i32> },
     /// The id maps of the helper's user namespace are written.
     IdMapWritten(IdMapUsed),
     /// Writing the id maps failed; the helper must give up.
@@ -58,6 +60,8 @@ pub(crate) enum FromHelper {
     InitDied(Status),
     /// A RemoveTree job is done.
     Removed,
+    /// One of the spec's cleanup steps failed (after the sandbox ended).
+    CleanupFailed(SetupError),
 }
 
 /// Between pid 1 and the payload's process, while the payload moves into a
@@ -128,9 +132,9 @@ pub(crate) struct HelperChannel {
 }
 
 impl HelperChannel {
-    pub(crate) fn wait_for_job(&mut self) -> std::io::Result<Option<Job>> {
+    pub(crate) fn wait_for_job(&mut self) -> std::io::Result<Option<(Job, Option<i32>)>> {
         match self.rx.recv()? {
-            Some(ToHelper::Start(job)) => Ok(Some(job)),
+            Some(ToHelper::Start { job, join_user_ns }) => Ok(Some((job, join_user_ns))),
             Some(other) => Err(std::io::Error::other(format!("expected a job, got {other:?}"))),
             None => Ok(None),
         }

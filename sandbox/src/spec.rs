@@ -77,6 +77,37 @@ pub struct Spec {
     /// every user of the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<Owner>,
+    /// Host trees the helper removes or hands back to the calling user
+    /// once every process of the sandbox has ended, in order. The helper
+    /// is root of the sandbox's user namespace, where every id a payload
+    /// can use is mapped: it can remove or chown the files of a build user
+    /// (a subordinate id outside), which the calling user cannot, so the
+    /// caller needs no second sandbox for that. Best effort: a failure is
+    /// logged and leaves the tree as it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleanup: Vec<Cleanup>,
+}
+
+/// A host tree to deal with once the sandbox has ended (see [`Spec::cleanup`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cleanup {
+    /// The host path (absolute). Missing: nothing to do.
+    pub path: PathBuf,
+    /// What to do with it.
+    pub action: CleanupAction,
+}
+
+/// What [`Cleanup`] does with its tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupAction {
+    /// Remove it and everything in it.
+    Remove,
+    /// Give every entry of it (not following symlinks) to the calling user
+    /// and make its directories writable by that user, who can then read
+    /// and remove it without a sandbox. File modes are kept.
+    HandBack,
 }
 
 /// A path inside the sandbox and the ids inside it is given to.
@@ -354,6 +385,7 @@ impl Spec {
             cgroup: None,
             seccomp: Seccomp::default(),
             owners: Vec::new(),
+            cleanup: Vec::new(),
         }
     }
 
@@ -403,6 +435,9 @@ impl Spec {
         }
         for o in &self.owners {
             mount_dst(&o.path)?;
+        }
+        for c in &self.cleanup {
+            absolute("cleanup path", &c.path)?;
         }
         for (what, size) in [("tmp_size", self.tmp_size), ("shm_size", self.shm_size)] {
             if let Some(size) = size {

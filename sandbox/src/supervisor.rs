@@ -2,6 +2,7 @@
 //! maps, and wait for the outcome. Safe to use from any thread of a
 //! multi-threaded program: it never forks itself, it only spawns the helper.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
@@ -161,6 +162,39 @@ pub fn remove_tree_with(path: &Path, helper: &Path, subid: &SubIdFiles) -> Resul
 
 type StdioTriple = [Option<Stdio>; 3];
 
+/// The user namespace the first sandbox of this process made, with its id
+/// maps written, which later sandboxes join: they then need no newuidmap
+/// and newgidmap of their own. One per id map plan (mode and subid files
+/// decide it).
+struct SharedUserNs {
+    plan: IdMapPlan,
+    fd: std::os::fd::OwnedFd,
+    used: IdMapUsed,
+}
+
+static SHARED_USER_NS: std::sync::Mutex<Vec<SharedUserNs>> = std::sync::Mutex::new(Vec::new());
+
+/// The fd number (ours) and map of the shared user namespace for `plan`, if
+/// one was made. The fd stays open for the life of the process (it is
+/// close-on-exec, and never closed), so the number stays valid.
+fn shared_user_ns(plan: &IdMapPlan) -> Option<(std::os::fd::RawFd, IdMapUsed)> {
+    use std::os::fd::AsRawFd;
+    let shared = SHARED_USER_NS.lock().unwrap_or_else(|e| e.into_inner());
+    shared.iter().find(|s| &s.plan == plan).map(|s| (s.fd.as_raw_fd(), s.used))
+}
+
+/// Keep the user namespace of `helper` (maps just written) for later sandboxes.
+fn share_user_ns(plan: &IdMapPlan, helper: i32, used: IdMapUsed) {
+    let mut shared = SHARED_USER_NS.lock().unwrap_or_else(|e| e.into_inner());
+    if shared.iter().any(|s| &s.plan == plan) {
+        return;
+    }
+    match sys::open_user_ns(helper) {
+        Ok(fd) => shared.push(SharedUserNs { plan: plan.clone(), fd, used }),
+        Err(e) => tracing::debug!(error = %e, "cannot keep the user namespace for later sandboxes"),
+    }
+}
+
 /// Spawn the helper, hand it the job, move it into `cgroup`, write its id maps.
 fn start_helper(
     exe: &Path,
@@ -175,6 +209,10 @@ fn start_helper(
 
     let [stdin, stdout, stderr] = stdio;
     let inherit_stdio = stdin.is_none() && stdout.is_none() && stderr.is_none();
+    let shared = shared_user_ns(plan);
+    // The helper's number for the shared namespace: ours when it is a fork,
+    // 5 (after its two pipes) when it is exec'd.
+    let mut join_user_ns = shared.map(|(fd, _)| fd);
     let mut helper = if inherit_stdio && sys::is_single_threaded() {
         // A single-threaded supervisor (the `pkgcell run` command) may fork
         // the helper directly: no other thread can hold a lock the child
@@ -208,7 +246,13 @@ fn start_helper(
         if let Some(s) = stderr {
             cmd.stderr(s);
         }
-        sys::pass_fds(&mut cmd, &[&to_r, &from_w]);
+        match shared {
+            Some((fd, _)) => {
+                sys::pass_fds_raw(&mut cmd, &[to_r.as_raw_fd(), from_w.as_raw_fd(), fd]);
+                join_user_ns = Some(5);
+            }
+            None => sys::pass_fds(&mut cmd, &[&to_r, &from_w]),
+        }
         HelperProcess::Spawned(cmd.spawn().map_err(|source| Error::SpawnHelper { exe: exe.to_owned(), source })?)
     };
     // Close the helper's ends at once: EOF must mean "the helper and
@@ -223,7 +267,7 @@ fn start_helper(
         let status = helper.wait().unwrap_or_default();
         Error::HelperDied { during, status }
     };
-    if tx.send(&ToHelper::Start(job)).is_err() {
+    if tx.send(&ToHelper::Start { job, join_user_ns }).is_err() {
         return Err(died(&mut helper, "sending the job"));
     }
     match rx.recv() {
@@ -251,7 +295,11 @@ fn start_helper(
         }
     }
     // The supervisor always answers, even on error, so the helper never hangs.
-    let id_map = match plan.apply(helper.id() as i32) {
+    let written = match shared {
+        Some((_, used)) => Ok(used),
+        None => plan.apply(helper.id() as i32).inspect(|used| share_user_ns(plan, helper.id() as i32, *used)),
+    };
+    let id_map = match written {
         Ok(used) => {
             let _ = tx.send(&ToHelper::IdMapWritten(used));
             used
@@ -349,6 +397,10 @@ impl Child {
                 Ok(Some(FromHelper::Failed(e))) => {
                     failure.get_or_insert(e);
                 }
+                Ok(Some(FromHelper::CleanupFailed(e))) => {
+                    // The tree stays; the caller can still remove it another way.
+                    tracing::warn!(error = %e, "cleanup after the sandbox failed");
+                }
                 Ok(Some(msg)) => {
                     end.get_or_insert(msg);
                 }
@@ -381,7 +433,8 @@ impl Child {
             }
             Some(FromHelper::TimedOut) => Ok(outcome(Status::TimedOut, zero, zero, 0)),
             Some(FromHelper::InitDied(status)) => Ok(outcome(status, zero, zero, 0)),
-            Some(FromHelper::UserNsReady | FromHelper::Removed | FromHelper::Failed(_)) | None => {
+            Some(FromHelper::UserNsReady | FromHelper::Removed | FromHelper::Failed(_) | FromHelper::CleanupFailed(_))
+            | None => {
                 Err(Error::HelperDied { during, status: helper_status })
             }
         }

@@ -447,6 +447,75 @@ pub(crate) fn chdir(path: &Path) -> SysResult<()> {
 }
 
 
+/// Give the tree at `path` to `uid`:`gid` and make each of its directories
+/// readable, writable and searchable by its owner (chown -R, and chmod
+/// u+rwx on directories only). Never follows a symlink: every step is an
+/// openat with O_NOFOLLOW or an fchownat with AT_SYMLINK_NOFOLLOW relative
+/// to the directory fd just opened, so a symlink planted in the tree is
+/// chowned itself, never its target. A missing `path` is nothing to do.
+pub(crate) fn hand_back_tree(path: &Path, uid: u32, gid: u32) -> SysResult<()> {
+    use rustix::fs::{AtFlags, CWD, FileType, Gid, Uid};
+    let ids = (Uid::from_raw(uid), Gid::from_raw(gid));
+    let top = match rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(rerr("lstat", disp(path))(e)),
+    };
+    let c = cpath(path)?;
+    rustix::fs::chownat(CWD, &c, Some(ids.0), Some(ids.1), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(rerr("fchownat AT_SYMLINK_NOFOLLOW", disp(path)))?;
+    if FileType::from_raw_mode(top.st_mode) != FileType::Directory {
+        return Ok(());
+    }
+    hand_back_dir(open_dir_nofollow(CWD, &c, path)?, path, ids)
+}
+
+fn open_dir_nofollow(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &Path) -> SysResult<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(rerr("openat O_NOFOLLOW", disp(shown)))
+}
+
+/// [`hand_back_tree`] below the open directory `dir` (already chowned):
+/// depth first, one open directory per level.
+fn hand_back_dir(dir: OwnedFd, shown: &Path, ids: (rustix::fs::Uid, rustix::fs::Gid)) -> SysResult<()> {
+    use rustix::fs::{AtFlags, FileType, Mode};
+    let st = rustix::fs::fstat(&dir).map_err(rerr("fstat", disp(shown)))?;
+    rustix::fs::fchmod(&dir, Mode::from_raw_mode((st.st_mode & 0o7777) | 0o700)).map_err(rerr("fchmod", disp(shown)))?;
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(rerr("getdents", disp(shown)))?;
+    for entry in entries {
+        let entry = entry.map_err(rerr("getdents", disp(shown)))?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let child = shown.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        rustix::fs::chownat(&dir, name, Some(ids.0), Some(ids.1), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(rerr("fchownat AT_SYMLINK_NOFOLLOW", disp(&child)))?;
+        let is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            FileType::Unknown => rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                .map_err(rerr("fstatat", disp(&child)))?,
+            _ => false,
+        };
+        if is_dir {
+            hand_back_dir(open_dir_nofollow(dir.as_fd(), name, &child)?, &child, ids)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove the tree at `path` (rm -r; std's removal never follows a symlink
+/// out of the tree). A missing `path` is nothing to do.
+pub(crate) fn remove_tree(path: &Path) -> SysResult<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SysError { call: "rm -r", arg: path.display().to_string(), errno: io_errno(&e) }),
+    }
+}
+
 pub(crate) fn io_errno(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
@@ -673,6 +742,23 @@ pub(crate) fn children_usage() -> Usage {
     }
 }
 
+/// An fd of the user namespace of the process `pid` (/proc/PID/ns/user);
+/// it keeps the namespace alive while open.
+pub(crate) fn open_user_ns(pid: i32) -> SysResult<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let path = format!("/proc/{pid}/ns/user");
+    let fd = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(rerr("open", path))?;
+    // >= 10, like the helper's pipes, for `pass_fds`.
+    rustix::io::fcntl_dupfd_cloexec(&fd, 10).map_err(rerr("fcntl F_DUPFD_CLOEXEC", 10))
+}
+
+/// Move into the user namespace of `fd` (setns CLONE_NEWUSER). The kernel
+/// allows it only to a single-threaded process, and gives it every
+/// capability there when its owner is our uid.
+pub(crate) fn setns_user(fd: BorrowedFd<'_>) -> SysResult<()> {
+    nix::sched::setns(fd, CloneFlags::CLONE_NEWUSER).map_err(err("setns", "CLONE_NEWUSER"))
+}
+
 /// A pidfd for `pid` (to wait for it with a time-out).
 pub(crate) fn pidfd_open(pid: i32) -> SysResult<OwnedFd> {
     let p = rustix::process::Pid::from_raw(pid).ok_or(SysError {
@@ -731,11 +817,17 @@ pub(crate) fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
 /// Arrange for `fds[i]` to become fd `3 + i` in a child spawned by `cmd`,
 /// without close-on-exec.
 pub(crate) fn pass_fds(cmd: &mut std::process::Command, fds: &[&OwnedFd]) {
+    pass_fds_raw(cmd, &fds.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>())
+}
+
+/// [`pass_fds`] of raw fd numbers (each open until the spawn).
+pub(crate) fn pass_fds_raw(cmd: &mut std::process::Command, raw: &[RawFd]) {
     use std::os::unix::process::CommandExt;
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let raw = raw.to_vec();
     // SAFETY: the closure runs between fork and exec; it only calls dup2,
     // which is async-signal-safe, and allocates nothing. The source fds were
-    // made >= 10 by `pipe_high`, so dup2 onto 3.. never clobbers a source.
+    // made >= 10 (`pipe_high`, `open_user_ns`), so dup2 onto 3.. never
+    // clobbers a source.
     unsafe {
         cmd.pre_exec(move || {
             for (i, fd) in raw.iter().enumerate() {

@@ -1406,3 +1406,34 @@ fn the_configs_packager_goes_into_the_packages_and_a_bad_one_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("pkgcell.toml:2: packager"), "{}", text(&o));
 }
+
+/// The sandboxes of one pkgcell process share one user namespace: the
+/// setuid newuidmap and newgidmap (a good part of a sandbox's start) run
+/// once for a build that starts several sandboxes (the parse, makepkg).
+#[test]
+fn one_build_runs_newuidmap_and_newgidmap_once_for_all_its_sandboxes() {
+    let d = TestDir::new();
+    copy_fixture("hello", &d.join("hello"));
+    std::fs::write(d.join("pkgcell.toml"), "[pkgbuilds]\nhello = { path = \"hello\" }\n").unwrap();
+    // Wrappers first on PATH that log each call, then run the real tool.
+    let (bin, log) = (d.join("bin"), d.join("calls"));
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["newuidmap", "newgidmap"] {
+        let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|p| p.join(tool))
+            .find(|p| p.exists())
+            .expect("newuidmap/newgidmap on PATH");
+        let w = bin.join(tool);
+        std::fs::write(&w, format!("#!/bin/sh\necho {tool} >> {}\nexec {} \"$@\"\n", log.display(), real.display())).unwrap();
+        std::fs::set_permissions(&w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let o = output(pkgcell_in(d.path()).env("PATH", path).args(["build", "--json"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status(&v, "hello"), "built", "{v:#}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let mut calls: Vec<&str> = calls.lines().collect();
+    calls.sort();
+    assert_eq!(calls, ["newgidmap", "newuidmap"], "one pair for the parse and the makepkg sandboxes");
+}

@@ -640,6 +640,92 @@ fn files_of_subordinate_ids_are_removed_through_the_sandbox() {
     assert!(!upper.exists());
 }
 
+/// A spec whose payload, as the build user 1000, fills an upper on disk
+/// and a bound directory with files the caller alone could not remove (a
+/// mode-000 directory), and plants in the bound one a symlink to a host
+/// directory of the caller's (mode 0500) and one to a host file.
+fn cleanup_spec(d: &TestDir) -> (serde_json::Value, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let (upper, out, outside) = (d.join("upper"), d.join("out"), d.join("outside"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("f"), "mine").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let script = format!(
+        "mkdir -p /build/deep/locked /out/sub/locked && echo x > /build/deep/locked/f && echo y > /out/sub/locked/f && \
+         echo pkg > /out/a.pkg && ln -s {o} /out/dirlink && ln -s {o}/f /out/filelink && \
+         chmod 000 /build/deep/locked /out/sub/locked",
+        o = outside.display()
+    );
+    let spec = serde_json::json!({
+        "root": {"overlay": {"lowers": [test_base()], "upper": {"dir": {"upper": upper, "work": d.join("work")}}}},
+        "mounts": [{"bind": {"src": out, "dst": "/out", "access": "read_write"}}],
+        "owners": [{"path": "/out", "uid": 1000, "gid": 1000}, {"path": "/build", "uid": 1000, "gid": 1000}],
+        "uid": 1000, "gid": 1000,
+        "env": {"PATH": "/usr/bin:/bin"},
+        "argv": ["sh", "-c", script],
+        "cleanup": [
+            {"path": upper, "action": "remove"},
+            {"path": d.join("work"), "action": "remove"},
+            {"path": out, "action": "hand_back"}
+        ]
+    });
+    (spec, upper, out, outside)
+}
+
+fn check_cleaned_up(upper: &std::path::Path, out: &std::path::Path, outside: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(!upper.exists(), "the upper was removed");
+    let me = std::fs::metadata(outside).unwrap().uid();
+    for p in ["", "a.pkg", "sub", "sub/locked", "sub/locked/f", "dirlink", "filelink"] {
+        let m = std::fs::symlink_metadata(out.join(p)).unwrap();
+        assert_eq!(m.uid(), me, "{p} was handed back");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("sub/locked/f")).unwrap(), "y\n", "handed-back directories are searchable");
+    let mode = std::fs::metadata(outside).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o500, "the symlink's target directory was not followed");
+    std::fs::remove_dir_all(out).expect("the caller alone can remove a handed-back tree");
+}
+
+#[test]
+fn cleanup_removes_and_hands_back_trees_of_the_build_user_without_following_symlinks() {
+    require_unprivileged();
+    let d = TestDir::new();
+    let (spec, upper, out, outside) = cleanup_spec(&d);
+    let mut child = pkgcell()
+        .args(["run", "--spec", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &spec).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!stderr(&o).contains("cleanup"), "{}", text(&o));
+    check_cleaned_up(&upper, &out, &outside);
+}
+
+#[test]
+fn cleanup_works_from_a_threaded_caller_whose_helper_is_exec_d() {
+    require_unprivileged();
+    let d = TestDir::new();
+    let (spec, upper, out, outside) = cleanup_spec(&d);
+    let spec: pkgcell_sandbox::Spec = serde_json::from_value(spec).unwrap();
+    // A thread beside this one: the supervisor must exec the helper.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let idle = std::thread::spawn(move || rx.recv());
+    let outcome = pkgcell_sandbox::Sandbox::new(spec)
+        .helper_exe(pkgcell_bin())
+        .stdin(Stdio::null())
+        .run()
+        .unwrap();
+    drop(tx);
+    let _ = idle.join();
+    assert!(outcome.status.success(), "{outcome:?}");
+    check_cleaned_up(&upper, &out, &outside);
+}
+
 // ------------------------------------------------------------ id map fallback and diagnostics
 
 fn empty_subid(d: &TestDir) -> [(String, String); 2] {
