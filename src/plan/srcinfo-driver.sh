@@ -182,6 +182,32 @@ _pkgcell_defs=${_pkgcell_defs//'if (( ${#arch[@]} != $(printf "%s\n" ${arch[@]} 
 eval "$_pkgcell_defs"
 unset _pkgcell_defs
 
+# write_srcinfo_content asks for every attribute of the schema (each arch
+# one too) in every section, through four function calls each, and writes
+# the few that are set: most of its cost. makepkg's own
+# pkgbuild_extract_to_srcinfo, with a cheap test first that answers "not
+# set" for the others, as get_pkgbuild_attribute would: a global with no
+# element (a scalar: empty), or a variable its package function never
+# assigns. Odd names (from odd arch values) take makepkg's path.
+if declare -F pkgbuild_extract_to_srcinfo >/dev/null; then
+	eval "_pkgcell_$(declare -f pkgbuild_extract_to_srcinfo)"
+	pkgbuild_extract_to_srcinfo() {
+		# $1: pkgname, $2: attr name, $3: multivalued
+		if [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+			if [[ $1 ]]; then
+				_pkgcell_fn_array "package_$1"
+				local -n _pkgcell_set=${_pkgcell_fn}_names
+				[[ -v _pkgcell_set[$2] ]] || return 1
+			elif (($3)); then
+				eval "((\${#$2[@]}))" || return 1
+			else
+				[[ ${!2} ]] || return 1
+			fi
+		fi
+		_pkgcell_pkgbuild_extract_to_srcinfo "$@"
+	}
+fi
+
 # $1: a file. Whether it has a CR, as makepkg's `[[ $(<file) = *$'\r'* ]]`
 # finds it (NUL bytes are dropped there; here they end a chunk), without
 # the command substitution's fork.
