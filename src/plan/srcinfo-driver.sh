@@ -137,6 +137,86 @@ exists_function_variable() {
 	[[ -v _pkgcell_names[$2] ]]
 }
 
+# Fork-free versions of makepkg's other per-PKGBUILD forks, made by
+# rewriting makepkg's own functions (as `declare -f` prints them) rather
+# than copying them, so that whatever else a makepkg version changes in
+# them is kept; a version without these exact texts keeps its own code.
+# - `local shellopts=$(shopt -p extglob)`: a command substitution (a fork
+#   of this big shell) in source_safe, six lint functions and, in makepkg
+#   7, srcinfo_write_attr, once per attribute written. The replacement sets
+#   the same local to the same text from `shopt -q`.
+# - makepkg 7's duplicate check of arch: `$(printf "%s\n" ${arch[@]} |
+#   sort -u | wc -l)`, a fork and two execs, counted with an associative
+#   array when every word is one lint_arch accepts anyway.
+_pkgcell_shopt_p_extglob() {
+	# $1: name of the variable to set to what `shopt -p extglob` prints
+	if shopt -q extglob; then
+		printf -v "$1" %s 'shopt -s extglob'
+	else
+		printf -v "$1" %s 'shopt -u extglob'
+	fi
+}
+_pkgcell_uniq_lines() {
+	# $1: name of the variable to set; the rest: words. Sets it to what
+	# `printf "%s\n" WORDS | sort -u | wc -l` prints. Words of other
+	# characters than [A-Za-z0-9_] (where sort's locale or a newline could
+	# matter) go through that pipeline.
+	local -n _pkgcell_count=$1
+	shift
+	local _pkgcell_w
+	local -A _pkgcell_seen=()
+	# printf prints one empty line for no words.
+	(($#)) || { _pkgcell_count=1; return 0; }
+	for _pkgcell_w; do
+		if [[ -z $_pkgcell_w || $_pkgcell_w == *[!A-Za-z0-9_]* ]]; then
+			_pkgcell_count=$(printf "%s\n" "$@" | sort -u | wc -l)
+			return 0
+		fi
+		_pkgcell_seen[$_pkgcell_w]=1
+	done
+	_pkgcell_count=${#_pkgcell_seen[@]}
+}
+_pkgcell_defs=$(declare -f source_safe srcinfo_write_attr validate_arch_entries "${lint_pkgbuild_functions[@]}" 2>/dev/null)
+_pkgcell_defs=${_pkgcell_defs//'local shellopts=$(shopt -p extglob)'/'local shellopts; _pkgcell_shopt_p_extglob shellopts'}
+_pkgcell_defs=${_pkgcell_defs//'if (( ${#arch[@]} != $(printf "%s\n" ${arch[@]} | sort -u | wc -l) )); then'/'local _pkgcell_n; _pkgcell_uniq_lines _pkgcell_n ${arch[@]}; if (( ${#arch[@]} != _pkgcell_n )); then'}
+eval "$_pkgcell_defs"
+unset _pkgcell_defs
+
+# write_srcinfo_content asks for every attribute of the schema (each arch
+# one too) in every section, through four function calls each, and writes
+# the few that are set: most of its cost. makepkg's own
+# pkgbuild_extract_to_srcinfo, with a cheap test first that answers "not
+# set" for the others, as get_pkgbuild_attribute would: a global with no
+# element (a scalar: empty), or a variable its package function never
+# assigns. Odd names (from odd arch values) take makepkg's path.
+if declare -F pkgbuild_extract_to_srcinfo >/dev/null; then
+	eval "_pkgcell_$(declare -f pkgbuild_extract_to_srcinfo)"
+	pkgbuild_extract_to_srcinfo() {
+		# $1: pkgname, $2: attr name, $3: multivalued
+		if [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+			if [[ $1 ]]; then
+				_pkgcell_fn_array "package_$1"
+				local -n _pkgcell_set=${_pkgcell_fn}_names
+				[[ -v _pkgcell_set[$2] ]] || return 1
+			elif (($3)); then
+				eval "((\${#$2[@]}))" || return 1
+			else
+				[[ ${!2} ]] || return 1
+			fi
+		fi
+		_pkgcell_pkgbuild_extract_to_srcinfo "$@"
+	}
+fi
+
+# $1: a file. Whether it has a CR, as makepkg's `[[ $(<file) = *$'\r'* ]]`
+# finds it (NUL bytes are dropped there; here they end a chunk), without
+# the command substitution's fork.
+_pkgcell_has_cr() {
+	local -a _pkgcell_chunks
+	mapfile -d '' _pkgcell_chunks <"$1" || return 1
+	[[ ${_pkgcell_chunks[*]} == *$'\r'* ]]
+}
+
 # makepkg's messages go through gettext, which a minimal base may lack.
 if ! type -P gettext >/dev/null; then
 	gettext() { printf '%s' "$1"; }
@@ -165,7 +245,7 @@ _pkgcell_one() {
 		error "$(gettext "%s does not exist.")" "$BUILDSCRIPT"
 		exit 91
 	fi
-	if [[ $(<"$BUILDFILE") = *$'\r'* ]]; then
+	if _pkgcell_has_cr "$BUILDFILE"; then
 		error "$(gettext "%s contains %s characters and cannot be sourced.")" "$BUILDSCRIPT" "CRLF"
 		exit 92
 	fi
