@@ -46,14 +46,13 @@ pub(super) fn dep_layer(
     job: &Job<'_>,
     deps: &[DepFile],
 ) -> Result<Option<Layer>, Failure> {
-    let no_log = |e: BuildError| Box::new((e, None));
     if deps.is_empty() && opts.local.is_empty() {
         return Ok(None);
     }
     // The layer installs the store's copies (a rebuild comes here without
     // build_one, which stores them first).
     let store = Store::at(opts.home.store());
-    store_local(&store, &opts.local).map_err(no_log)?;
+    store_local(&store, &opts.local)?;
     let lines: Vec<String> = deps.iter().map(|d| d.line.clone()).collect();
     let local: Vec<String> = opts.local.iter().map(LocalPackage::line).collect();
     let key = layer_key(&opts.base.id, &local, &lines);
@@ -64,15 +63,15 @@ pub(super) fn dep_layer(
     if opts.layers.usable(&ready) {
         return reuse(false);
     }
-    fs::create_dir_all(&layers).map_err(|e| no_log(io_err("create", &layers)(e).into()))?;
+    fs::create_dir_all(&layers).map_err(io_err("create", &layers))?;
     let lock_path = layers.join(format!("{key}.lock"));
     let lock = fs::File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| no_log(io_err("open", &lock_path)(e).into()))?;
-    lock.lock().map_err(|e| no_log(io_err("lock", &lock_path)(e).into()))?;
+        .map_err(io_err("open", &lock_path))?;
+    lock.lock().map_err(io_err("lock", &lock_path))?;
     if opts.layers.usable(&ready) {
         return reuse(false);
     }
@@ -80,9 +79,9 @@ pub(super) fn dep_layer(
     // A ready layer that must be made again is made beside it (builds may be
     // running on it); otherwise in place, over what a killed run left.
     let target = if fresh { layers.join(format!("{key}.fresh")) } else { dir.clone() };
-    remove_dir(&target).map_err(no_log)?;
+    remove_dir(&target)?;
     let pkgs = target.join("pkgs");
-    fs::create_dir_all(&pkgs).map_err(|e| no_log(io_err("create", &pkgs)(e).into()))?;
+    fs::create_dir_all(&pkgs).map_err(io_err("create", &pkgs))?;
     let mut spec = Spec::new(
         Root::Overlay {
             lowers: vec![opts.base.root.clone()],
@@ -95,7 +94,7 @@ pub(super) fn dep_layer(
     let base_conf = opts.base.root.join("etc/pacman.conf");
     let conf_text = fs::read_to_string(&base_conf).unwrap_or_default();
     let conf = target.join("pacman.conf");
-    fs::write(&conf, crate::base::layer_conf(&conf_text)).map_err(|e| no_log(io_err("write", &conf)(e).into()))?;
+    fs::write(&conf, crate::base::layer_conf(&conf_text)).map_err(io_err("write", &conf))?;
     spec.mounts.push(Mount::Bind { src: conf, dst: "/pkgcell/pacman.conf".into(), access: Access::ReadOnly });
     let mut argv: Vec<String> =
         ["pacman", "-U", "--noconfirm", "--noprogressbar", "--config", "/pkgcell/pacman.conf"].map(String::from).to_vec();
@@ -110,13 +109,13 @@ pub(super) fn dep_layer(
     for d in deps {
         let dst = pkgs.join(&d.filename);
         if fs::hard_link(&d.src, &dst).is_err() {
-            fs::copy(&d.src, &dst).map_err(|e| no_log(io_err("copy", &d.src)(e).into()))?;
+            fs::copy(&d.src, &dst).map_err(io_err("copy", &d.src))?;
         }
         // The copy is what pacman installs: check it, not the source.
         if let Some(expected) = &d.sha256 {
-            let got = fetch::sha256_of(&dst).map_err(|e| no_log(io_err("read", &dst)(e).into()))?;
+            let got = fetch::sha256_of(&dst).map_err(io_err("read", &dst))?;
             if got != *expected {
-                return Err(no_log(BuildError::DepChecksum { path: d.src.clone(), expected: expected.clone(), got }));
+                return Err(BuildError::DepChecksum { path: d.src.clone(), expected: expected.clone(), got }.into());
             }
         }
         argv.push(format!("/pkgcell/pkgs/{}", d.filename));
@@ -128,20 +127,21 @@ pub(super) fn dep_layer(
     spec.env.insert("HOME".into(), "/root".into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));
-    let cgroup = apply_limits(opts, &mut spec).map_err(no_log)?;
+    let cgroup = apply_limits(opts, &mut spec)?;
     let what = if fresh { "made afresh (-c)" } else { "made" };
     let header = format!("pkgcell: dependency layer {key} for {}, {what}\n", job.pkgid);
     let ran = run_logged(spec, &log_path, "installing dependencies", &header, opts, cgroup.as_ref())
-        .map_err(|e| Box::new((e, Some(log_path.clone()))))?;
+        .map_err(Failure::logged(&log_path))?;
     if !ran.ok {
-        return Err(Box::new((BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail }, Some(log_path))));
+        let error = BuildError::DepLayer { status: ran.status, log: log_path.clone(), tail: ran.tail };
+        return Err(Failure::logged(&log_path)(error));
     }
     let _ = fs::remove_dir_all(&pkgs);
     let _ = fs::remove_file(target.join("pacman.conf"));
     let target_ready = target.join("ready");
-    fs::write(&target_ready, "").map_err(|e| no_log(io_err("write", &target_ready)(e).into()))?;
+    fs::write(&target_ready, "").map_err(io_err("write", &target_ready))?;
     if fresh {
-        swap_in(&layers, &key).map_err(no_log)?;
+        swap_in(&layers, &key)?;
     }
     tracing::info!(key, fresh, "dependency layer made");
     reuse(true)

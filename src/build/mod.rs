@@ -42,7 +42,7 @@ use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, Plan, Status};
 use crate::remote::RemoteError;
-use crate::store::{LimitsApplied, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
+use crate::store::{LimitsApplied, Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
 mod deps;
@@ -62,7 +62,7 @@ pub use rebuild::{Rebuilt, rebuild};
 
 use deps::{DepFile, fetch_repo_deps};
 use layer::{check_layer, dep_layer};
-use makepkg::run_makepkg;
+use makepkg::{MadeFile, run_makepkg};
 use options::size_text;
 use workdir::{BuildDir, DirKind};
 
@@ -571,9 +571,8 @@ fn build_entry(
                 (_, note) => result.reason = note,
             }
         }
-        Err(failure) => {
-            let (e, log) = *failure;
-            result.reason = Some(error_chain(&e));
+        Err(Failure { error, log }) => {
+            result.reason = Some(error_chain(&*error));
             result.log = log;
         }
     }
@@ -614,8 +613,28 @@ struct Built {
     note: Option<String>,
 }
 
-/// A failed build and its log, when it got that far (boxed: errors are large).
-type Failure = Box<(BuildError, Option<PathBuf>)>;
+/// A failed build, and the log of the step that failed when that step
+/// writes one (the dependency layer's, makepkg's): the result points the
+/// user at it. `?` turns any error of a step before that into a failure
+/// without a log.
+struct Failure {
+    /// Boxed: errors are large, and this travels in every `Result`.
+    error: Box<BuildError>,
+    log: Option<PathBuf>,
+}
+
+impl Failure {
+    /// A `map_err` adapter for the steps after `log` exists.
+    fn logged(log: &Path) -> impl FnOnce(BuildError) -> Failure + '_ {
+        move |error| Failure { error: Box::new(error), log: Some(log.to_owned()) }
+    }
+}
+
+impl<E: Into<BuildError>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure { error: Box::new(error.into()), log: None }
+    }
+}
 
 /// Lock, then cached or fetch + deps + makepkg + store.
 fn build_one(
@@ -626,110 +645,71 @@ fn build_one(
     pkgids: &BTreeMap<String, PkgId>,
     step: &dyn Fn(&'static str),
 ) -> Result<Built, Failure> {
-    let no_log = |e: BuildError| Box::new((e, None));
     step("waiting for lock");
-    let _lock = store.lock(job.pkgid).map_err(|e| no_log(e.into()))?;
+    let _lock = store.lock(job.pkgid)?;
     // Whatever comes next (cached, downloaded or built), the record names
     // the -I files: this also puts back one that a record made before
     // builds stored them lacks.
-    store_local(store, &opts.local).map_err(no_log)?;
+    store_local(store, &opts.local)?;
     let forced = opts.rebuild.forced(job.name);
-    let stored = if forced { None } else { store.record(job.pkgid).map_err(|e| no_log(e.into()))? };
-    if let Some(r) = stored {
-        // Built here earlier, perhaps when the remote store was down: share it now.
-        if let Some(remote) = &opts.remote
-            && !remote.has_record(job.pkgid).map_err(|e| no_log(BuildError::RemoteUpload(e)))?
-        {
-            step("upload");
-            remote.upload(&r, store).map_err(|e| no_log(BuildError::RemoteUpload(e)))?;
-        }
-        return Ok(Built { status: PackageStatus::Cached, record: r, log: None, seconds: None, layer: None, note: None });
-    }
     let mut note = None;
-    if let Some(remote) = opts.remote.as_ref().filter(|_| !forced) {
-        step("remote store");
-        match remote.fetch(job.pkgid, store) {
-            Ok(Some(r)) => {
-                return Ok(Built { status: PackageStatus::Downloaded, record: r, log: None, seconds: None, layer: None, note: None });
-            }
-            Ok(None) => {}
-            // Damage is not ours to repair by hand: build, and the upload
-            // replaces the damaged objects.
-            Err(e) if e.is_damage() => {
-                let msg = error_chain(&e);
-                tracing::warn!(error = %msg, "building locally instead");
-                note = Some(format!("built locally: {msg}"));
-            }
-            Err(e) => return Err(no_log(BuildError::Remote(e))),
+    if !forced {
+        match stored_result(job, opts, store, step)? {
+            Stored::Found(built) => return Ok(*built),
+            Stored::Missing { note: n } => note = n,
         }
     }
     let started = SystemTime::now();
     let clock = Instant::now();
-
-    step("fetch");
     let mut timings = Timings::default();
     let mut lap = Instant::now();
     let mut split = |slot: &mut f64| {
         *slot = lap.elapsed().as_secs_f64();
         lap = Instant::now();
     };
-    let fetched = fetcher.fetch(&fetch::sources_of(job.srcinfo, &opts.arch)).map_err(|e| no_log(e.into()))?;
-    let mut deps = fetch_repo_deps(fetcher, &opts.home, job.packages).map_err(|e| no_log(e.into()))?;
 
+    step("fetch");
+    let fetched = fetcher.fetch(&fetch::sources_of(job.srcinfo, &opts.arch))?;
+    let mut deps = fetch_repo_deps(fetcher, &opts.home, job.packages)?;
     split(&mut timings.fetch);
+
     step("deps");
-    for (entry, pkgname) in job.installs {
-        let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
-        let id = pkgids.get(entry).ok_or_else(|| no_log(missing()))?;
-        let rec = store.record(id).map_err(|e| no_log(e.into()))?.ok_or_else(|| no_log(missing()))?;
-        let out = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(|| no_log(missing()))?;
-        deps.push(DepFile::of_store(store, pkgname, out));
-    }
+    deps.extend(built_deps(job, store, pkgids)?);
     deps.sort_by(|a, b| a.line.cmp(&b.line));
-    let dep_lines: Vec<String> = deps.iter().map(|d| d.line.clone()).collect();
     let layer = dep_layer(opts, job, &deps)?;
     let installed = match &layer {
-        Some(layer) => check_layer(&layer.upper, &opts.base.root, &deps, &opts.local).map_err(no_log)?,
+        Some(layer) => check_layer(&layer.upper, &opts.base.root, &deps, &opts.local)?,
         None => Vec::new(),
     };
-
     split(&mut timings.deps);
+
     step("makepkg");
-    let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid).map_err(no_log)?;
+    let dir = BuildDir::new(&opts.home, DirKind::Build, job.pkgid)?;
     let log_path = opts.home.logs().join(job.pkgid.pkgbase().to_string()).join(format!("{}.log", job.pkgid));
-    let result = run_makepkg(job, opts, &dir, layer.as_ref(), &fetched, &log_path, &MakepkgEnv::default());
-    let made = match result {
+    let made = match run_makepkg(job, opts, &dir, layer.as_ref(), &fetched, &log_path, &MakepkgEnv::default()) {
         Ok(made) => made,
         Err(e) => {
             dir.finish(opts.keep_failed, opts, job.pkgid);
-            return Err(Box::new((e, Some(log_path))));
+            return Err(Failure::logged(&log_path)(e));
         }
     };
-
     split(&mut timings.makepkg);
+
     step("store");
-    let with_log = |e: BuildError| Box::new((e, Some(log_path.clone())));
-    let mut stored = Vec::new();
-    let limit = opts.limits.max_output();
-    for o in made.files {
-        let path = o.file.path.clone();
-        let mut r = o.file.limited(limit).map_err(|source| with_log(BuildError::Refused { what: "a package file of the build", source }))?;
-        stored.push(store.put_reader(&o.name, &mut r, &path).map_err(|e| with_log(e.into()))?);
-    }
-    let buildinfo = made.buildinfo;
+    let outputs = store_outputs(store, made.files, opts.limits.max_output()).map_err(Failure::logged(&log_path))?;
     // Streamed: a log may be as large as its limit.
-    let log = store.put_file(&log_path).map_err(|e| with_log(e.into()))?.blake3;
+    let log = store.put_file(&log_path).map_err(|e| Failure::logged(&log_path)(e.into()))?.blake3;
     split(&mut timings.store);
     let seconds = clock.elapsed().as_secs_f64();
     let record = Record {
         version: RECORD_VERSION,
         pkgid: job.pkgid.clone(),
         status: RecordStatus::Built,
-        outputs: stored,
-        buildinfo,
+        outputs,
+        buildinfo: made.buildinfo,
         log,
         base_id: opts.base.id.clone(),
-        deps: dep_lines,
+        deps: deps.iter().map(|d| d.line.clone()).collect(),
         local: opts.local.iter().map(LocalPackage::line).collect(),
         peak_memory_kib: Some(made.peak_memory_kib),
         limits: Some(opts.limits_applied()),
@@ -739,14 +719,78 @@ fn build_one(
         timings,
         pkgcell: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    store.put_record(&record).map_err(|e| with_log(e.into()))?;
+    store.put_record(&record).map_err(|e| Failure::logged(&log_path)(e.into()))?;
     dir.finish(KeepFailed::No, opts, job.pkgid);
-    let layer = layer.map(|l| LayerUse { key: l.key, made: l.made });
+
     if let Some(remote) = &opts.remote {
         step("upload");
-        remote.upload(&record, store).map_err(|e| with_log(BuildError::RemoteUpload(e)))?;
+        remote.upload(&record, store).map_err(|e| Failure::logged(&log_path)(BuildError::RemoteUpload(e)))?;
     }
+    let layer = layer.map(|l| LayerUse { key: l.key, made: l.made });
     Ok(Built { status: PackageStatus::Built, record, log: Some(log_path), seconds: Some(seconds), layer, note })
+}
+
+/// Whether a build of `job` is already done, in the store or the remote store.
+enum Stored {
+    /// It is: cached or downloaded (boxed: a record is large).
+    Found(Box<Built>),
+    /// It is not; `note` says why a remote copy was not used.
+    Missing { note: Option<String> },
+}
+
+/// The stored result of `job`: the local store's record (shared with the
+/// remote store if that lacks it), else the remote store's.
+fn stored_result(job: &Job<'_>, opts: &BuildOptions, store: &Store, step: &dyn Fn(&'static str)) -> Result<Stored, BuildError> {
+    let found = |status, record| Stored::Found(Box::new(Built { status, record, log: None, seconds: None, layer: None, note: None }));
+    if let Some(r) = store.record(job.pkgid)? {
+        // Built here earlier, perhaps when the remote store was down: share it now.
+        if let Some(remote) = &opts.remote
+            && !remote.has_record(job.pkgid).map_err(BuildError::RemoteUpload)?
+        {
+            step("upload");
+            remote.upload(&r, store).map_err(BuildError::RemoteUpload)?;
+        }
+        return Ok(found(PackageStatus::Cached, r));
+    }
+    let Some(remote) = &opts.remote else { return Ok(Stored::Missing { note: None }) };
+    step("remote store");
+    match remote.fetch(job.pkgid, store) {
+        Ok(Some(r)) => Ok(found(PackageStatus::Downloaded, r)),
+        Ok(None) => Ok(Stored::Missing { note: None }),
+        // Damage is not ours to repair by hand: build, and the upload
+        // replaces the damaged objects.
+        Err(e) if e.is_damage() => {
+            let msg = error_chain(&e);
+            tracing::warn!(error = %msg, "building locally instead");
+            Ok(Stored::Missing { note: Some(format!("built locally: {msg}")) })
+        }
+        Err(e) => Err(BuildError::Remote(e)),
+    }
+}
+
+/// The package files of other entries that `job` installs, from their
+/// records in the store.
+fn built_deps(job: &Job<'_>, store: &Store, pkgids: &BTreeMap<String, PkgId>) -> Result<Vec<DepFile>, BuildError> {
+    let mut out = Vec::new();
+    for (entry, pkgname) in job.installs {
+        let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
+        let id = pkgids.get(entry).ok_or_else(missing)?;
+        let rec = store.record(id)?.ok_or_else(missing)?;
+        let out_file = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(missing)?;
+        out.push(DepFile::of_store(store, pkgname, out_file));
+    }
+    Ok(out)
+}
+
+/// Put the package files a build made into the store, each read within `limit`.
+fn store_outputs(store: &Store, files: Vec<MadeFile>, limit: u64) -> Result<Vec<Output>, BuildError> {
+    let mut stored = Vec::new();
+    for o in files {
+        let path = o.file.path.clone();
+        let mut r = o.file.limited(limit).map_err(|source| BuildError::Refused { what: "a package file of the build", source })?;
+        stored.push(store.put_reader(&o.name, &mut r, &path)?);
+    }
+    Ok(stored)
 }
 
 /// An error and its sources on one line.

@@ -55,7 +55,7 @@ pub fn rebuild(
         .with_file_sources(opts.file_sources.clone());
     let fetched = fetcher.fetch(&fetch::sources_of(srcinfo, &opts.arch))?;
     let dep_files = dep_files_of_lines(&opts.home, &store, deps)?;
-    let layer = dep_layer(opts, &job, &dep_files).map_err(|f| f.0)?;
+    let layer = dep_layer(opts, &job, &dep_files).map_err(|f| *f.error)?;
     if let Some(layer) = &layer {
         check_layer(&layer.upper, &opts.base.root, &dep_files, &opts.local)?;
     }
