@@ -52,6 +52,7 @@ mod makepkg;
 mod options;
 mod outputs;
 mod rebuild;
+mod schedule;
 mod workdir;
 
 pub use deps::{dep_lines, store_local};
@@ -64,6 +65,7 @@ use deps::{DepFile, fetch_repo_deps};
 use layer::{check_layer, dep_layer};
 use makepkg::{MadeFile, run_makepkg};
 use options::size_text;
+use schedule::{Decision, Schedule};
 use workdir::{BuildDir, DirKind};
 
 /// Version of the `--json` form of a build run.
@@ -450,50 +452,33 @@ pub fn build_plan(
         .with_rlimits(opts.limits.rlimits())
         .with_file_sources(opts.file_sources.clone());
 
+    let mut schedule = Schedule::new(opts.jobs);
+    for &i in &wanted {
+        let p = &plan.packages[i];
+        let blocked = matches!(&p.status, Status::Blocked { by } if !by.is_empty());
+        schedule.want(i, p.after.iter().filter_map(|a| index.get(a.as_str()).copied()).collect(), blocked);
+    }
+    for (&i, r) in &results {
+        schedule.settle(i, r.status);
+    }
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, PackageResult)>();
-        let mut running = 0usize;
-        let mut started: BTreeSet<usize> = BTreeSet::new();
         loop {
-            // Decide every entry whose needs are settled: skip it, or start it.
-            let mut progress = true;
-            while progress {
-                progress = false;
-                for &i in &wanted {
-                    if results.contains_key(&i) || started.contains(&i) {
-                        continue;
-                    }
-                    let p = &plan.packages[i];
-                    let needs: Vec<usize> = p.after.iter().filter_map(|a| index.get(a.as_str()).copied()).collect();
-                    let bad: Vec<&str> = needs
-                        .iter()
-                        .filter(|j| matches!(results.get(j).map(|r| r.status), Some(PackageStatus::Failed | PackageStatus::Skipped)))
-                        .map(|&j| plan.packages[j].name.as_str())
-                        .collect();
-                    let blocked = match &p.status {
-                        Status::Blocked { by } => by.clone(),
-                        Status::ToBuild | Status::Error { .. } | Status::NotForArch { .. } => Vec::new(),
-                    };
-                    if !bad.is_empty() || !blocked.is_empty() {
-                        let mut by: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
-                        by.extend(blocked);
+            for decision in schedule.decide() {
+                match decision {
+                    Decision::Skip { entry, failed } => {
+                        let mut by: Vec<String> = failed.iter().map(|&j| plan.packages[j].name.clone()).collect();
+                        if let Status::Blocked { by: blocked } = &plan.packages[entry].status {
+                            by.extend(blocked.iter().cloned());
+                        }
                         by.sort();
                         by.dedup();
-                        let r = blank(i, PackageStatus::Skipped, format!("needs {}, which did not build", by.join(", ")));
+                        let r = blank(entry, PackageStatus::Skipped, format!("needs {}, which did not build", by.join(", ")));
                         on_event(Event::Finished(&r));
-                        results.insert(i, r);
-                        progress = true;
-                        continue;
+                        results.insert(entry, r);
                     }
-                    let ready = needs.iter().all(|j| {
-                        matches!(
-                            results.get(j).map(|r| r.status),
-                            Some(PackageStatus::Built | PackageStatus::Cached | PackageStatus::Downloaded)
-                        )
-                    });
-                    if ready && running < opts.jobs.max(1) {
-                        started.insert(i);
-                        running += 1;
+                    Decision::Start(i) => {
+                        let p = &plan.packages[i];
                         let tx = tx.clone();
                         let (store, fetcher, pkgids) = (&store, &fetcher, &pkgids);
                         scope.spawn(move || {
@@ -504,11 +489,11 @@ pub fn build_plan(
                     }
                 }
             }
-            if running == 0 {
+            if schedule.running() == 0 {
                 break;
             }
             let (i, r) = rx.recv().expect("a worker is running");
-            running -= 1;
+            schedule.settle(i, r.status);
             on_event(Event::Finished(&r));
             results.insert(i, r);
         }
