@@ -363,7 +363,7 @@ pub fn unavailable(
     let db = base_root.join("var/lib/pacman/local");
     for e in fs::read_dir(&db).map_err(io_err("read", &db))?.flatten() {
         let Ok(desc) = fs::read_to_string(e.path().join("desc")) else { continue };
-        let field = |k: &str| desc.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
+        let field = |k| crate::alpm_file::desc_field(&desc, k);
         have.insert(format!("{}-{}-{}", field("%NAME%"), field("%VERSION%"), field("%ARCH%")));
     }
     // Package files of repositories: `<name> sha256:<hex> <file>`, kept in

@@ -16,7 +16,7 @@ use crate::plan::{Install, InstallFrom, Plan};
 use crate::store::{Output, Store};
 
 use super::BuildError;
-use super::outputs::{pkgname_of, version_of};
+use crate::alpm_file::{pkgname_of, version_of};
 
 /// A package file the dependency layer installs.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ impl DepFile {
     pub(super) fn of_store(store: &Store, pkgname: &str, o: &Output) -> DepFile {
         DepFile {
             pkgname: pkgname.to_owned(),
-            version: version_of(&o.name).unwrap_or_default().to_owned(),
+            version: version_of(&o.name).unwrap_or_default(),
             filename: o.name.clone(),
             src: store.object_path(&o.blake3),
             sha256: None,
@@ -84,7 +84,7 @@ pub fn dep_lines(plan: &Plan, name: &str, store: &Store) -> Result<Vec<String>, 
         let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
         let id = plan.packages.iter().find(|q| q.name == *entry).and_then(|q| q.pkgid.as_ref()).ok_or_else(missing)?;
         let rec = store.record(id)?.ok_or_else(missing)?;
-        let out = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(missing)?;
+        let out = rec.outputs.iter().find(|o| pkgname_of(&o.name).as_deref() == Some(pkgname.as_str())).ok_or_else(missing)?;
         lines.push(format!("{pkgname} {}", out.blake3));
     }
     for i in &p.installs {
@@ -109,7 +109,7 @@ pub(super) fn dep_files_of_lines(home: &Home, store: &Store, deps: &[String]) ->
         let mut words = line.split(' ');
         let (pkgname, hash, file) = (words.next().unwrap_or(""), words.next().unwrap_or(""), words.next());
         if let (Some(sha256), Some(filename)) = (hash.strip_prefix("sha256:"), file) {
-            let d = DepFile::of_cache(home, pkgname, version_of(filename).unwrap_or_default(), filename, sha256);
+            let d = DepFile::of_cache(home, pkgname, &version_of(filename).unwrap_or_default(), filename, sha256);
             if !d.src.is_file() || filename.contains('/') {
                 return Err(BuildError::MissingDependencyFile { line: line.clone() });
             }

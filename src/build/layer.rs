@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pkgcell_sandbox::{Access, Mount, Root, Spec, Upper};
 
+use crate::alpm_file::desc_field;
 use crate::confined::{Confined, ConfinedError, Kind};
 use crate::error::{IoPath, io_err};
 use crate::fetch;
@@ -169,8 +170,7 @@ pub(super) fn check_layer(upper: &Path, base: &Path, deps: &[DepFile], local_pkg
             Err(ConfinedError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(refused(e)),
         };
-        let field = |k: &str| text.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
-        got.push(format!("{} {}", field("%NAME%"), field("%VERSION%")));
+        got.push(format!("{} {}", desc_field(&text, "%NAME%"), desc_field(&text, "%VERSION%")));
     }
     got.sort();
     let mut expected: Vec<String> = deps.iter().map(|d| format!("{} {}", d.pkgname, d.version)).collect();

@@ -35,6 +35,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::alpm_file::pkgname_of;
 use crate::confined::ConfinedError;
 use crate::error::IoPath;
 use crate::fetch::{self, FetchError, Fetcher};
@@ -55,10 +56,10 @@ mod rebuild;
 mod schedule;
 mod workdir;
 
+pub use crate::error::error_chain;
 pub use deps::{dep_lines, store_local};
 pub use layer::gc_layers;
 pub use options::{BuildOptions, DEFAULT_MAX_OUTPUT, KeepFailed, LayerMode, Limits, MakepkgEnv, MakepkgFlags, Rebuild};
-pub use outputs::pkgname_of;
 pub use rebuild::{Rebuilt, rebuild};
 
 use deps::{DepFile, fetch_repo_deps};
@@ -761,7 +762,7 @@ fn built_deps(job: &Job<'_>, store: &Store, pkgids: &BTreeMap<String, PkgId>) ->
         let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
         let id = pkgids.get(entry).ok_or_else(missing)?;
         let rec = store.record(id)?.ok_or_else(missing)?;
-        let out_file = rec.outputs.iter().find(|o| pkgname_of(&o.name) == Some(pkgname.as_str())).ok_or_else(missing)?;
+        let out_file = rec.outputs.iter().find(|o| pkgname_of(&o.name).as_deref() == Some(pkgname.as_str())).ok_or_else(missing)?;
         out.push(DepFile::of_store(store, pkgname, out_file));
     }
     Ok(out)
@@ -778,17 +779,6 @@ fn store_outputs(store: &Store, files: Vec<MadeFile>, limit: u64) -> Result<Vec<
     Ok(stored)
 }
 
-/// An error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ use crate::error::io_err;
 
 use super::makepkg::MadeFile;
 use super::{BuildError, Job, error_chain};
+use crate::alpm_file::pkgname_of;
 
 /// The package files makepkg left in `pkgdest` (every entry whose name has
 /// `.pkg.tar`), sorted by name, each checked: a plain name, a regular file
@@ -100,21 +101,6 @@ pub(super) fn read_buildinfo(pkgdest: &Confined) -> Result<String, BuildError> {
 /// The largest `.BUILDINFO` read back from a build.
 pub(super) const MAX_BUILDINFO: u64 = 1 << 20;
 
-/// The version (`[epoch:]pkgver-pkgrel`) of a package file name.
-pub(super) fn version_of(file: &str) -> Option<&str> {
-    let stem = &file[..file.find(".pkg.tar")?];
-    let name = pkgname_of(file)?;
-    let rest = stem.get(name.len() + 1..)?;
-    Some(&rest[..rest.rfind('-')?])
-}
-
-/// The pkgname of a package file name `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.*`.
-pub fn pkgname_of(file: &str) -> Option<&str> {
-    let stem = &file[..file.find(".pkg.tar")?];
-    let mut it = stem.rsplitn(4, '-');
-    let (_arch, _rel, _ver) = (it.next()?, it.next()?, it.next()?);
-    it.next()
-}
 
 #[cfg(test)]
 mod tests {
@@ -145,14 +131,5 @@ mod tests {
         for bad in [&b".a-1.0-1-any.pkg.tar.zst"[..], b"zz.pkg.tar.zst", b"a-1.0-1-any.pkg.tar.xz", b"a-1.0-1-any.pkg.tar.zst.sig", b"a\n-1.0-1-any.pkg.tar.zst", b"\xff-1.0-1-any.pkg.tar.zst"] {
             assert!(check_output_name(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-    }
-
-    #[test]
-    fn pkgnames_are_read_from_package_file_names() {
-        assert_eq!(version_of("my-lib-2:1.0.r3-2-any.pkg.tar.gz"), Some("2:1.0.r3-2"));
-        assert_eq!(version_of("x.tar"), None);
-        assert_eq!(pkgname_of("hello-1.0-1-x86_64.pkg.tar.zst"), Some("hello"));
-        assert_eq!(pkgname_of("my-lib-2:1.0.r3-2-any.pkg.tar.gz"), Some("my-lib"));
-        assert_eq!(pkgname_of("x.tar"), None);
     }
 }
