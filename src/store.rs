@@ -731,4 +731,16 @@ mod tests {
         drop(held);
         f.try_lock().unwrap();
     }
+
+    /// A record as pkgcell 0.1.0 wrote it, before dependency lines were typed.
+    const RECORD_V1: &str = include_str!("../tests/fixtures/records/record-v1.json");
+
+    #[test]
+    fn a_record_written_by_an_earlier_version_loads_and_is_written_back_the_same() {
+        let r: Record = serde_json::from_str(RECORD_V1).unwrap();
+        assert_eq!(r.pkgid.pkgbase().to_string(), "hello");
+        assert_eq!(r.cached_packages().collect::<Vec<_>>(), ["zlib-1:1.3.1-2-x86_64.pkg.tar.zst"]);
+        assert_eq!(r.local_files().map(|(name, _)| name).collect::<Vec<_>>(), ["mine-1-1-any.pkg.tar.zst"]);
+        assert_eq!(String::from_utf8(serde_json::to_vec_pretty(&r).unwrap()).unwrap(), RECORD_V1.trim_end());
+    }
 }
