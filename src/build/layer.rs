@@ -18,7 +18,7 @@ use crate::fetch;
 use crate::home::{GcMode, Home};
 use crate::ids::Blake3;
 use crate::local::LocalPackage;
-use crate::store::{Record, Store};
+use crate::store::{DepRef, Record, Store};
 
 use super::deps::{DepFile, store_local};
 use super::logged::run_logged;
@@ -54,7 +54,7 @@ pub(super) fn dep_layer(
     // build_one, which stores them first).
     let store = Store::at(opts.home.store());
     store_local(&store, &opts.local)?;
-    let lines: Vec<String> = deps.iter().map(|d| d.line.clone()).collect();
+    let lines: Vec<DepRef> = deps.iter().map(|d| d.line.clone()).collect();
     let local: Vec<String> = opts.local.iter().map(LocalPackage::line).collect();
     let key = layer_key(&opts.base.id, &local, &lines);
     let layers = opts.home.layers();
@@ -215,7 +215,7 @@ pub(super) fn swap_in(layers: &Path, key: &str) -> Result<(), BuildError> {
 /// The name of the dependency layer of a base, the -I files (`<file name>
 /// <blake3>` lines, in order) and a set of installed packages
 /// (`<pkgname> <blake3>` lines, sorted, as in [`Record::deps`]).
-pub(super) fn layer_key(base_id: &str, local: &[String], deps: &[String]) -> String {
+pub(super) fn layer_key(base_id: &str, local: &[String], deps: &[DepRef]) -> String {
     let mut key = format!("base {base_id}\n");
     // Without -I files the key is what it was before -I existed.
     for l in local {
@@ -223,8 +223,8 @@ pub(super) fn layer_key(base_id: &str, local: &[String], deps: &[String]) -> Str
         key.push_str(l);
         key.push('\n');
     }
-    for l in deps {
-        key.push_str(l);
+    for d in deps {
+        key.push_str(&d.to_string());
         key.push('\n');
     }
     Blake3::of(key.as_bytes()).to_string()[..32].to_owned()
@@ -264,8 +264,9 @@ mod tests {
 
     #[test]
     fn layer_keys_without_local_files_are_as_before_and_local_files_change_them() {
-        let deps = ["a 00".to_owned()];
-        let before = Blake3::of(b"base B\na 00\n").to_string()[..32].to_owned();
+        let line = format!("a {}", Blake3::of(b"a"));
+        let deps = [line.parse().unwrap()];
+        let before = Blake3::of(format!("base B\n{line}\n").as_bytes()).to_string()[..32].to_owned();
         assert_eq!(layer_key("B", &[], &deps), before);
         let one = layer_key("B", &["x.pkg.tar.zst 11".into()], &deps);
         let two = layer_key("B", &["x.pkg.tar.zst 22".into()], &deps);

@@ -43,7 +43,7 @@ use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, Plan, Status};
 use crate::remote::RemoteError;
-use crate::store::{LimitsApplied, Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
+use crate::store::{DepRef, DepRefError, LimitsApplied, Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
 mod deps;
@@ -299,11 +299,15 @@ pub enum BuildError {
         reason: String,
     },
     /// A package file that the original build installed is no longer in the store.
-    #[error("dependency {line} of the original build is not in the store")]
+    #[error("dependency {dep} of the original build is not in the store")]
     MissingDependencyFile {
-        /// The record's line: `<pkgname> <blake3>`.
-        line: String,
+        /// How the record names it.
+        dep: DepRef,
     },
+    /// A dependency of the plan cannot be named in a record (a pkgname or
+    /// a checksum that is not one).
+    #[error(transparent)]
+    BadDependency(#[from] DepRefError),
     /// A `-I` file is no longer what was read and hashed before the run.
     #[error(
         "the package file {} (-I) changed since the run started (blake3 {expected}, now {found}); run again",
@@ -763,7 +767,7 @@ fn built_deps(job: &Job<'_>, store: &Store, pkgids: &BTreeMap<String, PkgId>) ->
         let id = pkgids.get(entry).ok_or_else(missing)?;
         let rec = store.record(id)?.ok_or_else(missing)?;
         let out_file = rec.outputs.iter().find(|o| pkgname_of(&o.name).as_deref() == Some(pkgname.as_str())).ok_or_else(missing)?;
-        out.push(DepFile::of_store(store, pkgname, out_file));
+        out.push(DepFile::of_store(store, pkgname, out_file)?);
     }
     Ok(out)
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::io_err;
 use crate::fetch::{self, Fetcher};
 use crate::plan::Plan;
-use crate::store::Store;
+use crate::store::{DepRef, Store};
 
 use super::deps::dep_files_of_lines;
 use super::layer::{check_layer, dep_layer};
@@ -34,7 +34,7 @@ pub struct Rebuilt {
 pub fn rebuild(
     plan: &Plan,
     name: &str,
-    deps: &[String],
+    deps: &[DepRef],
     opts: &BuildOptions,
     menv: &MakepkgEnv,
     tag: &str,
