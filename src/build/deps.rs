@@ -31,7 +31,7 @@ pub(super) struct DepFile {
     pub(super) src: PathBuf,
     /// The SHA-256 its copy must have (files of a repository database).
     pub(super) sha256: Option<String>,
-    /// How [`Record::deps`] names it.
+    /// How [`crate::store::Record::deps`] names it.
     pub(super) line: DepRef,
 }
 
@@ -75,7 +75,7 @@ pub(super) fn fetch_repo_deps(fetcher: &Fetcher, home: &Home, packages: &[Instal
 }
 
 /// The dependency set a build of the planned entry `name` would install
-/// now, as [`Record::deps`] names it (sorted): the packages of the entries it
+/// now, as [`crate::store::Record::deps`] names it (sorted): the packages of the entries it
 /// needs, from their records in the store, and those of repositories.
 pub fn dep_lines(plan: &Plan, name: &str, store: &Store) -> Result<Vec<DepRef>, BuildError> {
     let p = plan.packages.iter().find(|p| p.name == name).ok_or_else(|| BuildError::NotPlanned(name.to_owned()))?;

@@ -214,7 +214,7 @@ pub(super) fn swap_in(layers: &Path, key: &str) -> Result<(), BuildError> {
 
 /// The name of the dependency layer of a base, the -I files (`<file name>
 /// <blake3>` lines, in order) and a set of installed packages
-/// (`<pkgname> <blake3>` lines, sorted, as in [`Record::deps`]).
+/// (`<pkgname> <blake3>` lines, sorted, as in [`crate::store::Record::deps`]).
 pub(super) fn layer_key(base_id: &str, local: &[String], deps: &[DepRef]) -> String {
     let mut key = format!("base {base_id}\n");
     // Without -I files the key is what it was before -I existed.

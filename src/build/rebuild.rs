@@ -26,9 +26,9 @@ pub struct Rebuilt {
     pub log: PathBuf,
 }
 
-/// Build the planned entry `name` again as [`build_plan`] would, but in
+/// Build the planned entry `name` again as [`super::build_plan`] would, but in
 /// the environment `menv`, on exactly the dependency set `deps` (the lines
-/// of a [`Record::deps`]), and with the package files copied into `dest`
+/// of a [`crate::store::Record::deps`]), and with the package files copied into `dest`
 /// instead of the store: nothing is recorded, no lock is taken. `tag`
 /// names the log (`<pkgid>.repro-<tag>.log`). For [`crate::repro`].
 pub fn rebuild(
