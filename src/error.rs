@@ -41,6 +41,18 @@ impl IoPath {
     }
 }
 
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// A `map_err` adapter: `fs::read(p).map_err(io_err("read", p))?` turns the
 /// `io::Error` into an [`IoPath`], and `?` into the stage's enum.
 pub(crate) fn io_err<'a>(

@@ -19,7 +19,8 @@ use std::time::SystemTime;
 use pkgcell_sandbox::{Mount, Root, Sandbox, Spec, Upper};
 use serde::{Deserialize, Serialize};
 
-use crate::build::{BuildError, hand_over, remove_dir};
+use crate::build::BuildError;
+use crate::build::workdir::{hand_over, remove_dir};
 use crate::error::IoPath;
 use crate::home::Home;
 use crate::ids::PkgId;

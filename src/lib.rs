@@ -5,6 +5,7 @@
 //! in the `pkgcell-sandbox` crate; this crate only describes sandboxes and
 //! hands them over.
 
+pub mod alpm_file;
 pub mod base;
 pub mod build;
 pub mod buildlog;

@@ -45,7 +45,7 @@ use crate::local::{LocalPackage, LocalPackageError};
 use crate::config::{Config, Location};
 use crate::plan::Plan;
 use crate::sync::{Checkout, Synced};
-use crate::store::{Record, Store, StoreError};
+use crate::store::{DepRef, Record, Store, StoreError};
 
 /// Version of the `--json` form of a [`Report`].
 pub const REPRO_JSON_VERSION: u32 = 1;
@@ -369,25 +369,29 @@ pub fn unavailable(
     let db = base_root.join("var/lib/pacman/local");
     for e in fs::read_dir(&db).map_err(io_err("read", &db))?.flatten() {
         let Ok(desc) = fs::read_to_string(e.path().join("desc")) else { continue };
-        let field = |k: &str| desc.lines().skip_while(|l| *l != k).nth(1).unwrap_or("").to_owned();
+        let field = |k| crate::alpm_file::desc_field(&desc, k);
         have.insert(format!("{}-{}-{}", field("%NAME%"), field("%VERSION%"), field("%ARCH%")));
     }
     // Package files of repositories: `<name> sha256:<hex> <file>`, kept in
     // the shared package cache (see build::dep_files_of_lines).
-    for line in &record.deps {
-        let mut w = line.split(' ');
-        if let (Some(_), Some(h), Some(file)) = (w.next(), w.next(), w.next())
-            && h.starts_with("sha256:")
-            && let Some(stem) = file.find(".pkg.tar").map(|i| &file[..i])
-        {
+    for file in record.cached_packages() {
+        if let Some(stem) = file.find(".pkg.tar").map(|i| &file[..i]) {
             have.insert(stem.to_owned());
         }
     }
     if !record.deps.is_empty() {
-        let hashes: BTreeSet<&str> = record.deps.iter().filter_map(|l| l.split_once(' ').map(|(_, h)| h)).collect();
+        // Packages of the store, found by hash among the outputs of its records.
+        let hashes: BTreeSet<Blake3> = record
+            .deps
+            .iter()
+            .filter_map(|d| match d {
+                DepRef::Store { blake3, .. } => Some(*blake3),
+                DepRef::Repo { .. } => None,
+            })
+            .collect();
         for r in store.records()? {
             for o in &r.outputs {
-                if hashes.contains(o.blake3.to_string().as_str()) && store.object_path(&o.blake3).exists() {
+                if hashes.contains(&o.blake3) && store.object_path(&o.blake3).exists() {
                     // `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar.*` is what
                     // `installed` names, plus the extension.
                     have.insert(o.name[..o.name.find(".pkg.tar").unwrap_or(o.name.len())].to_owned());

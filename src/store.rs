@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
+use alpm_types::{Name, Sha256Checksum};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoPath, io_err};
@@ -101,11 +103,9 @@ pub struct Record {
     pub log: Blake3,
     /// The base the build ran on (see `build::base_id`).
     pub base_id: String,
-    /// What was installed for the build, besides the base: one line per
-    /// package file, sorted: `<name> <file blake3>` for a package of the
-    /// store, `<name> sha256:<hex> <file name>` for one of a repository
-    /// (kept in the shared package cache).
-    pub deps: Vec<String>,
+    /// What was installed for the build, besides the base: one per
+    /// package file, sorted by line.
+    pub deps: Vec<DepRef>,
     /// Local package files installed before `deps` (`-I FILE`): one line
     /// per file (`<file name> <file blake3>`), in the order given. The
     /// build puts each file into the store as an object (see
@@ -170,11 +170,111 @@ impl Record {
     /// the `<file name>` of each `<name> sha256:<hex> <file name>` line of
     /// `deps` (packages of the store have no such line).
     pub fn cached_packages(&self) -> impl Iterator<Item = &str> + '_ {
-        self.deps.iter().filter_map(|line| {
-            let mut words = line.split(' ');
-            let (_, hash, file) = (words.next()?, words.next()?, words.next()?);
-            hash.starts_with("sha256:").then_some(file)
+        self.deps.iter().filter_map(|d| match d {
+            DepRef::Repo { filename, .. } => Some(filename.as_str()),
+            DepRef::Store { .. } => None,
         })
+    }
+}
+
+/// A package file a build installed besides the base, as [`Record::deps`]
+/// names it. Serialized as one line (see [`Display`](std::fmt::Display)),
+/// the form records held before this type: the records of earlier
+/// versions load, and are written back the same. Ordered by that line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
+pub enum DepRef {
+    /// A package of the store, built by another entry: `<pkgname> <blake3>`.
+    Store {
+        /// Its pkgname.
+        name: Name,
+        /// The hash of the package file (an object of the store).
+        blake3: Blake3,
+    },
+    /// A package file of a repository, kept in the shared package cache:
+    /// `<pkgname> sha256:<hex> <filename>`.
+    Repo {
+        /// Its pkgname.
+        name: Name,
+        /// The SHA-256 its repository database states.
+        sha256: Sha256Checksum,
+        /// Its file name in the repository and the package cache.
+        filename: String,
+    },
+}
+
+impl DepRef {
+    /// Its pkgname.
+    pub fn name(&self) -> &Name {
+        match self {
+            DepRef::Store { name, .. } | DepRef::Repo { name, .. } => name,
+        }
+    }
+}
+
+/// A [`Record::deps`] line that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line:?} is not a dependency line (`<pkgname> <blake3>` or `<pkgname> sha256:<hex> <filename>`): {why}")]
+pub struct DepRefError {
+    /// The line.
+    pub line: String,
+    /// What is wrong.
+    pub why: String,
+}
+
+impl std::fmt::Display for DepRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DepRef::Store { name, blake3 } => write!(f, "{name} {blake3}"),
+            DepRef::Repo { name, sha256, filename } => write!(f, "{name} sha256:{sha256} {filename}"),
+        }
+    }
+}
+
+impl FromStr for DepRef {
+    type Err = DepRefError;
+
+    fn from_str(line: &str) -> Result<DepRef, DepRefError> {
+        let bad = |why: String| DepRefError { line: line.to_owned(), why };
+        let words: Vec<&str> = line.split(' ').collect();
+        let name = |w: &str| Name::new(w).map_err(|e| bad(e.to_string()));
+        match words[..] {
+            [n, hash] => Ok(DepRef::Store { name: name(n)?, blake3: hash.parse().map_err(|e: crate::ids::IdError| bad(e.to_string()))? }),
+            [n, hash, filename] => {
+                let hex = hash.strip_prefix("sha256:").ok_or_else(|| bad("the hash is not sha256:<hex>".into()))?;
+                let sha256 = Sha256Checksum::from_str(hex).map_err(|e| bad(e.to_string()))?;
+                Ok(DepRef::Repo { name: name(n)?, sha256, filename: filename.to_owned() })
+            }
+            _ => Err(bad("not two or three words".into())),
+        }
+    }
+}
+
+impl TryFrom<String> for DepRef {
+    type Error = DepRefError;
+
+    fn try_from(line: String) -> Result<DepRef, DepRefError> {
+        line.parse()
+    }
+}
+
+impl From<DepRef> for String {
+    fn from(d: DepRef) -> String {
+        d.to_string()
+    }
+}
+
+impl Ord for DepRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // By line: the order records and layer keys have always had.
+        self.to_string().cmp(&other.to_string())
+    }
+}
+
+impl PartialOrd for DepRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -726,9 +826,8 @@ mod tests {
         let s = Store::at(d.path());
         let mut r = record(&s, pkgid("foo", 1), 10, b"pkg");
         r.deps = vec![
-            format!("lib {}", Blake3::of(b"lib")),
-            "tool sha256:00ff tool-1.0-1-any.pkg.tar.zst".into(),
-            "bad sha256:00ff".into(),
+            format!("lib {}", Blake3::of(b"lib")).parse().unwrap(),
+            format!("tool sha256:{} tool-1.0-1-any.pkg.tar.zst", "0f".repeat(32)).parse().unwrap(),
         ];
         assert_eq!(r.cached_packages().collect::<Vec<_>>(), ["tool-1.0-1-any.pkg.tar.zst"]);
     }
@@ -743,5 +842,36 @@ mod tests {
         assert!(matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)));
         drop(held);
         f.try_lock().unwrap();
+    }
+
+    /// A record as pkgcell 0.1.0 wrote it, before dependency lines were typed.
+    const RECORD_V1: &str = include_str!("../tests/fixtures/records/record-v1.json");
+
+    #[test]
+    fn a_record_written_by_an_earlier_version_loads_and_is_written_back_the_same() {
+        let r: Record = serde_json::from_str(RECORD_V1).unwrap();
+        assert_eq!(r.pkgid.pkgbase().to_string(), "hello");
+        assert_eq!(r.cached_packages().collect::<Vec<_>>(), ["zlib-1:1.3.1-2-x86_64.pkg.tar.zst"]);
+        assert_eq!(r.local_files().map(|(name, _)| name).collect::<Vec<_>>(), ["mine-1-1-any.pkg.tar.zst"]);
+        assert_eq!(String::from_utf8(serde_json::to_vec_pretty(&r).unwrap()).unwrap(), RECORD_V1.trim_end());
+    }
+
+    #[test]
+    fn dependency_lines_parse_into_what_they_print() {
+        let store = format!("libhello {}", Blake3::of(b"x"));
+        let repo = format!("zlib sha256:{} zlib-1:1.3.1-2-x86_64.pkg.tar.zst", "c".repeat(64));
+        for line in [&store, &repo] {
+            let d: DepRef = line.parse().unwrap();
+            assert_eq!(&d.to_string(), line);
+        }
+        assert!(matches!(store.parse(), Ok(DepRef::Store { .. })));
+        assert!(matches!(repo.parse(), Ok(DepRef::Repo { ref filename, .. }) if filename == "zlib-1:1.3.1-2-x86_64.pkg.tar.zst"));
+        for bad in ["", "a", "a b", "a sha256:00 f", &format!("a md5:{} f", "c".repeat(64)), &format!("a {} f g", Blake3::of(b"x"))] {
+            assert!(bad.parse::<DepRef>().is_err(), "{bad:?}");
+        }
+        // Ordered by line, as records always were: `libhello <hex>` < `libhello-dev <hex>`.
+        let a: DepRef = format!("lib {}", Blake3::of(b"x")).parse().unwrap();
+        let b: DepRef = format!("lib-dev {}", Blake3::of(b"x")).parse().unwrap();
+        assert!(a < b);
     }
 }

@@ -124,15 +124,7 @@ pub(crate) fn parse_desc(text: &str) -> Option<(Provider, Option<(String, String
     let mut version = None;
     let mut provides = Vec::new();
     let mut depends = Vec::new();
-    let mut section = "";
-    for line in text.lines() {
-        if line.starts_with('%') && line.ends_with('%') && line.len() > 2 {
-            section = line;
-            continue;
-        }
-        if line.is_empty() {
-            continue;
-        }
+    for (section, line) in crate::alpm_file::desc_entries(text) {
         match section {
             "%NAME%" => name = Name::new(line).ok(),
             "%VERSION%" => version = FullVersion::from_str(line).ok(),

@@ -24,6 +24,7 @@ use alpm_types::{Architecture, Architectures, Name, RelationOrSoname, SystemArch
 use serde::Serialize;
 
 use crate::config::{Config, DephashMode, PkgbuildEntry};
+use crate::error::error_chain;
 use crate::home::Home;
 use crate::ids::{DepHash, PkgId, TreeId};
 use crate::local::LocalPackage;
@@ -674,17 +675,6 @@ fn save_index(index: treeid::StatIndex) {
     }
 }
 
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 /// The .SRCINFO of each directory, parsed in one sandbox (`pkgcell srcinfo`).
 pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, PkgbuildError>>, usize), PlanError> {

@@ -601,14 +601,9 @@ fn newer(a: &str, b: &str) -> bool {
 
 /// `NAME-[EPOCH:]PKGVER-PKGREL-ARCH.pkg.tar.zst` → name and version.
 fn parse_filename(filename: &str) -> Option<(String, alpm_types::FullVersion)> {
-    let stem = filename.strip_suffix(PKG_SUFFIX)?;
-    let mut parts = stem.rsplitn(4, '-');
-    let _arch = parts.next()?;
-    let rel = parts.next()?;
-    let ver = parts.next()?;
-    let name = parts.next()?;
-    let version = alpm_types::FullVersion::from_str(&format!("{ver}-{rel}")).ok()?;
-    Some((name.to_owned(), version))
+    filename.strip_suffix(PKG_SUFFIX)?;
+    let parsed = crate::alpm_file::package_file_name(filename)?;
+    Some((parsed.name().to_string(), parsed.version().clone()))
 }
 
 fn sig_path(path: &Path) -> PathBuf {
