@@ -918,9 +918,18 @@ fn clean_flag_makes_a_fresh_dependency_layer_that_later_builds_reuse_while_a_run
 
     // holda runs on the cached layer (it sleeps, then reads from it) while
     // -c makes a fresh one and swaps it in.
-    let holder = env.cmd(&["build", "--json", "holda"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let hold = env.dir.join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    let bind = format!("{}:/hold", hold.display());
+    let mut holder = env
+        .cmd(&["build", "--json", "-D", &bind, "holda"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
-    while processes_with("sleep 7.319").is_empty() {
+    while processes_with("sleep 0.1317").is_empty() {
         assert!(t.elapsed() < Duration::from_secs(90), "holda never reached build()");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -935,7 +944,8 @@ fn clean_flag_makes_a_fresh_dependency_layer_that_later_builds_reuse_while_a_run
     let deps_log = std::fs::read_to_string(env.dir.join("home/logs/usesa").join(format!("usesa-1.0-1-{}-{}.deps.log", short[1], short[0]))).unwrap();
     assert!(deps_log.contains("made afresh (-c)"), "{deps_log}");
     assert_eq!(old_layers(&env).len(), 1, "the old layer is kept for running builds");
-    assert!(!processes_with("sleep 7.319").is_empty(), "holda finished before the swap: the test proves nothing");
+    assert!(holder.try_wait().unwrap().is_none(), "holda finished before the swap: the test proves nothing");
+    std::fs::write(hold.join("release"), "").unwrap();
     let o = holder.wait_with_output().unwrap();
     assert!(o.status.success(), "the build on the old layer broke\n{}", text(&o));
     let hv: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -954,7 +964,7 @@ fn clean_flag_makes_a_fresh_dependency_layer_that_later_builds_reuse_while_a_run
     // Two builds of one -c run with the same set: the layer is made once.
     touch_tree(&env, "usesa", 4);
     touch_tree(&env, "holda", 4);
-    let (code, v, o) = env.build(&["-c", "usesa", "holda"]);
+    let (code, v, o) = env.build(&["-c", "-D", &bind, "usesa", "holda"]);
     assert_eq!(code, 0, "{}", text(&o));
     let made: Vec<&Value> = ["usesa", "holda"].iter().map(|n| &pkg(&v, n)["layer"]["made"]).collect();
     assert!(made.contains(&&Value::Bool(true)) && made.contains(&&Value::Bool(false)), "{v:#}");
