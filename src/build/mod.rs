@@ -59,7 +59,7 @@ pub(crate) mod workdir;
 pub use crate::error::error_chain;
 pub use deps::{dep_lines, store_local};
 pub use layer::gc_layers;
-pub use options::{BuildOptions, DEFAULT_MAX_OUTPUT, KeepFailed, LayerMode, Limits, MakepkgEnv, MakepkgFlags, Rebuild};
+pub use options::{BuildOptions, DEFAULT_MAX_OUTPUT, KeepFailed, LayerMode, Limits, MakepkgEnv, MakepkgFlags, OnDownload, Rebuild};
 pub use rebuild::{Rebuilt, rebuild};
 
 use deps::{DepFile, fetch_repo_deps};
@@ -668,6 +668,16 @@ fn build_one(
     };
 
     step("fetch");
+    // The run's fetcher, telling the observer which entry downloads.
+    let observed;
+    let fetcher = match &opts.on_download {
+        Some(on) => {
+            let (on, name) = (on.0.clone(), job.name.to_owned());
+            observed = fetcher.clone().with_progress(move |d| on(&name, d));
+            &observed
+        }
+        None => fetcher,
+    };
     let fetched = fetcher.fetch(&fetch::sources_of(job.srcinfo, &opts.arch))?;
     let mut deps = fetch_repo_deps(fetcher, &opts.home, job.packages)?;
     split(&mut timings.fetch);

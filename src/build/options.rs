@@ -99,6 +99,21 @@ pub struct BuildOptions {
     /// Where the logs of the dependency layer and makepkg go besides their
     /// files as they come (laptop mode: stderr).
     pub echo: buildlog::Echo,
+    /// Told how each build's downloads go (a byte counter on a terminal).
+    pub on_download: Option<OnDownload>,
+}
+
+/// What an [`OnDownload`] calls: with the entry, and how far its download is.
+pub type DownloadObserver = dyn Fn(&str, crate::fetch::Download<'_>) + Send + Sync;
+
+/// An observer of the downloads of a build run.
+#[derive(Clone)]
+pub struct OnDownload(pub Arc<DownloadObserver>);
+
+impl std::fmt::Debug for OnDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDownload")
+    }
 }
 
 /// Whether a build whose pkgid is in the store (or the remote store) runs.

@@ -421,6 +421,10 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             (Mode::Laptop { .. }, false) => pkgcell::buildlog::Echo::Stderr,
             (Mode::Laptop { .. }, true) | (Mode::Config(..), _) => pkgcell::buildlog::Echo::Off,
         },
+        on_download: Some({
+            let downloads = std::sync::Arc::new(progress::Downloads::new());
+            build::OnDownload(std::sync::Arc::new(move |entry: &str, d: fetch::Download<'_>| downloads.event_of(entry, d)))
+        }),
     };
     // The build's own output on stderr leaves no room for spinners.
     let progress = Progress::new(opts.echo == pkgcell::buildlog::Echo::Off);

@@ -145,18 +145,21 @@ impl BasePhases {
     }
 }
 
-/// Downloads of `pkgcell fetch`: a byte counter per download on a
-/// terminal; otherwise a line when one starts and one when it ends.
+/// Downloads of `pkgcell fetch` and `pkgcell build`: a byte counter per
+/// download on a terminal; otherwise a line when one starts and one when
+/// it ends.
 pub(crate) struct Downloads {
     tty: bool,
-    /// The entry whose sources are fetched.
+    /// The entry whose sources `pkgcell fetch` fetches.
     entry: Mutex<String>,
-    bar: Mutex<Option<ProgressBar>>,
+    /// The running downloads' counters, by entry and file (the builds of
+    /// a run download side by side).
+    bars: Mutex<std::collections::HashMap<(String, String), ProgressBar>>,
 }
 
 impl Downloads {
     pub(crate) fn new() -> Downloads {
-        Downloads { tty: on_terminal(), entry: Mutex::new(String::new()), bar: Mutex::new(None) }
+        Downloads { tty: on_terminal(), entry: Mutex::new(String::new()), bars: Mutex::default() }
     }
 
     /// Name the entry the next downloads are for.
@@ -164,24 +167,30 @@ impl Downloads {
         *self.entry.lock().unwrap_or_else(|e| e.into_inner()) = name.to_owned();
     }
 
+    /// A download of the entry named by [`Downloads::entry`].
     pub(crate) fn event(&self, d: Download<'_>) {
         let entry = self.entry.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        self.event_of(&entry, d);
+    }
+
+    /// A download of `entry`.
+    pub(crate) fn event_of(&self, entry: &str, d: Download<'_>) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         match d {
             Download::Started { file, url } => {
                 if self.tty {
-                    *bar = Some(byte_counter(format!("{entry}: {file}")));
+                    bars.insert((entry.to_owned(), file.to_owned()), byte_counter(format!("{entry}: {file}")));
                 } else {
                     line(format!("==> {entry}: downloading {file} from {url}"));
                 }
             }
-            Download::Bytes { bytes, .. } => {
-                if let Some(b) = bar.as_ref() {
+            Download::Bytes { file, bytes } => {
+                if let Some(b) = bars.get(&(entry.to_owned(), file.to_owned())) {
                     b.set_position(bytes);
                 }
             }
             Download::Finished { file, bytes, ok } => {
-                if let Some(b) = bar.take() {
+                if let Some(b) = bars.remove(&(entry.to_owned(), file.to_owned())) {
                     b.finish_and_clear();
                     multi().remove(&b);
                 }

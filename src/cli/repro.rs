@@ -217,6 +217,7 @@ fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, loc
         packager: None,
         file_sources: config.file_source_dirs(),
         echo: Default::default(),
+        on_download: None,
     }
 }
 

@@ -392,3 +392,44 @@ fn on_a_terminal_fetch_counts_the_bytes_of_a_running_download() {
     assert!(!all.contains("==> c: downloading"), "no plain start line on a terminal: {all:?}");
 }
 
+
+/// Issue 17: the downloads of `pkgcell build` get the same byte counter on
+/// a terminal, named by the entry, while the build waits for them.
+#[test]
+fn on_a_terminal_build_counts_the_bytes_of_its_running_downloads() {
+    let e = SyncEnv::new();
+    let (data, sum) = payload_of(0x1b87_3593);
+    std::fs::write(e.dir.join("sync/counted.bin"), &data).unwrap();
+    source_pkgbuild(&e, "b", "counted.bin", &sum, "");
+    e.config(&["b"], 1);
+    e.server.hold("counted.bin");
+
+    let typescript = e.dir.join("typescript");
+    let build = e.cmd(&["build"]);
+    let mut cmd = Command::new("script");
+    cmd.arg("-qfec").arg(format!("{} build", build.get_program().to_string_lossy())).arg(&typescript);
+    cmd.current_dir(e.dir.path()).env("TERM", "xterm").env("NO_COLOR", "1");
+    for (k, v) in build.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let p = Spawned::new(&mut cmd);
+    let shown = || String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default()).into_owned();
+    let counted = |s: &str| {
+        s.split("b: shared.bin: ")
+            .skip(1)
+            .any(|rest| rest.split_once(" KiB").and_then(|(n, _)| n.trim().parse::<f64>().ok()).is_some_and(|k| k > 0.0 && k <= 128.0))
+    };
+    let t = Instant::now();
+    while !counted(&shown()) {
+        assert!(t.elapsed() < WAIT, "no byte counter at half the download: {:?}", shown());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!shown().contains("downloaded shared.bin"), "{:?}", shown());
+    e.server.release("counted.bin");
+    let o = p.finish();
+    assert!(o.status.success(), "{}", text(&o));
+    let all = shown();
+    assert!(all.contains("==> b: downloaded shared.bin (256.00 KiB)") && all.contains("b: built"), "{all:?}");
+}
