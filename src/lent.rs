@@ -230,7 +230,7 @@ fn chown(base: &Path, path: &Path, how: Chown) -> Result<(), LentError> {
         vec!["sh".into(), "-c".into(), script],
     );
     spec.mounts.push(Mount::Bind { src: path.to_owned(), dst: "/lent".into(), access: Access::ReadWrite });
-    spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    spec.env.insert("PATH".into(), pkgcell_sandbox::DEFAULT_PATH.into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));
     let outcome = Sandbox::new(spec)

@@ -19,8 +19,9 @@ use crate::outcome::{IdMapUsed, Status};
 use crate::spec::{Access, Network, Seccomp, Spec};
 use crate::sys::{self, ChildExit, Forked, Kind, MountAttrs, MountFlags, Namespace, SyscallFilter};
 
-/// PATH used to find the command when the spec's environment has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// PATH used to find the command when the spec's environment has none,
+/// and the one every sandbox of pkgcell's gets.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn step<T>(s: Step, r: sys::SysResult<T>) -> Result<T, SetupError> {
     r.map_err(|e| SetupError::new(s, e))

@@ -39,6 +39,7 @@ mod units;
 
 pub use error::{Error, SetupError, Step};
 pub use helper::helper_main_if_requested;
+pub use init::DEFAULT_PATH;
 pub use idmap::{IdMapError, MAX_INSIDE_ID, SubIdFiles, SubIdRange, check_id_mapped, free_range, read_range, usermod_hint};
 pub use outcome::{IdMapUsed, Outcome, Status};
 pub use spec::{

@@ -71,7 +71,7 @@ pub fn spec(root: &Path, pacman_conf: Option<&str>, keyring: Keyring, keys: Opti
         Keyring::None => "none",
     };
     spec.env = BTreeMap::from([
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin".into()),
+        ("PATH".into(), pkgcell_sandbox::DEFAULT_PATH.into()),
         ("LC_ALL".into(), "C".into()),
         ("HOME".into(), "/root".into()),
         ("PKGCELL_MAKEPKG_CONF".into(), MAKEPKG_CONF.into()),

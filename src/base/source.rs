@@ -35,7 +35,7 @@ pub(super) struct Populated {
     pub keys: Option<PathBuf>,
 }
 
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use pkgcell_sandbox::DEFAULT_PATH as PATH;
 
 /// tar's complaints about device nodes, which cannot be made in a user
 /// namespace. They are skipped on purpose: the sandbox brings its own /dev.

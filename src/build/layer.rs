@@ -124,7 +124,7 @@ pub(super) fn dep_layer(
     let log_path = crate::buildlog::log_path(&opts.home.logs(), job.pkgid, job.srcinfo, crate::buildlog::LogKind::Deps);
     spec.argv = argv;
     spec.mounts.insert(0, Mount::Bind { src: pkgs.clone(), dst: "/pkgcell/pkgs".into(), access: Access::ReadOnly });
-    spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    spec.env.insert("PATH".into(), pkgcell_sandbox::DEFAULT_PATH.into());
     spec.env.insert("HOME".into(), "/root".into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(3600));

@@ -133,7 +133,7 @@ pub(super) fn run_makepkg(
     spec.tmp_size = opts.limits.tmp;
     spec.shm_size = opts.limits.tmp;
     for (k, v) in [
-        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("PATH", pkgcell_sandbox::DEFAULT_PATH),
         ("HOME", home),
         ("LANG", menv.lang.as_str()),
         ("TZ", menv.tz.as_str()),
@@ -240,7 +240,7 @@ pub(super) fn home_bind_dir(opts: &BuildOptions, entry: &str, rel: &Path) -> Res
         vec!["chown".into(), format!("{BUILD_UID}:{BUILD_UID}"), inside.into()],
     );
     spec.mounts.push(Mount::Bind { src: src.clone(), dst: inside.into(), access: Access::ReadWrite });
-    spec.env.insert("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    spec.env.insert("PATH".into(), pkgcell_sandbox::DEFAULT_PATH.into());
     let outcome = Sandbox::new(spec)
         .stdout(Stdio::null())
         .run()

@@ -116,7 +116,7 @@ pub(crate) fn hand_over(path: &Path, base: &Path) -> Result<(), BuildError> {
         vec!["sh".into(), "-c".into(), "chown -R 0:0 /tree && chmod -R u+rwX /tree".into()],
     );
     spec.mounts.push(Mount::Bind { src: path.to_owned(), dst: "/tree".into(), access: Access::ReadWrite });
-    spec.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    spec.env.insert("PATH".into(), pkgcell_sandbox::DEFAULT_PATH.into());
     spec.cwd = "/".into();
     spec.timeout = Some(Duration::from_secs(600));
     let what = "handing a kept build over";

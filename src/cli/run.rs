@@ -180,7 +180,7 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 /// The environment a payload starts with before `--env`.
 fn base_env(uid: u32) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.insert("PATH".into(), pkgcell_sandbox::DEFAULT_PATH.into());
     env.insert("HOME".into(), if uid == 0 { "/root".into() } else { "/tmp".into() });
     if let Ok(term) = std::env::var("TERM") {
         env.insert("TERM".into(), term);

@@ -491,7 +491,7 @@ impl Fetcher {
         );
         spec.mounts = mounts;
         spec.network = Network::Host;
-        spec.env.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into());
+        spec.env.insert("PATH".into(), pkgcell_sandbox::DEFAULT_PATH.into());
         spec.env.insert("HOME".into(), "/root".into());
         spec.env.insert("GIT_ALLOW_PROTOCOL".into(), "file:git:http:https:ssh".into());
         spec.env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());

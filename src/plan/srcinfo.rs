@@ -424,7 +424,7 @@ impl Parser {
         spec.cwd = "/".into();
         spec.timeout = Some(total);
         for (k, v) in [
-            ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin"),
+            ("PATH", pkgcell_sandbox::DEFAULT_PATH),
             // makepkg reads the build user's ~/.makepkg.conf, as when it builds.
             ("HOME", "/home/builder"),
             ("USER", "builder"),
