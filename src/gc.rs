@@ -94,7 +94,7 @@ pub fn collect(
     let kept: Vec<_> =
         store.records()?.into_iter().filter(|r| !dropped.contains(r.pkgid.to_string().as_str())).collect();
     let (layers, layer_bytes) = crate::build::gc_layers(home, &kept, mode)?;
-    let used: BTreeSet<String> = kept.iter().map(|r| r.base_id.clone()).collect();
+    let used: BTreeSet<BaseId> = kept.iter().map(|r| r.base_id).collect();
     let bases = crate::base::gc(home, &used, mode)?;
     let needed: BTreeSet<String> = kept.iter().flat_map(|r| r.cached_packages()).map(str::to_owned).collect();
     let packages = fetch::gc_package_cache(home, &needed, fetch::PARTIAL_DOWNLOAD_MAX_AGE, mode)?;

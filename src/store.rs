@@ -102,7 +102,7 @@ pub struct Record {
     /// The build log, as an object.
     pub log: Blake3,
     /// The base the build ran on (see `build::base_id`).
-    pub base_id: String,
+    pub base_id: crate::ids::BaseId,
     /// What was installed for the build, besides the base: one per
     /// package file, sorted by line.
     pub deps: Vec<DepRef>,
@@ -716,7 +716,7 @@ mod tests {
             outputs: vec![out],
             buildinfo: String::new(),
             log,
-            base_id: "b".into(),
+            base_id: "0123456789abcdef0123456789abcdef".parse().unwrap(),
             deps: vec![],
             local: vec![],
             peak_memory_kib: None,

@@ -607,7 +607,7 @@ pub fn remove(home: &Home, id: BaseId) -> Result<(), BaseError> {
 /// newest base of their source (what [`resolve`] would pick). Called by
 /// `pkgcell store gc` after it dropped old records; returns the removed ids
 /// (with [`GcMode::DryRun`], those it would remove, and removes nothing).
-pub fn gc(home: &Home, used: &std::collections::BTreeSet<String>, mode: GcMode) -> Result<Vec<BaseId>, BaseError> {
+pub fn gc(home: &Home, used: &std::collections::BTreeSet<BaseId>, mode: GcMode) -> Result<Vec<BaseId>, BaseError> {
     let all = list(home)?;
     // `list` is sorted by creation time: the last of each source wins.
     let mut newest: std::collections::BTreeMap<String, BaseId> = std::collections::BTreeMap::new();
@@ -617,7 +617,7 @@ pub fn gc(home: &Home, used: &std::collections::BTreeSet<String>, mode: GcMode) 
     let mut removed = Vec::new();
     for b in all {
         let id = b.id;
-        if used.contains(&id.to_string()) || newest.values().any(|n| *n == id) {
+        if used.contains(&id) || newest.values().any(|n| *n == id) {
             continue;
         }
         if mode == GcMode::Remove {

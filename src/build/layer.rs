@@ -16,7 +16,7 @@ use crate::confined::{Confined, ConfinedError, Kind};
 use crate::error::{IoPath, io_err};
 use crate::fetch;
 use crate::home::{GcMode, Home};
-use crate::ids::Blake3;
+use crate::ids::{BaseId, Blake3};
 use crate::local::LocalPackage;
 use crate::store::{DepRef, Record, Store};
 
@@ -215,7 +215,7 @@ pub(super) fn swap_in(layers: &Path, key: &str) -> Result<(), BuildError> {
 /// The name of the dependency layer of a base, the -I files (`<file name>
 /// <blake3>` lines, in order) and a set of installed packages
 /// (`<pkgname> <blake3>` lines, sorted, as in [`crate::store::Record::deps`]).
-pub(super) fn layer_key(base_id: &str, local: &[String], deps: &[DepRef]) -> String {
+pub(super) fn layer_key(base_id: &BaseId, local: &[String], deps: &[DepRef]) -> String {
     let mut key = format!("base {base_id}\n");
     // Without -I files the key is what it was before -I existed.
     for l in local {
@@ -266,10 +266,11 @@ mod tests {
     fn layer_keys_without_local_files_are_as_before_and_local_files_change_them() {
         let line = format!("a {}", Blake3::of(b"a"));
         let deps = [line.parse().unwrap()];
-        let before = Blake3::of(format!("base B\n{line}\n").as_bytes()).to_string()[..32].to_owned();
-        assert_eq!(layer_key("B", &[], &deps), before);
-        let one = layer_key("B", &["x.pkg.tar.zst 11".into()], &deps);
-        let two = layer_key("B", &["x.pkg.tar.zst 22".into()], &deps);
+        let b: BaseId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        let before = Blake3::of(format!("base {b}\n{line}\n").as_bytes()).to_string()[..32].to_owned();
+        assert_eq!(layer_key(&b, &[], &deps), before);
+        let one = layer_key(&b, &["x.pkg.tar.zst 11".into()], &deps);
+        let two = layer_key(&b, &["x.pkg.tar.zst 22".into()], &deps);
         assert!(one != before && one != two);
     }
 }

@@ -39,7 +39,7 @@ use crate::alpm_file::pkgname_of;
 use crate::confined::ConfinedError;
 use crate::error::IoPath;
 use crate::fetch::{self, FetchError, Fetcher};
-use crate::ids::{Blake3, PkgId};
+use crate::ids::{BaseId, Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, Plan, Status};
 use crate::remote::RemoteError;
@@ -78,9 +78,9 @@ pub const BUILD_UID: u32 = 1000;
 /// The base root a build runs on, and its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Base {
-    /// What identifies its content: its [`crate::ids::BaseId`], or for a
+    /// What identifies its content: a managed base's own id, or for a
     /// plain directory see [`base_of_dir`].
-    pub id: String,
+    pub id: BaseId,
     /// Its root directory.
     pub root: PathBuf,
 }
@@ -130,7 +130,7 @@ pub fn base_of_dir(dir: &Path) -> Result<Base, SetupError> {
         .collect();
     names.sort();
     let listing = names.join("\n");
-    Ok(Base { id: Blake3::of(listing.as_bytes()).to_string()[..32].to_owned(), root: dir.to_owned() })
+    Ok(Base { id: BaseId::of(listing.as_bytes()), root: dir.to_owned() })
 }
 
 /// What happened to one package.
@@ -717,7 +717,7 @@ fn build_one(
         outputs,
         buildinfo: made.buildinfo,
         log,
-        base_id: opts.base.id.clone(),
+        base_id: opts.base.id,
         deps: deps.iter().map(|d| d.line.clone()).collect(),
         local: opts.local.iter().map(LocalPackage::line).collect(),
         peak_memory_kib: Some(made.peak_memory_kib),

@@ -250,7 +250,7 @@ pub(super) fn resolve_base(
 ) -> anyhow::Result<build::Base> {
     if let Some(id) = id {
         let b = pkgcell::base::find(home, id)?;
-        return Ok(build::Base { id: b.id.to_string(), root: b.root });
+        return Ok(build::Base { id: b.id, root: b.root });
     }
     let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = dir.map(Path::to_owned).or(from_env) {
@@ -269,7 +269,7 @@ pub(super) fn resolve_base(
     let b = pkgcell::base::resolve_with(home, &config.base, &|p| phases.phase(p));
     phases.finish();
     let b = b.with_context(|| file.cannot_make_base())?;
-    Ok(build::Base { id: b.id.to_string(), root: b.root })
+    Ok(build::Base { id: b.id, root: b.root })
 }
 
 impl Common {
