@@ -80,7 +80,7 @@ pub(super) fn fetch_repo_deps(fetcher: &Fetcher, home: &Home, packages: &[Instal
 pub fn dep_lines(plan: &Plan, name: &str, store: &Store) -> Result<Vec<DepRef>, BuildError> {
     let p = plan.packages.iter().find(|p| p.name == name).ok_or_else(|| BuildError::NotPlanned(name.to_owned()))?;
     let mut lines = Vec::new();
-    for (entry, pkgname) in &p.built_deps {
+    for crate::plan::BuiltDep { entry, pkgname } in &p.built_deps {
         let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
         let id = plan.packages.iter().find(|q| q.name == *entry).and_then(|q| q.pkgid.as_ref()).ok_or_else(missing)?;
         let rec = store.record(id)?.ok_or_else(missing)?;

@@ -596,7 +596,7 @@ struct Job<'a> {
     pkgid: &'a PkgId,
     checkout: &'a Checkout,
     srcinfo: &'a str,
-    installs: &'a [(String, String)],
+    installs: &'a [crate::plan::BuiltDep],
     packages: &'a [Install],
     /// The pkgnames of its PKGBUILD: the only packages it may output.
     pkgnames: &'a [String],
@@ -781,7 +781,7 @@ fn stored_result(job: &Job<'_>, opts: &BuildOptions, store: &Store, step: &dyn F
 /// records in the store.
 fn built_deps(job: &Job<'_>, store: &Store, pkgids: &BTreeMap<String, PkgId>) -> Result<Vec<DepFile>, BuildError> {
     let mut out = Vec::new();
-    for (entry, pkgname) in job.installs {
+    for crate::plan::BuiltDep { entry, pkgname } in job.installs {
         let missing = || BuildError::MissingDependency { entry: entry.clone(), pkgname: pkgname.clone() };
         let id = pkgids.get(entry).ok_or_else(missing)?;
         let rec = store.record(id)?.ok_or_else(missing)?;

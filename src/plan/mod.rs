@@ -83,6 +83,16 @@ pub struct Plan {
     pub packages: Vec<PlannedPackage>,
 }
 
+/// A package of another entry that a build installs: built first, taken
+/// from that entry's record in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltDep {
+    /// The `[pkgbuilds]` entry that builds it.
+    pub entry: String,
+    /// The package (one of the entry's pkgnames).
+    pub pkgname: String,
+}
+
 /// One planned PKGBUILD.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedPackage {
@@ -115,10 +125,10 @@ pub struct PlannedPackage {
     /// Its .SRCINFO text, for the fetch stage (not part of the JSON).
     #[serde(skip)]
     pub srcinfo: Option<String>,
-    /// Packages of other entries its build installs, as (entry name,
-    /// pkgname), for the build stage (not part of the JSON).
+    /// Packages of other entries its build installs, for the build stage
+    /// (not part of the JSON).
     #[serde(skip)]
-    pub built_deps: Vec<(String, String)>,
+    pub built_deps: Vec<BuiltDep>,
     /// Every package its build installs (depends, makedepends and
     /// checkdepends, transitively), by name, with where it comes from.
     pub installs: Vec<Install>,
@@ -422,7 +432,8 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     }
     for i in 0..out.len() {
         out[i].after = needs[i].iter().map(|&j| out[j].name.clone()).collect();
-        out[i].built_deps = install_sets[i].iter().map(|(j, n)| (out[*j].name.clone(), n.clone())).collect();
+        out[i].built_deps =
+            install_sets[i].iter().map(|(j, n)| BuiltDep { entry: out[*j].name.clone(), pkgname: n.clone() }).collect();
         out[i].installs = std::mem::take(&mut install_lists[i]);
     }
 
