@@ -105,6 +105,41 @@ fn the_man_page_renders_and_one_per_subcommand_is_written_with_out() {
     }
 }
 
+/// `make install` (its install-files half, with this test's binary) puts
+/// the binary, the three completions and the man pages under DESTDIR and
+/// PREFIX, and `make uninstall` takes them away again.
+#[test]
+fn make_install_files_and_uninstall_honour_destdir_and_prefix() {
+    let d = TestDir::new();
+    let dest = d.join("dest");
+    let make = |target: &str| {
+        let mut c = Command::new("make");
+        c.arg("-s").arg("-C").arg(env!("CARGO_MANIFEST_DIR")).arg(target);
+        c.arg(format!("BIN={}", pkgcell().get_program().to_string_lossy()));
+        c.arg(format!("DESTDIR={}", dest.display())).arg("PREFIX=/opt/pc");
+        ok(output(&mut c))
+    };
+    make("install-files");
+    let files = [
+        "bin/pkgcell",
+        "share/bash-completion/completions/pkgcell",
+        "share/zsh/site-functions/_pkgcell",
+        "share/fish/vendor_completions.d/pkgcell.fish",
+        "share/man/man1/pkgcell.1",
+        "share/man/man1/pkgcell-build.1",
+    ];
+    for f in files {
+        let p = dest.join("opt/pc").join(f);
+        assert!(std::fs::metadata(&p).is_ok_and(|m| m.len() > 0), "{} missing or empty", p.display());
+    }
+    let v = ok(output(Command::new(dest.join("opt/pc/bin/pkgcell")).arg("--version")));
+    assert!(v.starts_with("pkgcell "), "{v}");
+    make("uninstall");
+    for f in files {
+        assert!(!dest.join("opt/pc").join(f).exists(), "{f} left after uninstall");
+    }
+}
+
 #[test]
 fn a_ro_bind_that_does_not_exist_is_a_usage_error_before_any_build() {
     let d = TestDir::new();
