@@ -77,6 +77,30 @@ fn run_on(root: &Path, extra: &[&str], script: &str) -> Output {
 }
 
 /// The first subordinate uid of the caller: uid N inside is this + N - 1 outside.
+/// `pkgcell build` in laptop mode of a one-file PKGBUILD (`options` as
+/// given) on the base `id` succeeds and leaves its package there.
+fn builds_greeting_on(e: &Env, id: &str, options: &str) {
+    let pkgdir = e.dir.join("greeting");
+    std::fs::create_dir(&pkgdir).unwrap();
+    std::fs::write(
+        pkgdir.join("PKGBUILD"),
+        format!(
+            "pkgname=greeting\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\noptions=({options})\n\
+             package() {{ mkdir -p \"$pkgdir/usr/share/greeting\"; echo hi > \"$pkgdir/usr/share/greeting/hi\"; }}\n"
+        ),
+    )
+    .unwrap();
+    let o = output(
+        pkgcell()
+            .args(["build", "--base", id])
+            .current_dir(&pkgdir)
+            .env("PKGCELL_HOME", e.home())
+            .env("XDG_CONFIG_HOME", e.dir.join("xdg")),
+    );
+    assert!(o.status.success(), "build on the pacman base failed\n{}", text(&o));
+    assert!(pkgdir.join("greeting-1-1-any.pkg.tar.zst").is_file(), "{}", text(&o));
+}
+
 fn subuid_start() -> u32 {
     let user = std::env::var("USER").unwrap_or_default();
     let text = std::fs::read_to_string("/etc/subuid").unwrap();
@@ -310,23 +334,7 @@ fn a_pacman_base_is_bootstrapped_from_a_local_repository_built_here() {
     assert_eq!(ok(o).trim(), "1000");
 
     // And a PKGBUILD builds on it: `pkgcell build` in laptop mode, on this base.
-    let pkgdir = e.dir.join("greeting");
-    std::fs::create_dir(&pkgdir).unwrap();
-    std::fs::write(
-        pkgdir.join("PKGBUILD"),
-        "pkgname=greeting\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\noptions=(!strip)\n\
-         package() { mkdir -p \"$pkgdir/usr/share/greeting\"; echo hi > \"$pkgdir/usr/share/greeting/hi\"; }\n",
-    )
-    .unwrap();
-    let o = output(
-        pkgcell()
-            .args(["build", "--base", &id])
-            .current_dir(&pkgdir)
-            .env("PKGCELL_HOME", e.home())
-            .env("XDG_CONFIG_HOME", e.dir.join("xdg")),
-    );
-    assert!(o.status.success(), "build on the pacman base failed\n{}", text(&o));
-    assert!(pkgdir.join("greeting-1-1-any.pkg.tar.zst").is_file(), "{}", text(&o));
+    builds_greeting_on(&e, &id, "!strip");
 }
 
 /// Issue 15: `[base] tools` bootstraps with the pacman of another root file
@@ -444,23 +452,7 @@ fn a_pacman_base_is_bootstrapped_with_the_pacman_of_a_tools_root_and_a_trusted_k
     assert!(std::fs::read_dir(root.join("tmp")).unwrap().next().is_none(), "the preparation left files in /tmp of the base");
 
     // A PKGBUILD builds on it.
-    let pkgdir = e.dir.join("greeting");
-    std::fs::create_dir(&pkgdir).unwrap();
-    std::fs::write(
-        pkgdir.join("PKGBUILD"),
-        "pkgname=greeting\npkgver=1\npkgrel=1\narch=(any)\nlicense=(MIT)\noptions=(!strip !debug)\n\
-         package() { mkdir -p \"$pkgdir/usr/share/greeting\"; echo hi > \"$pkgdir/usr/share/greeting/hi\"; }\n",
-    )
-    .unwrap();
-    let o = output(
-        pkgcell()
-            .args(["build", "--base", &id])
-            .current_dir(&pkgdir)
-            .env("PKGCELL_HOME", e.home())
-            .env("XDG_CONFIG_HOME", e.dir.join("xdg")),
-    );
-    assert!(o.status.success(), "build on the pacman base failed\n{}", text(&o));
-    assert!(pkgdir.join("greeting-1-1-any.pkg.tar.zst").is_file(), "{}", text(&o));
+    builds_greeting_on(&e, &id, "!strip !debug");
 
     // A package whose signature does not match it (greet's is testroot's):
     // signatures are checked, so making the base fails with pacman's error.

@@ -344,26 +344,25 @@ fn store_gc_removes_the_sources_neither_a_kept_record_nor_the_config_needs() {
     assert!(new.is_file());
 }
 
-/// Issue 17: on a terminal, `pkgcell fetch` shows a byte counter that
-/// grows while a download runs (the size of curl's temp file, looked at
-/// from outside the sandbox), then a line with the whole size.
-#[test]
-fn on_a_terminal_fetch_counts_the_bytes_of_a_running_download() {
+/// Run `pkgcell SUBCOMMAND` under a pseudo-terminal on entry `entry`, whose
+/// one source the server holds at half: a byte counter named by the entry
+/// must show while the download runs; then release it. What pkgcell drew.
+fn watch_a_held_download(subcommand: &str, entry: &str, seed: u32) -> String {
     let e = SyncEnv::new();
-    let (data, sum) = payload_of(0x5bd1_e995);
+    let (data, sum) = payload_of(seed);
     std::fs::write(e.dir.join("sync/counted.bin"), &data).unwrap();
-    source_pkgbuild(&e, "c", "counted.bin", &sum, "");
-    e.config(&["c"], 1);
+    source_pkgbuild(&e, entry, "counted.bin", &sum, "");
+    e.config(&[entry], 1);
     e.server.hold("counted.bin");
 
     // util-linux `script` gives pkgcell a pseudo-terminal and copies what
     // it draws into `typescript` as it comes (-f).
     let typescript = e.dir.join("typescript");
-    let fetch = e.cmd(&["fetch"]);
+    let run = e.cmd(&[subcommand]);
     let mut cmd = Command::new("script");
-    cmd.arg("-qfec").arg(format!("{} fetch", fetch.get_program().to_string_lossy())).arg(&typescript);
+    cmd.arg("-qfec").arg(format!("{} {subcommand}", run.get_program().to_string_lossy())).arg(&typescript);
     cmd.current_dir(e.dir.path()).env("TERM", "xterm").env("NO_COLOR", "1");
-    for (k, v) in fetch.get_envs() {
+    for (k, v) in run.get_envs() {
         if let Some(v) = v {
             cmd.env(k, v);
         }
@@ -373,8 +372,9 @@ fn on_a_terminal_fetch_counts_the_bytes_of_a_running_download() {
     // counter shows bytes while the download is still running (curl may
     // hold the last few KiB of the half in its buffer: not 0, at most 128).
     let shown = || String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default()).into_owned();
+    let label = format!("{entry}: shared.bin: ");
     let counted = |s: &str| {
-        s.split("c: shared.bin: ")
+        s.split(label.as_str())
             .skip(1)
             .any(|rest| rest.split_once(" KiB").and_then(|(n, _)| n.trim().parse::<f64>().ok()).is_some_and(|k| k > 0.0 && k <= 128.0))
     };
@@ -387,49 +387,23 @@ fn on_a_terminal_fetch_counts_the_bytes_of_a_running_download() {
     e.server.release("counted.bin");
     let o = p.finish();
     assert!(o.status.success(), "{}", text(&o));
-    let all = shown();
+    shown()
+}
+
+/// Issue 17: on a terminal, `pkgcell fetch` shows a byte counter that
+/// grows while a download runs (the size of curl's temp file, looked at
+/// from outside the sandbox), then a line with the whole size.
+#[test]
+fn on_a_terminal_fetch_counts_the_bytes_of_a_running_download() {
+    let all = watch_a_held_download("fetch", "c", 0x5bd1_e995);
     assert!(all.contains("==> c: downloaded shared.bin (256.00 KiB)") && all.contains("==> c: 1 source fetched"), "{all:?}");
     assert!(!all.contains("==> c: downloading"), "no plain start line on a terminal: {all:?}");
 }
-
 
 /// Issue 17: the downloads of `pkgcell build` get the same byte counter on
 /// a terminal, named by the entry, while the build waits for them.
 #[test]
 fn on_a_terminal_build_counts_the_bytes_of_its_running_downloads() {
-    let e = SyncEnv::new();
-    let (data, sum) = payload_of(0x1b87_3593);
-    std::fs::write(e.dir.join("sync/counted.bin"), &data).unwrap();
-    source_pkgbuild(&e, "b", "counted.bin", &sum, "");
-    e.config(&["b"], 1);
-    e.server.hold("counted.bin");
-
-    let typescript = e.dir.join("typescript");
-    let build = e.cmd(&["build"]);
-    let mut cmd = Command::new("script");
-    cmd.arg("-qfec").arg(format!("{} build", build.get_program().to_string_lossy())).arg(&typescript);
-    cmd.current_dir(e.dir.path()).env("TERM", "xterm").env("NO_COLOR", "1");
-    for (k, v) in build.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let p = Spawned::new(&mut cmd);
-    let shown = || String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default()).into_owned();
-    let counted = |s: &str| {
-        s.split("b: shared.bin: ")
-            .skip(1)
-            .any(|rest| rest.split_once(" KiB").and_then(|(n, _)| n.trim().parse::<f64>().ok()).is_some_and(|k| k > 0.0 && k <= 128.0))
-    };
-    let t = Instant::now();
-    while !counted(&shown()) {
-        assert!(t.elapsed() < WAIT, "no byte counter at half the download: {:?}", shown());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!shown().contains("downloaded shared.bin"), "{:?}", shown());
-    e.server.release("counted.bin");
-    let o = p.finish();
-    assert!(o.status.success(), "{}", text(&o));
-    let all = shown();
+    let all = watch_a_held_download("build", "b", 0x1b87_3593);
     assert!(all.contains("==> b: downloaded shared.bin (256.00 KiB)") && all.contains("b: built"), "{all:?}");
 }

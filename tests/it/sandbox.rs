@@ -63,15 +63,7 @@ fn a_json_spec_can_be_given_on_stdin() {
         "env": {"GREETING": "hi", "PATH": "/usr/bin:/bin"},
         "hostname": "spec-host"
     });
-    let mut child = pkgcell()
-        .args(["run", "--spec", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &spec).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_spec_on_stdin(&spec);
     assert_eq!(ok(o).trim(), "hi from spec-host");
 }
 
@@ -692,15 +684,7 @@ fn cleanup_removes_and_hands_back_trees_of_the_build_user_without_following_syml
     require_unprivileged();
     let d = TestDir::new();
     let (spec, upper, out, outside) = cleanup_spec(&d);
-    let mut child = pkgcell()
-        .args(["run", "--spec", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &spec).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_spec_on_stdin(&spec);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!stderr(&o).contains("cleanup"), "{}", text(&o));
     check_cleaned_up(&upper, &out, &outside);
@@ -1067,4 +1051,17 @@ fn in_a_sandbox_with_pkgcell(script: &str) -> Output {
             .arg(format!("{}:/usr/local/bin/pkgcell", pkgcell_bin().display()))
             .args(["--", "sh", "-c", script]),
     )
+}
+
+/// `pkgcell run --spec -` with `spec` written to its stdin.
+fn run_spec_on_stdin(spec: &serde_json::Value) -> std::process::Output {
+    let mut child = pkgcell()
+        .args(["run", "--spec", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), spec).unwrap();
+    child.wait_with_output().unwrap()
 }
