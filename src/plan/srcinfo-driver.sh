@@ -60,6 +60,20 @@ source_buildfile() {
 load_makepkg_config
 PACKAGER=${PACKAGER:-"Unknown Packager"}
 unset ALL_OFF BOLD BLUE GREEN RED YELLOW
+# $1: name of the variable to set; the rest: function names. Sets it to
+# what `declare -f NAMES` prints, through a file in root's OUTDIR rather
+# than a command substitution: a fork of this big shell costs milliseconds,
+# and the rewrites below read several functions.
+_pkgcell_declared() {
+	local -n _pkgcell_into=$1
+	local -a _pkgcell_text
+	shift
+	declare -f "$@" >"$_pkgcell_out/.defs" 2>/dev/null
+	mapfile -d '' _pkgcell_text <"$_pkgcell_out/.defs"
+	_pkgcell_into=${_pkgcell_text[0]-}
+	_pkgcell_into=${_pkgcell_into%$'\n'}
+}
+
 # Fork-free versions of makepkg's helpers that look for variables set inside
 # functions (util/pkgbuild.sh), with the same results. makepkg greps the
 # output of `declare -f` through a pipeline and a process substitution for
@@ -97,7 +111,12 @@ _pkgcell_fn_array() {
 			while IFS= read -r line || [[ -n $line ]]; do
 				if [[ $line =~ $_pkgcell_assign_re ]]; then
 					_pkgcell_new+=("$line")
-					_pkgcell_newnames[${BASH_REMATCH[1]}]=1
+					# 1: assigned a string somewhere, 2: an array.
+					if [[ ${BASH_REMATCH[2]} == '(' ]]; then
+						_pkgcell_newnames[${BASH_REMATCH[1]}]=$((${_pkgcell_newnames[${BASH_REMATCH[1]}]-0} | 2))
+					else
+						_pkgcell_newnames[${BASH_REMATCH[1]}]=$((${_pkgcell_newnames[${BASH_REMATCH[1]}]-0} | 1))
+					fi
 				fi
 			done <"$_pkgcell_fn_tmp"
 		fi
@@ -108,14 +127,15 @@ _pkgcell_fn_array() {
 extract_function_variable() {
 	# $1: function name, $2: variable name, $3: multivalued, $4: name of output var
 	local funcname=$1 attr=$2 isarray=$3 outputvar=$4 attr_regex= decl= r=1 shellopts
+	# Most calls ask for a variable the function never sets: answered first.
+	_pkgcell_fn_array "$funcname"
+	local -n _pkgcell_names=${_pkgcell_fn}_names
+	[[ -v _pkgcell_names[$attr] ]] || return 1
 	if (( isarray )); then
 		printf -v attr_regex '^[[:space:]]* %s\+?=\(' "$2"
 	else
 		printf -v attr_regex '^[[:space:]]* %s\+?=[^(]' "$2"
 	fi
-	_pkgcell_fn_array "$funcname"
-	local -n _pkgcell_names=${_pkgcell_fn}_names
-	[[ -v _pkgcell_names[$attr] ]] || return 1
 	if shopt -q extglob; then shellopts='shopt -s extglob'; else shellopts='shopt -u extglob'; fi
 	shopt -s extglob
 	local -n _pkgcell_lines=$_pkgcell_fn
@@ -176,10 +196,159 @@ _pkgcell_uniq_lines() {
 	done
 	_pkgcell_count=${#_pkgcell_seen[@]}
 }
-_pkgcell_defs=$(declare -f source_safe srcinfo_write_attr validate_arch_entries "${lint_pkgbuild_functions[@]}" 2>/dev/null)
+# - lint_arch_specific and lint_package_function_variable ask, for every
+#   (package, architecture, schema variable), whether the variable is in
+#   another schema list, with in_array: a loop in bash over a dozen words,
+#   half of all the statements a PKGBUILD's lint runs. The lists are
+#   makepkg's readonly constants, so a set made once answers the same;
+#   with a PKGBUILD's own IFS (which splits the unquoted list differently)
+#   in_array answers, as in makepkg.
+declare -A _pkgcell_schema_arch=() _pkgcell_schema_overrides=()
+for _pkgcell_w in "${pkgbuild_schema_arch_arrays[@]}"; do _pkgcell_schema_arch[$_pkgcell_w]=1; done
+for _pkgcell_w in "${pkgbuild_schema_package_overrides[@]}"; do _pkgcell_schema_overrides[$_pkgcell_w]=1; done
+unset _pkgcell_w
+_pkgcell_in_schema() {
+	# $1: name of the set, $2: needle, the rest: the list as makepkg expands it
+	if [[ ${IFS-unset} == $' \t\n' && -n $2 ]]; then
+		local -n _pkgcell_set=$1
+		[[ -v _pkgcell_set[$2] ]]
+	else
+		in_array "${@:2}"
+	fi
+}
+# - lint_arch_specific, lint_package_function_variable and lint_variable
+#   check, for every package and (architecture, schema variable), whether
+#   the package function sets that variable: hundreds of lookups per
+#   package. Each can only complain about a name the function assigns; a
+#   package none of whose names the lint could complain about is skipped
+#   (the rest of the lint runs as makepkg wrote it):
+#   pfv   lint_package_function_variable: a schema variable that is not a
+#         package override, or one with a suffix;
+#   arch  lint_arch_specific: a schema variable with a suffix;
+#   var   lint_variable: an array assigned a string, a string assigned an
+#         array, or a schema variable with a suffix.
+declare -A _pkgcell_schema_all=() _pkgcell_schema_str=() _pkgcell_fn_clean_cache=()
+for _pkgcell_w in "${pkgbuild_schema_arrays[@]}" "${pkgbuild_schema_strings[@]}" "${pkgbuild_schema_arch_arrays[@]}"; do
+	_pkgcell_schema_all[$_pkgcell_w]=1
+done
+for _pkgcell_w in "${pkgbuild_schema_strings[@]}"; do _pkgcell_schema_str[$_pkgcell_w]=1; done
+unset _pkgcell_w
+_pkgcell_fn_clean() {
+	# $1: pfv, arch or var; $2: function name (read as _pkgcell_fn_array
+	# reads it, with makepkg's fallback to package). Whether that lint has
+	# nothing to say about it. A PKGBUILD's own IFS splits makepkg's
+	# unquoted lists otherwise: no.
+	[[ ${IFS-unset} == $' \t\n' ]] || return 1
+	local c=${_pkgcell_fn_clean_cache[$1 $2]-} n p
+	if [[ -z $c ]]; then
+		_pkgcell_fn_array "$2"
+		local -n _pkgcell_names=${_pkgcell_fn}_names
+		c=1
+		for n in "${!_pkgcell_names[@]}"; do
+			p=$n
+			while [[ $p == *_* ]]; do
+				p=${p%_*}
+				[[ -v _pkgcell_schema_all[$p] ]] && c=0
+			done
+			[[ -v _pkgcell_schema_all[$n] ]] || continue
+			case $1 in
+			pfv) [[ -v _pkgcell_schema_overrides[$n] ]] || c=0 ;;
+			var)
+				if [[ -v _pkgcell_schema_str[$n] ]]; then
+					((_pkgcell_names[$n] & 2)) && c=0
+				else
+					((_pkgcell_names[$n] & 1)) && c=0
+				fi
+				;;
+			esac
+		done
+		_pkgcell_fn_clean_cache[$1 $2]=$c
+	fi
+	((c))
+}
+# - get_pkgbuild_all_split_attributes, which lint_array calls for every
+#   schema array and the depends-like lints for theirs, asks for the global,
+#   every global _ARCH variant and every package function's copies: most
+#   of them are unset. When none is set (no global element, no package
+#   function assigning the name or a name_SUFFIX), it returns what
+#   makepkg's would: failure, output untouched, and its loop variables,
+#   global where a makepkg version does not make them local, left at the
+#   last arch and pkgname.
+_pkgcell_split_unset() {
+	# $1: attribute name
+	[[ ${IFS-unset} == $' \t\n' && $1 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || return 1
+	[[ ${arch@a} != *A* && ${pkgname@a} != *A* ]] || return 1
+	eval "((\${#$1[@]}))" && return 1
+	local _pkgcell_a _pkgcell_p _pkgcell_n
+	for _pkgcell_a in "${arch[@]}"; do
+		[[ $_pkgcell_a =~ ^[A-Za-z0-9_]*$ ]] || return 1
+		eval "((\${#$1_$_pkgcell_a[@]}))" && return 1
+	done
+	for _pkgcell_p in "${pkgname[@]}"; do
+		_pkgcell_fn_array "package_$_pkgcell_p"
+		local -n _pkgcell_names=${_pkgcell_fn}_names
+		[[ -v _pkgcell_names[$1] ]] && return 1
+		for _pkgcell_n in "${!_pkgcell_names[@]}"; do
+			[[ $_pkgcell_n == "$1"_* ]] && return 1
+		done
+	done
+	return 0
+}
+_pkgcell_declared _pkgcell_defs source_safe srcinfo_write_attr validate_arch_entries "${lint_pkgbuild_functions[@]}"
 _pkgcell_defs=${_pkgcell_defs//'local shellopts=$(shopt -p extglob)'/'local shellopts; _pkgcell_shopt_p_extglob shellopts'}
 _pkgcell_defs=${_pkgcell_defs//'if (( ${#arch[@]} != $(printf "%s\n" ${arch[@]} | sort -u | wc -l) )); then'/'local _pkgcell_n; _pkgcell_uniq_lines _pkgcell_n ${arch[@]}; if (( ${#arch[@]} != _pkgcell_n )); then'}
+_pkgcell_defs=${_pkgcell_defs//'in_array "$i" ${pkgbuild_schema_arch_arrays[@]}'/'_pkgcell_in_schema _pkgcell_schema_arch "$i" ${pkgbuild_schema_arch_arrays[@]}'}
+_pkgcell_defs=${_pkgcell_defs//'in_array "$i" ${pkgbuild_schema_package_overrides[@]}'/'_pkgcell_in_schema _pkgcell_schema_overrides "$i" ${pkgbuild_schema_package_overrides[@]}'}
 eval "$_pkgcell_defs"
+for _pkgcell_w in lint_package_function_variable:pfv lint_arch_specific:arch lint_variable:var; do
+	_pkgcell_declared _pkgcell_defs "${_pkgcell_w%:*}"
+	_pkgcell_defs=${_pkgcell_defs//$'for pkg in ${pkgname[@]};\n    do\n'/$'for pkg in ${pkgname[@]};\n    do\n        _pkgcell_fn_clean '"${_pkgcell_w#*:}"$' "package_$pkg" && continue;\n'}
+	eval "$_pkgcell_defs"
+done
+unset _pkgcell_defs _pkgcell_w
+# get_pkgbuild_all_split_attributes as makepkg 6 and 7 write it, with the
+# test for "nothing set" first; another text is left as it is.
+_pkgcell_declared _pkgcell_defs get_pkgbuild_all_split_attributes
+case $_pkgcell_defs in
+$'get_pkgbuild_all_split_attributes () \n{ \n    local attrname=$1 outputvar=$2 all_list list;\n'*|\
+$'get_pkgbuild_all_split_attributes () \n{ \n    local attrname=$1 outputvar=$2 all_list list name a;\n'*)
+	_pkgcell_defs=${_pkgcell_defs/$'all_list list;\n'/$'all_list list;\n    if _pkgcell_split_unset "$attrname"; then\n        (( ${#arch[@]} )) && a=${arch[@]: -1};\n        (( ${#pkgname[@]} )) && name=${pkgname[@]: -1};\n        return 1;\n    fi\n'}
+	_pkgcell_defs=${_pkgcell_defs/$'all_list list name a;\n'/$'all_list list name a;\n    if _pkgcell_split_unset "$attrname"; then\n        (( ${#arch[@]} )) && a=${arch[@]: -1};\n        (( ${#pkgname[@]} )) && name=${pkgname[@]: -1};\n        return 1;\n    fi\n'}
+	eval "$_pkgcell_defs"
+	;;
+esac
+unset _pkgcell_defs
+
+# array_build copies an array element by element through a generated
+# printf per element. For an indexed array with no gaps into a plain one
+# (which is all makepkg's callers pass) one assignment of the whole list
+# makes the same copy; anything else takes makepkg's loop.
+_pkgcell_declared _pkgcell_defs array_build
+IFS= read -r -d '' _pkgcell_known <<'EOF'
+array_build () 
+{ 
+    local dest=$1 src=$2 i keys values;
+    declare -p "$2" &> /dev/null || return 1;
+    eval "keys=(\"\${!$2[@]}\")";
+    eval "$dest=()";
+    for i in "${keys[@]}";
+    do
+        values+=("printf -v '$dest[$i]' %s \"\${$src[$i]}\";");
+    done;
+    eval "${values[*]}"
+}
+EOF
+IFS= read -r -d '' _pkgcell_fast <<'EOF'
+    if [[ ${IFS-unset} == $' \t\n' && $dest != "$src" && ${!src@a} != *A* && ( -z ${!dest@a} || ${!dest@a} == a ) ]] && (( ${#keys[@]} == 0 || keys[${#keys[@]} - 1] == ${#keys[@]} - 1 )); then
+        eval "$dest=(\"\${$src[@]}\")";
+        return 0;
+    fi;
+EOF
+if [[ $_pkgcell_defs == "${_pkgcell_known%$'\n'}" ]]; then
+	_pkgcell_defs=${_pkgcell_defs/$'    eval "$dest=()";\n'/$'    eval "$dest=()";\n'"$_pkgcell_fast"}
+	eval "$_pkgcell_defs"
+fi
+unset _pkgcell_known _pkgcell_fast
 unset _pkgcell_defs
 
 # write_srcinfo_content asks for every attribute of the schema (each arch
@@ -190,7 +359,9 @@ unset _pkgcell_defs
 # element (a scalar: empty), or a variable its package function never
 # assigns. Odd names (from odd arch values) take makepkg's path.
 if declare -F pkgbuild_extract_to_srcinfo >/dev/null; then
-	eval "_pkgcell_$(declare -f pkgbuild_extract_to_srcinfo)"
+	_pkgcell_declared _pkgcell_defs pkgbuild_extract_to_srcinfo
+	eval "_pkgcell_$_pkgcell_defs"
+	unset _pkgcell_defs
 	pkgbuild_extract_to_srcinfo() {
 		# $1: pkgname, $2: attr name, $3: multivalued
 		if [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then

@@ -128,6 +128,88 @@ fn srcinfo_is_byte_for_byte_what_makepkg_prints() {
     assert_eq!(out.stdout, makepkg.stdout);
 }
 
+/// `makepkg --printsrcinfo` of the base itself (7.1 on the sid base, 6.0.2
+/// on bookworm's) in each of `root`'s directories `cases`, run in one
+/// sandbox on the base as the build user: whether it succeeded, its stdout
+/// and its `==> ERROR:` lines.
+fn base_makepkg_srcinfo(base: &Path, root: &Path, cases: &[String]) -> Vec<(bool, String, Vec<String>)> {
+    let out = root.join("makepkg-out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The build user inside is a subordinate id: it may write only here.
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = r#"for d in "$@"; do (cd "/work/$d" && makepkg --printsrcinfo >"/work/makepkg-out/$d.out" 2>"/work/makepkg-out/$d.err"; echo $? >"/work/makepkg-out/$d.rc"); done"#;
+    let run = crate::util::pkgcell()
+        .args(["run", "--lower"])
+        .arg(base)
+        .arg("--bind")
+        .arg(format!("{}:/work", root.display()))
+        .args(["--uid", "1000", "--gid", "1000", "--env", "PACMAN=true", "--env", "HOME=/tmp"])
+        .args(["--env", "BUILDDIR=/tmp/build", "--env", "PKGDEST=/tmp", "--env", "SRCDEST=/tmp", "--env", "SRCPKGDEST=/tmp", "--env", "LOGDEST=/tmp"])
+        .args(["--", "bash", "-c", script, "makepkg-all"])
+        .args(cases)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "pkgcell run: {}", String::from_utf8_lossy(&run.stderr));
+    cases
+        .iter()
+        .map(|case| {
+            let read = |ext: &str| std::fs::read_to_string(out.join(format!("{case}.{ext}"))).unwrap();
+            let errors = read("err").lines().filter(|l| l.starts_with("==> ERROR:")).map(str::to_owned).collect();
+            (read("rc").trim() == "0", read("out"), errors)
+        })
+        .collect()
+}
+
+/// The parse driver rewrites makepkg's lint and .SRCINFO functions for
+/// speed; on PKGBUILDs that lint accepts and on ones it refuses for each
+/// reason the rewrites touch (package-function variables, arch-specific
+/// names, array or string shapes, a PKGBUILD's own IFS, globals the lint
+/// loops reuse), it must answer as the base's own makepkg: the same
+/// .SRCINFO, or the same errors.
+#[test]
+fn lint_and_srcinfo_answer_as_the_bases_own_makepkg() {
+    let env = Env::new();
+    let src = Path::new(FIXTURES).join("lint");
+    let mut cases: Vec<String> =
+        std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    cases.sort();
+    let mut args = vec!["srcinfo".to_owned()];
+    for case in &cases {
+        copy_dir(&src.join(case), &env.path().join(case));
+        args.push(case.clone());
+    }
+    let expected = base_makepkg_srcinfo(&env.base, env.path(), &cases);
+    let refused = expected.iter().filter(|(ok, ..)| !ok).count();
+    assert!(refused >= 10 && refused < cases.len() - 3, "the fixtures should cover both outcomes: {refused} of {} refused", cases.len());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.pkgcell(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (case, (ok, text, errors)) in cases.iter().zip(&expected) {
+        let header = format!("==> {case}");
+        assert!(stdout.lines().any(|l| l == header), "{case}: no section in {stdout}");
+        let section: String =
+            stdout.lines().skip_while(|l| *l != header).skip(1).take_while(|l| !l.starts_with("==> ")).map(|l| format!("{l}\n")).collect();
+        let message = stderr.lines().skip_while(|l| !l.starts_with(&format!("pkgcell: {case}/PKGBUILD:"))).collect::<Vec<_>>();
+        if *ok {
+            assert_eq!(section.trim_end_matches('\n'), text.trim_end_matches('\n'), "{case}: .SRCINFO differs; stderr: {stderr}");
+            assert!(message.is_empty(), "{case}: makepkg accepts it, pkgcell did not: {stderr}");
+        } else {
+            assert!(section.trim().is_empty(), "{case}: makepkg refuses it, pkgcell printed {section}");
+            assert!(!message.is_empty(), "{case}: makepkg refuses it ({errors:?}), pkgcell did not: {stderr}");
+            let got: Vec<&str> = message
+                .iter()
+                .enumerate()
+                .map(|(i, l)| if i == 0 { l.split_once("the PKGBUILD is not valid: ").map_or(*l, |(_, e)| e) } else { *l })
+                .take_while(|l| !l.starts_with("pkgcell: "))
+                .filter(|l| l.starts_with("==> ERROR:"))
+                .collect();
+            assert_eq!(got, *errors, "{case}: errors differ; stderr: {stderr}");
+        }
+    }
+    assert_eq!(out.status.code(), Some(1), "some fixtures are refused: exit 1; stderr: {stderr}");
+}
+
 #[test]
 fn a_pkgbuild_cannot_write_outside_or_reach_the_network_while_parsed() {
     let env = Env::new();
