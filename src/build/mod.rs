@@ -444,7 +444,7 @@ pub fn build_plan(
     // scheduler below like any dependent of a failure.
     for &i in &wanted {
         let r = match &plan.packages[i].status {
-            Status::Error { stage, message } => blank(i, PackageStatus::Failed, format!("{stage}: {message}")),
+            Status::Error(e) => blank(i, PackageStatus::Failed, format!("{}: {}", e.stage(), error_chain(e))),
             Status::NotForArch { archs } => {
                 blank(i, PackageStatus::NotForArch, format!("not built for {} (arch = {})", opts.arch, archs.join(" ")))
             }

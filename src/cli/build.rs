@@ -714,7 +714,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         }
         let Some(srcinfo) = &p.srcinfo else {
             let why = match &p.status {
-                Status::Error { stage, message } => format!("{stage}: {message}"),
+                Status::Error(e) => format!("{}: {}", e.stage(), build::error_chain(e)),
                 Status::NotForArch { archs } => {
                     writeln!(std::io::stdout().lock(), "==> {}: not built for {} (arch = {}): nothing to fetch", p.name, config.repo.arch, archs.join(" "))?;
                     continue;

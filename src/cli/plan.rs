@@ -131,7 +131,7 @@ fn print_table(w: &mut impl Write, plan: &plan::Plan, built: &[bool]) -> std::io
             Status::ToBuild if *built => "built (in the store)".to_owned(),
             Status::ToBuild => "to build".to_owned(),
             Status::Blocked { by } => format!("blocked by {}", by.join(", ")),
-            Status::Error { stage, message } => format!("error ({stage}): {message}"),
+            Status::Error(e) => format!("error ({}): {}", e.stage(), pkgcell::error::error_chain(e)),
             Status::NotForArch { archs } => format!("not for {} (arch = {})", plan.arch, archs.join(" ")),
         };
         let mut version = p.pkgver.clone().unwrap_or_else(|| "-".into());
