@@ -211,7 +211,7 @@ pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 failed = true;
                 stdout.flush()?;
-                eprintln!("pkgcell: {}: {e}", display_dir(d));
+                eprintln!("pkgcell: {}: {}", display_dir(d), pkgcell::error::error_chain(&e));
             }
         }
     }

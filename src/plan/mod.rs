@@ -790,9 +790,10 @@ fn save_index(index: treeid::StatIndex) {
 
 
 /// The .SRCINFO of each directory, parsed in one sandbox (`pkgcell srcinfo`).
-pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, PkgbuildError>>, usize), PlanError> {
+/// A directory fails with [`EntryError::TreeId`] or [`EntryError::Pkgbuild`].
+pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, EntryError>>, usize), PlanError> {
     let mut jobs = Vec::new();
-    let mut early: Vec<Option<PkgbuildError>> = Vec::new();
+    let mut early: Vec<Option<EntryError>> = Vec::new();
     let mut index = treeid::StatIndex::load(&home.tree_index()).keep_unseen();
     for d in dirs {
         match index.of_dir(d) {
@@ -800,7 +801,7 @@ pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Durat
                 jobs.push(ParseJob { tree_id: t, tree: TreeSource::Dir(d.clone()) });
                 early.push(None);
             }
-            Err(e) => early.push(Some(PkgbuildError::Invalid { message: error_chain(&e) })),
+            Err(e) => early.push(Some(EntryError::TreeId(Arc::new(e)))),
         }
     }
     save_index(index);
@@ -811,7 +812,7 @@ pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Durat
         .into_iter()
         .map(|e| match e {
             Some(e) => Err(e),
-            None => results.next().expect("one result per job"),
+            None => results.next().expect("one result per job").map_err(EntryError::Pkgbuild),
         })
         .collect();
     Ok((all, run.parsed))
