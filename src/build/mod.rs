@@ -382,6 +382,19 @@ pub enum BuildError {
         /// git's message.
         message: String,
     },
+    /// git or tar could not be run (or fed) to check the tree out.
+    #[error("cannot check out {commit} of {}: {tool}", repo.display())]
+    CheckoutRun {
+        /// The bare repository.
+        repo: PathBuf,
+        /// The commit.
+        commit: String,
+        /// "git" or "tar".
+        tool: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The remote store could not be asked for the pkgid.
     #[error("cannot look the package up in the remote store")]
     Remote(#[source] RemoteError),
