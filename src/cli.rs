@@ -10,6 +10,7 @@ mod progress;
 mod publish;
 mod repro;
 mod run;
+mod setup;
 mod store;
 
 use std::process::ExitCode;

@@ -254,6 +254,7 @@ pub(super) fn home_bind_dir(opts: &BuildOptions, entry: &str, rel: &Path) -> Res
 /// Export the tree of a git source into `dst`; (dst, commit time).
 pub(super) fn export_git(repo: &Path, commit: &str, subtree: Option<&Path>, dst: &Path) -> Result<(PathBuf, u64), BuildError> {
     let fail = |message: String| BuildError::Checkout { repo: repo.to_owned(), commit: commit.to_owned(), message };
+    let run = |tool| move |source| BuildError::CheckoutRun { repo: repo.to_owned(), commit: commit.to_owned(), tool, source };
     fs::create_dir_all(dst).map_err(io_err("create", dst))?;
     let treeish = match subtree {
         Some(s) => format!("{commit}:{}", s.display()),
@@ -265,7 +266,7 @@ pub(super) fn export_git(repo: &Path, commit: &str, subtree: Option<&Path>, dst:
         .args(["archive", "--format=tar", &treeish])
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(run("git"))?;
     if !archive.status.success() {
         return Err(fail(String::from_utf8_lossy(&archive.stderr).trim().to_owned()));
     }
@@ -276,10 +277,10 @@ pub(super) fn export_git(repo: &Path, commit: &str, subtree: Option<&Path>, dst:
         .arg(dst)
         .stdin(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("tar: {e}")))?;
-    io::Write::write_all(tar.stdin.as_mut().expect("piped"), &archive.stdout).map_err(|e| fail(format!("tar: {e}")))?;
+        .map_err(run("tar"))?;
+    io::Write::write_all(tar.stdin.as_mut().expect("piped"), &archive.stdout).map_err(run("tar"))?;
     drop(tar.stdin.take());
-    if !tar.wait().map_err(|e| fail(format!("tar: {e}")))?.success() {
+    if !tar.wait().map_err(run("tar"))?.success() {
         return Err(fail("tar could not unpack the tree".into()));
     }
     let time = std::process::Command::new("git")
@@ -287,7 +288,7 @@ pub(super) fn export_git(repo: &Path, commit: &str, subtree: Option<&Path>, dst:
         .arg(repo)
         .args(["log", "-1", "--format=%ct", commit])
         .output()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(run("git"))?;
     let epoch = String::from_utf8_lossy(&time.stdout).trim().parse().unwrap_or(0);
     Ok((dst.to_owned(), epoch))
 }

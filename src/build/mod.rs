@@ -382,6 +382,19 @@ pub enum BuildError {
         /// git's message.
         message: String,
     },
+    /// git or tar could not be run (or fed) to check the tree out.
+    #[error("cannot check out {commit} of {}: {tool}", repo.display())]
+    CheckoutRun {
+        /// The bare repository.
+        repo: PathBuf,
+        /// The commit.
+        commit: String,
+        /// "git" or "tar".
+        tool: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The remote store could not be asked for the pkgid.
     #[error("cannot look the package up in the remote store")]
     Remote(#[source] RemoteError),
@@ -444,7 +457,7 @@ pub fn build_plan(
     // scheduler below like any dependent of a failure.
     for &i in &wanted {
         let r = match &plan.packages[i].status {
-            Status::Error { stage, message } => blank(i, PackageStatus::Failed, format!("{stage}: {message}")),
+            Status::Error(e) => blank(i, PackageStatus::Failed, format!("{}: {}", e.stage(), error_chain(e))),
             Status::NotForArch { archs } => {
                 blank(i, PackageStatus::NotForArch, format!("not built for {} (arch = {})", opts.arch, archs.join(" ")))
             }

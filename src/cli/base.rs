@@ -101,7 +101,7 @@ fn make(home: &Home, args: MakeArgs, f: MakeFn) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     // Before the source runs (a `command` may bootstrap for minutes and
     // fail with its own words): the base is prepared for the build user.
-    super::build::check_build_user_mapped()?;
+    super::setup::check_build_user_mapped()?;
     eprintln!("pkgcell: making the base if needed (a bootstrap can take minutes)...");
     let phases = super::progress::BasePhases::new();
     let made = f(home, &config.base, &|p| phases.phase(p));

@@ -10,47 +10,23 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::ProgressBar;
 use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus, Rebuild};
-use pkgcell::config::{self, Config};
+use pkgcell::config;
 use pkgcell::fetch::{self, Fetcher};
 use pkgcell::home::Home;
 use pkgcell::local::LocalPackage;
-use pkgcell::plan::{self, Plan, PlanOptions, Status};
+use pkgcell::plan::Status;
 use pkgcell::remote::RemoteStore;
 use pkgcell::store::Store;
-use pkgcell::sync::{self, SyncMode};
 use pkgcell::userconf::UserConf;
 use pkgcell_sandbox::Network;
 
 use super::progress;
-
-/// Where the config and the base come from (shared by build and fetch).
-#[derive(Debug, Args)]
-pub struct Common {
-    /// The config file (default: pkgcell.toml; without one, laptop mode:
-    /// the PKGBUILD in the current directory alone).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// A base root file system directory (default: $PKGCELL_BASE_DIR, else
-    /// the base of --base or of the config's [base], made if missing).
-    #[arg(long, value_name = "DIR")]
-    base_dir: Option<PathBuf>,
-    /// A base chroot, by id or unique prefix (see `pkgcell base list`).
-    #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
-    base: Option<String>,
-    /// Do not fetch the git repositories of [pkgbuilds]: use them as last synced.
-    #[arg(long, alias = "hold")]
-    offline: bool,
-    /// Time limit for sourcing one PKGBUILD while planning: seconds, or
-    /// "90s", "2m".
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::plan::parse_timeout)]
-    parse_timeout: Duration,
-}
+use super::setup::{Mode, PlanFlags};
 
 /// Build packages in sandboxes, in dependency order, skipping what the store has.
 #[derive(Debug, Args)]
@@ -118,7 +94,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "SIZE", value_parser = config::parse_log_limit)]
     log_limit: Option<u64>,
     #[command(flatten)]
-    common: Common,
+    common: PlanFlags,
 }
 
 /// The delegated cgroup v2 builds get their limits from, if the host has one.
@@ -173,179 +149,13 @@ pub struct FetchArgs {
     #[arg(value_name = "PKG")]
     packages: Vec<String>,
     #[command(flatten)]
-    common: Common,
-}
-
-/// A config, and whether it stands for the PKGBUILD of the current directory.
-pub(super) enum Mode {
-    /// A pkgcell.toml (the file).
-    Config(Config, PathBuf),
-    /// The PKGBUILD in `dir`, with the user's defaults when there are some.
-    Laptop { config: Config, dir: PathBuf, defaults: Option<PathBuf> },
-}
-
-impl Mode {
-    /// The config, and the file a user would edit to change it.
-    pub(super) fn config(&self) -> (&Config, SettingsFile<'_>) {
-        match self {
-            Mode::Config(c, path) => (c, SettingsFile::Config(path)),
-            Mode::Laptop { config, defaults: Some(d), .. } => (config, SettingsFile::UserDefaults(d)),
-            Mode::Laptop { config, defaults: None, .. } => (config, SettingsFile::NoUserDefaults),
-        }
-    }
-}
-
-/// Where the settings of a run come from, to name in an error that asks the
-/// user to change them.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum SettingsFile<'a> {
-    /// A pkgcell.toml.
-    Config(&'a Path),
-    /// The user's defaults file, which exists.
-    UserDefaults(&'a Path),
-    /// No pkgcell.toml and no user defaults: pkgcell's built-in defaults.
-    NoUserDefaults,
-}
-
-impl SettingsFile<'_> {
-    /// Why the base could not be made, and where to change it.
-    fn cannot_make_base(&self) -> String {
-        const OR: &str = "or pass --base ID or --base-dir DIR";
-        match self {
-            SettingsFile::Config(p) => format!("cannot make the base that [base] of {} describes (change it there, {OR})", p.display()),
-            SettingsFile::UserDefaults(p) => {
-                format!("cannot make the base that [base] of {} (your defaults for laptop mode) describes (change it there, {OR})", p.display())
-            }
-            SettingsFile::NoUserDefaults => format!(
-                "cannot make the built-in default base (source = \"pacman\", from this host's pacman.conf): write a [base] section into {} (as in `pkgcell init`'s pkgcell.toml), {OR}",
-                user_defaults().map_or("~/.config/pkgcell/config.toml".into(), |p| p.display().to_string())
-            ),
-        }
-    }
-}
-
-/// `$XDG_CONFIG_HOME/pkgcell/config.toml` (or `~/.config/...`): the user's
-/// defaults for laptop mode.
-pub(super) fn user_defaults() -> Option<PathBuf> {
-    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config"))).map(|d| d.join("pkgcell/config.toml"))
-}
-
-/// pkgcell's own check that the build user can exist inside a sandbox,
-/// before a base is made (or a build starts) rather than after a
-/// bootstrap failed with its own words.
-pub(super) fn check_build_user_mapped() -> anyhow::Result<()> {
-    pkgcell_sandbox::check_id_mapped(build::BUILD_UID, &super::run::subid_files())
-        .context("pkgcell builds as the user builder (uid 1000 inside the sandbox), and bases are made for it")
-}
-
-/// The one answer to "which base", for every command: `--base ID`, else
-/// `--base-dir DIR` or `$PKGCELL_BASE_DIR`, else the config's `[base]`
-/// (made when missing). Errors name the file to edit.
-pub(super) fn resolve_base(
-    home: &Home,
-    id: Option<&str>,
-    dir: Option<&Path>,
-    config: Option<(&Config, SettingsFile<'_>)>,
-) -> anyhow::Result<build::Base> {
-    if let Some(id) = id {
-        let b = pkgcell::base::find(home, id)?;
-        return Ok(build::Base { id: b.id, root: b.root });
-    }
-    let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = dir.map(Path::to_owned).or(from_env) {
-        let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-        if !dir.is_dir() {
-            bail!("base directory {} does not exist", dir.display());
-        }
-        return Ok(build::base_of_dir(&dir)?);
-    }
-    let Some((config, file)) = config else {
-        let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
-        bail!("no base: pass --base ID or --base-dir DIR, or run where a {} names one{defaults}", config::FILE_NAME);
-    };
-    check_build_user_mapped()?;
-    let phases = super::progress::BasePhases::new();
-    let b = pkgcell::base::resolve_with(home, &config.base, &|p| phases.phase(p));
-    phases.finish();
-    let b = b.with_context(|| file.cannot_make_base())?;
-    Ok(build::Base { id: b.id, root: b.root })
-}
-
-impl Common {
-    pub(super) fn config(&self) -> anyhow::Result<Mode> {
-        let path = self.config.clone().unwrap_or_else(|| PathBuf::from(config::FILE_NAME));
-        if path.exists() || self.config.is_some() {
-            return Ok(Mode::Config(Config::load(&path)?, path));
-        }
-        let dir = std::env::current_dir().context("cannot find the current directory")?;
-        if !dir.join("PKGBUILD").exists() {
-            bail!("no {} and no PKGBUILD in {}", config::FILE_NAME, dir.display());
-        }
-        // One entry for this directory; its key only names it in messages.
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| n.parse::<alpm_types::Name>().is_ok())
-            .unwrap_or_else(|| "pkgbuild".into());
-        // The user's defaults ([base], [build], [repo]), if any; then one
-        // entry for this directory.
-        let defaults = user_defaults().filter(|p| p.exists());
-        let mut config = match &defaults {
-            Some(p) => Config::load(p)?,
-            None => Config::from_toml("", Path::new("(laptop mode)"), &dir)?,
-        };
-        config.pkgbuilds = vec![config::PkgbuildEntry {
-            name: name.parse().expect("checked above"),
-            location: config::Location::Path { dir: dir.clone() },
-            deps: Vec::new(),
-            makedeps: Vec::new(),
-            home_binds: Vec::new(),
-        }];
-        Ok(Mode::Laptop { config, dir, defaults })
-    }
-
-    /// The base of this run ([`resolve_base`]).
-    pub(super) fn base(&self, home: &Home, mode: &Mode) -> anyhow::Result<build::Base> {
-        resolve_base(home, self.base.as_deref(), self.base_dir.as_deref(), Some(mode.config()))
-    }
-
-    pub(super) fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
-        self.plan_with(config, home, base, &[])
-    }
-
-    /// Plan with the -I files `local` installed into every build.
-    pub(super) fn plan_with(&self, config: &Config, home: &Home, base: &build::Base, local: &[LocalPackage]) -> anyhow::Result<Plan> {
-        let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
-        self.plan_synced(config, home, base, sync::sync(config, home, mode), local)
-    }
-
-    /// Plan what `sync` gave (repro pins an older commit of an entry).
-    pub(super) fn plan_synced(
-        &self,
-        config: &Config,
-        home: &Home,
-        base: &build::Base,
-        synced: Vec<sync::Synced>,
-        local: &[LocalPackage],
-    ) -> anyhow::Result<Plan> {
-        let opts = PlanOptions {
-            base: base.root.clone(),
-            home: home.clone(),
-            parse_timeout: self.parse_timeout,
-            local: local.to_vec(),
-        };
-        Ok(plan::plan(config, synced, &opts)?)
-    }
+    common: PlanFlags,
 }
 
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     // -I files are checked before anything starts.
     let local = args.install.iter().map(|p| LocalPackage::read(p)).collect::<Result<Vec<_>, _>>()?;
-    let mode = args.common.config()?;
-    let config = match &mode {
-        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
-    };
+    let mode = args.common.mode()?;
     let publish_config = match (&mode, args.publish) {
         (_, false) => None,
         (Mode::Config(_, path), true) => Some(path.clone()),
@@ -356,17 +166,16 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
     // The packager's makepkg.conf and environment, as makechrootpkg honours them.
     let user = UserConf::load()?;
-    let home = Home::from_env()?;
-    // Held to the end: no `store gc` while this run's downloads, layers
-    // and outputs have no record yet.
-    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let base = args.common.base(&home, &mode)?;
+    // Holds the home in use to the end: no `store gc` while this run's
+    // downloads, layers and outputs have no record yet.
+    let setup = args.common.resolve(mode)?;
+    let (mode, config, home) = (&setup.mode, setup.config(), setup.home());
     let jobs = args.jobs.unwrap_or(config.build.jobs.get());
     if jobs == 0 {
         bail!("-j must be at least 1");
     }
-    eprintln!("==> planning {} on base {}", super::count(config.pkgbuilds.len(), "entry", "entries"), base.id);
-    let plan = args.common.plan_with(config, &home, &base, &local)?;
+    eprintln!("==> planning {} on base {}", super::count(config.pkgbuilds.len(), "entry", "entries"), setup.env.base.id);
+    let plan = setup.plan(&local)?;
     let remote = match &config.store.remote {
         Some(url) => {
             let r = RemoteStore::new(url.clone(), &config.s3).with_context(|| format!("remote store {url}"))?;
@@ -378,7 +187,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let opts = BuildOptions {
         home: home.clone(),
-        base,
+        base: setup.env.base.clone(),
         network: if args.net || config.build.network { Network::Host } else { Network::Loopback },
         timeout: config.build.timeout,
         jobs,
@@ -417,7 +226,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         file_sources: config.file_source_dirs(),
         // Laptop mode builds one package, as makepkg: its output is shown.
         // A repository's builds run side by side: `pkgcell log -f NAME`.
-        echo: match (&mode, args.quiet) {
+        echo: match (mode, args.quiet) {
             (Mode::Laptop { .. }, false) => pkgcell::buildlog::Echo::Stderr,
             (Mode::Laptop { .. }, true) | (Mode::Config(..), _) => pkgcell::buildlog::Echo::Off,
         },
@@ -433,8 +242,8 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let results = results?;
 
     let mut results = results;
-    if let Mode::Laptop { dir, .. } = &mode {
-        leave_outputs(&home, dir, &user, &mut results)?;
+    if let Mode::Laptop { dir, .. } = mode {
+        leave_outputs(home, dir, &user, &mut results)?;
     }
 
     let laptop_mode = matches!(mode, Mode::Laptop { .. });
@@ -690,17 +499,12 @@ fn finished_line(r: &PackageResult) -> String {
 }
 
 pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
-    let mode = args.common.config()?;
-    let config = match &mode {
-        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
-    };
-    let home = Home::from_env()?;
-    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let base = args.common.base(&home, &mode)?;
-    let plan = args.common.plan(config, &home, &base)?;
+    let setup = args.common.resolve(args.common.mode()?)?;
+    let config = setup.config();
+    let plan = setup.plan(&[])?;
     let limits = Limits { memory: config.build.memory, pids: config.build.pids, tmp: config.build.tmp_size, max_output: config.build.max_output };
     let downloads = std::sync::Arc::new(progress::Downloads::new());
-    let fetcher = Fetcher::new(home, base.root.clone())
+    let fetcher = Fetcher::new(setup.home().clone(), setup.env.base.root.clone())
         .with_rlimits(limits.rlimits())
         .with_file_sources(config.file_source_dirs())
         .with_progress({
@@ -714,7 +518,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         }
         let Some(srcinfo) = &p.srcinfo else {
             let why = match &p.status {
-                Status::Error { stage, message } => format!("{stage}: {message}"),
+                Status::Error(e) => format!("{}: {}", e.stage(), build::error_chain(e)),
                 Status::NotForArch { archs } => {
                     writeln!(std::io::stdout().lock(), "==> {}: not built for {} (arch = {}): nothing to fetch", p.name, config.repo.arch, archs.join(" "))?;
                     continue;

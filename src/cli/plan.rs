@@ -1,18 +1,15 @@
 //! `pkgcell init`, `pkgcell plan` and `pkgcell srcinfo`: thin wrappers that
 //! turn flags into library calls and print tables or JSON.
 
-use super::build::{SettingsFile, resolve_base, user_defaults};
+use super::setup::{BaseFlags, PlanFlags, plan_wording};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use pkgcell::config::{self, Config};
-use pkgcell::home::Home;
-use pkgcell::plan::{self, PlanOptions, Status};
-use pkgcell::sync::{self, SyncMode};
+use pkgcell::plan::{self, Status};
 
 /// Write a commented starter pkgcell.toml in the current directory.
 #[derive(Debug, Args)]
@@ -22,42 +19,16 @@ pub struct InitArgs {
     config: PathBuf,
 }
 
-/// Options shared by plan and srcinfo: where the base is, parse limits.
-#[derive(Debug, Args)]
-pub struct BaseArgs {
-    /// The base root file system PKGBUILDs are parsed in and resolved
-    /// against (default: $PKGCELL_BASE_DIR, else the base of --base or of
-    /// the config's [base], made if missing).
-    #[arg(long, value_name = "DIR")]
-    base_dir: Option<PathBuf>,
-    /// The base chroot to use, by id or unique prefix (see `pkgcell base list`).
-    #[arg(long, value_name = "ID", conflicts_with = "base_dir")]
-    base: Option<String>,
-    /// Time limit for sourcing one PKGBUILD: seconds, or "90s", "2m".
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
-    parse_timeout: Duration,
-}
-
-/// `--parse-timeout`: a [`pkgcell_sandbox::Timeout`].
-pub(super) fn parse_timeout(s: &str) -> Result<Duration, String> {
-    s.parse::<pkgcell_sandbox::Timeout>().map(|t| t.duration()).map_err(|e| e.to_string())
-}
-
 /// Show what would be built, why, and in which order, without building.
 #[derive(Debug, Args)]
 #[command(after_help = "Exit status: 0 all planned, 1 some package failed to plan, 2 usage or setup error.")]
+#[command(mut_args(plan_wording))]
 pub struct PlanArgs {
-    /// The config file.
-    #[arg(long, value_name = "FILE", default_value = config::FILE_NAME)]
-    config: PathBuf,
-    /// Do not fetch: use the git sources as they were last synced.
-    #[arg(long, alias = "hold")]
-    offline: bool,
+    #[command(flatten)]
+    common: PlanFlags,
     /// Print the plan as one JSON object (see docs/plan.md).
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    base: BaseArgs,
 }
 
 /// Print the .SRCINFO of PKGBUILDs exactly as `makepkg --printsrcinfo`,
@@ -65,24 +36,13 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "With several directories, each .SRCINFO is preceded by a line `==> DIR`.\n\
 Exit status: 0 all printed, 1 some PKGBUILD failed, 2 usage or setup error.")]
+#[command(mut_args(plan_wording))]
 pub struct SrcinfoArgs {
     /// Directories holding a PKGBUILD (default: the current directory).
     #[arg(value_name = "DIR")]
     dirs: Vec<PathBuf>,
     #[command(flatten)]
-    base: BaseArgs,
-}
-
-impl BaseArgs {
-    /// The base root, resolved as every command does
-    /// ([`super::build::resolve_base`]).
-    fn base(&self, home: &Home, config: Option<(&Config, SettingsFile<'_>)>) -> anyhow::Result<PathBuf> {
-        Ok(resolve_base(home, self.base.as_deref(), self.base_dir.as_deref(), config)?.root)
-    }
-
-    fn timeout(&self) -> anyhow::Result<Duration> {
-        Ok(self.parse_timeout)
-    }
+    base: BaseFlags,
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
@@ -92,16 +52,11 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
-    let home = Home::from_env()?;
-    // Parses run in tmp/parse-*: `store gc` must not take them for a killed run's.
-    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let base = args.base.base(&home, Some((&config, SettingsFile::Config(&args.config))))?;
-    let mode = if args.offline { SyncMode::Offline } else { SyncMode::Fetch };
-    let synced = sync::sync(&config, &home, mode);
-    let store = pkgcell::store::Store::at(home.store());
-    let opts = PlanOptions { base, home, parse_timeout: args.base.timeout()?, local: Vec::new() };
-    let plan = plan::plan(&config, synced, &opts)?;
+    // Holds the home in use: parses run in tmp/parse-*, which `store gc`
+    // must not take for a killed run's.
+    let setup = args.common.resolve(args.common.config_file()?)?;
+    let store = pkgcell::store::Store::at(setup.home().store());
+    let plan = setup.plan(&[])?;
     // Which pkgids are built already: the store answers, plan does not know it.
     let built: Vec<bool> = plan
         .packages
@@ -131,7 +86,7 @@ fn print_table(w: &mut impl Write, plan: &plan::Plan, built: &[bool]) -> std::io
             Status::ToBuild if *built => "built (in the store)".to_owned(),
             Status::ToBuild => "to build".to_owned(),
             Status::Blocked { by } => format!("blocked by {}", by.join(", ")),
-            Status::Error { stage, message } => format!("error ({stage}): {message}"),
+            Status::Error(e) => format!("error ({}): {}", e.stage(), pkgcell::error::error_chain(e)),
             Status::NotForArch { archs } => format!("not for {} (arch = {})", plan.arch, archs.join(" ")),
         };
         let mut version = p.pkgver.clone().unwrap_or_else(|| "-".into());
@@ -186,20 +141,10 @@ pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
         }
         abs.push(a);
     }
-    let home = Home::from_env()?;
-    // Parses run in tmp/parse-*: `store gc` must not take them for a killed run's.
-    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    // Without --base or --base-dir, the base of the config in the current
-    // directory, else of the user's defaults (as laptop mode's build).
-    let project = Path::new(config::FILE_NAME);
-    let defaults = user_defaults().filter(|p| p.exists());
-    let config = match (project.exists(), &defaults) {
-        (true, _) => Some((Config::load(project)?, SettingsFile::Config(project))),
-        (false, Some(d)) => Some((Config::load(d)?, SettingsFile::UserDefaults(d))),
-        (false, None) => None,
-    };
-    let base = args.base.base(&home, config.as_ref().map(|(c, f)| (c, *f)))?;
-    let (results, _) = plan::srcinfo_of_dirs(&abs, &base, home, args.base.timeout()?)?;
+    // Holds the home in use: parses run in tmp/parse-*, which `store gc`
+    // must not take for a killed run's.
+    let env = args.base.resolve_here()?;
+    let (results, _) = plan::srcinfo_of_dirs(&abs, &env.base.root, env.home.clone(), env.parse_timeout)?;
     let mut stdout = std::io::stdout().lock();
     let mut failed = false;
     for (d, r) in dirs.iter().zip(results) {
@@ -211,7 +156,7 @@ pub fn srcinfo(args: SrcinfoArgs) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 failed = true;
                 stdout.flush()?;
-                eprintln!("pkgcell: {}: {e}", display_dir(d));
+                eprintln!("pkgcell: {}: {}", display_dir(d), pkgcell::error::error_chain(&e));
             }
         }
     }

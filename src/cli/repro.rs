@@ -22,7 +22,7 @@ use pkgcell::store::Store;
 use pkgcell::sync::{self, SyncMode};
 use pkgcell_sandbox::Network;
 
-use super::build::{Common, Mode};
+use super::setup::{PlanFlags, home_in_use};
 
 /// Rebuild a package pkgcell built, with no network, and compare the bytes.
 #[derive(Debug, Args)]
@@ -53,7 +53,7 @@ pub struct ReproArgs {
     #[arg(short = 'I', long = "install", value_name = "FILE")]
     install: Vec<PathBuf>,
     #[command(flatten)]
-    common: Common,
+    common: PlanFlags,
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
@@ -89,17 +89,14 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let target = parse_target(&args.target)?;
     let given = read_local(&args.install)?;
     let output = args.output.clone().or_else(|| std::env::var_os("REBUILDERD_OUTDIR").filter(|v| !v.is_empty()).map(PathBuf::from));
-    let home = Home::from_env()?;
-    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
+    let (home, in_use) = home_in_use()?;
     let store = Store::at(home.store());
     let found = repro::find(&store, &target)?;
     // The -I files of the original build, as it installed them: part of its pkgid.
     let local = repro::local_packages(&store, &found.record, &given)?;
-    let mode = args.common.config()?;
-    let config = match &mode {
-        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
-    };
-    let base = args.common.base(&home, &mode)?;
+    // Only now the base: a wrong target must not wait for a base to be made.
+    let setup = args.common.resolve_in(home, in_use, args.common.mode()?)?;
+    let (config, home) = (setup.config(), setup.home());
     eprintln!(
         "==> rebuilding {} with no network, SOURCE_DATE_EPOCH={}",
         found.record.pkgid, found.buildinfo.builddate
@@ -107,21 +104,21 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     let tmp = home.tmp();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let scratch = tempfile::Builder::new().prefix("repro-src-").tempdir_in(&tmp).context("cannot make a scratch directory")?;
-    let mut plan = args.common.plan_with(config, &home, &base, &local)?;
+    let mut plan = setup.plan(&local)?;
     let pkgid = &found.record.pkgid;
     if repro::planned_entry(&plan, pkgid).is_none()
         && let Some(copy) = repro::without_outputs(config, &plan, &found, scratch.path())?
     {
-        plan = args.common.plan_with(&copy, &home, &base, &local)?;
+        plan = setup.plan_config(&copy, &local)?;
     }
     if repro::planned_entry(&plan, pkgid).is_none() {
         // A git entry that moved on: pin the commit whose tree is the recorded one.
-        let mut synced = sync::sync(config, &home, SyncMode::Offline);
+        let mut synced = sync::sync(config, home, SyncMode::Offline);
         if repro::pin_recorded_tree(&mut synced, &plan, pkgid)? {
-            plan = args.common.plan_synced(config, &home, &base, synced, &local)?;
+            plan = setup.plan_synced(config, synced, &local)?;
         }
     }
-    let opts = rebuild_options(&home, base, config, local);
+    let opts = rebuild_options(home, setup.env.base.clone(), config, local);
     let dest = tempfile::Builder::new().prefix("repro-out-").tempdir_in(&tmp).context("cannot make a directory for the rebuild")?;
     let reports = home.root().join("repro").join(found.record.pkgid.to_string());
     let report = repro::check(&found, &plan, &opts, dest.path(), &reports)?;
@@ -135,15 +132,11 @@ fn check(args: &ReproArgs) -> anyhow::Result<(Report, Vec<PathBuf>)> {
 /// `--twice`: the two builds' report, exit 0 same, 1 different, 2 error.
 fn twice(args: &ReproArgs) -> anyhow::Result<ExitCode> {
     let local = read_local(&args.install)?;
-    let home = Home::from_env()?;
-    let _in_use = home.use_lock(|| eprintln!("==> waiting for `pkgcell store gc` to finish"))?;
-    let mode = args.common.config()?;
-    let config = match &mode {
-        Mode::Config(c, _) | Mode::Laptop { config: c, .. } => c,
-    };
-    let base = args.common.base(&home, &mode)?;
-    let plan = args.common.plan_with(config, &home, &base, &local)?;
-    let opts = rebuild_options(&home, base, config, local);
+    let (home, in_use) = home_in_use()?;
+    let setup = args.common.resolve_in(home, in_use, args.common.mode()?)?;
+    let (config, home) = (setup.config(), setup.home());
+    let plan = setup.plan(&local)?;
+    let opts = rebuild_options(home, setup.env.base.clone(), config, local);
     let tmp = home.tmp();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let work = tempfile::Builder::new().prefix("repro-twice-").tempdir_in(&tmp).context("cannot make a directory for the builds")?;

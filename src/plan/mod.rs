@@ -17,6 +17,7 @@ pub mod treeid;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alpm_srcinfo::{MergedPackage, SourceInfoV1};
@@ -28,7 +29,7 @@ use crate::error::error_chain;
 use crate::home::Home;
 use crate::ids::{DepHash, PkgId, TreeId};
 use crate::local::LocalPackage;
-use crate::sync::{Checkout, Synced};
+use crate::sync::{Checkout, SyncError, Synced};
 use deps::{Origin, Provider};
 use srcinfo::{ParseJob, Parser, TreeSource};
 
@@ -206,7 +207,7 @@ pub enum SourceRef {
 }
 
 /// What plan decided for a package.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Status {
     /// It would be built.
@@ -222,13 +223,119 @@ pub enum Status {
         /// The architectures it is built for.
         archs: Vec<String>,
     },
-    /// It failed to plan.
-    Error {
-        /// The step that failed: sync, tree-id, parse, deps, cycle.
-        stage: &'static str,
-        /// What went wrong.
-        message: String,
+    /// It failed to plan. In the JSON: `"stage"` ([`EntryError::stage`])
+    /// and `"message"` (the error and its causes on one line).
+    Error(EntryError),
+}
+
+/// The step of planning an entry failed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Syncing its source.
+    Sync,
+    /// Computing its tree-id.
+    TreeId,
+    /// Sourcing its PKGBUILD and reading the .SRCINFO.
+    Parse,
+    /// Resolving its dependencies.
+    Deps,
+    /// Ordering: it is on a dependency cycle.
+    Cycle,
+}
+
+impl Stage {
+    /// The name `--json` and messages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Sync => "sync",
+            Stage::TreeId => "tree-id",
+            Stage::Parse => "parse",
+            Stage::Deps => "deps",
+            Stage::Cycle => "cycle",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one entry could not be planned (the others still are). Each cause
+/// belongs to one [`Stage`]; the stage modules' own errors are kept whole
+/// (their causes as sources), behind an `Arc` because a plan is `Clone`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// Its source could not be synced.
+    #[error(transparent)]
+    Sync(Arc<SyncError>),
+    /// Its tree-id could not be computed.
+    #[error(transparent)]
+    TreeId(Arc<treeid::TreeIdError>),
+    /// Its PKGBUILD gave no usable .SRCINFO.
+    #[error(transparent)]
+    Pkgbuild(PkgbuildError),
+    /// An earlier entry builds the same pkgbase.
+    #[error("pkgbase {pkgbase} is also built by entry {entry}")]
+    DuplicatePkgbase {
+        /// The pkgbase.
+        pkgbase: String,
+        /// The earlier entry.
+        entry: String,
     },
+    /// A dependency nothing provides.
+    #[error(transparent)]
+    Unresolved(Unresolved),
+    /// It is on a dependency cycle.
+    #[error("dependency cycle: {} → {}", .entries.join(" → "), .entries[0])]
+    Cycle {
+        /// The entries of the cycle, in order (each needs the next, the last
+        /// the first); never empty.
+        entries: Vec<String>,
+    },
+}
+
+impl EntryError {
+    /// The step it failed in.
+    pub fn stage(&self) -> Stage {
+        match self {
+            EntryError::Sync(_) => Stage::Sync,
+            EntryError::TreeId(_) => Stage::TreeId,
+            EntryError::Pkgbuild(_) | EntryError::DuplicatePkgbase { .. } => Stage::Parse,
+            EntryError::Unresolved(_) => Stage::Deps,
+            EntryError::Cycle { .. } => Stage::Cycle,
+        }
+    }
+}
+
+/// `{"stage": ..., "message": ...}`: what `--json` has always printed, the
+/// message with every cause.
+impl Serialize for EntryError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("EntryError", 2)?;
+        st.serialize_field("stage", &self.stage())?;
+        st.serialize_field("message", &error_chain(self))?;
+        st.end()
+    }
+}
+
+/// A dependency nothing provides, and the chain of packages that led to it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("nothing provides {dep}{}", needed_by(.chain))]
+pub struct Unresolved {
+    /// The dependency.
+    pub dep: RelationOrSoname,
+    /// The packages that led to it, from the entry's own dependency on;
+    /// empty when the entry itself depends on it.
+    pub chain: Vec<String>,
+}
+
+fn needed_by(chain: &[String]) -> String {
+    if chain.is_empty() { String::new() } else { format!(" (needed by {})", chain.join(" → ")) }
 }
 
 impl Plan {
@@ -275,21 +382,21 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
             installs: Vec::new(),
         };
         let tree = match s.checkout {
-            Err(e) => Err(("sync", error_chain(&e))),
+            Err(e) => Err(EntryError::Sync(Arc::new(e))),
             Ok(Checkout::Dir { dir }) => index
                 .of_dir(&dir)
                 .map(|t| (t, TreeSource::Dir(dir)))
-                .map_err(|e| ("tree-id", error_chain(&e))),
+                .map_err(|e| EntryError::TreeId(Arc::new(e))),
             Ok(Checkout::Git { repo, commit, subtree, .. }) => treeid::of_git(&repo, &commit, subtree.as_deref())
                 .map(|t| (t, TreeSource::Git { repo }))
-                .map_err(|e| ("tree-id", error_chain(&e))),
+                .map_err(|e| EntryError::TreeId(Arc::new(e))),
         };
         match tree {
             Ok((tree_id, tree)) => {
                 p.tree_id = Some(tree_id);
                 jobs.push((out.len(), ParseJob { tree_id, tree }));
             }
-            Err((stage, message)) => p.status = Status::Error { stage, message },
+            Err(e) => p.status = Status::Error(e),
         }
         out.push(p);
     }
@@ -318,7 +425,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
                 debug_assert_eq!(node.tree_id, job.tree_id);
                 nodes[*i] = Some(node);
             }
-            Err(e) => p.status = Status::Error { stage: "parse", message: e.to_string() },
+            Err(e) => p.status = Status::Error(EntryError::Pkgbuild(e)),
         }
     }
     // Two entries with one pkgbase would fight over the same packages.
@@ -326,10 +433,7 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
     for i in 0..out.len() {
         if let Some(base) = out[i].pkgbase.clone() {
             if let Some(&first) = seen.get(&base) {
-                out[i].status = Status::Error {
-                    stage: "parse",
-                    message: format!("pkgbase {base} is also built by entry {}", out[first].name),
-                };
+                out[i].status = Status::Error(EntryError::DuplicatePkgbase { pkgbase: base, entry: out[first].name.clone() });
                 nodes[i] = None;
             } else {
                 seen.insert(base, i);
@@ -425,8 +529,8 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
                     closures[i] = Some(set);
                 }
             }
-            Err(message) => {
-                out[i].status = Status::Error { stage: "deps", message };
+            Err(e) => {
+                out[i].status = Status::Error(EntryError::Unresolved(e));
             }
         }
     }
@@ -503,14 +607,13 @@ pub fn plan(config: &Config, synced: Vec<Synced>, opts: &PlanOptions) -> Result<
 /// Every provider installed for `roots` of entry `me`: each root's provider
 /// and, transitively, the providers of their run-time dependencies. Err names
 /// the chain to a dependency nothing provides.
-fn closure<'a>(resolver: &deps::Resolver<'a>, me: usize, roots: &[&RelationOrSoname]) -> Result<Vec<&'a Provider>, String> {
+fn closure<'a>(resolver: &deps::Resolver<'a>, me: usize, roots: &[&RelationOrSoname]) -> Result<Vec<&'a Provider>, Unresolved> {
     let mut found: Vec<&Provider> = Vec::new();
     // (dependency, chain of package names that led to it)
     let mut stack: Vec<(&RelationOrSoname, Vec<String>)> = roots.iter().map(|d| (*d, Vec::new())).collect();
     while let Some((dep, chain)) = stack.pop() {
         let Some(p) = resolver.resolve(dep) else {
-            let via = if chain.is_empty() { String::new() } else { format!(" (needed by {})", chain.join(" → ")) };
-            return Err(format!("nothing provides {dep}{via}"));
+            return Err(Unresolved { dep: dep.clone(), chain });
         };
         if found.iter().any(|f| std::ptr::eq(*f, p)) {
             continue;
@@ -540,7 +643,7 @@ fn order(out: &mut [PlannedPackage], needs: &[BTreeSet<usize>]) {
     let n = out.len();
     // Entries left out of the graph: failed ones, and those not built for
     // this architecture (nothing can need them: they provide nothing).
-    let failed = |out: &[PlannedPackage], i: usize| matches!(out[i].status, Status::Error { .. } | Status::NotForArch { .. });
+    let failed = |out: &[PlannedPackage], i: usize| matches!(out[i].status, Status::Error(_) | Status::NotForArch { .. });
     // Waves by repeated passes: an entry gets a wave once all it needs have one.
     let mut wave: Vec<Option<usize>> = vec![None; n];
     loop {
@@ -564,11 +667,10 @@ fn order(out: &mut [PlannedPackage], needs: &[BTreeSet<usize>]) {
             continue;
         }
         if let Some(cycle) = find_cycle(i, needs, &wave, out) {
-            let names: Vec<&str> = cycle.iter().map(|&j| out[j].name.as_str()).collect();
-            let message = format!("dependency cycle: {} → {}", names.join(" → "), names[0]);
+            let error = EntryError::Cycle { entries: cycle.iter().map(|&j| out[j].name.clone()).collect() };
             for &j in &cycle {
                 if !failed(out, j) {
-                    out[j].status = Status::Error { stage: "cycle", message: message.clone() };
+                    out[j].status = Status::Error(error.clone());
                 }
             }
         }
@@ -615,7 +717,7 @@ fn find_cycle(start: usize, needs: &[BTreeSet<usize>], wave: &[Option<usize>], o
         }
         false
     }
-    let open = |j: usize| wave[j].is_none() && !matches!(out[j].status, Status::Error { .. } | Status::NotForArch { .. });
+    let open = |j: usize| wave[j].is_none() && !matches!(out[j].status, Status::Error(_) | Status::NotForArch { .. });
     let mut path = vec![start];
     let mut seen = BTreeSet::from([start]);
     dfs(start, start, needs, &open, &mut path, &mut seen).then_some(path)
@@ -688,9 +790,10 @@ fn save_index(index: treeid::StatIndex) {
 
 
 /// The .SRCINFO of each directory, parsed in one sandbox (`pkgcell srcinfo`).
-pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, PkgbuildError>>, usize), PlanError> {
+/// A directory fails with [`EntryError::TreeId`] or [`EntryError::Pkgbuild`].
+pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Duration) -> Result<(Vec<Result<Srcinfo, EntryError>>, usize), PlanError> {
     let mut jobs = Vec::new();
-    let mut early: Vec<Option<PkgbuildError>> = Vec::new();
+    let mut early: Vec<Option<EntryError>> = Vec::new();
     let mut index = treeid::StatIndex::load(&home.tree_index()).keep_unseen();
     for d in dirs {
         match index.of_dir(d) {
@@ -698,7 +801,7 @@ pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Durat
                 jobs.push(ParseJob { tree_id: t, tree: TreeSource::Dir(d.clone()) });
                 early.push(None);
             }
-            Err(e) => early.push(Some(PkgbuildError::Invalid { message: error_chain(&e) })),
+            Err(e) => early.push(Some(EntryError::TreeId(Arc::new(e)))),
         }
     }
     save_index(index);
@@ -709,8 +812,52 @@ pub fn srcinfo_of_dirs(dirs: &[PathBuf], base: &Path, home: Home, timeout: Durat
         .into_iter()
         .map(|e| match e {
             Some(e) => Err(e),
-            None => results.next().expect("one result per job"),
+            None => results.next().expect("one result per job").map_err(EntryError::Pkgbuild),
         })
         .collect();
     Ok((all, run.parsed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(e: EntryError) -> String {
+        serde_json::to_string(&Status::Error(e)).unwrap()
+    }
+
+    #[test]
+    fn an_entry_error_serializes_as_its_stage_and_its_message_with_every_cause() {
+        let sync = SyncError::NotFetched { url: "https://example.invalid/a.git".into() };
+        assert_eq!(
+            json(EntryError::Sync(Arc::new(sync))),
+            r#"{"kind":"error","stage":"sync","message":"https://example.invalid/a.git was never fetched; run once without --offline"}"#
+        );
+        let tree = treeid::TreeIdError::Git { rev: "abc:sub".into(), source: SyncError::NotADirectory("/x".into()) };
+        assert_eq!(
+            json(EntryError::TreeId(Arc::new(tree))),
+            r#"{"kind":"error","stage":"tree-id","message":"cannot find the tree abc:sub: /x is not a directory"}"#
+        );
+        assert_eq!(
+            json(EntryError::Pkgbuild(PkgbuildError::Missing)),
+            r#"{"kind":"error","stage":"parse","message":"no PKGBUILD in the tree"}"#
+        );
+        assert_eq!(
+            json(EntryError::DuplicatePkgbase { pkgbase: "foo".into(), entry: "bar".into() }),
+            r#"{"kind":"error","stage":"parse","message":"pkgbase foo is also built by entry bar"}"#
+        );
+        let dep: RelationOrSoname = "libfoo>=2".parse().unwrap();
+        assert_eq!(
+            json(EntryError::Unresolved(Unresolved { dep: dep.clone(), chain: Vec::new() })),
+            r#"{"kind":"error","stage":"deps","message":"nothing provides libfoo>=2"}"#
+        );
+        assert_eq!(
+            json(EntryError::Unresolved(Unresolved { dep, chain: vec!["a".into(), "b".into()] })),
+            r#"{"kind":"error","stage":"deps","message":"nothing provides libfoo>=2 (needed by a → b)"}"#
+        );
+        assert_eq!(
+            json(EntryError::Cycle { entries: vec!["a".into(), "b".into()] }),
+            r#"{"kind":"error","stage":"cycle","message":"dependency cycle: a → b → a"}"#
+        );
+    }
 }

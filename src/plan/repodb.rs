@@ -34,6 +34,26 @@ pub enum RepoDbError {
         /// What is wrong.
         message: String,
     },
+    /// Decompressing it failed part way.
+    #[error("cannot read the repository database {}: {compression}", path.display())]
+    Decompress {
+        /// The database.
+        path: PathBuf,
+        /// "gzip" or "zstd".
+        compression: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its tar archive is damaged.
+    #[error("cannot read the repository database {}", path.display())]
+    Tar {
+        /// The database.
+        path: PathBuf,
+        /// tar's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One sync repository of the base, in pacman.conf order.
@@ -133,23 +153,24 @@ pub fn read_own(dir: &Path, name: &str) -> Result<Vec<Provider>, RepoDbError> {
 /// a file name or SHA-256 cannot be fetched and are skipped with a warning.
 pub fn read_db(path: &Path, repo: &str, origin: Origin) -> Result<Vec<Provider>, RepoDbError> {
     let data = std::fs::read(path).map_err(|source| RepoDbError::Io { path: path.to_owned(), source })?;
-    let format = |message: String| RepoDbError::Format { path: path.to_owned(), message };
+    let decompress = |compression| move |source| RepoDbError::Decompress { path: path.to_owned(), compression, source };
+    let damaged = |source| RepoDbError::Tar { path: path.to_owned(), source };
     let plain: Vec<u8> = match data.get(..4) {
         Some([0x1f, 0x8b, ..]) => {
             let mut v = Vec::new();
-            flate2::read::MultiGzDecoder::new(&data[..]).read_to_end(&mut v).map_err(|e| format(format!("gzip: {e}")))?;
+            flate2::read::MultiGzDecoder::new(&data[..]).read_to_end(&mut v).map_err(decompress("gzip"))?;
             v
         }
-        Some([0x28, 0xb5, 0x2f, 0xfd]) => zstd::decode_all(&data[..]).map_err(|e| format(format!("zstd: {e}")))?,
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => zstd::decode_all(&data[..]).map_err(decompress("zstd"))?,
         _ if data.len() >= 262 && &data[257..262] == b"ustar" => data,
         _ if data.is_empty() => return Ok(Vec::new()),
-        _ => return Err(format("not a tar archive (plain, gzip or zstd)".into())),
+        _ => return Err(RepoDbError::Format { path: path.to_owned(), message: "not a tar archive (plain, gzip or zstd)".into() }),
     };
     let mut out = Vec::new();
     let mut archive = tar::Archive::new(&plain[..]);
-    for entry in archive.entries().map_err(|e| format(e.to_string()))? {
-        let mut entry = entry.map_err(|e| format(e.to_string()))?;
-        let name = entry.path().map_err(|e| format(e.to_string()))?.to_string_lossy().into_owned();
+    for entry in archive.entries().map_err(damaged)? {
+        let mut entry = entry.map_err(damaged)?;
+        let name = entry.path().map_err(damaged)?.to_string_lossy().into_owned();
         if !name.ends_with("/desc") {
             continue;
         }
@@ -212,6 +233,13 @@ mod tests {
         }
         std::fs::write(d.path().join("bad.db"), b"garbage").unwrap();
         assert!(matches!(read_db(&d.path().join("bad.db"), "x", Origin::Repo), Err(RepoDbError::Format { .. })));
+        // Cut short: the decompressor's error is kept as the cause.
+        let gz = std::fs::read(d.path().join("g.db")).unwrap();
+        std::fs::write(d.path().join("cut.db"), &gz[..gz.len() / 2]).unwrap();
+        let e = read_db(&d.path().join("cut.db"), "x", Origin::Repo).unwrap_err();
+        assert!(matches!(&e, RepoDbError::Decompress { compression: "gzip", .. }), "{e:?}");
+        let chain = crate::error::error_chain(&e);
+        assert!(chain.starts_with(&format!("cannot read the repository database {}: gzip: ", d.path().join("cut.db").display())), "{chain}");
     }
 
     #[test]
