@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::ProgressBar;
+use pkgcell::base::Base;
 use pkgcell::build::{self, BuildOptions, Event, KeepFailed, LayerMode, Limits, PackageResult, PackageStatus, Rebuild};
 use pkgcell::config::{self, Config};
 use pkgcell::fetch::{self, Fetcher};
@@ -247,10 +248,9 @@ pub(super) fn resolve_base(
     id: Option<&str>,
     dir: Option<&Path>,
     config: Option<(&Config, SettingsFile<'_>)>,
-) -> anyhow::Result<build::Base> {
+) -> anyhow::Result<Base> {
     if let Some(id) = id {
-        let b = pkgcell::base::find(home, id)?;
-        return Ok(build::Base { id: b.id, root: b.root });
+        return Ok(pkgcell::base::find(home, id)?);
     }
     let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = dir.map(Path::to_owned).or(from_env) {
@@ -258,7 +258,7 @@ pub(super) fn resolve_base(
         if !dir.is_dir() {
             bail!("base directory {} does not exist", dir.display());
         }
-        return Ok(build::base_of_dir(&dir)?);
+        return Ok(Base::of_dir(&dir)?);
     }
     let Some((config, file)) = config else {
         let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
@@ -268,8 +268,7 @@ pub(super) fn resolve_base(
     let phases = super::progress::BasePhases::new();
     let b = pkgcell::base::resolve_with(home, &config.base, &|p| phases.phase(p));
     phases.finish();
-    let b = b.with_context(|| file.cannot_make_base())?;
-    Ok(build::Base { id: b.id, root: b.root })
+    b.with_context(|| file.cannot_make_base())
 }
 
 impl Common {
@@ -306,16 +305,16 @@ impl Common {
     }
 
     /// The base of this run ([`resolve_base`]).
-    pub(super) fn base(&self, home: &Home, mode: &Mode) -> anyhow::Result<build::Base> {
+    pub(super) fn base(&self, home: &Home, mode: &Mode) -> anyhow::Result<Base> {
         resolve_base(home, self.base.as_deref(), self.base_dir.as_deref(), Some(mode.config()))
     }
 
-    pub(super) fn plan(&self, config: &Config, home: &Home, base: &build::Base) -> anyhow::Result<Plan> {
+    pub(super) fn plan(&self, config: &Config, home: &Home, base: &Base) -> anyhow::Result<Plan> {
         self.plan_with(config, home, base, &[])
     }
 
     /// Plan with the -I files `local` installed into every build.
-    pub(super) fn plan_with(&self, config: &Config, home: &Home, base: &build::Base, local: &[LocalPackage]) -> anyhow::Result<Plan> {
+    pub(super) fn plan_with(&self, config: &Config, home: &Home, base: &Base, local: &[LocalPackage]) -> anyhow::Result<Plan> {
         let mode = if self.offline { SyncMode::Offline } else { SyncMode::Fetch };
         self.plan_synced(config, home, base, sync::sync(config, home, mode), local)
     }
@@ -325,7 +324,7 @@ impl Common {
         &self,
         config: &Config,
         home: &Home,
-        base: &build::Base,
+        base: &Base,
         synced: Vec<sync::Synced>,
         local: &[LocalPackage],
     ) -> anyhow::Result<Plan> {

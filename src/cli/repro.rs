@@ -186,7 +186,7 @@ fn read_local(files: &[PathBuf]) -> anyhow::Result<Vec<LocalPackage>> {
 
 /// Build options of a check: the config's, but never the network; `local`
 /// the -I files installed into the build.
-fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, local: Vec<LocalPackage>) -> BuildOptions {
+fn rebuild_options(home: &Home, base: pkgcell::base::Base, config: &Config, local: Vec<LocalPackage>) -> BuildOptions {
     BuildOptions {
         home: home.clone(),
         base,
