@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use alpm_types::{FullVersion, Name, RelationOrSoname};
 
+use crate::alpm_file;
 use crate::ids::Blake3;
 
 /// One package file given with `-I`.
@@ -83,7 +84,7 @@ impl LocalPackage {
         if !data.starts_with(&ZSTD_MAGIC) {
             return Err(not("not zstd-compressed".into()));
         }
-        let text = crate::publish::package::pkginfo_text(&data[..]).map_err(|e| not(e.to_string()))?;
+        let text = alpm_file::pkginfo_text(&data[..]).map_err(|e| not(e.to_string()))?;
         let mut name = None;
         let mut version = None;
         let mut arch = String::new();

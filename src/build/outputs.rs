@@ -4,13 +4,12 @@
 
 use std::io::{self, Seek};
 
-
+use crate::alpm_file::{self, pkgname_of};
 use crate::confined::{Confined, ConfinedError};
 use crate::error::io_err;
 
 use super::makepkg::MadeFile;
 use super::{BuildError, Job, error_chain};
-use crate::alpm_file::pkgname_of;
 
 /// The package files makepkg left in `pkgdest` (every entry whose name has
 /// `.pkg.tar`), sorted by name, each checked: a plain name, a regular file
@@ -37,7 +36,7 @@ pub(super) fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit:
             return Err(BuildError::OutputsTooLarge { limit });
         }
         // .PKGINFO is the first member makepkg writes; the reader stops there.
-        let text = crate::publish::package::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
+        let text = alpm_file::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
             .map_err(|e| bad(format!("it is not a readable package: {}", error_chain(&e))))?;
         check_pkginfo(&name, &text, job.pkgnames, job.pkgid.pkgbase().as_ref(), arch).map_err(bad)?;
         file.file.rewind().map_err(io_err("read", &file.path))?;

@@ -271,7 +271,7 @@ fn print_differences(w: &mut impl Write, f: &FileReport) -> std::io::Result<()> 
     if f.members.is_empty() {
         writeln!(w, "    every member is the same: only the archive's order or compression differs")?;
     }
-    let side = |m: &Option<repro::Member>| match m {
+    let side = |m: &Option<pkgcell::alpm_file::Member>| match m {
         Some(m) => format!("{} bytes {} mode {:o} mtime {}", m.size, short(&m.blake3.to_string()), m.mode, m.mtime),
         None => "absent".to_owned(),
     };
