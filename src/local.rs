@@ -90,13 +90,11 @@ impl LocalPackage {
         let mut arch = String::new();
         let mut provides = Vec::new();
         let mut depends = Vec::new();
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once('=') else { continue };
-            let value = value.trim();
+        for (key, value) in alpm_file::pkginfo_entries(&text) {
             let relation = |what: &str| {
                 RelationOrSoname::from_str(value).map_err(|e| not(format!(".PKGINFO has an invalid {what} {value:?}: {e}")))
             };
-            match key.trim() {
+            match key {
                 "pkgname" => name = Some(Name::new(value).map_err(|e| not(format!(".PKGINFO has an invalid pkgname {value:?}: {e}")))?),
                 "pkgver" => {
                     version = Some(FullVersion::from_str(value).map_err(|e| not(format!(".PKGINFO has an invalid pkgver {value:?}: {e}")))?)

@@ -6,6 +6,7 @@
 //! - package archives (`*.pkg.tar.zst`), member by member: their
 //!   `.PKGINFO` (bounded: a build's output is hostile input), their member
 //!   paths, their `.BUILDINFO`, every member's metadata ([`archive`]);
+//! - the `key = value` lines of a `.PKGINFO` ([`pkginfo`]);
 //! - the fields of a `.BUILDINFO` a rebuild needs ([`buildinfo`]).
 //!
 //! `desc` files are read leniently, field by field: the alpm-db crate
@@ -15,6 +16,7 @@
 
 pub mod archive;
 pub mod buildinfo;
+pub mod pkginfo;
 
 use std::str::FromStr;
 
@@ -22,6 +24,7 @@ use alpm_types::PackageFileName;
 
 pub use archive::{ArchiveError, Member, buildinfo_text, members, pkginfo_and_paths, pkginfo_text};
 pub use buildinfo::{BuildInfo, BuildInfoError};
+pub use pkginfo::{pkginfo_entries, pkginfo_field};
 
 /// The parts of a package file name
 /// `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar[.<compression>]`, or None

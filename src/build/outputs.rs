@@ -64,12 +64,7 @@ pub(super) fn check_output_name(name: &[u8]) -> Result<(), &'static str> {
 /// the name (pkgname, pkgver, arch), names one of `pkgnames` (or makepkg's
 /// `<pkgbase>-debug` package), and is of `arch` or `any`; Err says why not.
 pub(super) fn check_pkginfo(name: &str, text: &str, pkgnames: &[String], pkgbase: &str, arch: &str) -> Result<(), String> {
-    let field = |k: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(key, _)| key.trim() == k)
-            .map_or(String::new(), |(_, v)| v.trim().to_owned())
-    };
+    let field = |k: &str| alpm_file::pkginfo_field(text, k).to_owned();
     let (pkgname, pkgver, pkgarch) = (field("pkgname"), field("pkgver"), field("arch"));
     let claimed = format!("{pkgname}-{pkgver}-{pkgarch}.pkg.tar.zst");
     if claimed != name {
