@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use alpm_types::{FullVersion, Name, RelationOrSoname};
 
+use crate::alpm_file;
 use crate::ids::Blake3;
 
 /// One package file given with `-I`.
@@ -83,19 +84,17 @@ impl LocalPackage {
         if !data.starts_with(&ZSTD_MAGIC) {
             return Err(not("not zstd-compressed".into()));
         }
-        let text = crate::publish::package::pkginfo_text(&data[..]).map_err(|e| not(e.to_string()))?;
+        let text = alpm_file::pkginfo_text(&data[..]).map_err(|e| not(e.to_string()))?;
         let mut name = None;
         let mut version = None;
         let mut arch = String::new();
         let mut provides = Vec::new();
         let mut depends = Vec::new();
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once('=') else { continue };
-            let value = value.trim();
+        for (key, value) in alpm_file::pkginfo_entries(&text) {
             let relation = |what: &str| {
                 RelationOrSoname::from_str(value).map_err(|e| not(format!(".PKGINFO has an invalid {what} {value:?}: {e}")))
             };
-            match key.trim() {
+            match key {
                 "pkgname" => name = Some(Name::new(value).map_err(|e| not(format!(".PKGINFO has an invalid pkgname {value:?}: {e}")))?),
                 "pkgver" => {
                     version = Some(FullVersion::from_str(value).map_err(|e| not(format!(".PKGINFO has an invalid pkgver {value:?}: {e}")))?)

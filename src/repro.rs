@@ -24,20 +24,19 @@
 //! This module runs no sandbox itself and prints nothing; the CLI prints
 //! the [`Report`].
 //!
-//! The .BUILDINFO is parsed here rather than with the `alpm-buildinfo`
-//! crate, for the reason docs/publish.md gives for `alpm-pkginfo`: its typed
-//! `packager` field rejects makepkg's default `Unknown Packager` (see the
-//! test `alpm_buildinfo_does_not_fit`). Only a few fields are needed.
+//! The .BUILDINFO and the archives' members are read by
+//! [`crate::alpm_file`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Serialize;
 
+use crate::alpm_file::{self, BuildInfo, BuildInfoError, Member};
 use crate::error::{IoPath, io_err};
 use crate::build::{self, BuildError, BuildOptions, MakepkgEnv};
 use crate::ids::{Blake3, PkgId};
@@ -86,14 +85,9 @@ pub enum ReproError {
     /// A file could not be read.
     #[error(transparent)]
     Io(#[from] IoPath),
-    /// A .BUILDINFO lacks a field or has a bad value.
-    #[error("bad .BUILDINFO of {what}: {problem}")]
-    BadBuildInfo {
-        /// Whose.
-        what: String,
-        /// What is wrong.
-        problem: String,
-    },
+    /// A .BUILDINFO lacks a field or has a bad value, or a package has none.
+    #[error(transparent)]
+    BadBuildInfo(#[from] BuildInfoError),
     /// The package was not built the way pkgcell builds.
     #[error("{what} was built with {field} = {found}, pkgcell builds with {expected}")]
     ForeignBuild {
@@ -180,112 +174,6 @@ pub enum ReproError {
     },
 }
 
-/// The fields of a .BUILDINFO (BUILDINFO(5)) that a rebuild needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BuildInfo {
-    /// `pkgbase`.
-    pub pkgbase: String,
-    /// `pkgver`: the full version, `[epoch:]pkgver-pkgrel`.
-    pub pkgver: String,
-    /// `pkgbuild_sha256sum`.
-    pub pkgbuild_sha256sum: String,
-    /// `builddate`: the SOURCE_DATE_EPOCH of the build.
-    pub builddate: u64,
-    /// `builddir`.
-    pub builddir: String,
-    /// `startdir`.
-    pub startdir: String,
-    /// `installed`: `<pkgname>-<pkgver>-<pkgrel>-<arch>` of each package of
-    /// the build root.
-    pub installed: Vec<String>,
-    /// `packager`: makepkg's PACKAGER, which the packages' metadata carries.
-    pub packager: String,
-}
-
-impl BuildInfo {
-    /// Parse the `key = value` lines of a .BUILDINFO; `what` names it in errors.
-    ///
-    /// ```
-    /// let b = pkgcell::repro::BuildInfo::parse("format = 2\npkgbase = a\npkgver = 1-1\nbuilddate = 7\ninstalled = z-1-1-any\n", "a").unwrap();
-    /// assert_eq!((b.builddate, b.installed.len()), (7, 1));
-    /// ```
-    pub fn parse(text: &str, what: &str) -> Result<BuildInfo, ReproError> {
-        let bad = |problem: String| ReproError::BadBuildInfo { what: what.to_owned(), problem };
-        let mut b = BuildInfo::default();
-        let mut date = None;
-        for line in text.lines() {
-            let Some((k, v)) = line.split_once(" = ") else { continue };
-            let v = v.trim().to_owned();
-            match k.trim() {
-                "pkgbase" => b.pkgbase = v,
-                "pkgver" => b.pkgver = v,
-                "pkgbuild_sha256sum" => b.pkgbuild_sha256sum = v,
-                "builddate" => date = Some(v.parse().map_err(|_| bad(format!("builddate {v:?} is not a number")))?),
-                "builddir" => b.builddir = v,
-                "startdir" => b.startdir = v,
-                "installed" => b.installed.push(v),
-                "packager" => b.packager = v,
-                _ => {}
-            }
-        }
-        b.builddate = date.ok_or_else(|| bad("no builddate".into()))?;
-        if b.pkgbase.is_empty() || b.pkgver.is_empty() {
-            return Err(bad("no pkgbase or pkgver".into()));
-        }
-        Ok(b)
-    }
-}
-
-/// One member of a package archive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Member {
-    /// Its size in bytes.
-    pub size: u64,
-    /// BLAKE3 of its content.
-    pub blake3: Blake3,
-    /// Its mode bits.
-    pub mode: u32,
-    /// Its mtime.
-    pub mtime: u64,
-    /// Its link target, for links.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
-}
-
-/// The members of a .pkg.tar.zst, by path.
-pub fn members(path: &Path) -> Result<BTreeMap<String, Member>, ReproError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let zst = zstd::Decoder::new(file).map_err(io_err("decompress", path))?;
-    let mut ar = tar::Archive::new(zst);
-    let mut out = BTreeMap::new();
-    for e in ar.entries().map_err(io_err("read the archive", path))? {
-        let mut e = e.map_err(io_err("read the archive", path))?;
-        let name = e.path().map_err(io_err("read the archive", path))?.to_string_lossy().into_owned();
-        let link = e.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned());
-        let (mode, mtime) = (e.header().mode().unwrap_or(0), e.header().mtime().unwrap_or(0));
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).map_err(io_err("read the archive", path))?;
-        out.insert(name, Member { size: data.len() as u64, blake3: Blake3::of(&data), mode, mtime, link });
-    }
-    Ok(out)
-}
-
-/// The .BUILDINFO text inside a package file.
-pub fn buildinfo_of(path: &Path) -> Result<String, ReproError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let zst = zstd::Decoder::new(file).map_err(io_err("decompress", path))?;
-    let mut ar = tar::Archive::new(zst);
-    for e in ar.entries().map_err(io_err("read the archive", path))? {
-        let mut e = e.map_err(io_err("read the archive", path))?;
-        if e.path().is_ok_and(|p| p == Path::new(".BUILDINFO")) {
-            let mut s = String::new();
-            e.read_to_string(&mut s).map_err(io_err("read .BUILDINFO of", path))?;
-            return Ok(s);
-        }
-    }
-    Err(ReproError::BadBuildInfo { what: path.display().to_string(), problem: "the package has no .BUILDINFO".into() })
-}
-
 /// A build to check: its record, its .BUILDINFO, and the original files.
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -311,7 +199,10 @@ pub fn find(store: &Store, target: &Target) -> Result<Found, ReproError> {
         }
         Target::File(path) => {
             let hash = FileSide::of(path)?.blake3;
-            let text = buildinfo_of(path)?;
+            let text = alpm_file::buildinfo_text(path)?.ok_or_else(|| BuildInfoError {
+                what: path.display().to_string(),
+                problem: "the package has no .BUILDINFO".into(),
+            })?;
             let buildinfo = BuildInfo::parse(&text, &path.display().to_string())?;
             let records = store.records()?;
             let by_hash = records.iter().find(|r| r.outputs.iter().any(|o| o.blake3 == hash));
@@ -674,7 +565,7 @@ pub fn compare(originals: &[(String, PathBuf)], rebuilt: &[PathBuf], reports: Op
             out.push(FileReport { name: name.clone(), verdict: Verdict::Reproducible, original, rebuilt: Some(side), members: Vec::new(), diffoscope: None });
             continue;
         }
-        let (a, b) = (members(path)?, members(twin)?);
+        let (a, b) = (alpm_file::members(path)?, alpm_file::members(twin)?);
         let paths: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
         let members = paths
             .into_iter()
@@ -836,63 +727,5 @@ fn diffoscope(a: &Path, b: &Path, report: &Path) -> Option<PathBuf> {
             tracing::warn!(report = %report.display(), "diffoscope failed");
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A .BUILDINFO as makepkg wrote it in a pkgcell build on the test base.
-    const MAKEPKG: &str = "format = 2\n\
-        pkgname = same\n\
-        pkgbase = same\n\
-        pkgver = 1.0-1\n\
-        pkgarch = any\n\
-        pkgbuild_sha256sum = ffb2996192ac3c364c5822d099267dfeb971f9f964c27f2d701d3892681badcf\n\
-        packager = Unknown Packager\n\
-        builddate = 1795435496\n\
-        builddir = /build\n\
-        startdir = /startdir\n\
-        buildtool = pkgcell\n\
-        buildtoolver = 0.1.0\n\
-        buildenv = !distcc\n\
-        buildenv = color\n\
-        buildenv = !ccache\n\
-        buildenv = check\n\
-        buildenv = !sign\n\
-        options = strip\n\
-        options = docs\n\
-        options = libtool\n\
-        options = staticlibs\n\
-        options = emptydirs\n\
-        options = zipman\n\
-        options = purge\n\
-        options = !debug\n\
-        options = !lto\n\
-        installed = debian-toolchain-12-1-x86_64\n";
-
-    #[test]
-    fn the_fields_a_rebuild_needs_are_read() {
-        let b = BuildInfo::parse(MAKEPKG, "t").unwrap();
-        assert_eq!(b.pkgbase, "same");
-        assert_eq!(b.pkgver, "1.0-1");
-        assert_eq!(b.builddate, 1_795_435_496);
-        assert_eq!((b.builddir.as_str(), b.startdir.as_str()), (BUILDDIR, STARTDIR));
-        assert_eq!(b.pkgbuild_sha256sum.len(), 64);
-        assert_eq!(b.installed, ["debian-toolchain-12-1-x86_64"]);
-        assert!(matches!(BuildInfo::parse("pkgbase = a\n", "t"), Err(ReproError::BadBuildInfo { .. })));
-        assert!(matches!(BuildInfo::parse("pkgbase = a\npkgver = 1-1\nbuilddate = x\n", "t"), Err(ReproError::BadBuildInfo { .. })));
-    }
-
-    /// Why the .BUILDINFO is parsed here (see the module docs): when this
-    /// fails, alpm-buildinfo reads makepkg's output and can replace
-    /// [`BuildInfo::parse`].
-    #[test]
-    fn alpm_buildinfo_does_not_fit() {
-        use std::str::FromStr;
-        let err = alpm_buildinfo::BuildInfo::from_str(MAKEPKG).expect_err("alpm-buildinfo now reads makepkg's .BUILDINFO");
-        let fixed = MAKEPKG.replace("packager = Unknown Packager", "packager = Some One <one@example.org>");
-        assert!(alpm_buildinfo::BuildInfo::from_str(&fixed).is_ok(), "not (only) the packager: {err}");
     }
 }

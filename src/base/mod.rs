@@ -5,7 +5,9 @@
 //! section of the config, it returns the newest ready [`Base`] made from that
 //! source (its [`BaseId`] and root directory), making one first when there is
 //! none. [`update`] makes a fresh one (the old one stays until removed);
-//! [`list`], [`find`] and [`remove`] manage them.
+//! [`list`], [`find`] and [`remove`] manage them. A directory pkgcell did
+//! not make can be a base too ([`Base::of_dir`], `--base-dir`): it has an
+//! id but no record. Every stage takes this one [`Base`].
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -123,6 +125,12 @@ pub enum BaseError {
         /// The tools root.
         path: PathBuf,
     },
+    /// A directory given as a base has no pacman database.
+    #[error("{} is not a base root file system (no var/lib/pacman/local)", path.display())]
+    NotABase {
+        /// The directory.
+        path: PathBuf,
+    },
     /// No base with this id.
     #[error("no base {query:?}: see `pkgcell base list`")]
     NotFound {
@@ -148,15 +156,39 @@ pub enum BaseError {
     },
 }
 
-/// A ready base.
+/// A base a build runs on: one made by pkgcell ([`resolve`], [`find`]), or
+/// a plain directory ([`Base::of_dir`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Base {
-    /// Its id.
+    /// What identifies its content: a made base's own id, or for a plain
+    /// directory see [`Base::of_dir`].
     pub id: BaseId,
     /// Its root file system: an overlay lower layer, never written to.
     pub root: PathBuf,
-    /// What it was made from and what is in it.
-    pub record: BaseRecord,
+    /// What it was made from and what is in it; none for a plain
+    /// directory, which pkgcell did not make.
+    pub record: Option<BaseRecord>,
+}
+
+impl Base {
+    /// A base given as a plain directory (`--base-dir`, not made by
+    /// `pkgcell base`): identified by a hash of the entries (name-version)
+    /// of its pacman database.
+    pub fn of_dir(dir: &Path) -> Result<Base, BaseError> {
+        let db = dir.join("var/lib/pacman/local");
+        if !db.is_dir() {
+            return Err(BaseError::NotABase { path: dir.to_owned() });
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&db)
+            .map_err(io_err("read the base", &db))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let listing = names.join("\n");
+        Ok(Base { id: BaseId::of(listing.as_bytes()), root: dir.to_owned(), record: None })
+    }
 }
 
 /// `base.json`: what a base was made from and what is in it.
@@ -499,7 +531,7 @@ pub fn resolve(home: &Home, config: &BaseConfig) -> Result<Base, BaseError> {
 #[tracing::instrument(skip_all)]
 pub fn resolve_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Base, BaseError> {
     let source = SourceRecord::of(config)?;
-    if let Some(b) = list(home)?.into_iter().rev().find(|b| source.made(&b.record)) {
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.as_ref().is_some_and(|r| source.made(r))) {
         return Ok(b);
     }
     Ok(make(home, config, source, on_phase)?.base)
@@ -534,7 +566,7 @@ pub fn create(home: &Home, config: &BaseConfig) -> Result<Made, BaseError> {
 /// [`create`], telling `on_phase` each step as it starts.
 pub fn create_with(home: &Home, config: &BaseConfig, on_phase: &dyn Fn(Phase)) -> Result<Made, BaseError> {
     let source = SourceRecord::of(config)?;
-    if let Some(b) = list(home)?.into_iter().rev().find(|b| source.made(&b.record)) {
+    if let Some(b) = list(home)?.into_iter().rev().find(|b| b.record.as_ref().is_some_and(|r| source.made(r))) {
         return Ok(Made { base: b, how: MadeHow::Existing });
     }
     make(home, config, source, on_phase)
@@ -570,13 +602,13 @@ pub fn list(home: &Home) -> Result<Vec<Base>, BaseError> {
         // are not bases.
         let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<BaseId>().ok()) else { continue };
         match read_record(&e.path()) {
-            Ok(record) if record.id == id => out.push(Base { id, root: e.path().join("root"), record }),
+            Ok(record) if record.id == id => out.push((record.created, Base { id, root: e.path().join("root"), record: Some(record) })),
             Ok(_) => tracing::warn!(path = %e.path().display(), "skipping a base whose record names another id"),
             Err(err) => tracing::warn!(path = %e.path().display(), error = %err, "skipping a base without a readable record"),
         }
     }
-    out.sort_by_key(|b| (b.record.created, b.id));
-    Ok(out)
+    out.sort_by_key(|(created, b)| (*created, b.id));
+    Ok(out.into_iter().map(|(_, b)| b).collect())
 }
 
 /// The base with this id, or the only one whose id starts with `query`.
@@ -612,7 +644,9 @@ pub fn gc(home: &Home, used: &std::collections::BTreeSet<BaseId>, mode: GcMode) 
     // `list` is sorted by creation time: the last of each source wins.
     let mut newest: std::collections::BTreeMap<String, BaseId> = std::collections::BTreeMap::new();
     for b in &all {
-        newest.insert(b.record.source_key.to_string(), b.id);
+        if let Some(r) = &b.record {
+            newest.insert(r.source_key.to_string(), b.id);
+        }
     }
     let mut removed = Vec::new();
     for b in all {
@@ -650,16 +684,16 @@ fn make(home: &Home, config: &BaseConfig, source: SourceRecord, on_phase: &dyn F
             let dst = bases.join(id.to_string());
             if dst.exists() {
                 drop_tree(&tmp);
-                let base = Base { id, root: dst.join("root"), record: read_record(&dst)? };
+                let base = Base { id, root: dst.join("root"), record: Some(read_record(&dst)?) };
                 return Ok(Made { base, how: MadeHow::Unchanged });
             }
             on_phase(Phase::Moving);
             match std::fs::rename(&tmp, &dst) {
-                Ok(()) => Ok(Made { base: Base { id, root: dst.join("root"), record }, how: MadeHow::New }),
+                Ok(()) => Ok(Made { base: Base { id, root: dst.join("root"), record: Some(record) }, how: MadeHow::New }),
                 // Another pkgcell made the same base at the same time: keep theirs.
                 Err(_) if dst.exists() => {
                     drop_tree(&tmp);
-                    Ok(Made { base: Base { id, root: dst.join("root"), record: read_record(&dst)? }, how: MadeHow::Unchanged })
+                    Ok(Made { base: Base { id, root: dst.join("root"), record: Some(read_record(&dst)?) }, how: MadeHow::Unchanged })
                 }
                 Err(e) => {
                     drop_tree(&tmp);
@@ -896,6 +930,18 @@ mod tests {
         assert_eq!(j["version"], 1);
         assert_eq!(j["source"]["kind"], "command");
         assert_eq!(serde_json::from_value::<BaseRecord>(j).unwrap(), r);
+    }
+
+    #[test]
+    fn a_plain_directory_is_identified_by_its_package_database() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(Base::of_dir(d.path()), Err(BaseError::NotABase { .. })));
+        std::fs::create_dir_all(d.path().join("var/lib/pacman/local/a-1-1")).unwrap();
+        let one = Base::of_dir(d.path()).unwrap();
+        assert_eq!(one, Base::of_dir(d.path()).unwrap());
+        assert_eq!(one.record, None, "pkgcell did not make it");
+        std::fs::create_dir_all(d.path().join("var/lib/pacman/local/b-1-1")).unwrap();
+        assert_ne!(one.id, Base::of_dir(d.path()).unwrap().id);
     }
 
     #[test]

@@ -27,7 +27,6 @@
 //! progress; this module prints nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -39,7 +38,7 @@ use crate::alpm_file::pkgname_of;
 use crate::confined::ConfinedError;
 use crate::error::IoPath;
 use crate::fetch::{self, FetchError, Fetcher};
-use crate::ids::{BaseId, Blake3, PkgId};
+use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, Plan, Status};
 use crate::remote::RemoteError;
@@ -75,32 +74,10 @@ pub const BUILD_JSON_VERSION: u32 = 1;
 /// The build user inside the sandbox (the test base's `builder`, devtools' too).
 pub const BUILD_UID: u32 = 1000;
 
-/// The base root a build runs on, and its identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Base {
-    /// What identifies its content: a managed base's own id, or for a
-    /// plain directory see [`base_of_dir`].
-    pub id: BaseId,
-    /// Its root directory.
-    pub root: PathBuf,
-}
-
 /// Something that stops a build run before any package is built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
-    /// The base directory has no pacman database.
-    #[error("{} is not a base root file system (no var/lib/pacman/local)", .0.display())]
-    NotABase(PathBuf),
-    /// The base could not be read.
-    #[error("cannot read the base {}", path.display())]
-    ReadBase {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
     /// Asked to build an entry that is not in the config.
     #[error("no [pkgbuilds] entry named {name} (entries: {known})")]
     UnknownPackage {
@@ -112,25 +89,6 @@ pub enum SetupError {
     /// A `-d` directory could not be lent to the build user.
     #[error("cannot make a -d directory writable by the build user")]
     Lend(#[from] crate::lent::LentError),
-}
-
-/// A base given as a plain directory (`--base-dir`, not made by
-/// `pkgcell base`): identified by a hash of the entries (name-version) of
-/// its pacman database. Managed bases carry their own [`crate::ids::BaseId`].
-pub fn base_of_dir(dir: &Path) -> Result<Base, SetupError> {
-    let db = dir.join("var/lib/pacman/local");
-    if !db.is_dir() {
-        return Err(SetupError::NotABase(dir.to_owned()));
-    }
-    let mut names: Vec<String> = fs::read_dir(&db)
-        .map_err(|source| SetupError::ReadBase { path: db.clone(), source })?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    let listing = names.join("\n");
-    Ok(Base { id: BaseId::of(listing.as_bytes()), root: dir.to_owned() })
 }
 
 /// What happened to one package.
@@ -813,21 +771,4 @@ fn store_outputs(store: &Store, files: Vec<MadeFile>, limit: u64) -> Result<Vec<
         stored.push(store.put_reader(&o.name, &mut r, &path)?);
     }
     Ok(stored)
-}
-
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_base_id_follows_its_package_database() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(matches!(base_of_dir(d.path()), Err(SetupError::NotABase(_))));
-        fs::create_dir_all(d.path().join("var/lib/pacman/local/a-1-1")).unwrap();
-        let one = base_of_dir(d.path()).unwrap();
-        assert_eq!(one, base_of_dir(d.path()).unwrap());
-        fs::create_dir_all(d.path().join("var/lib/pacman/local/b-1-1")).unwrap();
-        assert_ne!(one.id, base_of_dir(d.path()).unwrap().id);
-    }
 }

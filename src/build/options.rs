@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use pkgcell_sandbox::{Mount, Network, Rlimit, RlimitResource, Spec};
 
+use crate::base::Base;
 use crate::buildlog;
 use crate::home::Home;
 use crate::local::LocalPackage;
@@ -15,7 +16,7 @@ use crate::remote::RemoteStore;
 use crate::cgroup::{BuildCgroup, Delegated};
 use crate::store::LimitsApplied;
 
-use super::{Base, BuildError};
+use super::BuildError;
 
 /// Whether a failed build's directory is kept to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

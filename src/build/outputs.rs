@@ -4,13 +4,12 @@
 
 use std::io::{self, Seek};
 
-
+use crate::alpm_file::{self, pkgname_of};
 use crate::confined::{Confined, ConfinedError};
 use crate::error::io_err;
 
 use super::makepkg::MadeFile;
 use super::{BuildError, Job, error_chain};
-use crate::alpm_file::pkgname_of;
 
 /// The package files makepkg left in `pkgdest` (every entry whose name has
 /// `.pkg.tar`), sorted by name, each checked: a plain name, a regular file
@@ -37,7 +36,7 @@ pub(super) fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit:
             return Err(BuildError::OutputsTooLarge { limit });
         }
         // .PKGINFO is the first member makepkg writes; the reader stops there.
-        let text = crate::publish::package::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
+        let text = alpm_file::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
             .map_err(|e| bad(format!("it is not a readable package: {}", error_chain(&e))))?;
         check_pkginfo(&name, &text, job.pkgnames, job.pkgid.pkgbase().as_ref(), arch).map_err(bad)?;
         file.file.rewind().map_err(io_err("read", &file.path))?;
@@ -65,12 +64,7 @@ pub(super) fn check_output_name(name: &[u8]) -> Result<(), &'static str> {
 /// the name (pkgname, pkgver, arch), names one of `pkgnames` (or makepkg's
 /// `<pkgbase>-debug` package), and is of `arch` or `any`; Err says why not.
 pub(super) fn check_pkginfo(name: &str, text: &str, pkgnames: &[String], pkgbase: &str, arch: &str) -> Result<(), String> {
-    let field = |k: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(key, _)| key.trim() == k)
-            .map_or(String::new(), |(_, v)| v.trim().to_owned())
-    };
+    let field = |k: &str| alpm_file::pkginfo_field(text, k).to_owned();
     let (pkgname, pkgver, pkgarch) = (field("pkgname"), field("pkgver"), field("arch"));
     let claimed = format!("{pkgname}-{pkgver}-{pkgarch}.pkg.tar.zst");
     if claimed != name {

@@ -65,17 +65,18 @@ struct RmArgs {
     id: String,
 }
 
-/// A base in JSON: its record plus where it lives.
+/// A base in JSON: its record plus where it lives. The bases here are
+/// made ones (`base::list`, `find`, `create`), which have a record.
 #[derive(Serialize)]
 struct BaseJson<'a> {
     #[serde(flatten)]
-    record: &'a BaseRecord,
+    record: Option<&'a BaseRecord>,
     root: &'a std::path::Path,
 }
 
 impl<'a> From<&'a Base> for BaseJson<'a> {
     fn from(b: &'a Base) -> Self {
-        BaseJson { record: &b.record, root: &b.root }
+        BaseJson { record: b.record.as_ref(), root: &b.root }
     }
 }
 
@@ -150,14 +151,9 @@ fn list(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     }
     writeln!(stdout, "{:<32}  {:<20}  {:>8}  SOURCE", "ID", "CREATED (UTC)", "PACKAGES")?;
     for b in &bases {
-        writeln!(
-            stdout,
-            "{}  {:<20}  {:>8}  {}",
-            b.id,
-            date(b.record.created),
-            b.record.packages.len(),
-            describe(&b.record.source)
-        )?;
+        // Listed bases were made by pkgcell: each has its record.
+        let Some(r) = &b.record else { continue };
+        writeln!(stdout, "{}  {:<20}  {:>8}  {}", b.id, date(r.created), r.packages.len(), describe(&r.source))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -170,9 +166,9 @@ fn show(home: &Home, id: &str, json: bool) -> anyhow::Result<ExitCode> {
         writeln!(stdout)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let r = &b.record;
     writeln!(stdout, "id:        {}", b.id)?;
     writeln!(stdout, "root:      {}", b.root.display())?;
+    let Some(r) = &b.record else { return Ok(ExitCode::SUCCESS) };
     writeln!(stdout, "created:   {} UTC", date(r.created))?;
     writeln!(stdout, "source:    {}", describe(&r.source))?;
     writeln!(stdout, "prepared:  version {}", r.prepare_version)?;

@@ -179,7 +179,7 @@ fn read_local(files: &[PathBuf]) -> anyhow::Result<Vec<LocalPackage>> {
 
 /// Build options of a check: the config's, but never the network; `local`
 /// the -I files installed into the build.
-fn rebuild_options(home: &Home, base: pkgcell::build::Base, config: &Config, local: Vec<LocalPackage>) -> BuildOptions {
+fn rebuild_options(home: &Home, base: pkgcell::base::Base, config: &Config, local: Vec<LocalPackage>) -> BuildOptions {
     BuildOptions {
         home: home.clone(),
         base,
@@ -264,7 +264,7 @@ fn print_differences(w: &mut impl Write, f: &FileReport) -> std::io::Result<()> 
     if f.members.is_empty() {
         writeln!(w, "    every member is the same: only the archive's order or compression differs")?;
     }
-    let side = |m: &Option<repro::Member>| match m {
+    let side = |m: &Option<pkgcell::alpm_file::Member>| match m {
         Some(m) => format!("{} bytes {} mode {:o} mtime {}", m.size, short(&m.blake3.to_string()), m.mode, m.mtime),
         None => "absent".to_owned(),
     };

@@ -157,7 +157,7 @@ pub(super) struct Env {
     /// layers and outputs have no record yet.
     _in_use: HomeLock,
     /// The base.
-    pub base: build::Base,
+    pub base: pkgcell::base::Base,
     /// Time limit for sourcing one PKGBUILD.
     pub parse_timeout: Duration,
 }
@@ -190,10 +190,9 @@ impl BaseFlags {
 /// The one answer to "which base", for every command: `--base ID`, else
 /// `--base-dir DIR` or `$PKGCELL_BASE_DIR`, else the config's `[base]`
 /// (made when missing). Errors name the file to edit.
-fn resolve_base(home: &Home, id: Option<&str>, dir: Option<&Path>, config: Option<(&Config, SettingsFile<'_>)>) -> anyhow::Result<build::Base> {
+fn resolve_base(home: &Home, id: Option<&str>, dir: Option<&Path>, config: Option<(&Config, SettingsFile<'_>)>) -> anyhow::Result<pkgcell::base::Base> {
     if let Some(id) = id {
-        let b = pkgcell::base::find(home, id)?;
-        return Ok(build::Base { id: b.id, root: b.root });
+        return Ok(pkgcell::base::find(home, id)?);
     }
     let from_env = std::env::var_os("PKGCELL_BASE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = dir.map(Path::to_owned).or(from_env) {
@@ -201,7 +200,7 @@ fn resolve_base(home: &Home, id: Option<&str>, dir: Option<&Path>, config: Optio
         if !dir.is_dir() {
             bail!("base directory {} does not exist", dir.display());
         }
-        return Ok(build::base_of_dir(&dir)?);
+        return Ok(pkgcell::base::Base::of_dir(&dir)?);
     }
     let Some((config, file)) = config else {
         let defaults = user_defaults().map(|p| format!(", or set [base] in {}", p.display())).unwrap_or_default();
@@ -211,8 +210,7 @@ fn resolve_base(home: &Home, id: Option<&str>, dir: Option<&Path>, config: Optio
     let phases = super::progress::BasePhases::new();
     let b = pkgcell::base::resolve_with(home, &config.base, &|p| phases.phase(p));
     phases.finish();
-    let b = b.with_context(|| file.cannot_make_base())?;
-    Ok(build::Base { id: b.id, root: b.root })
+    b.with_context(|| file.cannot_make_base())
 }
 
 /// [`PlanFlags`] resolved: the config and the [`Env`], ready to plan.

@@ -4,6 +4,8 @@
 
 use std::{io, path::PathBuf};
 
+use crate::alpm_file::ArchiveError;
+
 /// What is wrong with one package file (see [`PublishError::Package`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -11,18 +13,9 @@ pub enum PackageError {
     /// The file does not start with the zstd magic number.
     #[error("not a zstd-compressed package (only .pkg.tar.zst is supported)")]
     NotZstd,
-    /// Decompression or tar parsing failed part way.
-    #[error("corrupt or truncated archive")]
-    Corrupt(#[source] io::Error),
-    /// The archive has no `.PKGINFO` member.
-    #[error("no .PKGINFO in the archive: not a pacman package")]
-    NoPkgInfo,
-    /// `.PKGINFO` is larger than any real one (a decompression bomb).
-    #[error(".PKGINFO is larger than {0} bytes")]
-    PkgInfoTooLarge(u64),
-    /// `.PKGINFO` is not UTF-8.
-    #[error(".PKGINFO is not valid UTF-8")]
-    PkgInfoNotUtf8,
+    /// The archive or its `.PKGINFO` cannot be read.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
     /// A required `.PKGINFO` field is absent or empty.
     #[error(".PKGINFO has no `{0}` field")]
     MissingField(&'static str),

@@ -22,7 +22,7 @@ mod desc;
 mod error;
 mod fsops;
 pub mod from_store;
-pub(crate) mod package;
+mod package;
 mod pkginfo;
 mod repo;
 mod sign;

@@ -12,6 +12,8 @@ use base64::Engine as _;
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 
+use crate::alpm_file::{self, ArchiveError};
+
 use super::{
     desc::{self, DescVersion, FileFacts},
     error::{PackageError, PublishError, Result},
@@ -22,10 +24,6 @@ use super::{
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// repo-add refuses bigger signatures; pacman does too.
 const MAX_SIG_SIZE: u64 = 16384;
-/// Far more than any real `.PKGINFO` (a few KiB).
-const MAX_PKGINFO_SIZE: u64 = 1 << 20;
-/// How much of the decompressed archive is read looking for `.PKGINFO`.
-const MAX_BEFORE_PKGINFO: u64 = 64 << 20;
 
 /// A package read from disk, ready to become a db entry.
 #[derive(Clone, Debug)]
@@ -59,10 +57,12 @@ pub(crate) fn read(path: &Path, sig: Option<&Path>, filename: &str, version: Des
     if magic != ZSTD_MAGIC {
         return Err(bad(PackageError::NotZstd));
     }
-    let (pkginfo, paths) = read_archive(magic.chain(&mut hashing), true).map_err(bad)?;
+    // Every member path but the top-level dot files goes into the `files`
+    // entry, as repo-add's `bsdtar --exclude='^.*'` lists them.
+    let (pkginfo, paths) = alpm_file::pkginfo_and_paths(magic.chain(&mut hashing), check_member).map_err(bad)?;
     // The tar reader stops at the end-of-archive blocks; the checksums cover
     // the whole file, trailing bytes included.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| bad(PackageError::Corrupt(e)))?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| bad(PackageError::Archive(ArchiveError::Corrupt(e))))?;
     let info = PkgInfo::parse(&pkginfo).map_err(bad)?;
     let pgpsig = match sig {
         Some(sig) => Some(read_sig(sig).map_err(bad)?),
@@ -76,49 +76,6 @@ pub(crate) fn read(path: &Path, sig: Option<&Path>, filename: &str, version: Des
         pgpsig,
     };
     Ok(ReadPackage { info, facts, files: desc::render_files(paths) })
-}
-
-/// The `.PKGINFO` text of a zstd-compressed package archive, read up to it.
-pub(crate) fn pkginfo_text(compressed: impl Read) -> Result<String, PackageError> {
-    read_archive(compressed, false).map(|(pkginfo, _)| pkginfo)
-}
-
-/// Walks the tar stream: returns `.PKGINFO` and, with `paths`, every member
-/// path except the top-level dot files (.PKGINFO, .BUILDINFO, .MTREE,
-/// .INSTALL, ...), as repo-add's `bsdtar --exclude='^.*'` does; without,
-/// it stops at `.PKGINFO`.
-fn read_archive(compressed: impl Read, paths_too: bool) -> Result<(String, Vec<Vec<u8>>), PackageError> {
-    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(PackageError::Corrupt)?;
-    // Looking only for .PKGINFO (makepkg writes it first), a few members
-    // at most come before it: a cap on what is decompressed keeps a
-    // crafted archive (a build's output) from spinning on a bomb.
-    let cap = if paths_too { u64::MAX } else { MAX_BEFORE_PKGINFO };
-    let mut archive = tar::Archive::new(decoder.take(cap));
-    let mut pkginfo = None;
-    let mut paths = Vec::new();
-    for entry in archive.entries().map_err(PackageError::Corrupt)? {
-        let mut entry = entry.map_err(PackageError::Corrupt)?;
-        let path = entry.path_bytes().into_owned();
-        if path == b".PKGINFO" {
-            let mut text = Vec::new();
-            // Bounded: the archive may come from a hostile build.
-            (&mut entry).take(MAX_PKGINFO_SIZE + 1).read_to_end(&mut text).map_err(PackageError::Corrupt)?;
-            if text.len() as u64 > MAX_PKGINFO_SIZE {
-                return Err(PackageError::PkgInfoTooLarge(MAX_PKGINFO_SIZE));
-            }
-            pkginfo = Some(String::from_utf8(text).map_err(|_| PackageError::PkgInfoNotUtf8)?);
-            if !paths_too {
-                break;
-            }
-        } else if !path.starts_with(b".") {
-            if paths_too {
-                check_member(&path)?;
-            }
-            paths.push(path);
-        }
-    }
-    let pkginfo = pkginfo.ok_or(PackageError::NoPkgInfo)?;
-    Ok((pkginfo, paths))
 }
 
 /// A package's file name, which becomes `%FILENAME%` (see
@@ -262,7 +219,7 @@ mod tests {
         let bytes = package_bytes(Some(PKGINFO), &["usr/"]);
         let path = write(dir.path(), "t.pkg.tar.zst", &bytes[..bytes.len() / 2]);
         let err = read(&path, None, "t", DescVersion::V2).unwrap_err();
-        assert!(matches!(err, PublishError::Package { source: PackageError::Corrupt(_), .. }), "{err}");
+        assert!(matches!(err, PublishError::Package { source: PackageError::Archive(ArchiveError::Corrupt(_)), .. }), "{err}");
     }
 
     #[test]
@@ -270,7 +227,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "n.pkg.tar.zst", &package_bytes(None, &["usr/"]));
         let err = read(&path, None, "n", DescVersion::V2).unwrap_err();
-        assert!(matches!(err, PublishError::Package { source: PackageError::NoPkgInfo, .. }), "{err}");
+        assert!(matches!(err, PublishError::Package { source: PackageError::Archive(ArchiveError::NoPkgInfo), .. }), "{err}");
     }
 
     #[test]

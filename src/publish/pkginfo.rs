@@ -16,6 +16,8 @@
 
 use std::str::FromStr;
 
+use crate::alpm_file::pkginfo_entries;
+
 use super::error::PackageError;
 
 /// The `.PKGINFO` fields that go into a repository database entry.
@@ -45,14 +47,7 @@ impl PkgInfo {
     /// Parses `.PKGINFO` text and validates what the repository relies on.
     pub(crate) fn parse(text: &str) -> Result<Self, PackageError> {
         let mut info = PkgInfo::default();
-        for line in text.lines() {
-            if line.starts_with('#') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
-            };
-            let key = key.trim();
+        for (key, value) in pkginfo_entries(text) {
             let value = collapse_whitespace(value);
             let single = |slot: &mut String| *slot = value.clone();
             let multi = |list: &mut Vec<String>| {

@@ -1,15 +1,30 @@
-//! The ALPM file formats pkgcell reads by hand, in one place: package file
-//! names (by [`alpm_types::PackageFileName`]) and the `desc` files of a
-//! pacman database. Used by plan, build, publish and repro.
+//! The ALPM file formats pkgcell reads by hand, in one place. Used by plan,
+//! build, local, publish and repro.
+//!
+//! - package file names (by [`alpm_types::PackageFileName`]) and the
+//!   `desc` files of a pacman database: here;
+//! - package archives (`*.pkg.tar.zst`), member by member: their
+//!   `.PKGINFO` (bounded: a build's output is hostile input), their member
+//!   paths, their `.BUILDINFO`, every member's metadata ([`archive`]);
+//! - the `key = value` lines of a `.PKGINFO` ([`pkginfo`]);
+//! - the fields of a `.BUILDINFO` a rebuild needs ([`buildinfo`]).
 //!
 //! `desc` files are read leniently, field by field: the alpm-db crate
 //! parses whole files and refuses one whose other fields (a packager
 //! without an e-mail address, say) do not validate, and such a field must
 //! not stop a plan or a check of what a layer installed.
 
+pub mod archive;
+pub mod buildinfo;
+pub mod pkginfo;
+
 use std::str::FromStr;
 
 use alpm_types::PackageFileName;
+
+pub use archive::{ArchiveError, Member, buildinfo_text, members, pkginfo_and_paths, pkginfo_text};
+pub use buildinfo::{BuildInfo, BuildInfoError};
+pub use pkginfo::{pkginfo_entries, pkginfo_field};
 
 /// The parts of a package file name
 /// `<pkgname>-<pkgver>-<pkgrel>-<arch>.pkg.tar[.<compression>]`, or None
