@@ -57,9 +57,6 @@ unset lib
 source_buildfile() {
 	source_safe "$@"
 }
-load_makepkg_config
-PACKAGER=${PACKAGER:-"Unknown Packager"}
-unset ALL_OFF BOLD BLUE GREEN RED YELLOW
 # $1: name of the variable to set; the rest: function names. Sets it to
 # what `declare -f NAMES` prints, through a file in root's OUTDIR rather
 # than a command substitution: a fork of this big shell costs milliseconds,
@@ -387,6 +384,35 @@ _pkgcell_has_cr() {
 	mapfile -d '' _pkgcell_chunks <"$1" || return 1
 	[[ ${_pkgcell_chunks[*]} == *$'\r'* ]]
 }
+
+# load_makepkg_config keeps the environment's PKGDEST, CARCH, ... over
+# makepkg.conf's through a command substitution; the same text made with
+# printf -v (and source_safe already rewritten above), so that loading the
+# config forks nothing.
+_pkgcell_restore_envvars() {
+	# $1: name of the variable to set to what makepkg's $(...) prints
+	local -n _pkgcell_into=$1
+	local var
+	_pkgcell_into=
+	for var in PKGDEST SRCDEST SRCPKGDEST LOGDEST BUILDDIR PKGEXT SRCEXT GPGKEY PACKAGER CARCH; do
+		[[ -v $var ]] && printf -v _pkgcell_into '%s%s=%s\n' "$_pkgcell_into" "$var" "${!var@Q}"
+	done
+}
+_pkgcell_declared _pkgcell_defs load_makepkg_config
+IFS= read -r -d '' _pkgcell_known <<'EOF'
+    local restore_envvars=$(for var in PKGDEST SRCDEST SRCPKGDEST LOGDEST BUILDDIR PKGEXT SRCEXT GPGKEY PACKAGER CARCH;
+do
+    [[ -v $var ]] && printf '%s=%s\n' "$var" "${!var@Q}";
+done);
+EOF
+if [[ $_pkgcell_defs == *"$_pkgcell_known"* ]]; then
+	_pkgcell_defs=${_pkgcell_defs/"$_pkgcell_known"/$'    local restore_envvars;\n    _pkgcell_restore_envvars restore_envvars;\n'}
+	eval "$_pkgcell_defs"
+fi
+unset _pkgcell_defs _pkgcell_known
+load_makepkg_config
+PACKAGER=${PACKAGER:-"Unknown Packager"}
+unset ALL_OFF BOLD BLUE GREEN RED YELLOW
 
 # makepkg's messages go through gettext, which a minimal base may lack.
 if ! type -P gettext >/dev/null; then
