@@ -87,61 +87,80 @@ _pkgcell_assign_re='^[[:space:]]* ([[:alnum:]_]+)\+?=(.)'
 # only lines any caller's pattern can match), and ${_pkgcell_fn}_names to
 # an associative array of the variables they set.
 _pkgcell_fn_array() {
-	local i=${_pkgcell_fidx[$1]-} line which
-	if [[ -z $i ]]; then
-		i=$((_pkgcell_fn_n++))
-		_pkgcell_fidx[$1]=$i
-		declare -ga "_pkgcell_f_$i=()"
-		declare -gA "_pkgcell_f_${i}_names=()"
-		local -n _pkgcell_new=_pkgcell_f_$i _pkgcell_newnames=_pkgcell_f_${i}_names
-		# `declare -f "$1" || declare -f package`, with a write error (a
-		# full scratch file system) failing the job rather than silently
-		# dropping the function's variables.
-		which=
-		if declare -F "$1" >/dev/null; then
-			which=$1
-		elif declare -F package >/dev/null; then
-			which=package
-		fi
-		if [[ -n $which ]]; then
-			declare -f "$which" >"$_pkgcell_fn_tmp" || exit 95
-			while IFS= read -r line || [[ -n $line ]]; do
-				if [[ $line =~ $_pkgcell_assign_re ]]; then
-					_pkgcell_new+=("$line")
-					# 1: assigned a string somewhere, 2: an array.
-					if [[ ${BASH_REMATCH[2]} == '(' ]]; then
-						_pkgcell_newnames[${BASH_REMATCH[1]}]=$((${_pkgcell_newnames[${BASH_REMATCH[1]}]-0} | 2))
-					else
-						_pkgcell_newnames[${BASH_REMATCH[1]}]=$((${_pkgcell_newnames[${BASH_REMATCH[1]}]-0} | 1))
-					fi
-				fi
-			done <"$_pkgcell_fn_tmp"
-		fi
+	# Kept small: bash copies a function's whole body on every call.
+	[[ -n ${_pkgcell_fidx[$1]-} ]] || _pkgcell_fn_read "$1"
+	_pkgcell_fn=_pkgcell_f_${_pkgcell_fidx[$1]}
+}
+_pkgcell_fn_read() {
+	local i line which ws
+	i=$((_pkgcell_fn_n++))
+	_pkgcell_fidx[$1]=$i
+	# Per assignment line: the line, its name, a (array) or s (string), and
+	# the line without its leading whitespace (as makepkg evaluates it).
+	declare -ga "_pkgcell_f_$i=()" "_pkgcell_f_${i}_n=()" "_pkgcell_f_${i}_k=()" "_pkgcell_f_${i}_d=()"
+	declare -gA "_pkgcell_f_${i}_names=()"
+	local -n _pkgcell_new=_pkgcell_f_$i _pkgcell_newnames=_pkgcell_f_${i}_names
+	local -n _pkgcell_newn=_pkgcell_f_${i}_n _pkgcell_newk=_pkgcell_f_${i}_k _pkgcell_newd=_pkgcell_f_${i}_d
+	# `declare -f "$1" || declare -f package`, with a write error (a
+	# full scratch file system) failing the job rather than silently
+	# dropping the function's variables.
+	which=
+	if declare -F "$1" >/dev/null; then
+		which=$1
+	elif declare -F package >/dev/null; then
+		which=package
 	fi
-	_pkgcell_fn=_pkgcell_f_$i
+	[[ -n $which ]] || return 0
+	declare -f "$which" >"$_pkgcell_fn_tmp" || exit 95
+	while IFS= read -r line || [[ -n $line ]]; do
+		if [[ $line =~ $_pkgcell_assign_re ]]; then
+			_pkgcell_new+=("$line")
+			_pkgcell_newn+=("${BASH_REMATCH[1]}")
+			ws=${line%%[![:space:]]*}
+			_pkgcell_newd+=("${line#"$ws"}")
+			# names: 1 if assigned a string somewhere, 2 an array.
+			if [[ ${BASH_REMATCH[2]} == '(' ]]; then
+				_pkgcell_newk+=(a)
+				_pkgcell_newnames[${BASH_REMATCH[1]}]=$((${_pkgcell_newnames[${BASH_REMATCH[1]}]-0} | 2))
+			else
+				_pkgcell_newk+=(s)
+				_pkgcell_newnames[${BASH_REMATCH[1]}]=$((${_pkgcell_newnames[${BASH_REMATCH[1]}]-0} | 1))
+			fi
+		fi
+	done <"$_pkgcell_fn_tmp"
 }
 
 extract_function_variable() {
 	# $1: function name, $2: variable name, $3: multivalued, $4: name of output var
-	local funcname=$1 attr=$2 isarray=$3 outputvar=$4 attr_regex= decl= r=1 shellopts
-	# Most calls ask for a variable the function never sets: answered first.
-	_pkgcell_fn_array "$funcname"
+	# Most calls ask for a variable the function never sets: answered here,
+	# in a small body; the rest as makepkg's, in _pkgcell_efv.
+	_pkgcell_fn_array "$1"
 	local -n _pkgcell_names=${_pkgcell_fn}_names
-	[[ -v _pkgcell_names[$attr] ]] || return 1
+	[[ -v _pkgcell_names[$2] ]] || return 1
+	_pkgcell_efv "$@"
+}
+_pkgcell_efv() {
+	# makepkg's locals, as its assignment lines may read them when evaluated.
+	local funcname=$1 attr=$2 isarray=$3 outputvar=$4 attr_regex= decl= r=1 shellopts
+	local _pkgcell_want=s _pkgcell_j
 	if (( isarray )); then
 		printf -v attr_regex '^[[:space:]]* %s\+?=\(' "$2"
+		_pkgcell_want=a
 	else
 		printf -v attr_regex '^[[:space:]]* %s\+?=[^(]' "$2"
 	fi
 	if shopt -q extglob; then shellopts='shopt -s extglob'; else shellopts='shopt -u extglob'; fi
 	shopt -s extglob
-	local -n _pkgcell_lines=$_pkgcell_fn
-	for REPLY in "${_pkgcell_lines[@]}"; do
-		[[ $REPLY =~ $attr_regex ]] || continue
-		decl=${REPLY##*([[:space:]])}
+	# The lines makepkg's grep -E "$attr_regex" finds: this name, this shape.
+	local -n _pkgcell_ln=${_pkgcell_fn}_n _pkgcell_lk=${_pkgcell_fn}_k _pkgcell_ld=${_pkgcell_fn}_d
+	for _pkgcell_j in "${!_pkgcell_ln[@]}"; do
+		[[ ${_pkgcell_ln[_pkgcell_j]} == "$attr" && ${_pkgcell_lk[_pkgcell_j]} == "$_pkgcell_want" ]] || continue
+		decl=${_pkgcell_ld[_pkgcell_j]}
 		eval "${decl/#$attr/$outputvar}"
 		r=0
 	done
+	# makepkg's `while read` loop ends with an empty REPLY.
+	REPLY=
 	eval "$shellopts"
 	return $r
 }
@@ -264,32 +283,55 @@ _pkgcell_fn_clean() {
 	((c))
 }
 # - get_pkgbuild_all_split_attributes, which lint_array calls for every
-#   schema array and the depends-like lints for theirs, asks for the global,
-#   every global _ARCH variant and every package function's copies: most
-#   of them are unset. When none is set (no global element, no package
-#   function assigning the name or a name_SUFFIX), it returns what
-#   makepkg's would: failure, output untouched, and its loop variables,
-#   global where a makepkg version does not make them local, left at the
-#   last arch and pkgname.
-_pkgcell_split_unset() {
-	# $1: attribute name
-	[[ ${IFS-unset} == $' \t\n' && $1 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || return 1
-	[[ ${arch@a} != *A* && ${pkgname@a} != *A* ]] || return 1
-	eval "((\${#$1[@]}))" && return 1
-	local _pkgcell_a _pkgcell_p _pkgcell_n
+#   schema array and the depends-like lints for theirs, collects the global,
+#   every global _ARCH variant and every package function's copies, each
+#   through two or three element-by-element array copies. When no package
+#   function assigns the name or a name_SUFFIX (most PKGBUILDs, most
+#   names), the answer is the globals' elements in that order: collected
+#   here in _pkgcell_all, then copied out as makepkg's does, and its loop
+#   variables (global where a makepkg version does not make them local)
+#   left at the last arch and pkgname.
+_pkgcell_split_globals() {
+	# $1: attribute name. Fails when makepkg's own path must answer.
+	# Globs, not [[ =~ ]]: a regexp is compiled anew at every test.
+	[[ ${IFS-unset} == $' \t\n' && -n $1 && $1 != [0-9]* && $1 != *[!A-Za-z0-9_]* ]] || return 1
+	[[ -n $_pkgcell_sg ]] || _pkgcell_sg_prepare
+	[[ $_pkgcell_sg == ok && ! -v _pkgcell_sg_taken[$1] ]] || return 1
+	local _pkgcell_a _pkgcell_v=$1
+	[[ ${!_pkgcell_v@a} != *A* ]] || return 1
 	for _pkgcell_a in "${arch[@]}"; do
-		[[ $_pkgcell_a =~ ^[A-Za-z0-9_]*$ ]] || return 1
-		eval "((\${#$1_$_pkgcell_a[@]}))" && return 1
+		_pkgcell_v=$1_$_pkgcell_a
+		[[ ${!_pkgcell_v@a} != *A* ]] || return 1
 	done
-	for _pkgcell_p in "${pkgname[@]}"; do
-		_pkgcell_fn_array "package_$_pkgcell_p"
+	eval "_pkgcell_all=(\"\${$1[@]}\")"
+	for _pkgcell_a in "${arch[@]}"; do
+		eval "_pkgcell_all+=(\"\${$1_$_pkgcell_a[@]}\")"
+	done
+}
+# Once per PKGBUILD (its arch and pkgname are set by then): whether its
+# arch values make plain names and neither list is associative, and every
+# name some package function assigns, with each of its prefixes before an
+# underscore (a name X_SUFFIX takes X from the fast path).
+_pkgcell_sg_prepare() {
+	local p n
+	declare -gA _pkgcell_sg_taken=()
+	_pkgcell_sg=no
+	[[ ${arch@a} != *A* && ${pkgname@a} != *A* ]] || return 0
+	for p in "${arch[@]}"; do
+		[[ $p != *[!A-Za-z0-9_]* ]] || return 0
+	done
+	for p in "${pkgname[@]}"; do
+		_pkgcell_fn_array "package_$p"
 		local -n _pkgcell_names=${_pkgcell_fn}_names
-		[[ -v _pkgcell_names[$1] ]] && return 1
-		for _pkgcell_n in "${!_pkgcell_names[@]}"; do
-			[[ $_pkgcell_n == "$1"_* ]] && return 1
+		for n in "${!_pkgcell_names[@]}"; do
+			_pkgcell_sg_taken[$n]=1
+			while [[ $n == *_* ]]; do
+				n=${n%_*}
+				[[ -n $n ]] && _pkgcell_sg_taken[$n]=1
+			done
 		done
 	done
-	return 0
+	_pkgcell_sg=ok
 }
 _pkgcell_declared _pkgcell_defs source_safe srcinfo_write_attr validate_arch_entries "${lint_pkgbuild_functions[@]}"
 _pkgcell_defs=${_pkgcell_defs//'local shellopts=$(shopt -p extglob)'/'local shellopts; _pkgcell_shopt_p_extglob shellopts'}
@@ -303,14 +345,14 @@ for _pkgcell_w in lint_package_function_variable:pfv lint_arch_specific:arch lin
 	eval "$_pkgcell_defs"
 done
 unset _pkgcell_defs _pkgcell_w
-# get_pkgbuild_all_split_attributes as makepkg 6 and 7 write it, with the
-# test for "nothing set" first; another text is left as it is.
+# get_pkgbuild_all_split_attributes as makepkg 6 and 7 write it, answered
+# from the globals first when it can be; another text is left as it is.
 _pkgcell_declared _pkgcell_defs get_pkgbuild_all_split_attributes
 case $_pkgcell_defs in
 $'get_pkgbuild_all_split_attributes () \n{ \n    local attrname=$1 outputvar=$2 all_list list;\n'*|\
 $'get_pkgbuild_all_split_attributes () \n{ \n    local attrname=$1 outputvar=$2 all_list list name a;\n'*)
-	_pkgcell_defs=${_pkgcell_defs/$'all_list list;\n'/$'all_list list;\n    if _pkgcell_split_unset "$attrname"; then\n        (( ${#arch[@]} )) && a=${arch[@]: -1};\n        (( ${#pkgname[@]} )) && name=${pkgname[@]: -1};\n        return 1;\n    fi\n'}
-	_pkgcell_defs=${_pkgcell_defs/$'all_list list name a;\n'/$'all_list list name a;\n    if _pkgcell_split_unset "$attrname"; then\n        (( ${#arch[@]} )) && a=${arch[@]: -1};\n        (( ${#pkgname[@]} )) && name=${pkgname[@]: -1};\n        return 1;\n    fi\n'}
+	_pkgcell_defs=${_pkgcell_defs/$'all_list list;\n'/$'all_list list;\n    if _pkgcell_split_globals "$attrname"; then\n        (( ${#arch[@]} )) && a=${arch[@]: -1};\n        (( ${#pkgname[@]} )) && name=${pkgname[@]: -1};\n        (( ${#_pkgcell_all[@]} )) || return 1;\n        array_build "$outputvar" _pkgcell_all;\n        return;\n    fi\n'}
+	_pkgcell_defs=${_pkgcell_defs/$'all_list list name a;\n'/$'all_list list name a;\n    if _pkgcell_split_globals "$attrname"; then\n        (( ${#arch[@]} )) && a=${arch[@]: -1};\n        (( ${#pkgname[@]} )) && name=${pkgname[@]: -1};\n        (( ${#_pkgcell_all[@]} )) || return 1;\n        array_build "$outputvar" _pkgcell_all;\n        return;\n    fi\n'}
 	eval "$_pkgcell_defs"
 	;;
 esac
@@ -348,6 +390,53 @@ fi
 unset _pkgcell_known _pkgcell_fast
 unset _pkgcell_defs
 
+# srcinfo_write_attr normalizes the whitespace of every value with three
+# pattern substitutions (an extglob one among them), in the locale's wide
+# characters: the costliest line of a .SRCINFO. A value without any
+# whitespace comes out of them unchanged, so when no value has any, the
+# values are printed as they are; else makepkg's own runs. Only for the
+# texts makepkg 6 and 7 have (7's as rewritten above).
+_pkgcell_declared _pkgcell_defs srcinfo_write_attr
+IFS= read -r -d '' _pkgcell_known <<'EOF'
+srcinfo_write_attr () 
+{ 
+    local attrname=$1 attrvalues=("${@:2}");
+    attrvalues=("${attrvalues[@]//+([[:space:]])/ }");
+    attrvalues=("${attrvalues[@]#[[:space:]]}");
+    attrvalues=("${attrvalues[@]%[[:space:]]}");
+    printf "\t$attrname = %s\n" "${attrvalues[@]}"
+}
+EOF
+IFS= read -r -d '' _pkgcell_fast <<'EOF'
+srcinfo_write_attr () 
+{ 
+    local attrname=$1 attrvalues=("${@:2}");
+    local shellopts;
+    _pkgcell_shopt_p_extglob shellopts;
+    shopt -s extglob;
+    attrvalues=("${attrvalues[@]//+([[:space:]])/ }");
+    attrvalues=("${attrvalues[@]#[[:space:]]}");
+    attrvalues=("${attrvalues[@]%[[:space:]]}");
+    eval "$shellopts";
+    printf "\t$attrname = %s\n" "${attrvalues[@]}"
+}
+EOF
+if [[ $_pkgcell_defs == "${_pkgcell_known%$'\n'}" || $_pkgcell_defs == "${_pkgcell_fast%$'\n'}" ]]; then
+	eval "_pkgcell_$_pkgcell_defs"
+	srcinfo_write_attr() {
+		# $1: attr name, the rest: its values
+		local _pkgcell_v
+		for _pkgcell_v in "${@:2}"; do
+			if [[ $_pkgcell_v == *[[:space:]]* ]]; then
+				_pkgcell_srcinfo_write_attr "$@"
+				return
+			fi
+		done
+		printf "\t$1 = %s\n" "${@:2}"
+	}
+fi
+unset _pkgcell_defs _pkgcell_known _pkgcell_fast
+
 # write_srcinfo_content asks for every attribute of the schema (each arch
 # one too) in every section, through four function calls each, and writes
 # the few that are set: most of its cost. makepkg's own
@@ -361,7 +450,7 @@ if declare -F pkgbuild_extract_to_srcinfo >/dev/null; then
 	unset _pkgcell_defs
 	pkgbuild_extract_to_srcinfo() {
 		# $1: pkgname, $2: attr name, $3: multivalued
-		if [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+		if [[ -n $2 && $2 != [0-9]* && $2 != *[!A-Za-z0-9_]* ]]; then
 			if [[ $1 ]]; then
 				_pkgcell_fn_array "package_$1"
 				local -n _pkgcell_set=${_pkgcell_fn}_names
