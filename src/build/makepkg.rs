@@ -2,7 +2,6 @@
 //! binds, environment) and what it leaves (package files, `.BUILDINFO`).
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -260,29 +259,12 @@ pub(super) fn export_git(repo: &Path, commit: &str, subtree: Option<&Path>, dst:
         Some(s) => format!("{commit}:{}", s.display()),
         None => commit.to_owned(),
     };
-    let archive = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["archive", "--format=tar", &treeish])
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(run("git"))?;
-    if !archive.status.success() {
-        return Err(fail(String::from_utf8_lossy(&archive.stderr).trim().to_owned()));
-    }
-    let mut tar = std::process::Command::new("tar")
-        .arg("-xf")
-        .arg("-")
-        .arg("-C")
-        .arg(dst)
-        .stdin(Stdio::piped())
-        .spawn()
-        .map_err(run("tar"))?;
-    io::Write::write_all(tar.stdin.as_mut().expect("piped"), &archive.stdout).map_err(run("tar"))?;
-    drop(tar.stdin.take());
-    if !tar.wait().map_err(run("tar"))?.success() {
-        return Err(fail("tar could not unpack the tree".into()));
-    }
+    // The one git archive | tar of the crate (sync's), streamed.
+    crate::sync::export_tree(repo, &treeish, dst).map_err(|e| match e {
+        crate::sync::SyncError::Spawn(source) => run("git archive | tar")(source),
+        crate::sync::SyncError::Git { stderr, .. } if !stderr.is_empty() => fail(stderr),
+        other => fail(other.to_string()),
+    })?;
     let time = std::process::Command::new("git")
         .arg("--git-dir")
         .arg(repo)
