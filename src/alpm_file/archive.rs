@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{IoPath, io_err};
 use crate::ids::Blake3;
 
-/// Far more than any real `.PKGINFO` (a few KiB).
+/// Far more than any real `.PKGINFO` or `.BUILDINFO` (a few KiB).
 const MAX_PKGINFO_SIZE: u64 = 1 << 20;
 /// How much of the decompressed archive is read looking for `.PKGINFO`.
 const MAX_BEFORE_PKGINFO: u64 = 64 << 20;
@@ -117,9 +117,11 @@ pub fn members(path: &Path) -> Result<BTreeMap<String, Member>, IoPath> {
         let name = e.path().map_err(io_err("read the archive", path))?.to_string_lossy().into_owned();
         let link = e.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned());
         let (mode, mtime) = (e.header().mode().unwrap_or(0), e.header().mtime().unwrap_or(0));
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).map_err(io_err("read the archive", path))?;
-        out.insert(name, Member { size: data.len() as u64, blake3: Blake3::of(&data), mode, mtime, link });
+        // Hashed as it streams: a member (of a build's output) may be far
+        // larger than memory.
+        let mut hasher = blake3::Hasher::new();
+        let size = io::copy(&mut e, &mut hasher).map_err(io_err("read the archive", path))?;
+        out.insert(name, Member { size, blake3: Blake3::from_bytes(*hasher.finalize().as_bytes()), mode, mtime, link });
     }
     Ok(out)
 }
@@ -132,20 +134,28 @@ pub fn buildinfo_text(path: &Path) -> Result<Option<String>, IoPath> {
     for e in ar.entries().map_err(io_err("read the archive", path))? {
         let mut e = e.map_err(io_err("read the archive", path))?;
         if e.path().is_ok_and(|p| p == Path::new(".BUILDINFO")) {
-            let mut s = String::new();
-            e.read_to_string(&mut s).map_err(io_err("read .BUILDINFO of", path))?;
-            return Ok(Some(s));
+            // Bounded as .PKGINFO is: the package may come from a hostile build.
+            let mut text = Vec::new();
+            (&mut e).take(MAX_PKGINFO_SIZE + 1).read_to_end(&mut text).map_err(io_err("read .BUILDINFO of", path))?;
+            if text.len() as u64 > MAX_PKGINFO_SIZE {
+                let big = io::Error::new(io::ErrorKind::InvalidData, format!(".BUILDINFO is larger than {MAX_PKGINFO_SIZE} bytes"));
+                return Err(io_err("read .BUILDINFO of", path)(big));
+            }
+            let text = String::from_utf8(text)
+                .map_err(|_| io_err("read .BUILDINFO of", path)(io::Error::new(io::ErrorKind::InvalidData, ".BUILDINFO is not valid UTF-8")))?;
+            return Ok(Some(text));
         }
     }
     Ok(None)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A package archive: `.PKGINFO` (if any), a `.BUILDINFO`, then `members`.
-    fn package_bytes(pkginfo: Option<&str>, members: &[&str]) -> Vec<u8> {
+    /// A package archive: `.PKGINFO` (if any), a `.BUILDINFO`, then
+    /// `members` (empty files, or directories when ending in `/`).
+    pub(crate) fn package_bytes(pkginfo: Option<&str>, members: &[&str]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         let mut add = |name: &str, data: &[u8]| {
             let mut header = tar::Header::new_ustar();
@@ -179,6 +189,35 @@ mod tests {
         assert_eq!(seen, paths);
         assert!(matches!(pkginfo_text(&package_bytes(None, &["usr/"])[..]), Err(ArchiveError::NoPkgInfo)));
         assert!(matches!(pkginfo_text(&bytes[..bytes.len() / 2]), Err(ArchiveError::Corrupt(_))));
+    }
+
+    /// A package file with these (name, content) members, in `dir`.
+    fn package_file(dir: &Path, members: &[(&str, &[u8])]) -> std::path::PathBuf {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        let path = dir.join("p-1-1-any.pkg.tar.zst");
+        std::fs::write(&path, zstd::encode_all(&builder.into_inner().unwrap()[..], 3).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn members_are_hashed_and_sized_and_a_huge_buildinfo_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b'a'; MAX_PKGINFO_SIZE as usize + 1];
+        let path = package_file(dir.path(), &[(".BUILDINFO", &big), ("usr/a", b"hello")]);
+        let m = members(&path).unwrap();
+        assert_eq!(m["usr/a"].size, 5);
+        assert_eq!(m["usr/a"].blake3, Blake3::of(b"hello"));
+        assert_eq!(m[".BUILDINFO"].size, MAX_PKGINFO_SIZE + 1);
+        let err = buildinfo_text(&path).unwrap_err();
+        assert!(crate::error::error_chain(&err).contains("larger than"), "{}", crate::error::error_chain(&err));
+        let path = package_file(dir.path(), &[(".BUILDINFO", b"format = 2\n")]);
+        assert_eq!(buildinfo_text(&path).unwrap().as_deref(), Some("format = 2\n"));
     }
 
     #[test]

@@ -163,25 +163,7 @@ pub(crate) fn sig_next_to(path: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn package_bytes(pkginfo: Option<&str>, members: &[&str]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut add = |name: &str, data: &[u8]| {
-            let mut header = tar::Header::new_ustar();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_entry_type(if name.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
-            builder.append_data(&mut header, name, data).unwrap();
-        };
-        if let Some(pkginfo) = pkginfo {
-            add(".PKGINFO", pkginfo.as_bytes());
-        }
-        add(".BUILDINFO", b"x");
-        for member in members {
-            add(member, b"");
-        }
-        zstd::encode_all(&builder.into_inner().unwrap()[..], 3).unwrap()
-    }
+    use crate::alpm_file::archive::tests::package_bytes;
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
         let path = dir.join(name);

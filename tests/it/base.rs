@@ -64,6 +64,13 @@ impl Env {
         v["bases"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect()
     }
 
+    /// `listed`, sorted.
+    fn listed_sorted(&self) -> Vec<String> {
+        let mut l = self.listed();
+        l.sort();
+        l
+    }
+
     /// Leftovers of bases being made or removed.
     fn leftovers(&self) -> Vec<String> {
         let Ok(d) = std::fs::read_dir(self.home().join("bases")) else { return Vec::new() };
@@ -99,6 +106,13 @@ fn builds_greeting_on(e: &Env, id: &str, options: &str) {
     );
     assert!(o.status.success(), "build on the pacman base failed\n{}", text(&o));
     assert!(pkgdir.join("greeting-1-1-any.pkg.tar.zst").is_file(), "{}", text(&o));
+}
+
+/// The ids, sorted.
+fn sorted(ids: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+    v.sort();
+    v
 }
 
 fn subuid_start() -> u32 {
@@ -648,11 +662,7 @@ fn store_gc_removes_a_base_replaced_by_update_that_no_build_needs() {
     let v: Value = serde_json::from_str(&ok(o)).unwrap();
     let second = v["base"]["id"].as_str().unwrap().to_owned();
     assert_ne!(second, first);
-    let mut listed = e.listed();
-    listed.sort();
-    let mut both = vec![first.clone(), second.clone()];
-    both.sort();
-    assert_eq!(listed, both);
+    assert_eq!(e.listed_sorted(), sorted(&[&first, &second]));
 
     // Now the first is neither the newest nor named by a build record.
     let o = e.pkgcell(&["store", "gc", "--json"]);
@@ -701,11 +711,7 @@ fn the_same_command_in_two_directories_is_one_base_and_a_changed_script_is_anoth
     assert_eq!(v["status"], "new", "{v:#}");
     let second = v["base"]["id"].as_str().unwrap().to_owned();
     assert_ne!(second, first);
-    let mut listed = e.listed();
-    listed.sort();
-    let mut both = vec![first.clone(), second.clone()];
-    both.sort();
-    assert_eq!(listed, both);
+    assert_eq!(e.listed_sorted(), sorted(&[&first, &second]));
     // The table shows what differs: the script's hash.
     let table = ok(e.pkgcell(&["base", "list"]));
     let hash = |id: &str| e.show(id)["source"]["program"]["blake3"].as_str().unwrap()[..12].to_owned();

@@ -891,15 +891,7 @@ fn the_spec_field_seccomp_off_turns_the_filter_off_too() {
         if let Some(s) = seccomp {
             spec["seccomp"] = s.into();
         }
-        let mut child = pkgcell()
-            .args(["run", "--spec", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        serde_json::to_writer(child.stdin.take().unwrap(), &spec).unwrap();
-        probe_lines(&ok(child.wait_with_output().unwrap()))
+        probe_lines(&ok(run_spec_on_stdin(&spec)))
     };
     assert_eq!(run(None).get("keyctl").map(String::as_str), Some("EPERM"), "the filter is on by default");
     assert_eq!(run(Some("on")).get("keyctl").map(String::as_str), Some("EPERM"));
