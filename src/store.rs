@@ -144,8 +144,18 @@ pub struct Timings {
     pub deps: f64,
     /// Setting up the build sandbox and running makepkg (and its cleanup).
     pub makepkg: f64,
+    /// makepkg itself, as the sandbox timed it (part of `makepkg`: the
+    /// rest of that is the sandbox's setup and cleanup). 0 in records made
+    /// before pkgcell measured it, and then left out, so that such a record
+    /// is written back as it was read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub makepkg_run: f64,
     /// Putting the outputs into the store.
     pub store: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Record {

@@ -45,6 +45,7 @@ pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelp
             sys::exit(1);
         }
     };
+    let forked = std::time::Instant::now();
     // SAFETY: pid 1 is single-threaded: it is a fork of the single-threaded helper.
     #[allow(unsafe_code)]
     let payload = match unsafe { sys::fork() } {
@@ -62,6 +63,7 @@ pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelp
     drop((to_payload_r, to_init_w));
     write_nested_maps(payload, id_map, Receiver::new(to_init_r), Sender::new(to_payload_w));
     let status = reap_until(payload);
+    let payload_time = forked.elapsed();
     // The payload is done: whatever it left running goes with it, as it would
     // when pid 1 exits, but we want every process reaped before we measure.
     sys::kill_all();
@@ -72,6 +74,7 @@ pub(crate) fn init_main(spec: &Spec, id_map: IdMapUsed, tx: &mut Sender<FromHelp
         user: usage.user,
         sys: usage.sys,
         peak_memory_kib: usage.max_rss_kib,
+        payload: payload_time,
     });
     sys::exit(0)
 }

@@ -53,6 +53,9 @@ pub(crate) enum FromHelper {
         #[serde(with = "micros")]
         sys: Duration,
         peak_memory_kib: u64,
+        /// Wall time from the payload's fork to its exit.
+        #[serde(with = "micros")]
+        payload: Duration,
     },
     /// The time limit was reached; the helper killed the sandbox.
     TimedOut,

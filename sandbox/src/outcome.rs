@@ -14,6 +14,12 @@ pub struct Outcome {
     /// Wall-clock time from spawn to the end of the sandbox.
     #[serde(with = "secs")]
     pub wall: Duration,
+    /// Wall-clock time of the payload alone: from its fork by pid 1 (its
+    /// last setup steps and exec included) to its exit. `wall` minus this
+    /// is what the sandbox itself cost (0 when the payload did not end by
+    /// itself: time limit, pid 1 killed).
+    #[serde(with = "secs", default)]
+    pub payload: Duration,
     /// User CPU time of the payload and all its descendants.
     #[serde(with = "secs")]
     pub user: Duration,

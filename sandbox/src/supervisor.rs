@@ -417,10 +417,11 @@ impl Child {
         if let Some(e) = failure {
             return Err(e.into());
         }
-        let outcome = |status, user, sys, peak_memory_kib| Outcome {
+        let outcome = |status, user, sys, peak_memory_kib, payload| Outcome {
             version: SPEC_VERSION,
             status,
             wall,
+            payload,
             user,
             sys,
             peak_memory_kib,
@@ -428,11 +429,11 @@ impl Child {
         };
         let zero = std::time::Duration::ZERO;
         match end {
-            Some(FromHelper::Finished { status, user, sys, peak_memory_kib }) => {
-                Ok(outcome(status, user, sys, peak_memory_kib))
+            Some(FromHelper::Finished { status, user, sys, peak_memory_kib, payload }) => {
+                Ok(outcome(status, user, sys, peak_memory_kib, payload))
             }
-            Some(FromHelper::TimedOut) => Ok(outcome(Status::TimedOut, zero, zero, 0)),
-            Some(FromHelper::InitDied(status)) => Ok(outcome(status, zero, zero, 0)),
+            Some(FromHelper::TimedOut) => Ok(outcome(Status::TimedOut, zero, zero, 0, zero)),
+            Some(FromHelper::InitDied(status)) => Ok(outcome(status, zero, zero, 0, zero)),
             Some(FromHelper::UserNsReady | FromHelper::Removed | FromHelper::Failed(_) | FromHelper::CleanupFailed(_))
             | None => {
                 Err(Error::HelperDied { during, status: helper_status })

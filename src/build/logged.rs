@@ -23,6 +23,9 @@ pub(super) struct Ran {
     pub(super) tail: String,
     /// Peak resident memory of its largest process, in KiB.
     pub(super) peak_memory_kib: u64,
+    /// Wall time of the command alone (the rest of the sandbox's time is
+    /// its setup and cleanup).
+    pub(super) payload_secs: f64,
 }
 
 /// Run a sandbox with its stdout and stderr streamed to `log`, keeping at
@@ -64,5 +67,5 @@ pub(super) fn run_logged(
         status.push_str(", ");
         status.push_str(&hint);
     }
-    Ok(Ran { ok, status, tail, peak_memory_kib: outcome.peak_memory_kib })
+    Ok(Ran { ok, status, tail, peak_memory_kib: outcome.peak_memory_kib, payload_secs: outcome.payload.as_secs_f64() })
 }

@@ -184,7 +184,7 @@ pub(super) fn run_makepkg(
         return Err(BuildError::NoOutputs(log.to_owned()));
     }
     let buildinfo = read_buildinfo(&pkgdest)?;
-    Ok(Made { files, buildinfo, peak_memory_kib: ran.peak_memory_kib })
+    Ok(Made { files, buildinfo, peak_memory_kib: ran.peak_memory_kib, run_secs: ran.payload_secs })
 }
 
 /// What [`run_makepkg`] made.
@@ -196,6 +196,8 @@ pub(super) struct Made {
     pub(super) buildinfo: String,
     /// The peak memory of its largest process, in KiB.
     pub(super) peak_memory_kib: u64,
+    /// Wall time of makepkg itself, inside the sandbox.
+    pub(super) run_secs: f64,
 }
 
 /// A package file that a build left in PKGDEST, opened beneath it and checked.

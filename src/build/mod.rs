@@ -674,6 +674,7 @@ fn build_one(
         }
     };
     split(&mut timings.makepkg);
+    timings.makepkg_run = made.run_secs;
 
     step("store");
     let outputs = store_outputs(store, made.files, opts.limits.max_output()).map_err(Failure::logged(&log_path))?;

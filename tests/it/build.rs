@@ -994,6 +994,10 @@ fn a_build_over_the_memory_limit_fails_and_names_the_limit_and_peak_memory_is_re
     assert!(peak > 100 && peak < 256 * 1024, "{peak}");
     let ls: Value = serde_json::from_str(&ok(env.run(&["store", "ls", "--json"]))).unwrap();
     assert_eq!(ls["records"][0]["peak_memory_kib"].as_u64(), Some(peak));
+    // makepkg's own time, timed inside the sandbox, is part of the sandbox's.
+    let t = &ls["records"][0]["timings"];
+    let (whole, run) = (t["makepkg"].as_f64().unwrap(), t["makepkg_run"].as_f64().unwrap());
+    assert!(run > 0.0 && run <= whole, "{t}");
 
     // --memory overrides the config: with room enough, bigalloc gets past dd.
     let (_, v, o) = env.build(&["--memory", "2G", "bigalloc"]);

@@ -29,10 +29,20 @@ fn json_outcome_has_version_status_times_and_memory() {
     assert_eq!(v["version"], 1);
     assert_eq!(v["status"]["kind"], "exited");
     assert_eq!(v["status"]["code"], 3);
-    assert!(v["wall"].as_f64().unwrap() > 0.0);
+    let (wall, payload) = (v["wall"].as_f64().unwrap(), v["payload"].as_f64().unwrap());
+    assert!(wall > 0.0 && payload > 0.0 && payload <= wall, "wall {wall}, payload {payload}");
     assert!(v["user"].as_f64().is_some() && v["sys"].as_f64().is_some());
     assert!(v["peak_memory_kib"].as_u64().unwrap() > 0);
     assert!(stderr(&o).contains("to-stderr"), "payload stdout goes to stderr with --json: {}", text(&o));
+}
+
+#[test]
+fn json_outcome_payload_time_covers_the_command_and_not_more_than_the_sandbox() {
+    let o = run_sh(&["--json"], "sleep 0.3");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap_or_else(|e| panic!("{e}\n{}", text(&o)));
+    let (wall, payload) = (v["wall"].as_f64().unwrap(), v["payload"].as_f64().unwrap());
+    assert!(payload >= 0.3 && payload <= wall, "wall {wall}, payload {payload}");
 }
 
 #[test]
