@@ -42,7 +42,7 @@ use crate::ids::{Blake3, PkgId};
 use crate::local::LocalPackage;
 use crate::plan::{Install, Plan, Status};
 use crate::remote::RemoteError;
-use crate::store::{DepRef, DepRefError, LimitsApplied, Output, RECORD_VERSION, Record, RecordStatus, Store, StoreError, Timings};
+use crate::store::{DepRef, DepRefError, LimitsApplied, Output, RECORD_VERSION, Record, RecordStatus, Staged, Store, StoreError, Timings};
 use crate::sync::Checkout;
 
 mod deps;
@@ -677,9 +677,12 @@ fn build_one(
     timings.makepkg_run = made.run_secs;
 
     step("store");
-    let outputs = store_outputs(store, made.files, opts.limits.max_output()).map_err(Failure::logged(&log_path))?;
+    let mut staged = stage_outputs(store, made.files, opts.limits.max_output()).map_err(Failure::logged(&log_path))?;
+    let outputs: Vec<Output> = staged.iter().map(|s| s.output.clone()).collect();
     // Streamed: a log may be as large as its limit.
-    let log = store.put_file(&log_path).map_err(|e| Failure::logged(&log_path)(e.into()))?.blake3;
+    let log_staged = store.stage_file(&log_path).map_err(|e| Failure::logged(&log_path)(e.into()))?;
+    let log = log_staged.output.blake3;
+    staged.push(log_staged);
     split(&mut timings.store);
     let seconds = clock.elapsed().as_secs_f64();
     let record = Record {
@@ -700,7 +703,7 @@ fn build_one(
         timings,
         pkgcell: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    store.put_record(&record).map_err(|e| Failure::logged(&log_path)(e.into()))?;
+    store.commit(staged, &record).map_err(|e| Failure::logged(&log_path)(e.into()))?;
     dir.finish(KeepFailed::No, opts, job.pkgid);
 
     if let Some(remote) = &opts.remote {
@@ -763,13 +766,14 @@ fn built_deps(job: &Job<'_>, store: &Store, pkgids: &BTreeMap<String, PkgId>) ->
     Ok(out)
 }
 
-/// Put the package files a build made into the store, each read within `limit`.
-fn store_outputs(store: &Store, files: Vec<MadeFile>, limit: u64) -> Result<Vec<Output>, BuildError> {
-    let mut stored = Vec::new();
+/// Copy the package files a build made into the store's tmp directory,
+/// each read within `limit` (put in place with the record).
+fn stage_outputs(store: &Store, files: Vec<MadeFile>, limit: u64) -> Result<Vec<Staged>, BuildError> {
+    let mut staged = Vec::new();
     for o in files {
         let path = o.file.path.clone();
         let mut r = o.file.limited(limit).map_err(|source| BuildError::Refused { what: "a package file of the build", source })?;
-        stored.push(store.put_reader(&o.name, &mut r, &path)?);
+        staged.push(store.stage(&o.name, &mut r, &path)?);
     }
-    Ok(stored)
+    Ok(staged)
 }
