@@ -14,7 +14,6 @@ use std::{
     fs,
     io::Read,
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use super::{
@@ -272,7 +271,10 @@ fn read_archive(path: &Path) -> Result<BTreeMap<String, Entry>> {
 /// Builds a db archive: per entry a directory, its `desc` and, for the
 /// files db, its `files`, like repo-add's `bsdtar -cf` of its temp dir.
 fn build_archive(entries: &BTreeMap<String, Entry>, with_files: bool) -> std::io::Result<Vec<u8>> {
-    let mtime = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // The members' time is the newest package's build date, not the clock:
+    // the same entries make the same bytes, so a publish that changed
+    // nothing sends nothing (S3 compares checksums) and mirrors see no new db.
+    let mtime = newest_builddate(entries);
     let encoder = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
     let mut builder = tar::Builder::new(encoder);
     let header = |size: u64, mode: u32, kind: tar::EntryType| {
@@ -305,9 +307,33 @@ fn build_archive(entries: &BTreeMap<String, Entry>, with_files: bool) -> std::io
     builder.into_inner()?.finish()
 }
 
+/// The largest `%BUILDDATE%` of the entries' desc (0 when none has one).
+fn newest_builddate(entries: &BTreeMap<String, Entry>) -> u64 {
+    let date = |desc: &str| desc.split_once("%BUILDDATE%\n").and_then(|(_, rest)| rest.lines().next()?.trim().parse::<u64>().ok());
+    entries.values().filter_map(|e| date(&e.desc)).max().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_entries_make_the_same_archive_dated_by_the_newest_build() {
+        let entry = |name: &str, date: u64| {
+            let desc = format!("%FILENAME%\n{name}-1-1-any.pkg.tar.zst\n\n%NAME%\n{name}\n\n%VERSION%\n1-1\n\n%CSIZE%\n10\n\n%SHA256SUM%\nab\n\n%BUILDDATE%\n{date}\n\n");
+            Entry { dir: format!("{name}-1-1"), summary: DescSummary::parse(&desc).unwrap(), desc, files: None }
+        };
+        let entries: BTreeMap<String, Entry> = [("a".to_owned(), entry("a", 1700000000)), ("b".to_owned(), entry("b", 1700000500))].into();
+        assert_eq!(newest_builddate(&entries), 1700000500);
+        let first = build_archive(&entries, false).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(build_archive(&entries, false).unwrap(), first, "a second later, the same bytes");
+        let mut tar = tar::Archive::new(zstd::stream::read::Decoder::new(&first[..]).unwrap());
+        for member in tar.entries().unwrap() {
+            assert_eq!(member.unwrap().header().mtime().unwrap(), 1700000500);
+        }
+        assert_eq!(newest_builddate(&BTreeMap::new()), 0);
+    }
 
     #[test]
     fn db_path_gives_dir_and_name() {
