@@ -119,6 +119,12 @@ impl Home {
         self.root.join("cache/srcinfo")
     }
 
+    /// Snapshots of the parse driver's loaded makepkg, one per base's
+    /// makepkg (see [`crate::plan::srcinfo`]).
+    pub fn srcinfo_snapshots(&self) -> PathBuf {
+        self.root.join("cache/srcinfo-snapshot")
+    }
+
     /// The stat index of path sources' files: path and stat data to blob
     /// id, so that a tree-id hashes only what changed
     /// ([`crate::plan::treeid::StatIndex`]).

@@ -22,6 +22,16 @@
 //! and a new makepkg parses everything afresh. Failures are cached too
 //! (a PKGBUILD that is broken stays broken until its tree changes), except
 //! time-outs, which may depend on the machine's load.
+//!
+//! Loading makepkg's libraries (and the driver's rewrites of them) is most
+//! of the fixed cost of a run. The first run against a base has the driver
+//! write the state they leave as a snapshot (functions, variables, shell
+//! options), kept under `$PKGCELL_HOME/cache/srcinfo-snapshot/<key>.sh`
+//! (the key hashes the driver and the base's makepkg and its libraries, not
+//! makepkg.conf, which is loaded afresh every run); later runs source it
+//! instead. It is bytes from a sandbox: pkgcell only checks that it is whole
+//! and hands it back to the driver. One that does not load costs a second
+//! run without it, never a failed parse.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -38,6 +48,36 @@ use crate::ids::TreeId;
 
 /// The driver script run inside the sandbox.
 pub const DRIVER: &str = include_str!("srcinfo-driver.sh");
+
+/// What the driver sources to load makepkg's libraries (when it has no
+/// snapshot), beside it in the sandbox.
+const LOADER: &str = include_str!("srcinfo-load.sh");
+
+/// The largest snapshot the driver may write (one is ~110 KiB).
+const SNAPSHOT_LIMIT: u64 = 4 << 20;
+
+/// The last line of a whole snapshot (the driver checks it is run).
+const SNAPSHOT_END: &[u8] = b"\n_pkgcell_snapshot_loaded=1\n";
+
+/// The first line of a snapshot in the cache, before the BLAKE3 of the rest
+/// (a bash comment, should it ever be sourced).
+const SNAPSHOT_HEADER: &[u8] = b"# pkgcell srcinfo snapshot ";
+
+/// The most the base's makepkg library may hold for its snapshot key; a
+/// larger one gets no snapshot.
+const LIBRARY_LIMIT: u64 = 32 << 20;
+
+/// The driver's environment (with `PATH` and the makepkg version).
+const ENV: [(&str, &str); 6] = [
+    ("PATH", pkgcell_sandbox::DEFAULT_PATH),
+    // makepkg reads the build user's ~/.makepkg.conf, as when it builds.
+    ("HOME", "/home/builder"),
+    ("USER", "builder"),
+    ("LOGNAME", "builder"),
+    ("LANG", "C.UTF-8"),
+    // A fixed date: .SRCINFO does not show it, but PKGBUILDs may read it.
+    ("SOURCE_DATE_EPOCH", "0"),
+];
 
 /// The largest .SRCINFO (and log) a PKGBUILD may print; the driver's
 /// `ulimit -f 1024` (KiB) enforces it.
@@ -244,6 +284,11 @@ pub struct Parser {
     /// makepkg's `makepkg_version`, read here so the driver need not run
     /// sed for it (an exec costs ~2 ms on a VM); `None` if not found.
     makepkg_version: Option<String>,
+    /// BLAKE3 of the base's /usr/bin/makepkg.
+    makepkg_hash: blake3::Hash,
+    /// The snapshot's key, made when a run first needs it (it reads
+    /// makepkg's library); `None` when it cannot be made.
+    snapshot_key: std::sync::OnceLock<Option<String>>,
     timeout: Duration,
 }
 
@@ -254,7 +299,9 @@ impl Parser {
         let mut h = blake3::Hasher::new();
         h.update(env!("CARGO_PKG_VERSION").as_bytes());
         h.update(DRIVER.as_bytes());
+        h.update(LOADER.as_bytes());
         let mut makepkg_version = None;
+        let mut makepkg_hash = blake3::hash(b"");
         for (what, rel) in [("/usr/bin/makepkg", "usr/bin/makepkg"), ("/etc/makepkg.conf", "etc/makepkg.conf")] {
             let data = std::fs::read(base.join(rel))
                 .map_err(|_| SrcinfoError::BaseWithoutMakepkg { base: base.to_owned(), what })?;
@@ -262,10 +309,19 @@ impl Parser {
             h.update(&data);
             if rel == "usr/bin/makepkg" {
                 makepkg_version = declared_version(&String::from_utf8_lossy(&data));
+                makepkg_hash = blake3::hash(&data);
             }
         }
         let version = h.finalize().to_hex()[..16].to_owned();
-        Ok(Parser { base: base.to_owned(), home, version, makepkg_version, timeout })
+        Ok(Parser {
+            base: base.to_owned(),
+            home,
+            version,
+            makepkg_version,
+            makepkg_hash,
+            snapshot_key: std::sync::OnceLock::new(),
+            timeout,
+        })
     }
 
     /// The parser version: part of every cache key.
@@ -316,13 +372,79 @@ impl Parser {
     fn run_batch(&self, jobs: &[&ParseJob]) -> Result<Vec<Result<Srcinfo, PkgbuildError>>, SrcinfoError> {
         let mut results = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(MAX_JOBS_PER_SANDBOX) {
-            results.extend(self.run_sandbox_batch(chunk)?);
+            results.extend(self.run_with_snapshot(chunk)?);
         }
         Ok(results)
     }
 
-    /// Source `jobs` in one sandbox and collect their results.
-    fn run_sandbox_batch(&self, jobs: &[&ParseJob]) -> Result<Vec<Result<Srcinfo, PkgbuildError>>, SrcinfoError> {
+    /// Source `jobs` in one sandbox, with the snapshot from the cache when
+    /// there is a good one, else having the driver write one. A snapshot
+    /// that does not load (or a driver that fails with it) gets one more run
+    /// without it.
+    fn run_with_snapshot(&self, jobs: &[&ParseJob]) -> Result<Vec<Result<Srcinfo, PkgbuildError>>, SrcinfoError> {
+        let path = self.snapshot_path();
+        let without = |store: Option<&Path>| {
+            self.run_sandbox_batch(jobs, None, store).map(|r| r.expect("only a given snapshot fails to load"))
+        };
+        let given = path.as_deref().and_then(read_snapshot);
+        let (Some(path), Some(given)) = (path.as_deref(), given) else {
+            return without(path.as_deref());
+        };
+        let why = match self.run_sandbox_batch(jobs, Some(&given), Some(path)) {
+            Ok(Some(results)) => return Ok(results),
+            Ok(None) => "it did not load".to_owned(),
+            Err(SrcinfoError::Driver { status }) => format!("the driver failed with it ({status:?})"),
+            Err(e) => return Err(e),
+        };
+        tracing::debug!(path = %path.display(), why, "parsing again without the snapshot");
+        let _ = std::fs::remove_file(path);
+        without(Some(path))
+    }
+
+    /// Where the snapshot of this base's loaded makepkg is kept; `None`
+    /// when its key cannot be made.
+    fn snapshot_path(&self) -> Option<PathBuf> {
+        let key = self.snapshot_key.get_or_init(|| match self.make_snapshot_key() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::debug!(error = %e, "no snapshot key: makepkg loads without a snapshot");
+                None
+            }
+        });
+        Some(self.home.srcinfo_snapshots().join(format!("{}.sh", key.as_ref()?)))
+    }
+
+    /// What determines the state the loader leaves: the driver and loader,
+    /// the base's makepkg, every file of its library and the driver's
+    /// environment (makepkg.conf is loaded after it, in every run).
+    fn make_snapshot_key(&self) -> std::io::Result<String> {
+        let mut h = blake3::Hasher::new();
+        h.update(b"pkgcell srcinfo snapshot 1\0");
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        for text in [DRIVER, LOADER] {
+            h.update(&(text.len() as u64).to_le_bytes());
+            h.update(text.as_bytes());
+        }
+        h.update(self.makepkg_hash.as_bytes());
+        h.update(self.makepkg_version.as_deref().unwrap_or("\0none").as_bytes());
+        for (k, v) in ENV {
+            h.update(format!("\0{k}={v}").as_bytes());
+        }
+        h.update(b"\0library\0");
+        let mut budget = LIBRARY_LIMIT;
+        hash_tree(&mut h, &self.base.join("usr/share/makepkg"), Path::new(""), &mut budget)?;
+        Ok(h.finalize().to_hex()[..32].to_owned())
+    }
+
+    /// Source `jobs` in one sandbox and collect their results; `None` when
+    /// the given `snapshot` did not load. Without one, the snapshot the
+    /// driver writes is stored at `store`.
+    fn run_sandbox_batch(
+        &self,
+        jobs: &[&ParseJob],
+        snapshot: Option<&[u8]>,
+        store: Option<&Path>,
+    ) -> Result<Option<Vec<Result<Srcinfo, PkgbuildError>>>, SrcinfoError> {
         let tmp = self.home.tmp();
         std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         let run = tempfile::Builder::new()
@@ -356,14 +478,21 @@ impl Parser {
             writeln!(list, "{i}\t{JOBS}/{i}").expect("writing to a String");
             binds.push((host, PathBuf::from(format!("{JOBS}/{i}/tree"))));
         }
-        for (name, data) in [("list", list.as_bytes()), ("srcinfo-driver.sh", DRIVER.as_bytes()), ("dropids.so", DROPIDS_SO)] {
+        let mut inputs =
+            vec![("list", list.as_bytes()), ("srcinfo-driver.sh", DRIVER.as_bytes()), ("srcinfo-load.sh", LOADER.as_bytes()), ("dropids.so", DROPIDS_SO)];
+        if let Some(s) = snapshot {
+            inputs.push(("snapshot", s));
+        }
+        for (name, data) in inputs {
             let path = in_dir.join(name);
             std::fs::write(&path, data).map_err(io_err("write", &path))?;
         }
 
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len()).max(1);
         let rounds = jobs.len().div_ceil(workers) as u32;
-        let spec = self.spec(&in_dir, &out_dir, binds, workers, self.timeout * rounds + Duration::from_secs(60));
+        let with_snapshot = snapshot.is_some() || store.is_some();
+        let spec =
+            self.spec(&in_dir, &out_dir, binds, workers, self.timeout * rounds + Duration::from_secs(60), with_snapshot);
         let outcome = pkgcell_sandbox::run(&spec).map_err(SrcinfoError::Sandbox)?;
         let status = outcome.status;
         tracing::debug!(?status, "parse sandbox ended");
@@ -380,6 +509,14 @@ impl Parser {
         }
 
         let out = Confined::open(&out_dir)?;
+        // 99: the given snapshot did not load; the driver sourced nothing else.
+        if snapshot.is_some() && status == (pkgcell_sandbox::Status::Exited { code: 99 }) {
+            tracing::debug!(log = %log_tail(&out, "snapshot.log"), "the snapshot did not load");
+            return Ok(None);
+        }
+        if let (None, Some(path)) = (snapshot, store) {
+            store_snapshot(&out, path);
+        }
         let mut results = Vec::with_capacity(jobs.len());
         for i in 0..jobs.len() {
             match collect(&out, i, self.timeout.as_secs()) {
@@ -390,23 +527,35 @@ impl Parser {
                 None => return Err(SrcinfoError::Driver { status }),
             }
         }
-        Ok(results)
+        Ok(Some(results))
     }
 
-    fn spec(&self, in_dir: &Path, out_dir: &Path, binds: Vec<(PathBuf, PathBuf)>, workers: usize, total: Duration) -> Spec {
-        let mut spec = Spec::new(
-            Root::Overlay { lowers: vec![self.base.clone()], upper: Upper::Tmpfs { size: 256 << 20 } },
-            vec![
-                "/bin/bash".into(),
-                format!("{IN}/srcinfo-driver.sh"),
-                format!("{IN}/list"),
-                OUT.into(),
-                workers.to_string(),
-                self.timeout.as_secs().max(1).to_string(),
-                FIRST_JOB_ID.to_string(),
-                format!("{IN}/dropids.so"),
-            ],
-        );
+    /// The sandbox for one run; `snapshot`: whether the driver is given the
+    /// snapshot's path (where it sources one, or else writes one).
+    fn spec(
+        &self,
+        in_dir: &Path,
+        out_dir: &Path,
+        binds: Vec<(PathBuf, PathBuf)>,
+        workers: usize,
+        total: Duration,
+        snapshot: bool,
+    ) -> Spec {
+        let mut argv = vec![
+            "/bin/bash".into(),
+            format!("{IN}/srcinfo-driver.sh"),
+            format!("{IN}/list"),
+            OUT.into(),
+            workers.to_string(),
+            self.timeout.as_secs().max(1).to_string(),
+            FIRST_JOB_ID.to_string(),
+            format!("{IN}/dropids.so"),
+        ];
+        if snapshot {
+            argv.push(format!("{IN}/snapshot"));
+        }
+        let mut spec =
+            Spec::new(Root::Overlay { lowers: vec![self.base.clone()], upper: Upper::Tmpfs { size: 256 << 20 } }, argv);
         spec.mounts.push(Mount::Bind { src: in_dir.to_owned(), dst: IN.into(), access: Access::ReadOnly });
         spec.mounts.push(Mount::Bind { src: out_dir.to_owned(), dst: OUT.into(), access: Access::ReadWrite });
         for (src, dst) in binds {
@@ -423,16 +572,7 @@ impl Parser {
         spec.gid = 0;
         spec.cwd = "/".into();
         spec.timeout = Some(total);
-        for (k, v) in [
-            ("PATH", pkgcell_sandbox::DEFAULT_PATH),
-            // makepkg reads the build user's ~/.makepkg.conf, as when it builds.
-            ("HOME", "/home/builder"),
-            ("USER", "builder"),
-            ("LOGNAME", "builder"),
-            ("LANG", "C.UTF-8"),
-            // A fixed date: .SRCINFO does not show it, but PKGBUILDs may read it.
-            ("SOURCE_DATE_EPOCH", "0"),
-        ] {
+        for (k, v) in ENV {
             spec.env.insert(k.into(), v.into());
         }
         spec
@@ -486,6 +626,105 @@ fn collect(out: &Confined, i: usize, timeout_secs: u64) -> Option<Result<Srcinfo
             }
         }
     })
+}
+
+/// Hash the tree at `dir` (shown as `rel`) into `h`: each entry's path, kind
+/// and contents (a symlink's target, not followed), in sorted order, reading
+/// at most `budget` bytes in all.
+fn hash_tree(h: &mut blake3::Hasher, dir: &Path, rel: &Path, budget: &mut u64) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let (path, name) = (e.path(), rel.join(e.file_name()));
+        let meta = std::fs::symlink_metadata(&path)?;
+        h.update(&(name.as_os_str().len() as u64).to_le_bytes());
+        h.update(name.as_os_str().as_bytes());
+        let too_large = || std::io::Error::other(format!("{} holds more than {LIBRARY_LIMIT} bytes", dir.display()));
+        if meta.is_dir() {
+            h.update(b"d");
+            hash_tree(h, &path, &name, budget)?;
+        } else if meta.is_symlink() {
+            h.update(b"l");
+            let target = std::fs::read_link(&path)?;
+            h.update(&(target.as_os_str().len() as u64).to_le_bytes());
+            h.update(target.as_os_str().as_bytes());
+        } else if meta.is_file() {
+            h.update(b"f");
+            let mut data = Vec::new();
+            std::fs::File::open(&path)?.take(*budget + 1).read_to_end(&mut data)?;
+            *budget = budget.checked_sub(data.len() as u64).ok_or_else(too_large)?;
+            h.update(&(data.len() as u64).to_le_bytes());
+            h.update(&data);
+        } else {
+            h.update(b"o");
+        }
+    }
+    Ok(())
+}
+
+/// A snapshot as the cache keeps it: a header line with the BLAKE3 of the
+/// driver's bytes, then those bytes.
+fn snapshot_file(body: &[u8]) -> Vec<u8> {
+    let mut f = SNAPSHOT_HEADER.to_vec();
+    f.extend(blake3::hash(body).to_hex().as_bytes());
+    f.push(b'\n');
+    f.extend(body);
+    f
+}
+
+/// The driver's bytes of a cached snapshot, when it is one whole (its hash
+/// matches and it ends as the driver ends one); else `None`.
+fn snapshot_body(file: &[u8]) -> Option<&[u8]> {
+    let rest = file.strip_prefix(SNAPSHOT_HEADER)?;
+    let (hash, body) = rest.split_at_checked(64)?;
+    let body = body.strip_prefix(b"\n")?;
+    (blake3::hash(body).to_hex().as_bytes() == hash && body.ends_with(SNAPSHOT_END)).then_some(body)
+}
+
+/// The snapshot cached at `path`, if there is a good one.
+fn read_snapshot(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut file = Vec::new();
+    let limit = SNAPSHOT_LIMIT + SNAPSHOT_HEADER.len() as u64 + 65;
+    match std::fs::File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut file)) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot read the snapshot");
+            return None;
+        }
+    }
+    let body = snapshot_body(&file);
+    if body.is_none() {
+        tracing::debug!(path = %path.display(), "the cached snapshot is damaged; a new one is made");
+    }
+    body.map(<[u8]>::to_vec)
+}
+
+/// Keep the snapshot the driver wrote (if it wrote a whole one) at `path`,
+/// atomically. A failure only costs the next run the time to make another.
+fn store_snapshot(out: &Confined, path: &Path) {
+    let body = match out.read("snapshot", SNAPSHOT_LIMIT) {
+        Ok(Some(b)) if b.ends_with(SNAPSHOT_END) => b,
+        other => {
+            let got = other.map(|b| b.map(|b| b.len()));
+            tracing::debug!(?got, "the driver wrote no whole snapshot");
+            return;
+        }
+    };
+    let dir = path.parent().expect("a snapshot path has a parent");
+    let stored = std::fs::create_dir_all(dir).and_then(|()| {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, &snapshot_file(&body))?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    });
+    match stored {
+        Ok(()) => tracing::debug!(path = %path.display(), bytes = body.len(), "snapshot stored"),
+        Err(e) => tracing::debug!(path = %path.display(), error = %e, "cannot store the snapshot"),
+    }
 }
 
 /// The `X` of the line `declare -r makepkg_version='X'` in /usr/bin/makepkg,
@@ -653,6 +892,61 @@ mod tests {
         assert_eq!(r[8], None, "no status: the driver did not report");
         // None of these is cached: the next run parses again.
         assert!(r[..7].iter().enumerate().all(|(i, r)| i == 4 || !r.as_ref().unwrap().as_ref().unwrap_err().is_lasting()));
+    }
+
+    #[test]
+    fn a_cached_snapshot_is_handed_back_only_whole() {
+        let body = b"f () \n{ \n    :\n}\n_pkgcell_snapshot_loaded=1\n";
+        let file = snapshot_file(body);
+        assert!(file.starts_with(b"# pkgcell srcinfo snapshot "), "a bash comment: {:?}", String::from_utf8_lossy(&file));
+        assert_eq!(snapshot_body(&file), Some(&body[..]));
+        let mut flipped = file.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        let mut no_end = snapshot_file(b"f () \n{ \n    :\n}\n");
+        for bad in [&b""[..], b"\x00\xffgarbage", &file[..file.len() - 1], &flipped, &no_end, &body[..]] {
+            assert_eq!(snapshot_body(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        // On disk: a damaged or missing one is none.
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("k.sh");
+        assert_eq!(read_snapshot(&path), None);
+        no_end.truncate(10);
+        std::fs::write(&path, &no_end).unwrap();
+        assert_eq!(read_snapshot(&path), None);
+        std::fs::write(&path, &file).unwrap();
+        assert_eq!(read_snapshot(&path).as_deref(), Some(&body[..]));
+    }
+
+    #[test]
+    fn the_snapshot_key_hashes_every_file_of_the_library() {
+        let d = tempfile::tempdir().unwrap();
+        let lib = d.path().join("makepkg");
+        std::fs::create_dir_all(lib.join("util")).unwrap();
+        std::fs::write(lib.join("util.sh"), "source util/a.sh\n").unwrap();
+        std::fs::write(lib.join("util/a.sh"), "a() { :; }\n").unwrap();
+        let key = |budget: u64| {
+            let mut h = blake3::Hasher::new();
+            let mut budget = budget;
+            hash_tree(&mut h, &lib, Path::new(""), &mut budget).map(|()| h.finalize())
+        };
+        let mut seen = vec![key(1000).unwrap()];
+        assert_eq!(key(1000).unwrap(), seen[0], "the same tree, the same key");
+        let mut changed = |what: &str, change: &dyn Fn()| {
+            change();
+            let k = key(1000).unwrap();
+            assert!(!seen.contains(&k), "{what}: the key did not change");
+            seen.push(k);
+        };
+        changed("contents", &|| std::fs::write(lib.join("util/a.sh"), "a() { false; }\n").unwrap());
+        changed("a name", &|| std::fs::rename(lib.join("util/a.sh"), lib.join("util/b.sh")).unwrap());
+        changed("a new file", &|| std::fs::write(lib.join("util/c.sh"), "").unwrap());
+        changed("a symlink", &|| std::os::unix::fs::symlink("b.sh", lib.join("util/d.sh")).unwrap());
+        changed("its target", &|| {
+            std::fs::remove_file(lib.join("util/d.sh")).unwrap();
+            std::os::unix::fs::symlink("c.sh", lib.join("util/d.sh")).unwrap();
+        });
+        // More than the budget: no key (and no snapshot).
+        assert!(key(20).is_err());
     }
 
     #[test]

@@ -165,9 +165,12 @@ fn base_makepkg_srcinfo(base: &Path, root: &Path, cases: &[String]) -> Vec<(bool
 /// reason the rewrites touch (package-function variables, arch-specific
 /// names, array or string shapes, a PKGBUILD's own IFS, globals the lint
 /// loops reuse), it must answer as the base's own makepkg: the same
-/// .SRCINFO, or the same errors.
+/// .SRCINFO, or the same errors. Both as the driver loads makepkg and
+/// writes its snapshot (a fresh home), and as it sources that snapshot,
+/// and when the snapshot in the cache is damaged or does not load.
 #[test]
 fn lint_and_srcinfo_answer_as_the_bases_own_makepkg() {
+    use std::os::unix::fs::MetadataExt;
     let env = Env::new();
     let src = Path::new(FIXTURES).join("lint");
     let mut cases: Vec<String> =
@@ -182,21 +185,68 @@ fn lint_and_srcinfo_answer_as_the_bases_own_makepkg() {
     let refused = expected.iter().filter(|(ok, ..)| !ok).count();
     assert!(refused >= 10 && refused < cases.len() - 3, "the fixtures should cover both outcomes: {refused} of {} refused", cases.len());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = env.pkgcell(&args);
+    let snapshots = env.path().join("home/cache/srcinfo-snapshot");
+    let snapshot = || {
+        let files: Vec<PathBuf> = std::fs::read_dir(&snapshots).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1, "one snapshot per base: {files:?}");
+        files[0].clone()
+    };
+    // Each round parses every fixture again (the parse cache removed).
+    let round = |what: &str| -> Output {
+        let _ = std::fs::remove_dir_all(env.path().join("home/cache/srcinfo"));
+        let out = env.pkgcell(&args);
+        check_as_makepkg(what, &cases, &expected, &out);
+        out
+    };
+
+    let first = round("loading makepkg, writing the snapshot");
+    let path = snapshot();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    let same = |what: &str, out: &Output| {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&first.stdout), "{what}: stdout differs");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&first.stderr), "{what}: stderr differs");
+    };
+    let out = round("sourcing the snapshot");
+    same("sourcing the snapshot", &out);
+    // Used as it was, not made again (pkgcell replaces the file to store one).
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "the snapshot was made again instead of used");
+
+    // Damaged bytes: pkgcell finds it, and loads and writes one anew.
+    std::fs::write(&path, b"\x00\xffgarbage\nrm -rf /\n").unwrap();
+    let out = round("with a damaged snapshot");
+    same("with a damaged snapshot", &out);
+    assert_ne!(std::fs::read(snapshot()).unwrap(), b"\x00\xffgarbage\nrm -rf /\n", "the damaged snapshot stayed");
+
+    // Whole as pkgcell checks it, but it does not load in the driver: the
+    // batch runs again without it.
+    let body = b"false || return 1\n_pkgcell_snapshot_loaded=1\n";
+    let mut file = format!("# pkgcell srcinfo snapshot {}\n", blake3::hash(body).to_hex()).into_bytes();
+    file.extend(body);
+    std::fs::write(&path, &file).unwrap();
+    let out = round("with a snapshot that does not load");
+    same("with a snapshot that does not load", &out);
+    assert_ne!(std::fs::read(snapshot()).unwrap(), file, "the snapshot that does not load stayed");
+    let out = round("sourcing the snapshot made again");
+    same("sourcing the snapshot made again", &out);
+}
+
+/// `pkgcell srcinfo` of the lint fixtures `cases` answered as the base's
+/// makepkg did (`expected`, from [`base_makepkg_srcinfo`]).
+fn check_as_makepkg(what: &str, cases: &[String], expected: &[(bool, String, Vec<String>)], out: &Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for (case, (ok, text, errors)) in cases.iter().zip(&expected) {
+    for (case, (ok, text, errors)) in cases.iter().zip(expected) {
         let header = format!("==> {case}");
-        assert!(stdout.lines().any(|l| l == header), "{case}: no section in {stdout}");
+        assert!(stdout.lines().any(|l| l == header), "{what}: {case}: no section in {stdout}");
         let section: String =
             stdout.lines().skip_while(|l| *l != header).skip(1).take_while(|l| !l.starts_with("==> ")).map(|l| format!("{l}\n")).collect();
         let message = stderr.lines().skip_while(|l| !l.starts_with(&format!("pkgcell: {case}/PKGBUILD:"))).collect::<Vec<_>>();
         if *ok {
-            assert_eq!(section.trim_end_matches('\n'), text.trim_end_matches('\n'), "{case}: .SRCINFO differs; stderr: {stderr}");
-            assert!(message.is_empty(), "{case}: makepkg accepts it, pkgcell did not: {stderr}");
+            assert_eq!(section.trim_end_matches('\n'), text.trim_end_matches('\n'), "{what}: {case}: .SRCINFO differs; stderr: {stderr}");
+            assert!(message.is_empty(), "{what}: {case}: makepkg accepts it, pkgcell did not: {stderr}");
         } else {
-            assert!(section.trim().is_empty(), "{case}: makepkg refuses it, pkgcell printed {section}");
-            assert!(!message.is_empty(), "{case}: makepkg refuses it ({errors:?}), pkgcell did not: {stderr}");
+            assert!(section.trim().is_empty(), "{what}: {case}: makepkg refuses it, pkgcell printed {section}");
+            assert!(!message.is_empty(), "{what}: {case}: makepkg refuses it ({errors:?}), pkgcell did not: {stderr}");
             let got: Vec<&str> = message
                 .iter()
                 .enumerate()
@@ -204,10 +254,10 @@ fn lint_and_srcinfo_answer_as_the_bases_own_makepkg() {
                 .take_while(|l| !l.starts_with("pkgcell: "))
                 .filter(|l| l.starts_with("==> ERROR:"))
                 .collect();
-            assert_eq!(got, *errors, "{case}: errors differ; stderr: {stderr}");
+            assert_eq!(got, *errors, "{what}: {case}: errors differ; stderr: {stderr}");
         }
     }
-    assert_eq!(out.status.code(), Some(1), "some fixtures are refused: exit 1; stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{what}: some fixtures are refused: exit 1; stderr: {stderr}");
 }
 
 #[test]
