@@ -74,12 +74,20 @@ pub struct LeftoversGc {
     pub failed: Vec<Freed>,
     /// Scratch directories and files of killed runs under `tmp/`.
     pub tmp: Vec<Freed>,
+    /// Snapshots of a base's loaded makepkg (`cache/srcinfo-snapshot/`)
+    /// no parse used for [`SNAPSHOT_MAX_AGE`]: another pkgcell, or a base
+    /// with another makepkg, made them. A parse makes one again if needed.
+    pub snapshots: Vec<Freed>,
 }
+
+/// How long a parse snapshot may go unused before gc removes it (each use
+/// renews its mtime).
+pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 impl LeftoversGc {
     /// Bytes of all of it.
     pub fn bytes(&self) -> u64 {
-        self.logs.iter().chain(&self.failed).chain(&self.tmp).map(|f| f.bytes).sum()
+        self.logs.iter().chain(&self.failed).chain(&self.tmp).chain(&self.snapshots).map(|f| f.bytes).sum()
     }
 }
 
@@ -139,8 +147,15 @@ pub fn gc(home: &Home, kept: &BTreeSet<PkgId>, rules: &Rules, mode: GcMode) -> R
         report.tmp.push(Freed { bytes: tree_bytes(&path), path });
     }
 
+    for (_, path, meta) in list(&home.srcinfo_snapshots())? {
+        let age = meta.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
+        if meta.is_file() && age >= SNAPSHOT_MAX_AGE {
+            report.snapshots.push(Freed { path, bytes: meta.len() });
+        }
+    }
+
     if mode == GcMode::Remove {
-        for f in report.logs.iter() {
+        for f in report.logs.iter().chain(&report.snapshots) {
             remove_file(&f.path)?;
         }
         for f in report.failed.iter().chain(&report.tmp) {
@@ -199,6 +214,25 @@ fn list(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, LeftoversErr
 mod tests {
     use super::*;
     use crate::buildlog::LogKind;
+
+    #[test]
+    fn parse_snapshots_unused_for_a_month_are_collected_and_fresh_ones_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().to_owned());
+        let dir = home.srcinfo_snapshots();
+        fs::create_dir_all(&dir).unwrap();
+        let (old, fresh) = (dir.join("old.sh"), dir.join("fresh.sh"));
+        fs::write(&old, "x").unwrap();
+        fs::write(&fresh, "y").unwrap();
+        let long_ago = SystemTime::now() - SNAPSHOT_MAX_AGE - std::time::Duration::from_secs(60);
+        fs::File::options().write(true).open(&old).unwrap().set_modified(long_ago).unwrap();
+        let rules = Rules { keep_logs: 1, failed_age: std::time::Duration::from_secs(3600) };
+        let dry = gc(&home, &BTreeSet::new(), &rules, GcMode::DryRun).unwrap();
+        assert_eq!(dry.snapshots, vec![Freed { path: old.clone(), bytes: 1 }]);
+        assert!(old.exists(), "a dry run removes nothing");
+        gc(&home, &BTreeSet::new(), &rules, GcMode::Remove).unwrap();
+        assert!(!old.exists() && fresh.exists());
+    }
 
     #[test]
     fn log_names_short_or_old_give_the_key_of_their_pkgid_even_when_the_pkgbase_has_dots() {

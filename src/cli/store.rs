@@ -205,17 +205,23 @@ pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
                     n(sources.partial, "partial download"),
                     n(sources.bytes, "byte")
                 )?;
-                for (what, list) in [("log", &left.logs), ("failed build", &left.failed), ("leftover of a killed run", &left.tmp)] {
+                for (what, list) in [
+                    ("log", &left.logs),
+                    ("failed build", &left.failed),
+                    ("leftover of a killed run", &left.tmp),
+                    ("unused parse snapshot", &left.snapshots),
+                ] {
                     for f in list {
                         writeln!(out, "{removed} {what} {} ({})", f.path.display(), n(f.bytes, "byte"))?;
                     }
                 }
                 writeln!(
                     out,
-                    "{}, {} and {} ({}) {removed}",
+                    "{}, {}, {} and {} ({}) {removed}",
                     n(left.logs.len(), "log"),
                     n(left.failed.len(), "failed build tree"),
                     super::count(left.tmp.len(), "leftover of a killed run", "leftovers of killed runs"),
+                    n(left.snapshots.len(), "unused parse snapshot"),
                     n(left.bytes(), "byte")
                 )?;
             }

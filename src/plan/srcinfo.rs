@@ -391,7 +391,11 @@ impl Parser {
             return without(path.as_deref());
         };
         let why = match self.run_sandbox_batch(jobs, Some(&given), Some(path)) {
-            Ok(Some(results)) => return Ok(results),
+            Ok(Some(results)) => {
+                // Used: `store gc` keeps it (it collects those unused for a month).
+                let _ = std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                return Ok(results);
+            }
             Ok(None) => "it did not load".to_owned(),
             Err(SrcinfoError::Driver { status }) => format!("the driver failed with it ({status:?})"),
             Err(e) => return Err(e),

@@ -323,7 +323,7 @@ fn store_gc_removes_failed_logs_but_the_newest_old_failed_trees_and_leftovers_of
 
     // The default grace keeps a fresh failed tree; the rest goes.
     let out = ok(env.run(&["store", "gc", "--keep-logs", "2"]));
-    assert!(out.contains("3 logs, 0 failed build trees and 2 leftovers of killed runs"), "{out}");
+    assert!(out.contains("3 logs, 0 failed build trees, 2 leftovers of killed runs and 0 unused parse snapshots"), "{out}");
     assert_eq!(entries(&logs).len(), 2, "{:?}", entries(&logs));
     assert!(entries(&home.join("tmp")).is_empty(), "{:?}", entries(&home.join("tmp")));
     assert!(home.join("failed").join(&failed[1]).exists());
@@ -334,7 +334,7 @@ fn store_gc_removes_failed_logs_but_the_newest_old_failed_trees_and_leftovers_of
     tags.sort();
     assert_eq!(newest, tags);
     let out = ok(env.run(&["store", "gc", "--failed-age", "0"]));
-    assert!(out.contains("0 logs, 1 failed build tree and"), "{out}");
+    assert!(out.contains("0 logs, 1 failed build tree, "), "{out}");
     assert!(entries(&home.join("failed")).is_empty());
     ok(env.run(&["store", "fsck"]));
 }
