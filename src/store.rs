@@ -418,17 +418,7 @@ impl Store {
 
     /// Put the file at `src` into the store (copied; `src` is left alone).
     pub fn put_file(&self, src: &Path) -> Result<Output, StoreError> {
-        let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut input = File::open(src).map_err(io_err("open", src))?;
-        self.put_reader(&name, &mut input, src)
-    }
-
-    /// Put what `input` yields into the store as the file `name`; `src`
-    /// names the input in messages. Streams: a build's package file is
-    /// read from its fd with a limit (see [`crate::confined`]), never whole
-    /// into memory.
-    pub fn put_reader(&self, name: &str, input: &mut dyn Read, src: &Path) -> Result<Output, StoreError> {
-        let staged = self.stage(name, input, src)?;
+        let staged = self.stage_file(src)?;
         self.commit_object(staged.tmp, &staged.output.blake3)?;
         Ok(staged.output)
     }
@@ -436,23 +426,11 @@ impl Store {
     /// Put what `r` yields into the store, if its hash is `expected`;
     /// otherwise nothing is stored and the hash found is returned.
     pub fn put_reader_expecting(&self, r: &mut dyn Read, expected: &Blake3) -> Result<Result<(), Blake3>, StoreError> {
-        let tmp_dir = self.tmp_dir()?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create a file in", &tmp_dir))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = r.read(&mut buf).map_err(io_err("download into", tmp.path()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io_err("write", tmp.path()))?;
+        let staged = self.stage("", r, Path::new(&format!("the download of object {expected}")))?;
+        if &staged.output.blake3 != expected {
+            return Ok(Err(staged.output.blake3));
         }
-        let found = Blake3::from_bytes(*hasher.finalize().as_bytes());
-        if &found != expected {
-            return Ok(Err(found));
-        }
-        self.commit_object(tmp, &found)?;
+        self.commit_object(staged.tmp, expected)?;
         Ok(Ok(()))
     }
 
@@ -476,15 +454,21 @@ impl Store {
             return Ok(());
         }
         tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
+        sync_dir(&self.place_object(tmp, dst)?)
+    }
+
+    /// Rename `tmp` (flushed already) to the object path `dst`, read-only;
+    /// returns its directory, which the caller flushes.
+    fn place_object(&self, tmp: tempfile::NamedTempFile, dst: PathBuf) -> Result<PathBuf, StoreError> {
         // Read-only for everyone: the store's directory keeps it private,
         // and a published repository can hard-link the file as it is (a
         // web server reading it runs as another user).
         let perm = std::os::unix::fs::PermissionsExt::from_mode(0o444);
         tmp.as_file().set_permissions(perm).map_err(io_err("chmod", tmp.path()))?;
-        let dir = dst.parent().expect("objects have a parent");
-        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-        tmp.persist(&dst).map_err(|e| StoreError::Io(IoPath::new("rename into", dst.clone(), e.error)))?;
-        sync_dir(dir)
+        let dir = dst.parent().expect("objects have a parent").to_owned();
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        tmp.persist(&dst).map_err(|e| StoreError::Io(IoPath::new("rename into", dst, e.error)))?;
+        Ok(dir)
     }
 
     /// Write what `input` yields to a file of the store's tmp directory,
@@ -536,13 +520,7 @@ impl Store {
         let mut dirs = BTreeSet::new();
         for s in staged {
             let dst = self.object_path(&s.output.blake3);
-            // Read-only for everyone, as commit_object makes them.
-            let perm = std::os::unix::fs::PermissionsExt::from_mode(0o444);
-            s.tmp.as_file().set_permissions(perm).map_err(io_err("chmod", s.tmp.path()))?;
-            let dir = dst.parent().expect("objects have a parent").to_owned();
-            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-            s.tmp.persist(&dst).map_err(|e| StoreError::Io(IoPath::new("rename into", dst.clone(), e.error)))?;
-            dirs.insert(dir);
+            dirs.insert(self.place_object(s.tmp, dst)?);
         }
         let opened = dirs.iter().map(|d| File::open(d).map_err(io_err("open", d))).collect::<Result<Vec<_>, _>>()?;
         sync_side_by_side(&opened.iter().zip(&dirs).map(|(f, d)| (f, d.as_path())).collect::<Vec<_>>())?;
