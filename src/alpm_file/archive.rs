@@ -27,17 +27,31 @@ pub enum ArchiveError {
     /// The archive has no `.PKGINFO` member.
     #[error("no .PKGINFO in the archive: not a pacman package")]
     NoPkgInfo,
-    /// `.PKGINFO` is larger than any real one (a decompression bomb).
-    #[error(".PKGINFO is larger than {0} bytes")]
-    PkgInfoTooLarge(u64),
-    /// `.PKGINFO` is not UTF-8.
-    #[error(".PKGINFO is not valid UTF-8")]
-    PkgInfoNotUtf8,
+    /// `.PKGINFO` or `.BUILDINFO` is larger than any real one (a
+    /// decompression bomb).
+    #[error("{name} is larger than {limit} bytes")]
+    TooLarge {
+        /// Which member.
+        name: &'static str,
+        /// Its limit in bytes.
+        limit: u64,
+    },
+    /// `.PKGINFO` or `.BUILDINFO` is not UTF-8.
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(&'static str),
 }
 
 /// The `.PKGINFO` text of a zstd-compressed package archive, read up to it.
 pub fn pkginfo_text(compressed: impl Read) -> Result<String, ArchiveError> {
-    walk(compressed, false, |_| Ok::<(), ArchiveError>(())).map(|(pkginfo, _)| pkginfo)
+    walk(compressed, false, |_| Ok::<(), ArchiveError>(())).map(|w| w.pkginfo)
+}
+
+/// The `.PKGINFO` text of a zstd-compressed package archive and its
+/// `.BUILDINFO`, when that comes before `.PKGINFO` (makepkg writes the
+/// dot files first, in C collation: `.BUILDINFO`, `.MTREE`, `.PKGINFO`);
+/// read up to `.PKGINFO`.
+pub fn pkginfo_and_buildinfo(compressed: impl Read) -> Result<(String, Option<String>), ArchiveError> {
+    walk(compressed, false, |_| Ok::<(), ArchiveError>(())).map(|w| (w.pkginfo, w.buildinfo))
 }
 
 /// The `.PKGINFO` text of a zstd-compressed package archive and every
@@ -49,45 +63,61 @@ pub fn pkginfo_and_paths<E: From<ArchiveError>>(
     compressed: impl Read,
     check: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(String, Vec<Vec<u8>>), E> {
-    walk(compressed, true, check)
+    walk(compressed, true, check).map(|w| (w.pkginfo, w.paths))
 }
 
-/// Walks the tar stream: returns `.PKGINFO` and, with `paths_too`, the
-/// member paths (each checked); without, it stops at `.PKGINFO`.
+/// What [`walk`] found.
+struct Walked {
+    pkginfo: String,
+    /// `.BUILDINFO`, if it came before `.PKGINFO`.
+    buildinfo: Option<String>,
+    paths: Vec<Vec<u8>>,
+}
+
+/// A dot file's text (`.PKGINFO`, `.BUILDINFO`), bounded: the archive may
+/// come from a hostile build.
+fn dot_file_text(entry: impl Read, name: &'static str) -> Result<String, ArchiveError> {
+    let mut text = Vec::new();
+    entry.take(MAX_PKGINFO_SIZE + 1).read_to_end(&mut text).map_err(ArchiveError::Corrupt)?;
+    if text.len() as u64 > MAX_PKGINFO_SIZE {
+        return Err(ArchiveError::TooLarge { name, limit: MAX_PKGINFO_SIZE });
+    }
+    String::from_utf8(text).map_err(|_| ArchiveError::NotUtf8(name))
+}
+
+/// Walks the tar stream: returns `.PKGINFO`, `.BUILDINFO` if it comes
+/// first, and, with `paths_too`, the member paths (each checked); without,
+/// it stops at `.PKGINFO`.
 fn walk<E: From<ArchiveError>>(
     compressed: impl Read,
     paths_too: bool,
     mut check: impl FnMut(&[u8]) -> Result<(), E>,
-) -> Result<(String, Vec<Vec<u8>>), E> {
+) -> Result<Walked, E> {
     let decoder = zstd::stream::read::Decoder::new(compressed).map_err(ArchiveError::Corrupt)?;
     // Looking only for .PKGINFO (makepkg writes it first), a few members
     // at most come before it: a cap on what is decompressed keeps a
     // crafted archive (a build's output) from spinning on a bomb.
     let cap = if paths_too { u64::MAX } else { MAX_BEFORE_PKGINFO };
     let mut archive = tar::Archive::new(decoder.take(cap));
-    let mut pkginfo = None;
-    let mut out = Vec::new();
+    let (mut pkginfo, mut buildinfo) = (None, None);
+    let mut paths = Vec::new();
     for entry in archive.entries().map_err(ArchiveError::Corrupt)? {
         let mut entry = entry.map_err(ArchiveError::Corrupt)?;
         let path = entry.path_bytes().into_owned();
         if path == b".PKGINFO" {
-            let mut text = Vec::new();
-            // Bounded: the archive may come from a hostile build.
-            (&mut entry).take(MAX_PKGINFO_SIZE + 1).read_to_end(&mut text).map_err(ArchiveError::Corrupt)?;
-            if text.len() as u64 > MAX_PKGINFO_SIZE {
-                return Err(ArchiveError::PkgInfoTooLarge(MAX_PKGINFO_SIZE).into());
-            }
-            pkginfo = Some(String::from_utf8(text).map_err(|_| ArchiveError::PkgInfoNotUtf8)?);
+            pkginfo = Some(dot_file_text(&mut entry, ".PKGINFO")?);
             if !paths_too {
                 break;
             }
+        } else if !paths_too && path == b".BUILDINFO" && buildinfo.is_none() {
+            buildinfo = Some(dot_file_text(&mut entry, ".BUILDINFO")?);
         } else if paths_too && !path.starts_with(b".") {
             check(&path)?;
-            out.push(path);
+            paths.push(path);
         }
     }
     let pkginfo = pkginfo.ok_or(ArchiveError::NoPkgInfo)?;
-    Ok((pkginfo, out))
+    Ok(Walked { pkginfo, buildinfo, paths })
 }
 
 /// One member of a package archive.
@@ -218,6 +248,23 @@ pub(crate) mod tests {
         assert!(crate::error::error_chain(&err).contains("larger than"), "{}", crate::error::error_chain(&err));
         let path = package_file(dir.path(), &[(".BUILDINFO", b"format = 2\n")]);
         assert_eq!(buildinfo_text(&path).unwrap().as_deref(), Some("format = 2\n"));
+    }
+
+    #[test]
+    fn the_buildinfo_before_the_pkginfo_is_read_with_it_bounded_and_one_after_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |members: &[(&str, &[u8])]| pkginfo_and_buildinfo(File::open(package_file(dir.path(), members)).unwrap());
+        // makepkg's order.
+        let (p, b) = read(&[(".BUILDINFO", b"format = 2\n"), (".MTREE", b"x"), (".PKGINFO", b"pkgname = p\n"), ("usr/a", b"")]).unwrap();
+        assert_eq!((p.as_str(), b.as_deref()), ("pkgname = p\n", Some("format = 2\n")));
+        // After .PKGINFO: the reader has stopped.
+        let (_, b) = read(&[(".PKGINFO", b"pkgname = p\n"), (".BUILDINFO", b"format = 2\n")]).unwrap();
+        assert_eq!(b, None);
+        let big = vec![b'a'; MAX_PKGINFO_SIZE as usize + 1];
+        let e = read(&[(".BUILDINFO", &big), (".PKGINFO", b"pkgname = p\n")]).unwrap_err();
+        assert_eq!(e.to_string(), format!(".BUILDINFO is larger than {MAX_PKGINFO_SIZE} bytes"));
+        let e = read(&[(".BUILDINFO", b"\xff"), (".PKGINFO", b"pkgname = p\n")]).unwrap_err();
+        assert_eq!(e.to_string(), ".BUILDINFO is not valid UTF-8");
     }
 
     #[test]

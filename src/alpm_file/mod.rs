@@ -22,7 +22,7 @@ use std::str::FromStr;
 
 use alpm_types::PackageFileName;
 
-pub use archive::{ArchiveError, Member, buildinfo_text, members, pkginfo_and_paths, pkginfo_text};
+pub use archive::{ArchiveError, Member, buildinfo_text, members, pkginfo_and_buildinfo, pkginfo_and_paths, pkginfo_text};
 pub use buildinfo::{BuildInfo, BuildInfoError};
 pub use pkginfo::{pkginfo_entries, pkginfo_field};
 

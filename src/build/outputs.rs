@@ -1,8 +1,8 @@
 //! What a build leaves in PKGDEST, read as hostile input: package files
 //! checked against their names, their `.PKGINFO` and the PKGBUILD, and the
-//! `.BUILDINFO`.
+//! `.BUILDINFO` inside them.
 
-use std::io::{self, Seek};
+use std::io::Seek;
 
 use crate::alpm_file::{self, pkgname_of};
 use crate::confined::{Confined, ConfinedError};
@@ -15,11 +15,15 @@ use super::{BuildError, Job, error_chain};
 /// `.pkg.tar`), sorted by name, each checked: a plain name, a regular file
 /// opened without following anything, within `limit` (each and together),
 /// and a package whose .PKGINFO agrees with its name and is one of the
-/// PKGBUILD's pkgnames, of the build's architecture or `any`.
-pub(super) fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit: u64) -> Result<Vec<MadeFile>, BuildError> {
+/// PKGBUILD's pkgnames, of the build's architecture or `any`. With them,
+/// the `.BUILDINFO` of the package whose pkgname sorts first ("" when it
+/// has none), the one makepkg wrote first: the same for every package of
+/// the build but for its `pkgname` line.
+pub(super) fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit: u64) -> Result<(Vec<MadeFile>, String), BuildError> {
     let refused = |source| BuildError::Refused { what: "a package file of the build", source };
     let mut out = Vec::new();
     let mut total = 0u64;
+    let mut first: Option<(String, String)> = None;
     for (raw, _kind) in pkgdest.entries().map_err(|source| BuildError::Refused { what: "the build's PKGDEST", source })? {
         if !raw.windows(8).any(|w| w == b".pkg.tar") {
             continue;
@@ -35,14 +39,19 @@ pub(super) fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit:
         if total > limit {
             return Err(BuildError::OutputsTooLarge { limit });
         }
-        // .PKGINFO is the first member makepkg writes; the reader stops there.
-        let text = alpm_file::pkginfo_text(crate::confined::LimitedReader::new(&file.file, limit))
+        // makepkg writes the dot files first (.BUILDINFO, .MTREE,
+        // .PKGINFO); the reader stops at .PKGINFO.
+        let (text, buildinfo) = alpm_file::pkginfo_and_buildinfo(crate::confined::LimitedReader::new(&file.file, limit))
             .map_err(|e| bad(format!("it is not a readable package: {}", error_chain(&e))))?;
         check_pkginfo(&name, &text, job.pkgnames, job.pkgid.pkgbase().as_ref(), arch).map_err(bad)?;
+        let pkgname = alpm_file::pkginfo_field(&text, "pkgname").to_owned();
+        if first.as_ref().is_none_or(|(n, _)| pkgname < *n) {
+            first = Some((pkgname, buildinfo.unwrap_or_default()));
+        }
         file.file.rewind().map_err(io_err("read", &file.path))?;
         out.push(MadeFile { name, file });
     }
-    Ok(out)
+    Ok((out, first.map(|(_, b)| b).unwrap_or_default()))
 }
 
 /// Whether `name` may be the name of a package file a build made: a plain
@@ -80,21 +89,6 @@ pub(super) fn check_pkginfo(name: &str, text: &str, pkgnames: &[String], pkgbase
     }
     Ok(())
 }
-
-/// The `.BUILDINFO` that makepkg's script copied into PKGDEST ("" when
-/// there is none), read beneath it like the package files.
-pub(super) fn read_buildinfo(pkgdest: &Confined) -> Result<String, BuildError> {
-    let refused = |source| BuildError::Refused { what: "the .BUILDINFO of the build", source };
-    match pkgdest.read_to_string(".BUILDINFO", MAX_BUILDINFO) {
-        Ok(text) => Ok(text),
-        Err(ConfinedError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(refused(e)),
-    }
-}
-
-/// The largest `.BUILDINFO` read back from a build.
-pub(super) const MAX_BUILDINFO: u64 = 1 << 20;
-
 
 #[cfg(test)]
 mod tests {

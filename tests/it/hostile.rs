@@ -156,11 +156,23 @@ fn a_package_file_that_is_a_symlink_to_a_host_secret_fails_the_build_and_the_sec
 }
 
 #[test]
-fn a_buildinfo_that_is_a_symlink_to_a_host_secret_fails_the_build_and_stays_out_of_the_record() {
-    // The link must be writable inside (makepkg's .BUILDINFO is copied
-    // through it) and lead to the secret outside: /tmp is the sandbox's own.
+fn a_buildinfo_planted_in_pkgdest_as_a_symlink_to_a_host_secret_is_never_read() {
+    // The link leads to the secret outside (/tmp is the sandbox's own);
+    // the record's .BUILDINFO is the package's own, read from the archive.
+    require_unprivileged();
     let secret = Secret::new_in(Path::new("/tmp"));
-    assert_refused("symlink-buildinfo", &[("@TMPSECRET@", &secret)], &[".BUILDINFO", "is a symlink"]);
+    let dir = setup("symlink-buildinfo", &[("@TMPSECRET@", &secret)]);
+    let (o, _) = run_bounded(&dir, &["build", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (ls, _) = run_bounded(&dir, &["store", "ls", "--json"]);
+    assert!(ls.status.success(), "{}", text(&ls));
+    let ls: Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let info = ls["records"][0]["buildinfo"].as_str().unwrap();
+    assert!(info.lines().any(|l| l == "pkgname = symlink-buildinfo") && info.contains("buildtool = pkgcell"), "{info}");
+    let needle = secret.content.trim().as_bytes();
+    assert!(![&o.stdout, &o.stderr].iter().any(|b| b.windows(needle.len()).any(|w| w == needle)), "{}", text(&o));
+    let hits = files_holding(&dir.join("home"), needle);
+    assert!(hits.is_empty(), "the secret is in {hits:?}");
 }
 
 #[test]
