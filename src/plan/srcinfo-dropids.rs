@@ -1,4 +1,5 @@
-//! `pkgcell_dropids UID DIR`: a bash loadable builtin for srcinfo-driver.sh.
+//! `pkgcell_dropids UID DIR` and `pkgcell_lockdirs DIR...`: bash loadable
+//! builtins for srcinfo-driver.sh.
 //!
 //! Compiled by build.rs on its own (`rustc --crate-type cdylib`, no std, only
 //! libc) and loaded by the driver with `enable -f`. The driver runs as root
@@ -9,6 +10,11 @@
 //! drops to UID/GID = UID with no supplementary groups. It fails (status 1,
 //! a message on stderr) if any step fails, and the driver then refuses to
 //! source the PKGBUILD.
+//!
+//! `pkgcell_lockdirs` makes each DIR that exists mode 0755 (following a
+//! symlink, as chmod(1) does: all of it is the sandbox's own): the
+//! world-writable directories stop being shared between jobs. It spares the
+//! driver an exec of chmod (about 1.5 ms, a fifth of one PKGBUILD's job).
 //!
 //! The builtin ABI (bash >= 4, unchanged since): bash dlsym's
 //! `<name>_struct`, a `struct builtin`, and writes its `handle` field.
@@ -53,6 +59,19 @@ static LONG_DOC: Doc = Doc([
     null(),
 ]);
 
+static LOCKDIRS_DOC: Doc = Doc([c"Make each DIR that exists mode 0755, following symlinks; fail on any other error.".as_ptr(), null()]);
+
+/// `static mut`: bash writes the `handle` field after dlopen.
+#[unsafe(no_mangle)]
+pub static mut pkgcell_lockdirs_struct: Builtin = Builtin {
+    name: c"pkgcell_lockdirs".as_ptr(),
+    function: pkgcell_lockdirs,
+    flags: BUILTIN_ENABLED,
+    long_doc: &LOCKDIRS_DOC as *const Doc as *const *const c_char,
+    short_doc: c"pkgcell_lockdirs DIR...".as_ptr(),
+    handle: core::ptr::null_mut(),
+};
+
 /// `static mut`: bash writes the `handle` field after dlopen.
 #[unsafe(no_mangle)]
 pub static mut pkgcell_dropids_struct: Builtin = Builtin {
@@ -68,6 +87,8 @@ const O_RDONLY: c_int = 0;
 const O_NOFOLLOW: c_int = 0o400000;
 const O_DIRECTORY: c_int = 0o200000;
 const O_CLOEXEC: c_int = 0o2000000;
+const ENOENT: c_int = 2;
+const ENOTDIR: c_int = 20;
 
 #[link(name = "c")]
 unsafe extern "C" {
@@ -102,6 +123,11 @@ fn say(bytes: &[u8]) {
 
 /// Print "pkgcell_dropids: <what> failed (errno N)" and return failure.
 fn fail(what: &[u8]) -> c_int {
+    fail_in(b"pkgcell_dropids: ", what)
+}
+
+/// Print "<builtin><what> failed (errno N)" and return failure.
+fn fail_in(builtin: &[u8], what: &[u8]) -> c_int {
     // SAFETY: errno is thread-local and always valid.
     let errno = unsafe { *__errno_location() };
     let mut num = [0u8; 12];
@@ -115,7 +141,7 @@ fn fail(what: &[u8]) -> c_int {
             break;
         }
     }
-    say(b"pkgcell_dropids: ");
+    say(builtin);
     say(what);
     say(b" failed (errno ");
     say(&num[i..]);
@@ -198,4 +224,29 @@ unsafe extern "C" fn pkgcell_dropids(list: *const WordList) -> c_int {
         }
     }
     0
+}
+
+unsafe extern "C" fn pkgcell_lockdirs(mut list: *const WordList) -> c_int {
+    let mut status = 0;
+    // SAFETY: bash passes a valid, null-terminated list of NUL-terminated
+    // words; plain syscalls on them and our own fd.
+    while let Some(w) = unsafe { list.as_ref() } {
+        let dir = unsafe { (*w.word).word };
+        list = w.next;
+        let fd = unsafe { open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
+        if fd < 0 {
+            // SAFETY: errno is thread-local and always valid.
+            let errno = unsafe { *__errno_location() };
+            // Nothing there, or not a directory: nothing shared to lock.
+            if errno != ENOENT && errno != ENOTDIR {
+                status = fail_in(b"pkgcell_lockdirs: ", b"open DIR");
+            }
+            continue;
+        }
+        if unsafe { fchmod(fd, 0o755) } != 0 {
+            status = fail_in(b"pkgcell_lockdirs: ", b"chmod DIR");
+        }
+        unsafe { close(fd) };
+    }
+    status
 }
