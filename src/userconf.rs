@@ -73,16 +73,36 @@ pub fn files(etc: &Path, xdg_config_home: Option<&Path>, home: Option<&Path>) ->
     out
 }
 
+/// The settings being read: bash runs while pkgcell goes on (a build
+/// needs them only once it is planned); [`Pending::finish`] waits for it.
+#[derive(Debug)]
+pub struct Pending {
+    child: std::process::Child,
+    /// The files, for errors.
+    names: String,
+}
+
 impl UserConf {
     /// Read the user's settings from the usual places and the environment.
     pub fn load() -> Result<UserConf, UserConfError> {
+        UserConf::start()?.finish(&|k| std::env::var_os(k))
+    }
+
+    /// Start reading the user's settings from the usual places (bash, about
+    /// 2 ms); the environment is applied by [`Pending::finish`].
+    pub fn start() -> Result<Pending, UserConfError> {
         let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let files = files(Path::new("/etc"), var("XDG_CONFIG_HOME").as_deref(), var("HOME").as_deref());
-        UserConf::read(&files, &|k| std::env::var_os(k))
+        UserConf::spawn(&files)
     }
 
     /// Source `files` in order, then let `env` override, as makepkg does.
     pub fn read(files: &[PathBuf], env: &dyn Fn(&str) -> Option<OsString>) -> Result<UserConf, UserConfError> {
+        UserConf::spawn(files)?.finish(env)
+    }
+
+    /// Start bash sourcing `files` in order.
+    fn spawn(files: &[PathBuf]) -> Result<Pending, UserConfError> {
         let names = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
         // Each value ends with a NUL: none of them can hold one.
         let script = "for f in \"$@\"; do source \"$f\" || exit 1; done\n\
@@ -95,10 +115,21 @@ impl UserConf {
         for v in VARS {
             cmd.env_remove(v);
         }
-        let out = cmd
+        let child = cmd
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|source| UserConfError::Bash { files: names.clone(), source })?;
+        Ok(Pending { child, names })
+    }
+}
+
+impl Pending {
+    /// Wait for bash and take its values, then let `env` override them.
+    pub fn finish(self, env: &dyn Fn(&str) -> Option<OsString>) -> Result<UserConf, UserConfError> {
+        let Pending { child, names } = self;
+        let out = child.wait_with_output().map_err(|source| UserConfError::Bash { files: names.clone(), source })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
             return Err(UserConfError::Source { files: names, stderr });

@@ -164,8 +164,9 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let makepkg_flags = build::MakepkgFlags::new(&args.makepkg_flags).map_err(anyhow::Error::msg)?;
-    // The packager's makepkg.conf and environment, as makechrootpkg honours them.
-    let user = UserConf::load()?;
+    // The packager's makepkg.conf and environment, as makechrootpkg honours
+    // them: read while the run plans (bash, ~2 ms), needed after.
+    let user = UserConf::start()?;
     // Holds the home in use to the end: no `store gc` while this run's
     // downloads, layers and outputs have no record yet.
     let setup = args.common.resolve(mode)?;
@@ -176,6 +177,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("==> planning {} on base {}", super::count(config.pkgbuilds.len(), "entry", "entries"), setup.env.base.id);
     let plan = setup.plan(&local)?;
+    let user = user.finish(&|k| std::env::var_os(k))?;
     let remote = match &config.store.remote {
         Some(url) => {
             let r = RemoteStore::new(url.clone(), &config.s3).with_context(|| format!("remote store {url}"))?;
