@@ -57,19 +57,93 @@ if [[ -n $_pkgcell_snapshot ]]; then
 		done
 		# Functions, with their attributes (`declare -f` prints none).
 		declare -F >"$_pkgcell_out/.snap-functions" && mapfile -t _pkgcell_snap_f <"$_pkgcell_out/.snap-functions" || return 1
+		# Functions with attributes are always defined whole.
+		local -A _pkgcell_snap_hot=([_pkgcell_cold]=1)
 		for _pkgcell_snap_l in "${_pkgcell_snap_f[@]}"; do
 			_pkgcell_snap_n=${_pkgcell_snap_l##* }
 			[[ $_pkgcell_snap_n != _pkgcell_snap_* ]] || continue
 			_pkgcell_snap_fn+=("$_pkgcell_snap_n")
-			[[ $_pkgcell_snap_l == "declare -f $_pkgcell_snap_n" ]] || _pkgcell_snap_fattr+=("$_pkgcell_snap_l || return 1")
+			if [[ $_pkgcell_snap_l != "declare -f $_pkgcell_snap_n" ]]; then
+				_pkgcell_snap_fattr+=("$_pkgcell_snap_l || return 1")
+				_pkgcell_snap_hot[$_pkgcell_snap_n]=1
+			fi
 		done
-		# Options first: they may change how the rest is parsed. The last
-		# line tells the driver (and pkgcell) that it all loaded.
+		_pkgcell_snap_hotset || return 1
+		local -a _pkgcell_snap_hotfn=() _pkgcell_snap_coldfn=()
+		for _pkgcell_snap_n in "${_pkgcell_snap_fn[@]}"; do
+			if [[ -v _pkgcell_snap_hot[$_pkgcell_snap_n] || $_pkgcell_snap_n != [a-zA-Z_]* || $_pkgcell_snap_n == *[!a-zA-Z0-9_]* ]]; then
+				_pkgcell_snap_hotfn+=("$_pkgcell_snap_n")
+			else
+				_pkgcell_snap_coldfn+=("$_pkgcell_snap_n")
+			fi
+		done
+		# Options first: they may change how the rest is parsed. Then the
+		# hot functions, a stub for each cold one, the rest of the state,
+		# the number of lines up to the `return 0` that ends the sourcing,
+		# and the line that tells the driver (and pkgcell) that it all
+		# loaded. The cold functions after `return 0` cost no parsing
+		# unless a job calls one (see _pkgcell_cold). The last line tells
+		# pkgcell the file is whole.
+		local -a _pkgcell_snap_head
 		{
 			printf '%s\n' "${_pkgcell_snap_opts[@]}" &&
-				declare -f "${_pkgcell_snap_fn[@]}" &&
-				printf '%s\n' "${_pkgcell_snap_fattr[@]}" "${_pkgcell_snap_vars[@]}" '_pkgcell_snapshot_loaded=1'
+				declare -f "${_pkgcell_snap_hotfn[@]}" &&
+				for _pkgcell_snap_n in "${_pkgcell_snap_coldfn[@]}"; do
+					printf '%s () \n{ \n    _pkgcell_cold %s || return;\n    %s "$@"\n}\n' "$_pkgcell_snap_n" "$_pkgcell_snap_n" "$_pkgcell_snap_n"
+				done &&
+				printf '%s\n' "${_pkgcell_snap_fattr[@]}" "${_pkgcell_snap_vars[@]}"
+		} >"$1" && mapfile -t _pkgcell_snap_head <"$1" || { : >"$1"; return 1; }
+		{
+			printf '%s\n' "${_pkgcell_snap_head[@]}" &&
+				printf '_pkgcell_cold_skip=%s\n_pkgcell_snapshot_loaded=1\nreturn 0\n' "$((${#_pkgcell_snap_head[@]} + 3))" &&
+				for _pkgcell_snap_n in "${_pkgcell_snap_coldfn[@]}"; do
+					printf 'if [[ $_pkgcell_cold_want == %s ]]; then\n' "$_pkgcell_snap_n" &&
+						declare -f "$_pkgcell_snap_n" &&
+						printf '_pkgcell_cold_done=1\nfi\n' || return 1
+				done &&
+				printf '%s\n' '# end of the pkgcell srcinfo snapshot'
 		} >"$1" || { : >"$1"; return 1; }
+	}
+	# Sets _pkgcell_snap_hot[NAME] for every function a job may reach:
+	# those the driver names, and, closed over, every function named in a
+	# hot function's text or in the value of a variable named there
+	# (makepkg calls its lint functions through arrays of their names). A
+	# word counts when it is a function's name, wherever it stands: more
+	# than is called, never less of what the text names. A function called
+	# by a name built at run time stays cold and still works: its stub
+	# loads it on its first call.
+	_pkgcell_snap_hotset() {
+		local -A _pkgcell_snap_isfn=() _pkgcell_snap_vseen=()
+		local -a _pkgcell_snap_todo=() _pkgcell_snap_t=()
+		local _pkgcell_snap_w
+		for _pkgcell_snap_w in "${_pkgcell_snap_fn[@]}"; do _pkgcell_snap_isfn[$_pkgcell_snap_w]=1; done
+		_pkgcell_snap_words "$_pkgcell_snap_driver" || return 1
+		_pkgcell_snap_todo=("${_pkgcell_snap_t[@]}")
+		while ((${#_pkgcell_snap_todo[@]})); do
+			_pkgcell_snap_w=${_pkgcell_snap_todo[-1]}
+			unset '_pkgcell_snap_todo[-1]'
+			if [[ -v _pkgcell_snap_isfn[$_pkgcell_snap_w] ]]; then
+				[[ -v _pkgcell_snap_hot[$_pkgcell_snap_w] ]] && continue
+				_pkgcell_snap_hot[$_pkgcell_snap_w]=1
+				declare -f "$_pkgcell_snap_w" >"$_pkgcell_out/.snap-words" || return 1
+			elif [[ $_pkgcell_snap_w != [0-9]* && $_pkgcell_snap_w != _pkgcell_snap* && ! -v _pkgcell_snap_vseen[$_pkgcell_snap_w] ]]; then
+				_pkgcell_snap_vseen[$_pkgcell_snap_w]=1
+				declare -p "$_pkgcell_snap_w" >"$_pkgcell_out/.snap-words" 2>/dev/null || continue
+			else
+				continue
+			fi
+			_pkgcell_snap_words "$_pkgcell_out/.snap-words" || return 1
+			_pkgcell_snap_todo+=("${_pkgcell_snap_t[@]}")
+		done
+	}
+	# Sets _pkgcell_snap_t to the words (runs of letters, digits and _)
+	# of the file $1.
+	_pkgcell_snap_words() {
+		local _pkgcell_snap_s=
+		[[ -f $1 && -r $1 ]] || return 1
+		IFS= read -r -d '' _pkgcell_snap_s <"$1"
+		_pkgcell_snap_s=${_pkgcell_snap_s//[!a-zA-Z0-9_]/ }
+		IFS=' ' read -r -a _pkgcell_snap_t <<<"$_pkgcell_snap_s"
 	}
 	# Sets _pkgcell_snap_n to the name of the variable of the `declare -p`
 	# line _pkgcell_snap_l; fails on any other line.
@@ -89,8 +163,28 @@ if [[ -n $_pkgcell_snapshot ]]; then
 		*) return 1 ;;
 		esac
 	}
+	# The driver, beside this file: the roots of _pkgcell_snap_hotset.
+	_pkgcell_snap_driver=${BASH_SOURCE[0]%/*}/srcinfo-driver.sh
 	_pkgcell_snap_take .snap-before
 fi
+
+# Defines the function $1 that a snapshot left out, for its stub (see
+# _pkgcell_snap_write): the functions after the snapshot's first
+# _pkgcell_cold_skip lines, read once per job through _pkgcell_cold_fd,
+# which the job opened while still root. Only $1 is defined: a function
+# of that text that the PKGBUILD defined since stays the PKGBUILD's.
+_pkgcell_cold() {
+	local _pkgcell_cold_want=$1 _pkgcell_cold_done=
+	if [[ ! -v _pkgcell_cold_text ]]; then
+		[[ -n ${_pkgcell_cold_fd-} && -n ${_pkgcell_cold_skip-} ]] || return 1
+		local -a _pkgcell_cold_lines
+		local IFS=
+		mapfile -s "$_pkgcell_cold_skip" -u "$_pkgcell_cold_fd" _pkgcell_cold_lines || return 1
+		_pkgcell_cold_text="${_pkgcell_cold_lines[*]}"
+	fi
+	eval "$_pkgcell_cold_text"
+	[[ -n $_pkgcell_cold_done ]]
+}
 
 for lib in "$LIBRARY"/*.sh; do
 	source "$lib"
@@ -546,5 +640,6 @@ unset _pkgcell_defs _pkgcell_known
 if [[ -n $_pkgcell_snapshot ]]; then
 	# No snapshot is no error: the next run loads as this one did.
 	_pkgcell_snap_write "$_pkgcell_out/snapshot" || :
-	unset -f _pkgcell_snap_take _pkgcell_snap_write _pkgcell_snap_var_name _pkgcell_snap_own
+	unset -f _pkgcell_snap_take _pkgcell_snap_write _pkgcell_snap_var_name _pkgcell_snap_own _pkgcell_snap_hotset _pkgcell_snap_words
+	unset _pkgcell_snap_driver
 fi

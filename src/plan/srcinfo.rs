@@ -56,8 +56,10 @@ const LOADER: &str = include_str!("srcinfo-load.sh");
 /// The largest snapshot the driver may write (one is ~110 KiB).
 const SNAPSHOT_LIMIT: u64 = 4 << 20;
 
-/// The last line of a whole snapshot (the driver checks it is run).
-const SNAPSHOT_END: &[u8] = b"\n_pkgcell_snapshot_loaded=1\n";
+/// The last line of a whole snapshot: after the `return 0` that ends its
+/// sourcing (the driver checks that the line before it ran) and the
+/// functions it holds as stubs.
+const SNAPSHOT_END: &[u8] = b"\n# end of the pkgcell srcinfo snapshot\n";
 
 /// The first line of a snapshot in the cache, before the BLAKE3 of the rest
 /// (a bash comment, should it ever be sourced).
@@ -991,7 +993,7 @@ mod tests {
 
     #[test]
     fn a_cached_snapshot_is_handed_back_only_whole() {
-        let body = b"f () \n{ \n    :\n}\n_pkgcell_snapshot_loaded=1\n";
+        let body = b"f () \n{ \n    :\n}\n_pkgcell_snapshot_loaded=1\nreturn 0\n# end of the pkgcell srcinfo snapshot\n";
         let file = snapshot_file(body);
         assert!(file.starts_with(b"# pkgcell srcinfo snapshot "), "a bash comment: {:?}", String::from_utf8_lossy(&file));
         assert_eq!(snapshot_body(&file), Some(&body[..]));
