@@ -77,7 +77,8 @@ pub fn files(etc: &Path, xdg_config_home: Option<&Path>, home: Option<&Path>) ->
 /// needs them only once it is planned); [`Pending::finish`] waits for it.
 #[derive(Debug)]
 pub struct Pending {
-    child: std::process::Child,
+    /// None once [`Pending::finish`] took it.
+    child: Option<std::process::Child>,
     /// The files, for errors.
     names: String,
 }
@@ -121,14 +122,28 @@ impl UserConf {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| UserConfError::Bash { files: names.clone(), source })?;
-        Ok(Pending { child, names })
+        Ok(Pending { child: Some(child), names })
+    }
+}
+
+impl Drop for Pending {
+    /// A run that stops before it needs the settings (a failed plan) ends
+    /// the bash and reaps it.
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
     }
 }
 
 impl Pending {
     /// Wait for bash and take its values, then let `env` override them.
-    pub fn finish(self, env: &dyn Fn(&str) -> Option<OsString>) -> Result<UserConf, UserConfError> {
-        let Pending { child, names } = self;
+    pub fn finish(mut self, env: &dyn Fn(&str) -> Option<OsString>) -> Result<UserConf, UserConfError> {
+        let names = std::mem::take(&mut self.names);
+        let child = self.child.take().expect("only finish takes the child");
         let out = child.wait_with_output().map_err(|source| UserConfError::Bash { files: names.clone(), source })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();

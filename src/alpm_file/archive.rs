@@ -43,7 +43,7 @@ pub enum ArchiveError {
 
 /// The `.PKGINFO` text of a zstd-compressed package archive, read up to it.
 pub fn pkginfo_text(compressed: impl Read) -> Result<String, ArchiveError> {
-    walk(compressed, false, |_| Ok::<(), ArchiveError>(())).map(|w| w.pkginfo)
+    walk(compressed, Want::PkgInfo, |_| Ok::<(), ArchiveError>(())).map(|w| w.pkginfo)
 }
 
 /// The `.PKGINFO` text of a zstd-compressed package archive and its
@@ -51,7 +51,7 @@ pub fn pkginfo_text(compressed: impl Read) -> Result<String, ArchiveError> {
 /// dot files first, in C collation: `.BUILDINFO`, `.MTREE`, `.PKGINFO`);
 /// read up to `.PKGINFO`.
 pub fn pkginfo_and_buildinfo(compressed: impl Read) -> Result<(String, Option<String>), ArchiveError> {
-    walk(compressed, false, |_| Ok::<(), ArchiveError>(())).map(|w| (w.pkginfo, w.buildinfo))
+    walk(compressed, Want::BuildInfoToo, |_| Ok::<(), ArchiveError>(())).map(|w| (w.pkginfo, w.buildinfo))
 }
 
 /// The `.PKGINFO` text of a zstd-compressed package archive and every
@@ -63,7 +63,18 @@ pub fn pkginfo_and_paths<E: From<ArchiveError>>(
     compressed: impl Read,
     check: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(String, Vec<Vec<u8>>), E> {
-    walk(compressed, true, check).map(|w| (w.pkginfo, w.paths))
+    walk(compressed, Want::Paths, check).map(|w| (w.pkginfo, w.paths))
+}
+
+/// What [`walk`] reads besides `.PKGINFO`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Nothing: it stops at `.PKGINFO`.
+    PkgInfo,
+    /// A `.BUILDINFO` before `.PKGINFO`; it stops at `.PKGINFO`.
+    BuildInfoToo,
+    /// Every member path, to the end.
+    Paths,
 }
 
 /// What [`walk`] found.
@@ -85,14 +96,14 @@ fn dot_file_text(entry: impl Read, name: &'static str) -> Result<String, Archive
     String::from_utf8(text).map_err(|_| ArchiveError::NotUtf8(name))
 }
 
-/// Walks the tar stream: returns `.PKGINFO`, `.BUILDINFO` if it comes
-/// first, and, with `paths_too`, the member paths (each checked); without,
-/// it stops at `.PKGINFO`.
+/// Walks the tar stream: returns `.PKGINFO` and what `want` says (a
+/// `.BUILDINFO` before it, or every member path, each checked).
 fn walk<E: From<ArchiveError>>(
     compressed: impl Read,
-    paths_too: bool,
+    want: Want,
     mut check: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<Walked, E> {
+    let paths_too = want == Want::Paths;
     let decoder = zstd::stream::read::Decoder::new(compressed).map_err(ArchiveError::Corrupt)?;
     // Looking only for .PKGINFO (makepkg writes it first), a few members
     // at most come before it: a cap on what is decompressed keeps a
@@ -109,7 +120,7 @@ fn walk<E: From<ArchiveError>>(
             if !paths_too {
                 break;
             }
-        } else if !paths_too && path == b".BUILDINFO" && buildinfo.is_none() {
+        } else if want == Want::BuildInfoToo && path == b".BUILDINFO" && buildinfo.is_none() {
             buildinfo = Some(dot_file_text(&mut entry, ".BUILDINFO")?);
         } else if paths_too && !path.starts_with(b".") {
             check(&path)?;
@@ -265,6 +276,9 @@ pub(crate) mod tests {
         assert_eq!(e.to_string(), format!(".BUILDINFO is larger than {MAX_PKGINFO_SIZE} bytes"));
         let e = read(&[(".BUILDINFO", b"\xff"), (".PKGINFO", b"pkgname = p\n")]).unwrap_err();
         assert_eq!(e.to_string(), ".BUILDINFO is not valid UTF-8");
+        // Reading .PKGINFO alone (an -I file, a publish) never looks at it.
+        let odd = File::open(package_file(dir.path(), &[(".BUILDINFO", b"\xff"), (".PKGINFO", b"pkgname = p\n")])).unwrap();
+        assert_eq!(pkginfo_text(odd).unwrap(), "pkgname = p\n");
     }
 
     #[test]

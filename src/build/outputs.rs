@@ -17,8 +17,9 @@ use super::{BuildError, Job, error_chain};
 /// and a package whose .PKGINFO agrees with its name and is one of the
 /// PKGBUILD's pkgnames, of the build's architecture or `any`. With them,
 /// the `.BUILDINFO` of the package whose pkgname sorts first ("" when it
-/// has none), the one makepkg wrote first: the same for every package of
-/// the build but for its `pkgname` line.
+/// has none), the one makepkg's `pkg/*/.BUILDINFO` glob would name first
+/// (each package has its own; they differ in `pkgname` and, for a split
+/// package of another architecture, `pkgarch`).
 pub(super) fn take_outputs(pkgdest: &Confined, job: &Job<'_>, arch: &str, limit: u64) -> Result<(Vec<MadeFile>, String), BuildError> {
     let refused = |source| BuildError::Refused { what: "a package file of the build", source };
     let mut out = Vec::new();

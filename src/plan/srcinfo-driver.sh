@@ -61,15 +61,17 @@ shopt -s extglob
 # Sourcing it costs a third of what loading does. One that does not load
 # whole leaves this shell half loaded: exit 99, and pkgcell runs the batch
 # again without it.
-_pkgcell_cold_file=
 if [[ -n $_pkgcell_snapshot && -f $_pkgcell_snapshot ]]; then
 	_pkgcell_snapshot_loaded=
 	source "$_pkgcell_snapshot" 2>"$_pkgcell_out/snapshot.log"
 	[[ $_pkgcell_snapshot_loaded == 1 ]] || exit 99
 	unset _pkgcell_snapshot_loaded
-	# Its functions after `return 0`, for the stubs of the functions no
-	# job is likely to call (_pkgcell_cold).
-	_pkgcell_cold_file=$_pkgcell_snapshot
+	# The text of the functions it holds as stubs, after its `return 0`
+	# (see _pkgcell_cold), read now, as root, for every job to inherit;
+	# one cut short is a snapshot that did not load.
+	mapfile -s "$_pkgcell_cold_skip" _pkgcell_cold_lines <"$_pkgcell_snapshot" &&
+		[[ ${_pkgcell_cold_lines[-1]-} == $'# end of the pkgcell srcinfo snapshot\n' ]] || exit 99
+	unset _pkgcell_cold_skip
 else
 	source "${BASH_SOURCE[0]%/*}/srcinfo-load.sh"
 fi
@@ -94,12 +96,6 @@ _pkgcell_one() {
 	# the Rust side (OUTPUT_LIMIT) to name the error.
 	ulimit -t "$_pkgcell_timeout" -f 1024 -v 2097152 -c 0 2>/dev/null
 	cd -P -- "$1/tree" || exit 90
-	# Root's snapshot, readable through this fd after the drop: the text
-	# of the functions it holds as stubs (makepkg's library; no secret).
-	if [[ -n $_pkgcell_cold_file ]]; then
-		exec {_pkgcell_cold_fd}<"$_pkgcell_cold_file" || exit 89
-	fi
-	unset _pkgcell_cold_file
 	pkgcell_dropids "$3" "$1" || exit 94
 	# The job's own directory, not shared /tmp: nobody else can plant a
 	# symlink at its scratch path.

@@ -149,6 +149,12 @@ fn fail_in(builtin: &[u8], what: &[u8]) -> c_int {
     EXECUTION_FAILURE
 }
 
+/// The bytes of the NUL-terminated `s`, without the NUL.
+unsafe fn c_bytes<'a>(s: *const c_char) -> &'a [u8] {
+    // SAFETY: the caller passes a NUL-terminated word from bash.
+    unsafe { core::ffi::CStr::from_ptr(s) }.to_bytes()
+}
+
 /// The words of `list` as C strings, at most `N`; `None` if not exactly `N`.
 unsafe fn words<const N: usize>(mut list: *const WordList) -> Option<[*const c_char; N]> {
     let mut out = [null(); N];
@@ -239,12 +245,12 @@ unsafe extern "C" fn pkgcell_lockdirs(mut list: *const WordList) -> c_int {
             let errno = unsafe { *__errno_location() };
             // Nothing there, or not a directory: nothing shared to lock.
             if errno != ENOENT && errno != ENOTDIR {
-                status = fail_in(b"pkgcell_lockdirs: ", b"open DIR");
+                status = fail_in(b"pkgcell_lockdirs: open ", unsafe { c_bytes(dir) });
             }
             continue;
         }
         if unsafe { fchmod(fd, 0o755) } != 0 {
-            status = fail_in(b"pkgcell_lockdirs: ", b"chmod DIR");
+            status = fail_in(b"pkgcell_lockdirs: chmod ", unsafe { c_bytes(dir) });
         }
         unsafe { close(fd) };
     }

@@ -77,31 +77,35 @@ if [[ -n $_pkgcell_snapshot ]]; then
 				_pkgcell_snap_coldfn+=("$_pkgcell_snap_n")
 			fi
 		done
+		# The cold functions' text, one after the other, each followed by
+		# a line that tells _pkgcell_cold it was read whole; the stub of
+		# each names its place (first line, number of lines) in that text.
+		local -a _pkgcell_snap_cold=() _pkgcell_snap_stubs=() _pkgcell_snap_fl=()
+		local _pkgcell_snap_at=0
+		for _pkgcell_snap_n in "${_pkgcell_snap_coldfn[@]}"; do
+			declare -f "$_pkgcell_snap_n" >"$_pkgcell_out/.snap-cold" && mapfile -t _pkgcell_snap_fl <"$_pkgcell_out/.snap-cold" || return 1
+			_pkgcell_snap_fl+=('_pkgcell_cold_done=1')
+			_pkgcell_snap_cold+=("${_pkgcell_snap_fl[@]}")
+			_pkgcell_snap_stubs+=("$_pkgcell_snap_n () " "{ " "    _pkgcell_cold $_pkgcell_snap_n $_pkgcell_snap_at ${#_pkgcell_snap_fl[@]} || return;" "    $_pkgcell_snap_n \"\$@\"" "}")
+			((_pkgcell_snap_at += ${#_pkgcell_snap_fl[@]}))
+		done
 		# Options first: they may change how the rest is parsed. Then the
-		# hot functions, a stub for each cold one, the rest of the state,
-		# the number of lines up to the `return 0` that ends the sourcing,
-		# and the line that tells the driver (and pkgcell) that it all
-		# loaded. The cold functions after `return 0` cost no parsing
-		# unless a job calls one (see _pkgcell_cold). The last line tells
-		# pkgcell the file is whole.
+		# hot functions, the stubs, the rest of the state, the number of
+		# lines up to the `return 0` that ends the sourcing, and the line
+		# that tells the driver (and pkgcell) that it all loaded. The cold
+		# text after `return 0` costs no parsing: the driver reads it into
+		# an array, and a stub parses only its own function, on its first
+		# call. The last line tells pkgcell the file is whole.
 		local -a _pkgcell_snap_head
 		{
 			printf '%s\n' "${_pkgcell_snap_opts[@]}" &&
 				declare -f "${_pkgcell_snap_hotfn[@]}" &&
-				for _pkgcell_snap_n in "${_pkgcell_snap_coldfn[@]}"; do
-					printf '%s () \n{ \n    _pkgcell_cold %s || return;\n    %s "$@"\n}\n' "$_pkgcell_snap_n" "$_pkgcell_snap_n" "$_pkgcell_snap_n"
-				done &&
-				printf '%s\n' "${_pkgcell_snap_fattr[@]}" "${_pkgcell_snap_vars[@]}"
+				printf '%s\n' "${_pkgcell_snap_stubs[@]}" "${_pkgcell_snap_fattr[@]}" "${_pkgcell_snap_vars[@]}"
 		} >"$1" && mapfile -t _pkgcell_snap_head <"$1" || { : >"$1"; return 1; }
 		{
 			printf '%s\n' "${_pkgcell_snap_head[@]}" &&
 				printf '_pkgcell_cold_skip=%s\n_pkgcell_snapshot_loaded=1\nreturn 0\n' "$((${#_pkgcell_snap_head[@]} + 3))" &&
-				for _pkgcell_snap_n in "${_pkgcell_snap_coldfn[@]}"; do
-					printf 'if [[ $_pkgcell_cold_want == %s ]]; then\n' "$_pkgcell_snap_n" &&
-						declare -f "$_pkgcell_snap_n" &&
-						printf '_pkgcell_cold_done=1\nfi\n' || return 1
-				done &&
-				printf '%s\n' '# end of the pkgcell srcinfo snapshot'
+				printf '%s\n' "${_pkgcell_snap_cold[@]}" '# end of the pkgcell srcinfo snapshot'
 		} >"$1" || { : >"$1"; return 1; }
 	}
 	# Sets _pkgcell_snap_hot[NAME] for every function a job may reach:
@@ -169,21 +173,16 @@ if [[ -n $_pkgcell_snapshot ]]; then
 fi
 
 # Defines the function $1 that a snapshot left out, for its stub (see
-# _pkgcell_snap_write): the functions after the snapshot's first
-# _pkgcell_cold_skip lines, read once per job through _pkgcell_cold_fd,
-# which the job opened while still root. Only $1 is defined: a function
-# of that text that the PKGBUILD defined since stays the PKGBUILD's.
+# _pkgcell_snap_write): lines $2 to $2 + $3 of the cold text, which the
+# driver read into _pkgcell_cold_lines before any job started. Only $1 is
+# defined: a function of that text that the PKGBUILD defined since stays
+# the PKGBUILD's.
 _pkgcell_cold() {
-	local _pkgcell_cold_want=$1 _pkgcell_cold_done=
-	if [[ ! -v _pkgcell_cold_text ]]; then
-		[[ -n ${_pkgcell_cold_fd-} && -n ${_pkgcell_cold_skip-} ]] || return 1
-		local -a _pkgcell_cold_lines
-		local IFS=
-		mapfile -s "$_pkgcell_cold_skip" -u "$_pkgcell_cold_fd" _pkgcell_cold_lines || return 1
-		_pkgcell_cold_text="${_pkgcell_cold_lines[*]}"
-	fi
-	eval "$_pkgcell_cold_text"
-	[[ -n $_pkgcell_cold_done ]]
+	local IFS= _pkgcell_cold_done=
+	eval "${_pkgcell_cold_lines[*]:$2:$3}"
+	[[ -n $_pkgcell_cold_done ]] && return
+	printf 'pkgcell: the parse snapshot lost the text of %s\n' "$1" >&2
+	return 127
 }
 
 for lib in "$LIBRARY"/*.sh; do

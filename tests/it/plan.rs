@@ -214,7 +214,7 @@ fn lint_and_srcinfo_answer_as_the_bases_own_makepkg() {
     // use (the fixture cold-library-calls calls three).
     let text = std::fs::read_to_string(&path).unwrap();
     for f in ["msg", "get_full_version", "canonicalize_path"] {
-        assert!(text.contains(&format!("{f} () \n{{ \n    _pkgcell_cold {f} || return;")), "{f} is no stub in the snapshot");
+        assert!(text.contains(&format!("{f} () \n{{ \n    _pkgcell_cold {f} ")), "{f} is no stub in the snapshot");
     }
     let out = round("sourcing the snapshot");
     same("sourcing the snapshot", &out);
